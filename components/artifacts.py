@@ -1,0 +1,14 @@
+"""Artifact types of our own components."""
+
+from tfx.types import artifact
+
+
+class DataValidationReport(artifact.Artifact):
+    """index.html (for people) and verdict.json (for the gate) of one data set."""
+    TYPE_NAME = 'DataValidationReport'
+
+
+# Files inside a DataValidationReport.
+REPORT_HTML = 'index.html'
+VERDICT_JSON = 'verdict.json'
+LABEL_DRIFT_PBTXT = 'label_drift_anomalies.pbtxt'

@@ -1,0 +1,44 @@
+"""DataReport: turns statistics, schema, anomalies and the ExampleGen report into
+a verdict (for DataGate) and an HTML report (for people). It never fails on bad
+data, so its report survives a run that the gate stops."""
+
+from typing import Optional
+
+from tfx.dsl.components.base import base_component
+from tfx.dsl.components.base import executor_spec
+from tfx.types import channel
+
+from components import artifacts
+from components.data_report import executor
+from components.data_report.spec import DataReportSpec
+
+
+class DataReport(base_component.BaseComponent):
+    """Checks label balance, label drift, anomalies and leakage; writes the report."""
+
+    SPEC_CLASS = DataReportSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+
+    def __init__(self, examples: channel.Channel, statistics: channel.Channel,
+                 schema: channel.Channel, anomalies: channel.Channel, *, labels_json: str,
+                 balance_tolerance: float, label_drift_threshold: float,
+                 max_cross_split_duplicates: int, sample_images_per_class: int = 3,
+                 report: Optional[channel.Channel] = None):
+        """Args: the channels of ExampleGen, StatisticsGen, the schema and
+        ExampleValidator, and the checks' settings (see PipelineConfig)."""
+        if not 0.0 <= balance_tolerance <= 1.0:
+            raise ValueError(f'balance_tolerance must be in [0, 1], got {balance_tolerance}')
+        if not 0.0 <= label_drift_threshold <= 1.0:
+            raise ValueError(
+                f'label_drift_threshold must be in [0, 1], got {label_drift_threshold}')
+        if max_cross_split_duplicates < 0:
+            raise ValueError('max_cross_split_duplicates must be >= 0, '
+                             f'got {max_cross_split_duplicates}')
+        spec = DataReportSpec(
+            examples=examples, statistics=statistics, schema=schema, anomalies=anomalies,
+            labels=labels_json, balance_tolerance=float(balance_tolerance),
+            label_drift_threshold=float(label_drift_threshold),
+            max_cross_split_duplicates=int(max_cross_split_duplicates),
+            sample_images_per_class=int(sample_images_per_class),
+            report=report or channel.Channel(type=artifacts.DataValidationReport))
+        super().__init__(spec=spec)

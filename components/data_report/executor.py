@@ -1,0 +1,105 @@
+"""DataReport executor: checks the data and writes verdict.json and index.html."""
+
+import json
+import os
+from typing import Any, Dict
+
+import tensorflow as tf
+import tensorflow_data_validation as tfdv
+from absl import logging
+from google.protobuf import text_format
+from tensorflow_metadata.proto.v0 import anomalies_pb2
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+
+from components import artifacts
+from components import examples_io
+from components.data_report import checks
+from components.data_report import render
+from components.data_report import spec
+from components.image_example_gen import spec as example_gen_spec
+from models import features
+
+# File names the stock components write.
+STATS_FILE = 'FeatureStats.pb'
+ANOMALIES_FILE = 'SchemaDiff.pb'
+SCHEMA_FILE = 'schema.pbtxt'
+
+
+def _read_json(path: str) -> Any:
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def _write(path: str, content: str) -> None:
+    with tf.io.gfile.GFile(path, 'w') as f:
+        f.write(content)
+
+
+def build_verdict(stats: Dict[str, Any], anomalies: Dict[str, anomalies_pb2.Anomalies],
+                  schema, image_report: Dict[str, Any], exec_properties: Dict[str, Any]):
+    """All checks of the data set; returns (verdict dict, label drift Anomalies)."""
+    labels = json.loads(exec_properties[spec.LABELS_KEY])
+    counts = {split: checks.label_counts(s.datasets[0], labels) for split, s in stats.items()}
+    problems = []
+    for split, split_anomalies in anomalies.items():
+        problems += checks.anomaly_problems(split_anomalies, f'{split} split')
+    problems += checks.balance_problems(counts, exec_properties[spec.BALANCE_TOLERANCE_KEY])
+    drift = anomalies_pb2.Anomalies()
+    if features.TRAIN_SPLIT in stats and features.EVAL_SPLIT in stats:
+        drift = checks.label_drift(stats[features.TRAIN_SPLIT], stats[features.EVAL_SPLIT],
+                                   schema, exec_properties[spec.LABEL_DRIFT_THRESHOLD_KEY])
+        problems += checks.anomaly_problems(drift, 'train vs eval')
+    problems += checks.duplicate_problems(
+        image_report, exec_properties[spec.MAX_CROSS_SPLIT_DUPLICATES_KEY])
+    verdict = {
+        'passed': not problems,
+        'problems': problems,
+        'label_counts': counts,
+        'settings': {k: exec_properties[k] for k in (
+            spec.BALANCE_TOLERANCE_KEY, spec.LABEL_DRIFT_THRESHOLD_KEY,
+            spec.MAX_CROSS_SPLIT_DUPLICATES_KEY)},
+    }
+    return verdict, drift
+
+
+class Executor(base_executor.BaseExecutor):
+    """Reads the artifacts of the data stages; never fails on bad data."""
+
+    def Do(self, input_dict, output_dict, exec_properties) -> None:
+        examples = artifact_utils.get_single_instance(input_dict[spec.EXAMPLES_KEY])
+        statistics = input_dict[spec.STATISTICS_KEY]
+        anomalies_artifacts = input_dict[spec.ANOMALIES_KEY]
+        schema_uri = artifact_utils.get_single_uri(input_dict[spec.SCHEMA_KEY])
+        report = artifact_utils.get_single_instance(output_dict[spec.REPORT_KEY])
+        labels = json.loads(exec_properties[spec.LABELS_KEY])
+
+        splits = artifact_utils.decode_split_names(examples.split_names)
+        stats = {s: tfdv.load_stats_binary(os.path.join(
+            artifact_utils.get_split_uri(statistics, s), STATS_FILE)) for s in splits}
+        anomalies = {}
+        for split in splits:
+            with tf.io.gfile.GFile(os.path.join(artifact_utils.get_split_uri(
+                    anomalies_artifacts, split), ANOMALIES_FILE), 'rb') as f:
+                anomalies[split] = anomalies_pb2.Anomalies.FromString(f.read())
+        schema = tfdv.load_schema_text(os.path.join(schema_uri, SCHEMA_FILE))
+        image_report = _read_json(os.path.join(examples.uri, example_gen_spec.REPORT_FILE))
+
+        verdict, drift = build_verdict(stats, anomalies, schema, image_report, exec_properties)
+        html_path = os.path.join(report.uri, artifacts.REPORT_HTML)
+        verdict['report'] = html_path
+        samples = examples_io.samples_per_label(
+            examples.uri, splits[0], labels, exec_properties[spec.SAMPLES_PER_CLASS_KEY])
+        tf.io.gfile.makedirs(report.uri)
+        _write(os.path.join(report.uri, artifacts.VERDICT_JSON),
+               json.dumps(verdict, indent=1, sort_keys=True))
+        _write(os.path.join(report.uri, artifacts.LABEL_DRIFT_PBTXT),
+               text_format.MessageToString(drift))
+        _write(html_path, render.render(
+            verdict=verdict, stats=stats, anomalies=anomalies, drift=drift, schema=schema,
+            image_report=image_report, samples=samples, sample_split=splits[0],
+            examples_uri=examples.uri))
+        report.set_int_custom_property('passed', int(verdict['passed']))
+        logging.info('DataReport: %s, %d problems; report %s',
+                     'passed' if verdict['passed'] else 'FAILED', len(verdict['problems']),
+                     html_path)

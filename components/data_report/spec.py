@@ -1,0 +1,37 @@
+"""DataReportSpec and the keys of its inputs, outputs and parameters."""
+
+from tfx.types import component_spec
+from tfx.types import standard_artifacts
+
+from components import artifacts
+
+EXAMPLES_KEY = 'examples'
+STATISTICS_KEY = 'statistics'
+SCHEMA_KEY = 'schema'
+ANOMALIES_KEY = 'anomalies'
+REPORT_KEY = 'report'
+LABELS_KEY = 'labels'                          # JSON list of class names
+BALANCE_TOLERANCE_KEY = 'balance_tolerance'
+LABEL_DRIFT_THRESHOLD_KEY = 'label_drift_threshold'
+MAX_CROSS_SPLIT_DUPLICATES_KEY = 'max_cross_split_duplicates'
+SAMPLES_PER_CLASS_KEY = 'sample_images_per_class'
+
+
+class DataReportSpec(component_spec.ComponentSpec):
+    PARAMETERS = {
+        LABELS_KEY: component_spec.ExecutionParameter(type=str),
+        BALANCE_TOLERANCE_KEY: component_spec.ExecutionParameter(type=float),
+        LABEL_DRIFT_THRESHOLD_KEY: component_spec.ExecutionParameter(type=float),
+        MAX_CROSS_SPLIT_DUPLICATES_KEY: component_spec.ExecutionParameter(type=int),
+        SAMPLES_PER_CLASS_KEY: component_spec.ExecutionParameter(type=int),
+    }
+    INPUTS = {
+        EXAMPLES_KEY: component_spec.ChannelParameter(type=standard_artifacts.Examples),
+        STATISTICS_KEY: component_spec.ChannelParameter(
+            type=standard_artifacts.ExampleStatistics),
+        SCHEMA_KEY: component_spec.ChannelParameter(type=standard_artifacts.Schema),
+        ANOMALIES_KEY: component_spec.ChannelParameter(type=standard_artifacts.ExampleAnomalies),
+    }
+    OUTPUTS = {
+        REPORT_KEY: component_spec.ChannelParameter(type=artifacts.DataValidationReport),
+    }

@@ -1,0 +1,47 @@
+"""Reading tf.train.Examples back from an Examples artifact (reports, Pusher warmup)."""
+
+import os
+from typing import Dict, Iterator, List, Sequence, Tuple
+
+import tensorflow as tf
+
+from models import features
+
+
+def split_files(examples_uri: str, split: str) -> List[str]:
+    """The TFRecord files of one split, sorted."""
+    return sorted(tf.io.gfile.glob(os.path.join(examples_uri, f'Split-{split}', '*')))
+
+
+def iter_examples(examples_uri: str, split: str) -> Iterator[tf.train.Example]:
+    """Every Example of a split, in file order (files are gzipped TFRecords)."""
+    files = split_files(examples_uri, split)
+    if not files:
+        raise FileNotFoundError(f'no files for split {split!r} under {examples_uri}')
+    for record in tf.data.TFRecordDataset(files, compression_type='GZIP'):
+        yield tf.train.Example.FromString(record.numpy())
+
+
+def value(example: tf.train.Example, key: str):
+    """The single value of a feature (bytes or int)."""
+    feature = example.features.feature[key]
+    if feature.HasField('bytes_list'):
+        return feature.bytes_list.value[0]
+    return feature.int64_list.value[0]
+
+
+def samples_per_label(examples_uri: str, split: str, labels: Sequence[str],
+                      count: int) -> Dict[str, List[Tuple[bytes, str]]]:
+    """The first `count` (image bytes, path) of each class, in file order.
+
+    Reads the split once and stops early when every class is full.
+    """
+    found: Dict[str, List[Tuple[bytes, str]]] = {label: [] for label in labels}
+    for example in iter_examples(examples_uri, split):
+        label = labels[value(example, features.LABEL_KEY)]
+        if len(found[label]) < count:
+            found[label].append((value(example, features.IMAGE_KEY),
+                                 value(example, features.PATH_KEY).decode()))
+        if all(len(v) >= count for v in found.values()):
+            break
+    return found

@@ -1,0 +1,143 @@
+"""Pure functions: one image file -> one tf.train.Example, or a reason it is bad.
+
+Decoding uses `tf.io.decode_image`, the decoder Transform and serving use, so a
+file accepted here is a file the model can read. Pillow only reads the header
+(format, size, colour mode) before that, to refuse decompression bombs cheaply.
+"""
+
+import dataclasses
+import hashlib
+import io
+import posixpath
+import warnings
+from typing import Optional, Sequence
+
+import tensorflow as tf
+from PIL import Image
+
+from models import features
+
+# Pillow format name -> our format feature value.
+_FORMATS = {'JPEG': 'jpeg', 'MPO': 'jpeg', 'PNG': 'png', 'BMP': 'bmp', 'GIF': 'gif'}
+# Colour mode -> channels of the source image.
+_MODE_CHANNELS = {'1': 1, 'L': 1, 'I': 1, 'I;16': 1, 'F': 1, 'P': 3, 'LA': 2, 'PA': 4,
+                  'RGB': 3, 'YCbCr': 3, 'RGBA': 4, 'CMYK': 4}
+
+# Default cap on decoded pixels (about 10000 x 10000); larger files are reported
+# as bad instead of being decoded, which keeps a worker's memory bounded.
+DEFAULT_MAX_PIXELS = 100_000_000
+
+
+class BadImageError(ValueError):
+    """A file that cannot be used as an image; `reason` says why."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageInfo:
+    """What we learn about an image file while validating it."""
+    height: int
+    width: int
+    channels: int
+    format: str
+    sha256: str
+
+
+def _first_line(message: str) -> str:
+    line = message.strip().splitlines()[0] if message.strip() else 'unknown error'
+    # TF prefixes op errors with '{{function_node ...}} '; the rest is the reason.
+    if line.startswith('{{') and '}}' in line:
+        line = line.split('}}', 1)[1].strip()
+    return line.split(' [Op:')[0]
+
+
+def inspect_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
+    """Validates encoded image bytes by decoding them fully.
+
+    Args:
+      data: the file's bytes.
+      max_pixels: images with more pixels are refused before decoding.
+
+    Returns:
+      ImageInfo with the decoded size, source channels, format and sha256.
+
+    Raises:
+      BadImageError: empty, not an image, unsupported format, too large, or
+        not decodable (e.g. truncated).
+    """
+    if not data:
+        raise BadImageError('empty file (0 bytes)')
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('error', Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as header:
+                fmt, (width, height), mode = header.format, header.size, header.mode
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise BadImageError(f'image too large to decode safely: {e}') from None
+    except Exception as e:  # pylint: disable=broad-except
+        raise BadImageError(f'not a readable image ({type(e).__name__}: {e})') from None
+    if fmt not in _FORMATS:
+        raise BadImageError(f'unsupported image format {fmt}; expected JPEG, PNG, BMP or GIF')
+    if width * height > max_pixels:
+        raise BadImageError(
+            f'image too large: {width}x{height} = {width * height} pixels > max_pixels {max_pixels}')
+    try:
+        decoded = tf.io.decode_image(data, channels=3, expand_animations=False)
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
+        raise BadImageError(f'cannot decode {_FORMATS[fmt].upper()}: {_first_line(e.message)}') from None
+    h, w = int(decoded.shape[0]), int(decoded.shape[1])
+    return ImageInfo(height=h, width=w, channels=_MODE_CHANNELS.get(mode, 3),
+                     format=_FORMATS[fmt], sha256=hashlib.sha256(data).hexdigest())
+
+
+def label_from_path(rel_path: str, labels: Sequence[str]) -> Optional[int]:
+    """Label index from the class folder a file sits in (its parent folder).
+
+    Args:
+      rel_path: '/'-separated path relative to the data root.
+      labels: the class names; the index in this sequence is the label.
+
+    Returns:
+      The index, or None when the parent folder is not a class.
+    """
+    folder = posixpath.basename(posixpath.dirname(rel_path))
+    return labels.index(folder) if folder in labels else None
+
+
+def _bytes(value: bytes) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def _int(value: int) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+
+
+def make_example(data: bytes, rel_path: str, label: int, labels: Sequence[str],
+                 info: ImageInfo) -> tf.train.Example:
+    """Builds the tf.train.Example for one validated image.
+
+    Args:
+      data: encoded bytes, stored exactly as read.
+      rel_path: path relative to the data root.
+      label: index into labels.
+      labels: class names.
+      info: the result of `inspect_image(data)`.
+
+    Returns:
+      The Example with every key of `features.RAW_FEATURE_KEYS`.
+    """
+    feature = {
+        features.IMAGE_KEY: _bytes(data),
+        features.LABEL_KEY: _int(label),
+        features.LABEL_NAME_KEY: _bytes(labels[label].encode()),
+        features.PATH_KEY: _bytes(rel_path.encode()),
+        features.HEIGHT_KEY: _int(info.height),
+        features.WIDTH_KEY: _int(info.width),
+        features.CHANNELS_KEY: _int(info.channels),
+        features.FORMAT_KEY: _bytes(info.format.encode()),
+        features.SHA256_KEY: _bytes(info.sha256.encode()),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature))

@@ -1,0 +1,93 @@
+"""Pure: per-file manifest entries -> the ExampleGen report (counts, bad files, duplicates).
+
+A manifest entry is a dict with keys: path, split, status ('ok', 'bad' or
+'ignored'), reason, label_name, sha256, height, width, channels, format, bytes.
+"""
+
+import collections
+from typing import Any, Dict, Iterable, List, Sequence
+
+OK, BAD, IGNORED = 'ok', 'bad', 'ignored'
+
+# Files named in an error message; the report lists all of them.
+_MESSAGE_LIMIT = 10
+
+
+class BadDataError(RuntimeError):
+    """Too many files could not be read as images."""
+
+
+def summarize(entries: Iterable[Dict[str, Any]], labels: Sequence[str],
+              split_names: Sequence[str], *, max_bad_fraction: float,
+              hash_split: bool) -> Dict[str, Any]:
+    """Builds the report of one ExampleGen run.
+
+    Args:
+      entries: manifest entries; ok entries carry the split they went to.
+      labels: class names.
+      split_names: output split names, in order.
+      max_bad_fraction: the allowed share of bad files among image files.
+      hash_split: whether splits come from hashing (duplicates then share a split).
+
+    Returns:
+      A JSON-able dict: per split and label counts, bad and ignored files,
+      duplicate groups (with whether they cross splits) and the bad fraction.
+    """
+    entries = sorted(entries, key=lambda e: e['path'])
+    splits = {name: {'images': 0, 'by_label': {label: 0 for label in labels}}
+              for name in split_names}
+    bad, ignored = [], []
+    by_hash = collections.defaultdict(list)
+    for entry in entries:
+        if entry['status'] == OK:
+            split = splits[entry['split']]
+            split['images'] += 1
+            split['by_label'][entry['label_name']] += 1
+            by_hash[entry['sha256']].append({'split': entry['split'], 'path': entry['path']})
+        elif entry['status'] == BAD:
+            bad.append({'path': entry['path'], 'reason': entry['reason']})
+        else:
+            ignored.append({'path': entry['path'], 'reason': entry['reason']})
+    duplicates = []
+    for sha, files in sorted(by_hash.items()):
+        if len(files) > 1:
+            duplicates.append({'sha256': sha, 'files': files,
+                               'cross_split': len({f['split'] for f in files}) > 1})
+    good = sum(s['images'] for s in splits.values())
+    readable = good + len(bad)
+    return {
+        'labels': list(labels),
+        'split_method': 'hash of image bytes' if hash_split else 'folders',
+        'splits': splits,
+        'images': good,
+        'bad_files': bad,
+        'ignored_files': ignored,
+        'bad_fraction': len(bad) / readable if readable else 0.0,
+        'max_bad_fraction': max_bad_fraction,
+        'duplicates': duplicates,
+        'cross_split_duplicates': sum(d['cross_split'] for d in duplicates),
+    }
+
+
+def check(report: Dict[str, Any], report_path: str) -> None:
+    """Raises BadDataError when the report shows unusable data.
+
+    Args:
+      report: the output of `summarize`.
+      report_path: where the full report was written, named in the message.
+
+    Raises:
+      BadDataError: no readable image at all, or too many bad files.
+    """
+    bad: List[Dict[str, str]] = report['bad_files']
+    listed = '; '.join(f"{b['path']}: {b['reason']}" for b in bad[:_MESSAGE_LIMIT])
+    more = f' (and {len(bad) - _MESSAGE_LIMIT} more)' if len(bad) > _MESSAGE_LIMIT else ''
+    if report['images'] == 0:
+        raise BadDataError(
+            f'no readable image in the data root ({len(bad)} bad files: {listed}{more}); '
+            f'report: {report_path}')
+    if report['bad_fraction'] > report['max_bad_fraction']:
+        raise BadDataError(
+            f"{len(bad)} of {report['images'] + len(bad)} image files "
+            f"({report['bad_fraction']:.1%}) cannot be read, more than max_bad_fraction "
+            f"{report['max_bad_fraction']:.1%}: {listed}{more}; report: {report_path}")

@@ -1,0 +1,47 @@
+"""ImagePusher: Pusher that publishes a version directory atomically, with warmup."""
+
+from typing import Optional
+
+from tfx.dsl.components.base import base_component
+from tfx.dsl.components.base import executor_spec
+from tfx.proto import pusher_pb2
+from tfx.types import channel
+from tfx.types import standard_artifacts
+
+from components.image_pusher import executor
+from components.image_pusher import spec
+
+
+class ImagePusher(base_component.BaseComponent):
+    """Pushes a blessed model to `<base_directory>/<integer version>/`.
+
+    An unblessed model is never pushed; the reason (failed TFMA thresholds) is
+    logged and stored in the PushedModel artifact.
+    """
+
+    SPEC_CLASS = spec.ImagePusherSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+
+    def __init__(self, model: channel.BaseChannel, model_blessing: channel.BaseChannel, *,
+                 base_directory: str, model_name: str,
+                 evaluation: Optional[channel.BaseChannel] = None,
+                 examples: Optional[channel.BaseChannel] = None, warmup_images: int = 5,
+                 push_label: Optional[str] = None, model_config_file: Optional[str] = None):
+        """Args: model and blessing channels; where and under which name to push;
+        evaluation (for the not-pushed reason); examples and how many eval images
+        to write as TF Serving warmup requests; an optional version label
+        ('canary') set in the TF Serving model config file."""
+        if not 0 <= warmup_images <= 1000:
+            raise ValueError(f'warmup_images must be in [0, 1000], got {warmup_images}')
+        if push_label and not model_config_file:
+            raise ValueError('push_label needs model_config_file (where labels live)')
+        component_spec = spec.ImagePusherSpec(
+            model=model, model_blessing=model_blessing, evaluation=evaluation,
+            examples=examples,
+            push_destination=pusher_pb2.PushDestination(
+                filesystem=pusher_pb2.PushDestination.Filesystem(
+                    base_directory=base_directory)),
+            model_name=model_name, warmup_images=int(warmup_images), push_label=push_label,
+            model_config_file=model_config_file,
+            pushed_model=channel.Channel(type=standard_artifacts.PushedModel))
+        super().__init__(spec=component_spec)

@@ -1,0 +1,199 @@
+"""ImagePusher executor.
+
+A version directory appears whole: the model is copied into a hidden staging
+folder beside the versions (TF Serving only loads integer-named folders), the
+warmup file is added, and the folder is renamed to its integer version. On
+object stores, where rename is a copy, saved_model.pb is copied last instead,
+the marker TF Serving waits for. Older versions are never touched.
+"""
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from typing import Any, Dict, List, Optional
+
+import tensorflow as tf
+import tensorflow_model_analysis as tfma
+from absl import logging
+from tfx.components.pusher import executor as pusher_executor
+from tfx.types import artifact_utils
+from tfx.types import standard_component_specs
+from tfx.utils import io_utils
+from tfx.utils import proto_utils
+from tfx.proto import pusher_pb2
+
+from components import examples_io
+from components.image_pusher import spec
+from models import features
+
+SAVED_MODEL_PB = 'saved_model.pb'
+STAGING_PREFIX = '.staging-'
+
+
+def existing_versions(base_directory: str) -> List[int]:
+    """Integer version folders under a model's base directory."""
+    if not tf.io.gfile.isdir(base_directory):
+        return []
+    return sorted(int(name.rstrip('/')) for name in tf.io.gfile.listdir(base_directory)
+                  if name.rstrip('/').isdigit())
+
+
+def next_version(base_directory: str, now: Optional[float] = None) -> int:
+    """The Unix time in seconds, or one more than the newest version if that is later."""
+    versions = existing_versions(base_directory)
+    now_version = int(time.time() if now is None else now)
+    return max([now_version] + [v + 1 for v in versions])
+
+
+def model_digest(model_dir: str) -> str:
+    """sha256 of the graph and the variables index: equal for copies of one export."""
+    digest = hashlib.sha256()
+    for name in (SAVED_MODEL_PB, os.path.join('variables', 'variables.index')):
+        path = os.path.join(model_dir, name)
+        if tf.io.gfile.exists(path):
+            with tf.io.gfile.GFile(path, 'rb') as f:
+                digest.update(f.read())
+    return digest.hexdigest()
+
+
+def version_serving(model_dir: str, base_directory: str) -> Optional[int]:
+    """The existing version that holds this very model, if any (a re-run pushes nothing)."""
+    digest = model_digest(model_dir)
+    for version in reversed(existing_versions(base_directory)):
+        if model_digest(os.path.join(base_directory, str(version))) == digest:
+            return version
+    return None
+
+
+def _is_local(path: str) -> bool:
+    return '://' not in path
+
+
+def publish(model_path: str, base_directory: str, version: int, prepare=None) -> str:
+    """Copies a SavedModel to `<base_directory>/<version>/` so it appears whole.
+
+    Args:
+      model_path: the SavedModel directory.
+      base_directory: the model's folder in the serving directory.
+      version: the integer version; its folder must not exist.
+      prepare: optional callable(staging_dir) run before publishing (warmup).
+
+    Returns:
+      The version directory.
+    """
+    target = os.path.join(base_directory, str(version))
+    if tf.io.gfile.exists(target):
+        raise FileExistsError(f'version directory {target} already exists')
+    tf.io.gfile.makedirs(base_directory)
+    if _is_local(base_directory):
+        staging = os.path.join(base_directory, f'{STAGING_PREFIX}{version}-{uuid.uuid4().hex[:8]}')
+        try:
+            io_utils.copy_dir(model_path, staging)
+            if prepare:
+                prepare(staging)
+            os.rename(staging, target)  # atomic on one POSIX filesystem
+        finally:
+            if tf.io.gfile.exists(staging):
+                tf.io.gfile.rmtree(staging)
+        return target
+    # Object stores: everything but saved_model.pb, then the marker file.
+    io_utils.copy_dir(model_path, target, deny_regex_patterns=[r'saved_model\.pb'])
+    if prepare:
+        prepare(target)
+    io_utils.copy_file(os.path.join(model_path, SAVED_MODEL_PB),
+                       os.path.join(target, SAVED_MODEL_PB))
+    return target
+
+
+def not_blessed_reason(evaluation_uri: Optional[str]) -> str:
+    """Why TFMA did not bless the model, from its validation result."""
+    if not evaluation_uri:
+        return 'the model was not blessed by the Evaluator'
+    result = tfma.load_validation_result(evaluation_uri)
+    reasons = []
+    for per_slice in result.metric_validations_per_slice:
+        for failure in per_slice.failures:
+            reasons.append(f'{failure.metric_key.name}: {failure.message}')
+    if result.missing_thresholds:
+        reasons.append('a thresholded metric has no value')
+    if result.rubber_stamp:
+        reasons.append('rubber stamp (no baseline)')
+    return '; '.join(reasons) or 'TFMA validation failed (see the evaluation artifact)'
+
+
+class Executor(pusher_executor.Executor):
+    """Pushes blessed models; records a reason when it does not."""
+
+    def Do(self, input_dict: Dict[str, List[Any]], output_dict: Dict[str, List[Any]],
+           exec_properties: Dict[str, Any]) -> None:
+        self._log_startup(input_dict, output_dict, exec_properties)
+        model_push = artifact_utils.get_single_instance(
+            output_dict[standard_component_specs.PUSHED_MODEL_KEY])
+        tf.io.gfile.makedirs(model_push.uri)
+        result_path = os.path.join(model_push.uri, spec.PUSH_RESULT_FILE)
+
+        if not self.CheckBlessing(input_dict):
+            evaluation = input_dict.get(spec.EVALUATION_KEY)
+            reason = not_blessed_reason(artifact_utils.get_single_uri(evaluation)
+                                        if evaluation else None)
+            logging.warning('Model NOT pushed: %s', reason)
+            model_push.set_string_custom_property('not_pushed_reason', reason)
+            io_utils.write_string_file(result_path, json.dumps(
+                {'pushed': False, 'reason': reason}, indent=1))
+            self._MarkNotPushed(model_push)
+            return
+
+        model_path = self.GetModelPath(input_dict)
+        destination = pusher_pb2.PushDestination()
+        proto_utils.json_to_proto(
+            exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination)
+        base_directory = destination.filesystem.base_directory
+        model_name = exec_properties[spec.MODEL_NAME_KEY]
+        warmup_images = self._warmup_images(input_dict, exec_properties[spec.WARMUP_IMAGES_KEY])
+
+        def add_warmup(staging_dir: str) -> None:
+            if warmup_images:
+                from serving import warmup  # pylint: disable=import-outside-toplevel
+                warmup.write_warmup_file(staging_dir, warmup_images, model_name=model_name,
+                                         signature_name=features.SERVING_SIGNATURE)
+
+        version = version_serving(model_path, base_directory)
+        if version is not None:
+            serving_path = os.path.join(base_directory, str(version))
+            logging.info('Model already served as version %d (%s); nothing copied', version,
+                         serving_path)
+        else:
+            version = next_version(base_directory)
+            serving_path = publish(model_path, base_directory, version, prepare=add_warmup)
+            logging.info('Model pushed as version %d: %s (%d warmup requests)', version,
+                         serving_path, len(warmup_images))
+
+        label = exec_properties.get(spec.PUSH_LABEL_KEY)
+        if label:
+            from serving import labels  # pylint: disable=import-outside-toplevel
+            labels.set_version_label(exec_properties[spec.MODEL_CONFIG_FILE_KEY], model_name,
+                                     label, version, base_path=base_directory)
+            logging.info('Version %d labelled %r in %s', version, label,
+                         exec_properties[spec.MODEL_CONFIG_FILE_KEY])
+
+        io_utils.copy_dir(model_path, os.path.join(model_push.uri, 'model'))
+        io_utils.write_string_file(result_path, json.dumps(
+            {'pushed': True, 'version': version, 'path': serving_path, 'label': label},
+            indent=1))
+        self._MarkPushed(model_push, pushed_destination=serving_path,
+                         pushed_version=str(version))
+
+    @staticmethod
+    def _warmup_images(input_dict, count: int) -> List[bytes]:
+        examples = input_dict.get(spec.EXAMPLES_KEY)
+        if not count or not examples:
+            return []
+        uri = artifact_utils.get_single_uri(examples)
+        images = []
+        for example in examples_io.iter_examples(uri, features.EVAL_SPLIT):
+            images.append(examples_io.value(example, features.IMAGE_KEY))
+            if len(images) >= count:
+                break
+        return images

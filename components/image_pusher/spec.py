@@ -1,0 +1,33 @@
+"""ImagePusherSpec: the stock PusherSpec plus evaluation (to say why a model was not
+pushed), eval examples (for the warmup file) and serving settings."""
+
+from tfx.types import component_spec
+from tfx.types import standard_artifacts
+from tfx.types import standard_component_specs
+
+EVALUATION_KEY = 'evaluation'
+EXAMPLES_KEY = 'examples'
+MODEL_NAME_KEY = 'model_name'
+WARMUP_IMAGES_KEY = 'warmup_images'          # eval images replayed as warmup (0: none)
+PUSH_LABEL_KEY = 'push_label'                # e.g. 'canary': label the new version
+MODEL_CONFIG_FILE_KEY = 'model_config_file'  # TF Serving model config to update
+
+# Written into the PushedModel artifact, pushed or not.
+PUSH_RESULT_FILE = 'push_result.json'
+
+
+class ImagePusherSpec(standard_component_specs.PusherSpec):
+    PARAMETERS = {
+        **standard_component_specs.PusherSpec.PARAMETERS,
+        MODEL_NAME_KEY: component_spec.ExecutionParameter(type=str),
+        WARMUP_IMAGES_KEY: component_spec.ExecutionParameter(type=int),
+        PUSH_LABEL_KEY: component_spec.ExecutionParameter(type=str, optional=True),
+        MODEL_CONFIG_FILE_KEY: component_spec.ExecutionParameter(type=str, optional=True),
+    }
+    INPUTS = {
+        **standard_component_specs.PusherSpec.INPUTS,
+        EVALUATION_KEY: component_spec.ChannelParameter(
+            type=standard_artifacts.ModelEvaluation, optional=True),
+        EXAMPLES_KEY: component_spec.ChannelParameter(
+            type=standard_artifacts.Examples, optional=True),
+    }

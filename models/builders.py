@@ -1,0 +1,136 @@
+"""Keras model builders, one per model of the tutorial. Pure: knobs in, model out.
+
+tf_keras (Keras 2.16) throughout: TFT 1.16's Keras layer and TFMA 0.47 build on
+it, so the whole chain shares one Keras. Every model takes the Transform output
+(float images in [-1, 1]) and returns logits.
+"""
+
+from typing import Dict, Optional, Sequence, Tuple
+
+import tf_keras as keras
+
+from models import features
+
+INPUT_NAME = features.transformed_name(features.IMAGE_KEY)
+BASE_MODEL_NAME = 'mobilenetv2_base'
+
+
+def augmentation(seed: Optional[int] = None) -> keras.Sequential:
+    """The tutorial's data augmentation; active only when training=True."""
+    return keras.Sequential([
+        keras.layers.RandomFlip('horizontal', seed=seed),
+        keras.layers.RandomRotation(0.2, seed=seed),
+    ], name='augmentation')
+
+
+def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
+    """Adam, sparse categorical cross-entropy from logits, accuracy."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=['accuracy'])
+    return model
+
+
+def _input(image_size: Sequence[int]) -> keras.Input:
+    return keras.Input(shape=(*image_size, 3), name=INPUT_NAME)
+
+
+def build_transfer_model(image_size: Sequence[int], num_classes: int, *, weights: Optional[str],
+                         dropout: float = 0.2, learning_rate: float = 1e-3,
+                         seed: Optional[int] = None) -> keras.Model:
+    """Model 4: augmentation -> frozen MobileNetV2 -> GlobalMaxPooling2D -> Dropout -> Dense.
+
+    Args:
+      image_size: (height, width).
+      num_classes: outputs (logits).
+      weights: 'imagenet', a path to a weights file, or None (random).
+      dropout: dropout rate before the head.
+      learning_rate: Adam's learning rate.
+      seed: seed of the augmentation layers.
+
+    Returns:
+      The compiled model; its base is the layer named BASE_MODEL_NAME.
+    """
+    base = keras.applications.MobileNetV2(input_shape=(*image_size, 3), include_top=False,
+                                          weights=weights)
+    base._name = BASE_MODEL_NAME  # pylint: disable=protected-access
+    base.trainable = False
+    inputs = _input(image_size)
+    x = augmentation(seed)(inputs)
+    # training=False keeps BatchNorm in inference mode, also when fine-tuning.
+    x = base(x, training=False)
+    x = keras.layers.GlobalMaxPooling2D()(x)
+    x = keras.layers.Dropout(dropout)(x)
+    outputs = keras.layers.Dense(num_classes, name='logits')(x)
+    return compile_model(keras.Model(inputs, outputs, name='transfer'), learning_rate)
+
+
+def unfreeze_top_layers(model: keras.Model, layers: int, learning_rate: float) -> keras.Model:
+    """Fine-tuning: the top `layers` layers of the base become trainable; recompiles."""
+    base = model.get_layer(BASE_MODEL_NAME)
+    if not 0 < layers <= len(base.layers):
+        raise ValueError(f'fine_tune_layers must be in [1, {len(base.layers)}], got {layers}')
+    base.trainable = True
+    for layer in base.layers[:-layers]:
+        layer.trainable = False
+    return compile_model(model, learning_rate)
+
+
+def _cnn_layers(x, dropout: float):
+    """The tutorial's convolutional stack and dense classifier (models 1-3)."""
+    for filters in (64, 32, 32, 32):
+        x = keras.layers.Conv2D(filters, (3, 3), activation='relu')(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.MaxPooling2D((2, 2))(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(128, activation='relu')(x)
+    x = keras.layers.Dropout(dropout)(x)
+    x = keras.layers.Dense(256, activation='relu')(x)
+    x = keras.layers.Dropout(dropout)(x)
+    x = keras.layers.Dense(256, activation='relu')(x)
+    x = keras.layers.Dropout(dropout)(x)
+    return keras.layers.Dense(128, activation='relu')(x)
+
+
+def build_cnn_model(image_size: Sequence[int], num_classes: int, *, augment: bool,
+                    preprocessed: bool, dropout: float = 0.2, learning_rate: float = 1e-3,
+                    seed: Optional[int] = None, name: str = 'cnn') -> keras.Model:
+    """Models 1-3: the CNN from scratch, with augmentation and/or preprocessing.
+
+    Args:
+      image_size: (height, width).
+      num_classes: outputs (logits).
+      augment: add the augmentation layers (models 2 and 3).
+      preprocessed: feed [-1, 1] pixels (model 3); otherwise the Transform
+        output is mapped back to [0, 255], the raw pixels models 1 and 2 see.
+      dropout: dropout rate between dense layers.
+      learning_rate: Adam's learning rate.
+      seed: seed of the augmentation layers.
+      name: the model's name.
+
+    Returns:
+      The compiled model.
+    """
+    inputs = _input(image_size)
+    x = inputs if preprocessed else keras.layers.Rescaling(127.5, offset=127.5)(inputs)
+    if augment:
+        x = augmentation(seed)(x)
+    outputs = keras.layers.Dense(num_classes, name='logits')(_cnn_layers(x, dropout))
+    return compile_model(keras.Model(inputs, outputs, name=name), learning_rate)
+
+
+def build(variant: str, image_size: Sequence[int], num_classes: int, *, weights: Optional[str],
+          dropout: float, learning_rate: float, seed: Optional[int] = None) -> keras.Model:
+    """The model of a PipelineConfig.model_variant."""
+    cnn: Dict[str, Tuple[bool, bool]] = {
+        'cnn': (False, False), 'cnn_augment': (True, False),
+        'cnn_preprocess_augment': (True, True)}
+    if variant == 'transfer':
+        return build_transfer_model(image_size, num_classes, weights=weights, dropout=dropout,
+                                    learning_rate=learning_rate, seed=seed)
+    if variant in cnn:
+        augment, preprocessed = cnn[variant]
+        return build_cnn_model(image_size, num_classes, augment=augment,
+                               preprocessed=preprocessed, dropout=dropout,
+                               learning_rate=learning_rate, seed=seed, name=variant)
+    raise ValueError(f'unknown model variant {variant!r}; expected transfer or one of {sorted(cnn)}')

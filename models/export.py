@@ -1,0 +1,84 @@
+"""Serving signatures and SavedModel export (the contract in models/features.py).
+
+- serving_default: encoded image bytes -> probabilities, class index, label name
+- classification: serialized tf.train.Example -> classes, scores (TFMA; TF Serving
+  :classify, hence its SignatureDef's method_name is set to classify)
+- transform_features: serialized raw Example -> Transform output
+All run the Transform graph inside the model, so clients never preprocess.
+"""
+
+import os
+from typing import Sequence
+
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+from tensorflow.core.protobuf import saved_model_pb2
+
+from models import features
+
+CLASSIFY_METHOD_NAME = 'tensorflow/serving/classify'
+LABELS_FILE = os.path.join('assets.extra', 'labels.txt')
+
+_IMAGE_SPEC = {features.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)}
+
+
+def make_signatures(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
+                    labels: Sequence[str]):
+    """The three serving signatures, closing over model, Transform layer and labels."""
+    model.tft_layer = tf_transform_output.transform_features_layer()
+    label_names = tf.constant(list(labels))
+    image_xf = features.transformed_name(features.IMAGE_KEY)
+
+    def probabilities(image_bytes):
+        transformed = model.tft_layer({features.IMAGE_KEY: image_bytes})
+        return tf.nn.softmax(model(transformed[image_xf], training=False), axis=-1)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.SERVING_INPUT)])
+    def serve_images(image_bytes):
+        probs = probabilities(image_bytes)
+        index = tf.argmax(probs, axis=-1)
+        return {features.PROBABILITIES_OUTPUT: probs, features.CLASS_INDEX_OUTPUT: index,
+                features.LABEL_OUTPUT: tf.gather(label_names, index)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.EXAMPLES_INPUT)])
+    def classify_examples(inputs):
+        parsed = tf.io.parse_example(inputs, _IMAGE_SPEC)
+        probs = probabilities(parsed[features.IMAGE_KEY])
+        classes = tf.tile(label_names[tf.newaxis, :], [tf.shape(probs)[0], 1])
+        return {features.CLASSES_OUTPUT: classes, features.SCORES_OUTPUT: probs}
+
+    raw_spec = tf_transform_output.raw_feature_spec()
+    raw_spec.pop(features.LABEL_KEY, None)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
+    def transform_features(examples):
+        parsed = tf.io.parse_example(examples, {features.IMAGE_KEY: raw_spec[features.IMAGE_KEY]})
+        return model.tft_layer(parsed)
+
+    return {features.SERVING_SIGNATURE: serve_images,
+            features.EXAMPLES_SIGNATURE: classify_examples,
+            features.TRANSFORM_SIGNATURE: transform_features}
+
+
+def set_classify_method_name(export_dir: str) -> None:
+    """Marks the classification signature as a classify SignatureDef in saved_model.pb."""
+    path = os.path.join(export_dir, 'saved_model.pb')
+    saved_model = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(path, 'rb') as f:
+        saved_model.ParseFromString(f.read())
+    for meta_graph in saved_model.meta_graphs:
+        meta_graph.signature_def[features.EXAMPLES_SIGNATURE].method_name = CLASSIFY_METHOD_NAME
+    with tf.io.gfile.GFile(path, 'wb') as f:
+        f.write(saved_model.SerializeToString())
+
+
+def export_model(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
+                 labels: Sequence[str], export_dir: str) -> None:
+    """Saves the served model: signatures, classify method name, labels.txt."""
+    signatures = make_signatures(model, tf_transform_output, labels)
+    tf.saved_model.save(model, export_dir, signatures=signatures)
+    set_classify_method_name(export_dir)
+    tf.io.gfile.makedirs(os.path.join(export_dir, os.path.dirname(LABELS_FILE)))
+    with tf.io.gfile.GFile(os.path.join(export_dir, LABELS_FILE), 'w') as f:
+        f.write('\n'.join(labels) + '\n')

@@ -1,0 +1,53 @@
+"""The data's facts, in one place: feature keys, labels, image size, signatures.
+
+Everything else (ExampleGen, schema test, preprocessing, trainer, TFMA config,
+serving) imports these names instead of restating them.
+"""
+
+# Default class names: the tutorial's folder names, sorted. A folder per class;
+# label index = position here (what `image_dataset_from_directory` does too).
+LABELS = ('cats', 'dogs')
+
+# Default model input size (the tutorial's IMG_SIZE).
+IMAGE_SIZE = (160, 160)
+
+# Raw features written by ImageExampleGen (one tf.train.Example per image).
+IMAGE_KEY = 'image'            # encoded bytes, exactly as read from the file
+LABEL_KEY = 'label'            # int64 index into the labels
+LABEL_NAME_KEY = 'label_name'  # the class folder name
+PATH_KEY = 'path'              # path relative to the data root, '/'-separated
+HEIGHT_KEY = 'height'          # decoded height in pixels
+WIDTH_KEY = 'width'            # decoded width in pixels
+CHANNELS_KEY = 'channels'      # channels of the source image (1 grey, 3 RGB, 4 RGBA/CMYK)
+FORMAT_KEY = 'format'          # 'jpeg', 'png', 'bmp' or 'gif'
+SHA256_KEY = 'sha256'          # hex digest of the bytes: duplicate detection, hash split
+
+RAW_FEATURE_KEYS = (IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY, PATH_KEY, HEIGHT_KEY,
+                    WIDTH_KEY, CHANNELS_KEY, FORMAT_KEY, SHA256_KEY)
+
+# Split names as TFX sees them; a `validation/` folder becomes EVAL_SPLIT.
+TRAIN_SPLIT = 'train'
+EVAL_SPLIT = 'eval'
+# Folder names that mark a pre-split data root.
+TRAIN_DIR = 'train'
+VALIDATION_DIR = 'validation'
+
+# File extensions ImageExampleGen reads (lower case, with the dot).
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
+
+# Serving contract of the exported SavedModel.
+SERVING_SIGNATURE = 'serving_default'        # encoded image bytes in
+SERVING_INPUT = 'image_bytes'                 # ends in _bytes: REST clients send {"b64": ...}
+EXAMPLES_SIGNATURE = 'classification'         # serialized tf.train.Example in (TFMA, :classify)
+EXAMPLES_INPUT = 'inputs'                     # TF Serving's classify input key
+PROBABILITIES_OUTPUT = 'probabilities'
+CLASS_INDEX_OUTPUT = 'class_index'
+LABEL_OUTPUT = 'label'
+CLASSES_OUTPUT = 'classes'                    # TF Serving's classify output keys
+SCORES_OUTPUT = 'scores'
+TRANSFORM_SIGNATURE = 'transform_features'    # raw serialized Example -> transformed features
+
+
+def transformed_name(key: str) -> str:
+    """Name of a feature after Transform."""
+    return key + '_xf'

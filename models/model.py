@@ -1,0 +1,168 @@
+"""run_fn (Trainer): datasets, model, fit, optional fine-tuning, history, export.
+
+Input pipeline: raw examples -> Transform graph (decode, resize, scale) in
+parallel -> cached in memory when it fits (later epochs skip JPEG decoding) ->
+shuffled -> batched -> prefetched. Augmentation runs inside the model, on the
+training pass only.
+"""
+
+import dataclasses
+import json
+import os
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+from absl import logging
+from tfx import v1 as tfx
+from tfx_bsl.public import tfxio
+
+from models import builders
+from models import export
+from models import features
+
+HISTORY_FILE = 'history.json'
+# Decoded training images are kept in memory up to this size.
+CACHE_BUDGET_BYTES = 4 << 30
+_IMAGE_XF = features.transformed_name(features.IMAGE_KEY)
+_LABEL_XF = features.transformed_name(features.LABEL_KEY)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerSettings:
+    """The knobs of PipelineConfig.trainer_config(), typed."""
+    labels: Sequence[str]
+    image_size: Sequence[int]
+    model_variant: str
+    weights: Optional[str]
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    dropout: float
+    fine_tune_layers: int
+    fine_tune_epochs: int
+    fine_tune_learning_rate: float
+    seed: int
+
+    @classmethod
+    def from_custom_config(cls, custom_config: Dict[str, Any]) -> 'TrainerSettings':
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing = names - set(custom_config)
+        if missing:
+            raise ValueError(f'Trainer custom_config misses {sorted(missing)}')
+        return cls(**{k: custom_config[k] for k in names})
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Records seconds per epoch into the history."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: List[float] = []
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def examples_count(files: Sequence[str]) -> int:
+    """Number of records, from the ExampleGen report beside the split folder."""
+    # files look like <examples uri>/Split-<name>/*
+    split_dir = os.path.dirname(files[0])
+    split = os.path.basename(split_dir)[len('Split-'):]
+    report_path = os.path.join(os.path.dirname(split_dir), 'image_report.json')
+    with tf.io.gfile.GFile(report_path) as f:
+        return json.load(f)['splits'][split]['images']
+
+
+def make_dataset(files: Sequence[str], data_accessor, tf_transform_output: tft.TFTransformOutput,
+                 batch_size: int, *, training: bool, seed: int,
+                 count: Optional[int] = None) -> tf.data.Dataset:
+    """(image_xf, label) batches of one split, decoded by the Transform graph.
+
+    Args:
+      files: the split's file patterns (FnArgs.train_files / eval_files).
+      data_accessor: FnArgs.data_accessor.
+      tf_transform_output: the Transform graph.
+      batch_size: examples per batch.
+      training: shuffle every epoch.
+      seed: shuffle seed.
+      count: examples in the split, to decide on caching (None: no cache).
+
+    Returns:
+      A finite dataset (one epoch per iteration).
+    """
+    raw = data_accessor.tf_dataset_factory(
+        files, tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=1,
+                                              shuffle=False),
+        tf_transform_output.raw_metadata.schema)
+    tft_layer = tf_transform_output.transform_features_layer()
+
+    def transform(raw_features):
+        transformed = tft_layer({features.IMAGE_KEY: raw_features[features.IMAGE_KEY],
+                                 features.LABEL_KEY: raw_features[features.LABEL_KEY]})
+        return transformed[_IMAGE_XF], transformed[_LABEL_XF]
+
+    dataset = raw.map(transform, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    if count is not None:
+        height, width = tf_transform_output.transformed_feature_spec()[_IMAGE_XF].shape[-3:-1]
+        if count * height * width * 3 * 4 <= CACHE_BUDGET_BYTES:
+            dataset = dataset.cache()
+    if training:
+        dataset = dataset.shuffle(max(count or 0, 1024), seed=seed,
+                                  reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset,
+          log_dir: Optional[str] = None):
+    """Builds and fits the model (then fine-tunes when asked).
+
+    Returns:
+      (model, history dict: per-epoch metric lists plus 'epoch_seconds').
+    """
+    keras.utils.set_random_seed(settings.seed)
+    model = builders.build(settings.model_variant, settings.image_size, len(settings.labels),
+                           weights=settings.weights, dropout=settings.dropout,
+                           learning_rate=settings.learning_rate, seed=settings.seed)
+    timer = EpochTimer()
+    callbacks = [timer] + ([keras.callbacks.TensorBoard(log_dir)] if log_dir else [])
+    fit = model.fit(train_ds, validation_data=eval_ds, epochs=settings.epochs,
+                    callbacks=callbacks, verbose=2)
+    history = {k: [float(v) for v in values] for k, values in fit.history.items()}
+    if settings.fine_tune_epochs:
+        builders.unfreeze_top_layers(model, settings.fine_tune_layers,
+                                     settings.fine_tune_learning_rate)
+        tuned = model.fit(train_ds, validation_data=eval_ds, initial_epoch=settings.epochs,
+                          epochs=settings.epochs + settings.fine_tune_epochs,
+                          callbacks=callbacks, verbose=2)
+        for key, values in tuned.history.items():
+            history.setdefault(key, []).extend(float(v) for v in values)
+    history['epoch_seconds'] = timer.seconds
+    history['fine_tune_from_epoch'] = settings.epochs if settings.fine_tune_epochs else None
+    return model, history
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    """TFX Trainer entry point."""
+    settings = TrainerSettings.from_custom_config(fn_args.custom_config)
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    datasets = {}
+    for name, files, training in (('train', fn_args.train_files, True),
+                                  ('eval', fn_args.eval_files, False)):
+        datasets[name] = make_dataset(files, fn_args.data_accessor, tf_transform_output,
+                                      settings.batch_size, training=training,
+                                      seed=settings.seed, count=examples_count(files))
+    model, history = train(settings, datasets['train'], datasets['eval'],
+                           log_dir=fn_args.model_run_dir)
+    history['settings'] = dataclasses.asdict(settings)
+    tf.io.gfile.makedirs(fn_args.model_run_dir)
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), 'w') as f:
+        json.dump(history, f, indent=1)
+    logging.info('Training history: %s', {k: v for k, v in history.items() if k != 'settings'})
+    export.export_model(model, tf_transform_output, settings.labels, fn_args.serving_model_dir)

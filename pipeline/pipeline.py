@@ -1,0 +1,159 @@
+"""create_pipeline(config) -> tfx.dsl.Pipeline. Wiring only; no logic, no I/O.
+
+The same function is compiled by local_runner.py (LocalDagRunner) and
+kubeflow_v2_runner.py (Kubeflow Pipelines v2 / Vertex AI).
+"""
+
+import json
+import os
+from typing import List, Optional
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+from tfx.dsl.components.base import base_node
+
+from components.data_gate.component import DataGate
+from components.data_report.component import DataReport
+from components.image_example_gen.component import ImageExampleGen
+from components.image_pusher.component import ImagePusher
+from models import features
+from pipeline import configs
+
+ACCURACY_METRIC = 'sparse_categorical_accuracy'
+
+
+def data_components(config: configs.PipelineConfig) -> List[base_node.BaseNode]:
+    """ImageExampleGen through DataGate: everything that validates the data."""
+    if config.schema_path == configs.CURATED_SCHEMA and tuple(config.labels) != features.LABELS:
+        raise ValueError(
+            f'the curated schema {configs.CURATED_SCHEMA} is for labels {features.LABELS}, '
+            f'not {tuple(config.labels)}: set schema_path=None to infer a schema, or pass '
+            'a schema for these labels')
+    # Image folders -> tf.train.Examples, with labels.txt and a bad-file report.
+    example_gen = ImageExampleGen(
+        input_base=config.data_root, labels=config.labels, presplit=config.presplit,
+        hash_buckets=config.hash_buckets, max_bad_fraction=config.max_bad_fraction,
+        max_pixels=config.max_pixels)
+    # Per-split feature statistics (TFDV).
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
+    # The curated schema, or one inferred from the statistics.
+    if config.schema_path:
+        schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
+    else:
+        schema_gen = tfx.components.SchemaGen(
+            statistics=statistics_gen.outputs['statistics'], infer_feature_shape=True)
+    # Statistics against the schema, per split.
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs['statistics'], schema=schema_gen.outputs['schema'])
+    # Label balance, train/eval label drift, leakage, anomalies -> verdict + HTML report.
+    data_report = DataReport(
+        examples=example_gen.outputs['examples'],
+        statistics=statistics_gen.outputs['statistics'],
+        schema=schema_gen.outputs['schema'],
+        anomalies=example_validator.outputs['anomalies'],
+        labels_json=json.dumps(list(config.labels)),
+        balance_tolerance=config.balance_tolerance,
+        label_drift_threshold=config.label_drift_threshold,
+        max_cross_split_duplicates=config.max_cross_split_duplicates,
+        sample_images_per_class=config.sample_images_per_class)
+    # Stops the run here when the verdict failed (the report above is kept).
+    data_gate = DataGate(report=data_report.outputs['report'])
+    return [example_gen, statistics_gen, schema_gen, example_validator, data_report, data_gate]
+
+
+def eval_config(config: configs.PipelineConfig) -> tfma.EvalConfig:
+    """TFMA: accuracy gate (absolute and against the last blessed model), per-class metrics."""
+    class_ids = list(range(len(config.labels)))
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(
+            signature_name=features.EXAMPLES_SIGNATURE, label_key=features.LABEL_KEY,
+            prediction_key=features.SCORES_OUTPUT, model_type=tfma.TF_GENERIC)],
+        slicing_specs=[tfma.SlicingSpec()],
+        metrics_specs=[
+            tfma.MetricsSpec(metrics=[
+                tfma.MetricConfig(class_name='ExampleCount'),
+                tfma.MetricConfig(
+                    class_name='SparseCategoricalAccuracy',
+                    threshold=tfma.MetricThreshold(
+                        value_threshold=tfma.GenericValueThreshold(
+                            lower_bound={'value': config.accuracy_threshold}),
+                        change_threshold=tfma.GenericChangeThreshold(
+                            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                            absolute={'value': -config.regression_tolerance}))),
+                tfma.MetricConfig(class_name='MultiClassConfusionMatrixPlot'),
+            ]),
+            tfma.MetricsSpec(
+                metrics=[tfma.MetricConfig(class_name=name)
+                         for name in ('AUC', 'Precision', 'Recall')],
+                binarize=tfma.BinarizationOptions(class_ids={'values': class_ids})),
+        ],
+        options=tfma.Options(include_default_metrics={'value': False}))
+
+
+def create_pipeline(config: configs.PipelineConfig,
+                    metadata_connection_config: Optional[object] = None) -> tfx.dsl.Pipeline:
+    """The whole pipeline: data validation, Transform, Trainer(s), Evaluator, Pusher.
+
+    Args:
+      config: the run's settings.
+      metadata_connection_config: MLMD connection (the runner picks it).
+
+    Returns:
+      The pipeline, for any TFX orchestrator.
+    """
+    data = data_components(config)
+    example_gen, _, schema_gen = data[0], data[1], data[2]
+    data_gate = data[-1]
+    examples = example_gen.outputs['examples']
+
+    # Decode, resize and scale images; the same graph runs inside the served model.
+    # Not materialized: Trainer reads the raw examples and applies this graph itself.
+    transform = tfx.components.Transform(
+        examples=examples, schema=schema_gen.outputs['schema'],
+        preprocessing_fn=configs.PREPROCESSING_FN, custom_config=config.transform_config(),
+        materialize=False, disable_statistics=True)
+    transform.add_upstream_node(data_gate)
+
+    def trainer(variant: str) -> tfx.components.Trainer:
+        return tfx.components.Trainer(
+            run_fn=configs.RUN_FN, examples=examples,
+            transform_graph=transform.outputs['transform_graph'],
+            schema=schema_gen.outputs['schema'],
+            train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT]),
+            eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
+            custom_config=config.trainer_config(variant))
+
+    # The model that is evaluated and pushed.
+    main_trainer = trainer(config.model_variant)
+    # The tutorial's other models, trained on the same data for the comparison table.
+    compare_trainers = [trainer(v).with_id(f'Trainer.{v}') for v in config.compare_variants]
+
+    # The last blessed model, the baseline for the no-regression check.
+    baseline_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id('latest_blessed_model_resolver')
+
+    # TFMA metrics on the eval split; blesses the model or not.
+    evaluator = tfx.components.Evaluator(
+        examples=examples, model=main_trainer.outputs['model'],
+        baseline_model=baseline_resolver.outputs['model'],
+        example_splits=[features.EVAL_SPLIT], eval_config=eval_config(config))
+
+    # A blessed model -> <serving_dir>/<model_name>/<version>/, atomically, with warmup.
+    pusher = ImagePusher(
+        model=main_trainer.outputs['model'], model_blessing=evaluator.outputs['blessing'],
+        evaluation=evaluator.outputs['evaluation'], examples=examples,
+        base_directory=os.path.join(config.serving_dir, config.model_name),
+        model_name=config.model_name, warmup_images=config.warmup_images,
+        push_label=config.push_label, model_config_file=config.model_config_file)
+
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=[*data, transform, main_trainer, *compare_trainers, baseline_resolver,
+                    evaluator, pusher],
+        enable_cache=config.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=list(config.beam_pipeline_args))

@@ -1,0 +1,128 @@
+"""Matplotlib (Agg) figures for the reports, returned as PNG bytes.
+
+One function per kind of picture, shared by the data-validation report and the
+run report. Images come in as encoded bytes and are decoded with TF's decoder,
+the same one the model uses.
+"""
+
+import io
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
+import numpy as np  # pylint: disable=wrong-import-position
+
+# (picture, caption): a picture is an HxWx3 uint8 array.
+Tile = Tuple[np.ndarray, str]
+_THUMB = 160
+
+
+def _png(fig) -> bytes:
+    out = io.BytesIO()
+    fig.savefig(out, format='png', dpi=80, bbox_inches='tight')
+    plt.close(fig)
+    return out.getvalue()
+
+
+def decode_thumbnail(encoded: bytes, size: int = _THUMB) -> np.ndarray:
+    """Decodes image bytes to an RGB uint8 array, shrunk to at most size x size."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    image = tf.image.resize(image, (size, size), preserve_aspect_ratio=True, antialias=True)
+    return np.clip(image.numpy(), 0, 255).astype(np.uint8)
+
+
+def label_counts(counts_by_split: Mapping[str, Mapping[str, int]],
+                 title: str = 'Images per class') -> bytes:
+    """Grouped bar chart: one group per class, one bar per split, counts on the bars."""
+    splits = list(counts_by_split)
+    labels = sorted({label for counts in counts_by_split.values() for label in counts})
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(labels), 3.2))
+    width = 0.8 / max(len(splits), 1)
+    for i, split in enumerate(splits):
+        values = [counts_by_split[split].get(label, 0) for label in labels]
+        bars = ax.bar(np.arange(len(labels)) + i * width, values, width, label=split)
+        ax.bar_label(bars)
+    ax.set_xticks(np.arange(len(labels)) + width * (len(splits) - 1) / 2, labels)
+    ax.set_ylabel('images')
+    ax.set_title(title)
+    ax.legend()
+    return _png(fig)
+
+
+def image_grid(rows: Sequence[Tuple[str, Sequence[Tile]]], title: Optional[str] = None,
+               tile_inches: float = 2.2) -> bytes:
+    """A grid of pictures: one row per (row title, tiles); the tutorial's plot_animals."""
+    ncols = max((len(tiles) for _, tiles in rows), default=1) or 1
+    fig, axes = plt.subplots(len(rows), ncols, squeeze=False,
+                             figsize=(tile_inches * ncols, tile_inches * len(rows) + 0.3))
+    for r, (row_title, tiles) in enumerate(rows):
+        for c in range(ncols):
+            ax = axes[r][c]
+            ax.axis('off')
+            if c < len(tiles):
+                picture, caption = tiles[c]
+                ax.imshow(picture)
+                ax.set_title(caption or row_title, fontsize=9)
+    if title:
+        fig.suptitle(title)
+    return _png(fig)
+
+
+def histograms(series: Mapping[str, Sequence[Tuple[float, float, float]]], title: str,
+               xlabel: str) -> bytes:
+    """Step histograms from (low, high, count) buckets, one line per series."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for name, buckets in series.items():
+        if buckets:
+            edges = [b[0] for b in buckets] + [buckets[-1][1]]
+            ax.stairs([b[2] for b in buckets], edges, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel('images')
+    ax.set_title(title)
+    ax.legend()
+    return _png(fig)
+
+
+def history_curves(history: Mapping[str, Sequence[float]], title: str) -> bytes:
+    """The tutorial's plot_history: accuracy and loss per epoch, training vs validation."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for ax, metric in zip(axes, ('accuracy', 'loss')):
+        for key, name in ((metric, 'training'), (f'val_{metric}', 'validation')):
+            values = history.get(key)
+            if values:
+                ax.plot(range(1, len(values) + 1), values, marker='o', label=name)
+        ax.set(xlabel='epoch', ylabel=metric, title=f'Training vs Validation {metric.title()}')
+        ax.legend()
+    fig.suptitle(title)
+    return _png(fig)
+
+
+def confusion_matrix(matrix: Sequence[Sequence[float]], labels: Sequence[str]) -> bytes:
+    """Counts with true label on rows and predicted label on columns."""
+    values = np.asarray(matrix, dtype=float)
+    fig, ax = plt.subplots(figsize=(1.5 + 1.1 * len(labels), 1.2 + 1.1 * len(labels)))
+    ax.imshow(values, cmap='Blues')
+    for (i, j), v in np.ndenumerate(values):
+        ax.text(j, i, f'{v:g}', ha='center', va='center',
+                color='white' if v > values.max() / 2 else 'black')
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel('predicted')
+    ax.set_ylabel('true')
+    ax.set_title('Confusion matrix')
+    return _png(fig)
+
+
+def bars(values: Dict[str, float], title: str, xlabel: str) -> bytes:
+    """Horizontal bars, e.g. seconds per component."""
+    names: List[str] = list(values)
+    fig, ax = plt.subplots(figsize=(6, 0.4 * len(names) + 1))
+    rects = ax.barh(names, [values[n] for n in names])
+    ax.bar_label(rects, fmt='%.1f')
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    return _png(fig)

@@ -1,0 +1,188 @@
+"""TF Serving's warmup file: write it at push time, replay it at load time.
+
+TF Serving replays `<version>/assets.extra/tf_serving_warmup_requests`, a
+TFRecord file of `tensorflow_serving.apis.prediction_log_pb2.PredictionLog`
+(at most 1000 records), before a version becomes AVAILABLE
+(`tensorflow_serving/servables/tensorflow/saved_model_warmup_util.cc`). The
+Pusher writes that file with `write_warmup_file` so the real TF Serving warms
+the model too; our server replays it with `replay`.
+"""
+
+import logging
+import os
+import time
+from typing import Callable, Iterable, List, Optional
+
+from models import features
+from serving import errors
+
+WARMUP_DIR = 'assets.extra'
+WARMUP_FILENAME = 'tf_serving_warmup_requests'
+MAX_RECORDS = 1000
+
+
+def warmup_path(saved_model_dir: str) -> str:
+    """`<saved_model_dir>/assets.extra/tf_serving_warmup_requests`."""
+    return os.path.join(saved_model_dir, WARMUP_DIR, WARMUP_FILENAME)
+
+
+def build_predict_logs(image_bytes_list: Iterable[bytes], *, model_name: str,
+                       signature_name: str = features.SERVING_SIGNATURE,
+                       input_name: str = features.SERVING_INPUT) -> List:
+    """One PredictionLog (a one-image PredictRequest) per encoded image.
+
+    Raises:
+      ValueError: if there are no images, more than 1000, or an empty one.
+    """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    images = list(image_bytes_list)
+    if not images:
+        raise ValueError('image_bytes_list is empty: warmup needs at least '
+                         'one image')
+    if len(images) > MAX_RECORDS:
+        raise ValueError(f'{len(images)} warmup images: TF Serving reads at '
+                         f'most {MAX_RECORDS} warmup records')
+    if not model_name:
+        raise ValueError(f'model_name must be set, got {model_name!r}')
+    logs = []
+    for index, image in enumerate(images):
+        if not isinstance(image, bytes) or not image:
+            raise ValueError(f'warmup image {index} must be non-empty bytes, '
+                             f'got {type(image).__name__} of length '
+                             f'{len(image) if image is not None else None}')
+        log = prediction_log_pb2.PredictionLog()
+        request = log.predict_log.request
+        request.model_spec.name = model_name
+        request.model_spec.signature_name = signature_name
+        request.inputs[input_name].CopyFrom(
+            tf.make_tensor_proto([image], dtype=tf.string))
+        logs.append(log)
+    return logs
+
+
+def write_warmup_file(saved_model_dir: str, image_bytes_list: Iterable[bytes],
+                      *, model_name: str,
+                      signature_name: str = features.SERVING_SIGNATURE) -> str:
+    """Writes TF Serving's warmup file into an exported SavedModel directory.
+
+    Works on a directory that is not published yet (e.g. the Trainer's export
+    before the Pusher copies it), local or gs://.
+
+    Args:
+      saved_model_dir: the SavedModel directory (holding saved_model.pb).
+      image_bytes_list: encoded images (JPEG/PNG/BMP/GIF bytes), e.g. a few
+        eval images; one warmup record each, at most 1000.
+      model_name: the model name the server serves it under.
+      signature_name: the signature the records call.
+
+    Returns:
+      The path of the written file.
+
+    Raises:
+      ValueError: if the directory is not a SavedModel or the images are bad.
+    """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    if not (tf.io.gfile.exists(os.path.join(saved_model_dir, 'saved_model.pb'))
+            or tf.io.gfile.exists(
+                os.path.join(saved_model_dir, 'saved_model.pbtxt'))):
+        raise ValueError(f'{saved_model_dir!r} holds no saved_model.pb')
+    logs = build_predict_logs(image_bytes_list, model_name=model_name,
+                              signature_name=signature_name)
+    path = warmup_path(saved_model_dir)
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.TFRecordWriter(path) as writer:
+        for log in logs:
+            writer.write(log.SerializeToString())
+    logging.info('Wrote %d warmup records to %s', len(logs), path)
+    return path
+
+
+def read_warmup_file(saved_model_dir: str) -> Optional[List]:
+    """The PredictionLogs of a warmup file, or None when there is none.
+
+    Raises:
+      ServingError: DATA_LOSS for a file that is not TFRecord, INVALID_ARGUMENT
+        for a record that is not a PredictionLog or more than 1000 records.
+    """
+    logs = []
+    if replay(saved_model_dir, logs.append, quiet=True) is None:
+        return None
+    return logs
+
+
+def replay(saved_model_dir: str, execute: Callable[[object], None], *,
+           iterations: int = 1, quiet: bool = False,
+           on_done: Optional[Callable[[str, int], None]] = None
+           ) -> Optional[int]:
+    """Runs every warmup record through `execute`, as TF Serving does.
+
+    Args:
+      saved_model_dir: the version directory.
+      execute: called with each PredictionLog (`iterations` times each); it
+        raises to fail the warmup.
+      iterations: times each record is replayed (TF Serving's
+        --num_request_iterations_for_warmup; 1 by default).
+      quiet: log nothing (for reading the file outside a server).
+      on_done: called with (status, records read) when the file existed.
+
+    Returns:
+      The number of records read, or None if there is no warmup file.
+
+    Raises:
+      ServingError: the file is corrupt (DATA_LOSS), a record is not a
+        PredictionLog or there are too many (INVALID_ARGUMENT), or `execute`
+        failed.
+    """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from google.protobuf import message  # pylint: disable=import-outside-toplevel
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = warmup_path(saved_model_dir)
+    if not tf.io.gfile.exists(path):
+        if not quiet:
+            logging.info('No warmup data file found at %s', path)
+        return None
+    if not quiet:
+        logging.info('Starting to read warmup data for model at %s', path)
+    started = time.monotonic()
+    count = 0
+    status = 'OK'
+    try:
+        try:
+            for record in tf.data.TFRecordDataset(path):
+                log = prediction_log_pb2.PredictionLog()
+                try:
+                    log.ParseFromString(record.numpy())
+                except message.DecodeError:
+                    raise errors.invalid_argument(
+                        f'Failed to parse warmup record {count} from {path}'
+                    ) from None
+                for _ in range(max(iterations, 1)):
+                    execute(log)
+                count += 1
+                if count > MAX_RECORDS:
+                    raise errors.invalid_argument(
+                        'Number of warmup records exceeds the maximum '
+                        f'({MAX_RECORDS}) at {path}')
+        except tf.errors.DataLossError as error:
+            raise errors.ServingError(
+                errors.Code.DATA_LOSS,
+                f'{errors.clean_tf_message(error.message)}. Please verify your '
+                'warmup data is in TFRecord format.') from None
+        except tf.errors.OpError as error:
+            raise errors.from_tf_error(error) from None
+    except errors.ServingError as error:
+        status = error.status_string()
+        raise
+    finally:
+        if on_done is not None:
+            on_done(status, count)
+    if not quiet:
+        logging.info(
+            'Finished reading warmup data for model at %s. Number of warmup '
+            'records read: %d. Elapsed time (microseconds): %d.', path, count,
+            int((time.monotonic() - started) * 1e6))
+    return count

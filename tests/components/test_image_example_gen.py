@@ -1,0 +1,222 @@
+"""ImageExampleGen: pure record functions, the executor on real Beam, the component."""
+
+import json
+import os
+import shutil
+
+import pytest
+from PIL import Image
+import tensorflow as tf
+from google.protobuf import message
+from tfx.types import artifact_utils
+from tfx.types import standard_artifacts
+from tfx.utils import proto_utils
+
+from components.image_example_gen import component
+from components.image_example_gen import executor
+from components.image_example_gen import layout
+from components.image_example_gen import records
+from components.image_example_gen import spec
+from models import features
+from tests import data
+
+LABELS = ['cats', 'dogs']
+
+
+def run_executor(root, out_dir, **kwargs):
+    """Runs Executor.Do as the launcher would, with exec properties from the component."""
+    gen = component.ImageExampleGen(str(root), kwargs.pop('labels', LABELS), **kwargs)
+    exec_properties = {k: proto_utils.proto_to_json(v) if isinstance(v, message.Message) else v
+                       for k, v in gen.exec_properties.items() if v is not None}
+    examples = standard_artifacts.Examples()
+    examples.uri = str(out_dir)
+    executor.Executor().Do({}, {'examples': [examples]}, exec_properties)
+    return examples
+
+
+def read_examples(examples, split):
+    uri = artifact_utils.get_split_uri([examples], split)
+    files = tf.io.gfile.glob(os.path.join(uri, '*.gz'))
+    out = []
+    for record in tf.data.TFRecordDataset(files, compression_type='GZIP'):
+        out.append(tf.train.Example.FromString(record.numpy()))
+    return out
+
+
+def feature(example, key):
+    f = example.features.feature[key]
+    return f.bytes_list.value[0] if f.HasField('bytes_list') else f.int64_list.value[0]
+
+
+def report_of(examples):
+    with open(os.path.join(examples.uri, spec.REPORT_FILE)) as f:
+        return json.load(f)
+
+
+def test_inspect_image_reads_every_format_as_rgb():
+    source = data.photos('train', 'cats', 1)[0]
+    width, height = Image.open(source).size
+    for name, payload in data.odd_good_files(source).items():
+        info = records.inspect_image(payload)
+        assert (info.height, info.width) == (height, width), name
+        decoded = tf.io.decode_image(payload, channels=3, expand_animations=False)
+        assert decoded.shape == (height, width, 3), name
+    assert records.inspect_image(data.odd_good_files(source)['grey.jpg']).channels == 1
+    assert records.inspect_image(data.odd_good_files(source)['alpha.png']).channels == 4
+    assert records.inspect_image(data.odd_good_files(source)['cmyk.jpg']).format == 'jpeg'
+
+
+@pytest.mark.parametrize('name,reason', [
+    ('truncated.jpg', 'cannot decode JPEG'),
+    ('empty.jpg', 'empty file'),
+    ('text.jpg', 'not a readable image'),
+])
+def test_inspect_image_names_the_reason(name, reason):
+    payload = data.bad_files(data.photos('train', 'cats', 1)[0])[name]
+    with pytest.raises(records.BadImageError, match=reason):
+        records.inspect_image(payload)
+
+
+def test_inspect_image_refuses_too_many_pixels():
+    payload = data.photos('train', 'cats', 1)[0].read_bytes()
+    width, height = Image.open(data.photos('train', 'cats', 1)[0]).size
+    with pytest.raises(records.BadImageError, match=f'too large: {width}x{height}'):
+        records.inspect_image(payload, max_pixels=1000)
+
+
+def test_make_example_round_trips():
+    path = data.photos('train', 'dogs', 1)[0]
+    payload = path.read_bytes()
+    info = records.inspect_image(payload)
+    example = records.make_example(payload, 'train/dogs/dog.0.jpg', 1, LABELS, info)
+    assert set(example.features.feature) == set(features.RAW_FEATURE_KEYS)
+    assert feature(example, features.IMAGE_KEY) == payload
+    assert feature(example, features.LABEL_KEY) == 1
+    assert feature(example, features.LABEL_NAME_KEY) == b'dogs'
+    assert records.label_from_path('train/dogs/x.jpg', LABELS) == 1
+    assert records.label_from_path('train/horses/x.jpg', LABELS) is None
+
+
+def test_executor_presplit_with_bad_and_odd_files(tmp_path):
+    root = data.make_root(tmp_path / 'root', {'train': {'cats': 6, 'dogs': 6},
+                                              'validation': {'cats': 3, 'dogs': 3}})
+    source = data.photos('train', 'cats', 1)[0]
+    for name, payload in data.bad_files(source).items():
+        (root / 'train' / 'cats' / name).write_bytes(payload)
+    for name, payload in data.odd_good_files(source).items():
+        (root / 'train' / 'dogs' / name).write_bytes(payload)
+    (root / 'train' / 'cats' / 'notes.txt').write_text('not an image')
+    # An exact copy of a training photo in validation: leakage.
+    shutil.copy(source, root / 'validation' / 'cats' / 'copy_of_cat.jpg')
+
+    examples = run_executor(root, tmp_path / 'out', presplit=True, max_bad_fraction=0.5)
+
+    train = read_examples(examples, 'train')
+    evals = read_examples(examples, 'eval')
+    assert len(train) == 6 + 6 + 6  # bad files excluded, odd formats included
+    assert len(evals) == 3 + 3 + 1
+    by_path = {feature(e, features.PATH_KEY).decode(): e for e in train}
+    grey = by_path['train/dogs/grey.jpg']
+    assert feature(grey, features.LABEL_KEY) == 1
+    assert feature(grey, features.CHANNELS_KEY) == 1
+    assert feature(by_path['train/dogs/palette.gif'], features.FORMAT_KEY) == b'gif'
+    cat = by_path[f'train/cats/{source.name}']
+    assert feature(cat, features.IMAGE_KEY) == source.read_bytes()
+    assert feature(cat, features.LABEL_NAME_KEY) == b'cats'
+    width, height = Image.open(source).size
+    assert (feature(cat, features.HEIGHT_KEY), feature(cat, features.WIDTH_KEY)) == (height, width)
+
+    report = report_of(examples)
+    assert {b['path']: b['reason'].split(':')[0] for b in report['bad_files']} == {
+        'train/cats/truncated.jpg': 'cannot decode JPEG',
+        'train/cats/empty.jpg': 'empty file (0 bytes)',
+        'train/cats/text.jpg': 'not a readable image (UnidentifiedImageError',
+    }
+    assert [i['path'] for i in report['ignored_files']] == ['train/cats/notes.txt']
+    assert report['splits']['train']['by_label'] == {'cats': 6, 'dogs': 12}
+    assert report['splits']['eval']['by_label'] == {'cats': 4, 'dogs': 3}
+    assert report['cross_split_duplicates'] == 1
+    [dup] = report['duplicates']
+    assert sorted(f['path'] for f in dup['files']) == [
+        f'train/cats/{source.name}', 'validation/cats/copy_of_cat.jpg']
+    with open(os.path.join(examples.uri, spec.LABELS_FILE)) as f:
+        assert f.read().split() == LABELS
+
+
+def test_executor_hash_split_is_deterministic_and_keeps_duplicates_together(tmp_path):
+    root = data.make_root(tmp_path / 'root', {'train': {'cats': 10, 'dogs': 10}},
+                          presplit=False)
+    source = data.photos('train', 'dogs', 1)[0]
+    for i in range(3):
+        shutil.copy(source, root / 'dogs' / f'copy{i}.jpg')
+    first = run_executor(root, tmp_path / 'out1', presplit=False,
+                         hash_buckets={'train': 1, 'eval': 1})
+    second = run_executor(root, tmp_path / 'out2', presplit=False,
+                          hash_buckets={'train': 1, 'eval': 1})
+    paths = {}
+    for split in ('train', 'eval'):
+        paths[split] = sorted(feature(e, features.PATH_KEY).decode()
+                              for e in read_examples(first, split))
+        assert paths[split] == sorted(feature(e, features.PATH_KEY).decode()
+                                      for e in read_examples(second, split))
+    assert len(paths['train']) + len(paths['eval']) == 23
+    assert paths['train'] and paths['eval']
+    copies = {f'dogs/copy{i}.jpg' for i in range(3)} | {f'dogs/{source.name}'}
+    assert copies <= set(paths['train']) or copies <= set(paths['eval'])
+    report = report_of(first)
+    assert report['cross_split_duplicates'] == 0
+    assert len(report['duplicates']) == 1 and len(report['duplicates'][0]['files']) == 4
+    assert report['splits']['train']['images'] == len(paths['train'])
+
+
+def test_executor_fails_when_too_many_files_are_bad_and_keeps_the_report(tmp_path):
+    root = data.make_root(tmp_path / 'root', {'train': {'cats': 2, 'dogs': 2},
+                                              'validation': {'cats': 1, 'dogs': 1}})
+    for name, payload in data.bad_files(data.photos('train', 'cats', 1)[0]).items():
+        (root / 'train' / 'dogs' / name).write_bytes(payload)
+    out = tmp_path / 'pipeline' / 'ImageExampleGen' / 'examples' / '7'
+    with pytest.raises(RuntimeError, match=r'3 of 9 image files \(33.3%\) cannot be read, '
+                       r'more than max_bad_fraction 10.0%: train/dogs/empty.jpg: empty') as err:
+        run_executor(root, out, presplit=True, max_bad_fraction=0.1)
+    kept = tmp_path / 'pipeline' / 'ImageExampleGen' / 'failed_runs' / '7' / spec.REPORT_FILE
+    assert str(kept) in str(err.value)
+    assert len(json.loads(kept.read_text())['bad_files']) == 3
+
+
+def test_executor_reads_through_tf_gfile(tmp_path):
+    """ram:// is TF's in-memory filesystem: reading it proves no local-disk assumption."""
+    ram_root = 'ram://image_gen_test_root'
+    for split, label, count in [('train', 'cats', 3), ('train', 'dogs', 3),
+                                ('validation', 'cats', 1), ('validation', 'dogs', 1)]:
+        tf.io.gfile.makedirs(f'{ram_root}/{split}/{label}')
+        for src in data.photos(split, label, count):
+            with tf.io.gfile.GFile(f'{ram_root}/{split}/{label}/{src.name}', 'wb') as f:
+                f.write(src.read_bytes())
+    assert layout.inspect_data_root(ram_root).labels == ('cats', 'dogs')
+    examples = run_executor(ram_root, tmp_path / 'out', presplit=True)
+    assert len(read_examples(examples, 'train')) == 6
+    assert len(read_examples(examples, 'eval')) == 2
+
+
+def test_component_rejects_bad_arguments():
+    with pytest.raises(ValueError, match='at least two distinct'):
+        component.ImageExampleGen('/data', ['cats'], presplit=True)
+    with pytest.raises(ValueError, match='max_bad_fraction'):
+        component.ImageExampleGen('/data', LABELS, presplit=True, max_bad_fraction=2)
+    with pytest.raises(ValueError, match='hash_buckets needs'):
+        component.ImageExampleGen('/data', LABELS, presplit=False, hash_buckets={'train': 1})
+
+
+@pytest.mark.parametrize('make,message', [
+    (lambda p: p / 'missing', 'does not exist'),
+    (lambda p: p, 'has no class folders'),
+    (lambda p: (p / 'cats').mkdir() or (p / 'cats' / 'a.jpg').write_bytes(b'x') and p,
+     'only one class folder'),
+    (lambda p: (p / 'train' / 'cats').mkdir(parents=True) or p, 'has train/ but no validation/'),
+    (lambda p: (p / 'cats').mkdir() or (p / 'dogs').mkdir() or
+     (p / 'cats' / 'a.jpg').write_bytes(b'x') and p, r'class folder .*dogs is missing or has no'),
+])
+def test_inspect_data_root_errors(tmp_path, make, message):
+    root = make(tmp_path)
+    with pytest.raises(layout.DataRootError, match=message):
+        layout.inspect_data_root(str(root if root else tmp_path))
