@@ -1,0 +1,3 @@
+"""Our TFX components (spec + executor each) and their artifact types."""
+
+from components.artifacts import DataValidationReport  # pylint: disable=unused-import

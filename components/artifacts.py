@@ -5,7 +5,9 @@ from tfx.types import artifact
 
 class DataValidationReport(artifact.Artifact):
     """index.html (for people) and verdict.json (for the gate) of one data set."""
-    TYPE_NAME = 'DataValidationReport'
+    # '<module>.<Class>': the Kubeflow V2 compiler and its container launcher
+    # import custom artifact classes by this name.
+    TYPE_NAME = 'components.DataValidationReport'
 
 
 # Files inside a DataValidationReport.

@@ -13,6 +13,8 @@ from models import features
 
 INPUT_NAME = features.transformed_name(features.IMAGE_KEY)
 BASE_MODEL_NAME = 'mobilenetv2_base'
+POOL_LAYER = 'pool'      # the frozen base's pooled features (transfer model)
+HEAD_LAYER = 'logits'    # the Dense output layer of every model
 
 
 def augmentation(seed: Optional[int] = None) -> keras.Sequential:
@@ -59,9 +61,9 @@ def build_transfer_model(image_size: Sequence[int], num_classes: int, *, weights
     x = augmentation(seed)(inputs)
     # training=False keeps BatchNorm in inference mode, also when fine-tuning.
     x = base(x, training=False)
-    x = keras.layers.GlobalMaxPooling2D()(x)
+    x = keras.layers.GlobalMaxPooling2D(name=POOL_LAYER)(x)
     x = keras.layers.Dropout(dropout)(x)
-    outputs = keras.layers.Dense(num_classes, name='logits')(x)
+    outputs = keras.layers.Dense(num_classes, name=HEAD_LAYER)(x)
     return compile_model(keras.Model(inputs, outputs, name='transfer'), learning_rate)
 
 
@@ -115,7 +117,7 @@ def build_cnn_model(image_size: Sequence[int], num_classes: int, *, augment: boo
     x = inputs if preprocessed else keras.layers.Rescaling(127.5, offset=127.5)(inputs)
     if augment:
         x = augmentation(seed)(x)
-    outputs = keras.layers.Dense(num_classes, name='logits')(_cnn_layers(x, dropout))
+    outputs = keras.layers.Dense(num_classes, name=HEAD_LAYER)(_cnn_layers(x, dropout))
     return compile_model(keras.Model(inputs, outputs, name=name), learning_rate)
 
 

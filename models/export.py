@@ -23,15 +23,28 @@ LABELS_FILE = os.path.join('assets.extra', 'labels.txt')
 _IMAGE_SPEC = {features.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)}
 
 
-def make_signatures(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
-                    labels: Sequence[str]):
+class ServingModule(tf.Module):
+    """What is saved: the model's variables, the Transform layer, the signatures.
+
+    The Keras model itself is not attached: saving it would trace every layer's
+    call for Keras' own metadata, which costs more than the rest of the export
+    and is not needed to serve (the signatures call the model directly).
+    """
+
+    def __init__(self, model: keras.Model, tf_transform_output: tft.TFTransformOutput):
+        super().__init__(name='serving_module')
+        self.model_variables = list(model.variables)
+        self.tft_layer = tf_transform_output.transform_features_layer()
+
+
+def make_signatures(model: keras.Model, module: ServingModule,
+                    tf_transform_output: tft.TFTransformOutput, labels: Sequence[str]):
     """The three serving signatures, closing over model, Transform layer and labels."""
-    model.tft_layer = tf_transform_output.transform_features_layer()
     label_names = tf.constant(list(labels))
     image_xf = features.transformed_name(features.IMAGE_KEY)
 
     def probabilities(image_bytes):
-        transformed = model.tft_layer({features.IMAGE_KEY: image_bytes})
+        transformed = module.tft_layer({features.IMAGE_KEY: image_bytes})
         return tf.nn.softmax(model(transformed[image_xf], training=False), axis=-1)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.SERVING_INPUT)])
@@ -54,7 +67,7 @@ def make_signatures(model: keras.Model, tf_transform_output: tft.TFTransformOutp
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
     def transform_features(examples):
         parsed = tf.io.parse_example(examples, {features.IMAGE_KEY: raw_spec[features.IMAGE_KEY]})
-        return model.tft_layer(parsed)
+        return module.tft_layer(parsed)
 
     return {features.SERVING_SIGNATURE: serve_images,
             features.EXAMPLES_SIGNATURE: classify_examples,
@@ -76,8 +89,9 @@ def set_classify_method_name(export_dir: str) -> None:
 def export_model(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
                  labels: Sequence[str], export_dir: str) -> None:
     """Saves the served model: signatures, classify method name, labels.txt."""
-    signatures = make_signatures(model, tf_transform_output, labels)
-    tf.saved_model.save(model, export_dir, signatures=signatures)
+    module = ServingModule(model, tf_transform_output)
+    signatures = make_signatures(model, module, tf_transform_output, labels)
+    tf.saved_model.save(module, export_dir, signatures=signatures)
     set_classify_method_name(export_dir)
     tf.io.gfile.makedirs(os.path.join(export_dir, os.path.dirname(LABELS_FILE)))
     with tf.io.gfile.GFile(os.path.join(export_dir, LABELS_FILE), 'w') as f:

@@ -70,6 +70,35 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
+class FrozenFeatureValidation(keras.callbacks.Callback):
+    """Validation of a model whose base is frozen, at the cost of its head only.
+
+    The eval images are not augmented, so the frozen base's pooled features of
+    the eval split are the same every epoch: they are computed once, and each
+    epoch evaluates only the Dense head on them. Writes val_loss and
+    val_accuracy into the epoch logs, as `fit(validation_data=...)` would.
+    """
+
+    def __init__(self, model: keras.Model, eval_ds: tf.data.Dataset):
+        super().__init__()
+        features_model = keras.Model(model.inputs, model.get_layer(builders.POOL_LAYER).output)
+        pooled, labels = [], []
+        for images, batch_labels in eval_ds:
+            pooled.append(features_model(images, training=False))
+            labels.append(batch_labels)
+        self._features = tf.concat(pooled, axis=0)
+        self._labels = tf.concat(labels, axis=0)
+        self._head = model.get_layer(builders.HEAD_LAYER)
+        self._loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logits = self._head(self._features)
+        predicted = tf.argmax(logits, axis=-1, output_type=self._labels.dtype)
+        logs['val_loss'] = float(self._loss(self._labels, logits))
+        logs['val_accuracy'] = float(tf.reduce_mean(
+            tf.cast(tf.equal(predicted, self._labels), tf.float32)))
+
+
 def examples_count(files: Sequence[str]) -> int:
     """Number of records, from the ExampleGen report beside the split folder."""
     # files look like <examples uri>/Split-<name>/*
@@ -132,8 +161,14 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
                            learning_rate=settings.learning_rate, seed=settings.seed)
     timer = EpochTimer()
     callbacks = [timer] + ([keras.callbacks.TensorBoard(log_dir)] if log_dir else [])
-    fit = model.fit(train_ds, validation_data=eval_ds, epochs=settings.epochs,
-                    callbacks=callbacks, verbose=2)
+    if settings.model_variant == 'transfer':
+        # Frozen base: eval features once, then only the head per epoch. It
+        # precedes the timer, so epoch times include validation.
+        fit = model.fit(train_ds, epochs=settings.epochs, verbose=2,
+                        callbacks=[FrozenFeatureValidation(model, eval_ds)] + callbacks)
+    else:
+        fit = model.fit(train_ds, validation_data=eval_ds, epochs=settings.epochs,
+                        callbacks=callbacks, verbose=2)
     history = {k: [float(v) for v in values] for k, values in fit.history.items()}
     if settings.fine_tune_epochs:
         builders.unfreeze_top_layers(model, settings.fine_tune_layers,

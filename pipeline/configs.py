@@ -150,3 +150,91 @@ def local(work_dir: str, data_root: str, *, presplit: bool = True,
 def metadata_path(work_dir: str) -> str:
     """SQLite MLMD file of the local preset."""
     return os.path.join(work_dir, 'metadata.sqlite')
+
+
+# Vertex AI Pipelines / Kubeflow Pipelines v2 (kubeflow_v2_runner.py).
+
+# Where the Dockerfile puts (and installs, editable) this project in the pipeline image.
+IMAGE_PROJECT_DIR = '/pipeline'
+# The curated schema as the containers see it. The compiled spec carries the path as a
+# string, so it must name the image's copy, not the compiling machine's CURATED_SCHEMA.
+IMAGE_CURATED_SCHEMA = (
+    f'{IMAGE_PROJECT_DIR}/{pathlib.Path(CURATED_SCHEMA).relative_to(PROJECT_ROOT).as_posix()}')
+_CLOUD_SCHEME = 'gs://'
+
+
+def dataflow_beam_args(*, project: str, region: str, temp_location: str, image: str,
+                       extra: Tuple[str, ...] = ()) -> Tuple[str, ...]:
+    """Beam arguments that run every Beam-based component on Dataflow.
+
+    Args:
+      project: Google Cloud project of the Dataflow jobs.
+      region: Dataflow region, e.g. us-central1.
+      temp_location: gs:// folder for Dataflow's temporary and staging files.
+      image: the pipeline image. Its base (tensorflow/tfx) is a Beam SDK container,
+        so Dataflow workers run it and import this package (our ExampleGen's
+        ptransform, preprocessing_fn) exactly as the component containers do.
+      extra: more Beam arguments, appended (a later flag overrides an earlier one).
+
+    Returns:
+      The arguments, in order.
+    """
+    return ('--runner=DataflowRunner', f'--project={project}', f'--region={region}',
+            f'--temp_location={temp_location}', f'--sdk_container_image={image}', *extra)
+
+
+def vertex(*, project: str, region: str, image: str, data_root: str, pipeline_root: str,
+           serving_dir: str, temp_location: str, labels: Tuple[str, ...] = features.LABELS,
+           presplit: bool = True, extra_beam_args: Tuple[str, ...] = (),
+           **overrides) -> PipelineConfig:
+    """Preset for Vertex AI Pipelines (or any Kubeflow Pipelines v2 backend) with Dataflow.
+
+    Every path is a gs:// URL, because the component containers and the Dataflow
+    workers cannot see the compiling machine's disk. The weights are Keras'
+    'imagenet' download (the shared weights file is not in the cloud). Labels and
+    layout are passed in: compiling reads nothing from the data root.
+
+    Args:
+      project: Google Cloud project (Dataflow jobs).
+      region: Google Cloud region (Dataflow jobs).
+      image: the pipeline image built from the Dockerfile (also the Dataflow worker image).
+      data_root: gs:// image folders, laid out as for the local preset.
+      pipeline_root: gs:// home of the pipeline's artifacts.
+      serving_dir: gs:// serving directory; models go to <serving_dir>/<model_name>/.
+      temp_location: gs:// folder for Dataflow's temporary files.
+      labels: class folder names, sorted.
+      presplit: data_root has train/ and validation/.
+      extra_beam_args: Beam arguments appended to the Dataflow ones.
+      **overrides: any PipelineConfig field (beam_pipeline_args replaces the Dataflow
+        arguments, e.g. for Flink or Spark).
+
+    Returns:
+      The config.
+
+    Raises:
+      ValueError: an empty project, region or image, a path that is not gs://, or the
+        curated schema with labels it does not describe.
+    """
+    for name, value in (('project', project), ('region', region), ('image', image)):
+        if not value or not value.strip():
+            raise ValueError(f'{name} must not be empty, got {value!r}')
+    for name, url in (('data_root', data_root), ('pipeline_root', pipeline_root),
+                      ('serving_dir', serving_dir), ('temp_location', temp_location)):
+        if not url.startswith(_CLOUD_SCHEME) or len(url) <= len(_CLOUD_SCHEME):
+            raise ValueError(f'{name} must be a gs:// URL (containers and Dataflow workers '
+                             f'cannot read a local path), got {url!r}')
+    labels = tuple(labels)
+    defaults = dict(
+        data_root=data_root, pipeline_root=pipeline_root, serving_dir=serving_dir,
+        labels=labels, presplit=presplit, weights=IMAGENET,
+        beam_pipeline_args=dataflow_beam_args(project=project, region=region,
+                                              temp_location=temp_location, image=image,
+                                              extra=tuple(extra_beam_args)),
+        # The curated schema names the tutorial's classes; other classes get SchemaGen.
+        schema_path=IMAGE_CURATED_SCHEMA if labels == features.LABELS else None,
+    )
+    defaults.update(overrides)
+    if defaults['schema_path'] == IMAGE_CURATED_SCHEMA and labels != features.LABELS:
+        raise ValueError(f'the curated schema {IMAGE_CURATED_SCHEMA} is for labels '
+                         f'{features.LABELS}, not {labels}: set schema_path=None to infer one')
+    return PipelineConfig(**defaults)

@@ -11,6 +11,7 @@ from typing import List, Optional
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 from tfx.dsl.components.base import base_node
+from tfx.dsl.components.base import executor_spec
 
 from components.data_gate.component import DataGate
 from components.data_report.component import DataReport
@@ -149,11 +150,16 @@ def create_pipeline(config: configs.PipelineConfig,
         model_name=config.model_name, warmup_images=config.warmup_images,
         push_label=config.push_label, model_config_file=config.model_config_file)
 
+    components = [*data, transform, main_trainer, *compare_trainers, baseline_resolver,
+                  evaluator, pusher]
+    # Beam settings go to the components that run Beam (ours included), and
+    # only to them: a Kubeflow spec would pass pipeline-level ones to every step.
+    for component in components:
+        if isinstance(getattr(component, 'executor_spec', None), executor_spec.BeamExecutorSpec):
+            component.with_beam_pipeline_args(list(config.beam_pipeline_args))
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
-        components=[*data, transform, main_trainer, *compare_trainers, baseline_resolver,
-                    evaluator, pusher],
+        components=components,
         enable_cache=config.enable_cache,
-        metadata_connection_config=metadata_connection_config,
-        beam_pipeline_args=list(config.beam_pipeline_args))
+        metadata_connection_config=metadata_connection_config)

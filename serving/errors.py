@@ -69,6 +69,7 @@ class ServingError(Exception):
 
     @property
     def http_status(self) -> int:
+        """The HTTP status TF Serving answers for this error."""
         return http_status(self.code)
 
     def with_hint(self, hint: str) -> 'ServingError':
@@ -86,22 +87,27 @@ class ServingError(Exception):
 
 
 def invalid_argument(message: str) -> ServingError:
+    """INVALID_ARGUMENT (HTTP 400)."""
     return ServingError(Code.INVALID_ARGUMENT, message)
 
 
 def not_found(message: str) -> ServingError:
+    """NOT_FOUND (HTTP 404)."""
     return ServingError(Code.NOT_FOUND, message)
 
 
 def failed_precondition(message: str) -> ServingError:
+    """FAILED_PRECONDITION (HTTP 400)."""
     return ServingError(Code.FAILED_PRECONDITION, message)
 
 
 def internal(message: str) -> ServingError:
+    """INTERNAL (HTTP 500)."""
     return ServingError(Code.INTERNAL, message)
 
 
 def unavailable(message: str) -> ServingError:
+    """UNAVAILABLE (HTTP 503)."""
     return ServingError(Code.UNAVAILABLE, message)
 
 

@@ -30,6 +30,8 @@ from models import features
 
 SAVED_MODEL_PB = 'saved_model.pb'
 STAGING_PREFIX = '.staging-'
+# A staging folder older than this was left by a push that died; it is removed.
+STALE_STAGING_SECONDS = 3600
 
 
 def existing_versions(base_directory: str) -> List[int]:
@@ -71,6 +73,19 @@ def _is_local(path: str) -> bool:
     return '://' not in path
 
 
+def remove_stale_staging(base_directory: str, now: Optional[float] = None) -> List[str]:
+    """Removes staging folders of pushes that died; returns their paths."""
+    now = time.time() if now is None else now
+    removed = []
+    for name in os.listdir(base_directory):
+        path = os.path.join(base_directory, name)
+        if name.startswith(STAGING_PREFIX) and now - os.path.getmtime(path) > STALE_STAGING_SECONDS:
+            logging.warning('Removing %s, left by an interrupted push', path)
+            tf.io.gfile.rmtree(path)
+            removed.append(path)
+    return removed
+
+
 def publish(model_path: str, base_directory: str, version: int, prepare=None) -> str:
     """Copies a SavedModel to `<base_directory>/<version>/` so it appears whole.
 
@@ -88,6 +103,7 @@ def publish(model_path: str, base_directory: str, version: int, prepare=None) ->
         raise FileExistsError(f'version directory {target} already exists')
     tf.io.gfile.makedirs(base_directory)
     if _is_local(base_directory):
+        remove_stale_staging(base_directory)
         staging = os.path.join(base_directory, f'{STAGING_PREFIX}{version}-{uuid.uuid4().hex[:8]}')
         try:
             io_utils.copy_dir(model_path, staging)
@@ -173,10 +189,13 @@ class Executor(pusher_executor.Executor):
         label = exec_properties.get(spec.PUSH_LABEL_KEY)
         if label:
             from serving import labels  # pylint: disable=import-outside-toplevel
-            labels.set_version_label(exec_properties[spec.MODEL_CONFIG_FILE_KEY], model_name,
-                                     label, version, base_path=base_directory)
-            logging.info('Version %d labelled %r in %s', version, label,
-                         exec_properties[spec.MODEL_CONFIG_FILE_KEY])
+            config_file = exec_properties[spec.MODEL_CONFIG_FILE_KEY]
+            labels.ensure_model(config_file, model_name, base_directory)
+            if label == labels.CANARY:
+                labels.push_canary(config_file, model_name, version)
+            else:
+                labels.set_label(config_file, model_name, label, version)
+            logging.info('Version %d labelled %r in %s', version, label, config_file)
 
         io_utils.copy_dir(model_path, os.path.join(model_push.uri, 'model'))
         io_utils.write_string_file(result_path, json.dumps(

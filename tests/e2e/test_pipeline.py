@@ -16,7 +16,7 @@ from components.image_pusher import spec as pusher_spec
 from models import features
 from reports import mlmd_runs
 from tests import data
-from tests.e2e.conftest import make_run
+from tests.conftest import make_run
 
 pytestmark = pytest.mark.e2e
 

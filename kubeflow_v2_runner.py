@@ -1,0 +1,171 @@
+"""Compiles the pipeline for Kubeflow Pipelines v2 / Vertex AI Pipelines (a JSON spec).
+
+    python kubeflow_v2_runner.py --project P --region us-central1 \\
+        --image us-central1-docker.pkg.dev/P/tfx/image-classification:1 \\
+        --data-root gs://B/cats_vs_dogs --pipeline-root gs://B/pipeline_root \\
+        --serving-dir gs://B/serving --temp-location gs://B/tmp --output-dir build
+
+The same create_pipeline() as local_runner.py, with the vertex preset: every
+Beam-based component runs on Dataflow, every path is on Cloud Storage, and all
+components run in the image built from the Dockerfile. Nothing is submitted;
+docs/kubeflow.md tells how to build the image and submit the spec.
+"""
+
+import argparse
+import logging as std_logging
+import os
+import sys
+from typing import NoReturn, Optional, Sequence
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """Usage mistakes print one line, as the runners' other errors do."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f'error: {message} (see --help)\n')
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Parses the command line (argparse only: nothing heavy is imported)."""
+    parser = _ArgumentParser(description=__doc__.split('\n')[0])
+    cloud = parser.add_argument_group('cloud (required)')
+    cloud.add_argument('--project', required=True, help='Google Cloud project (Dataflow)')
+    cloud.add_argument('--region', required=True, help='Google Cloud region (Dataflow)')
+    cloud.add_argument('--image', required=True,
+                       help='pipeline image built from the Dockerfile, pushed to a registry')
+    cloud.add_argument('--data-root', required=True,
+                       help='gs:// class folders, or train/ and validation/ of them')
+    cloud.add_argument('--pipeline-root', required=True, help='gs:// home of the artifacts')
+    cloud.add_argument('--serving-dir', required=True,
+                       help='gs:// serving directory (models go to <dir>/<model name>/)')
+    cloud.add_argument('--temp-location', required=True,
+                       help="gs:// folder for Dataflow's temporary files")
+    cloud.add_argument('--output-dir', required=True,
+                       help='where to write the compiled spec (local folder or gs://)')
+    parser.add_argument('--output-filename',
+                        help='file name of the spec (default: <pipeline name>.json)')
+    data = parser.add_argument_group('data layout (compiling reads nothing from the data root)')
+    data.add_argument('--labels', nargs='+', metavar='LABEL',
+                      help='class folder names (default: the tutorial\'s cats dogs)')
+    data.add_argument('--presplit', action=argparse.BooleanOptionalAction, default=True,
+                      help='the data root has train/ and validation/ (default: yes)')
+    data.add_argument('--inspect-data-root', action='store_true',
+                      help='read labels and layout from the data root through tf.io.gfile '
+                           '(needs Cloud Storage credentials here)')
+    parser.add_argument('--pipeline-name')
+    parser.add_argument('--model-name')
+    parser.add_argument('--epochs', type=int)
+    parser.add_argument('--batch-size', type=int)
+    parser.add_argument('--learning-rate', type=float)
+    parser.add_argument('--image-size', type=int, nargs=2, metavar=('HEIGHT', 'WIDTH'))
+    parser.add_argument('--model-variant',
+                        help='transfer (default), cnn, cnn_augment, cnn_preprocess_augment')
+    parser.add_argument('--compare-variants', nargs='*', default=None,
+                        help='extra tutorial models to train for the comparison table')
+    parser.add_argument('--fine-tune-layers', type=int)
+    parser.add_argument('--fine-tune-epochs', type=int)
+    parser.add_argument('--weights',
+                        help="'imagenet' (default; downloaded by the Trainer container) or "
+                             'a weights file inside the image')
+    parser.add_argument('--accuracy-threshold', type=float)
+    parser.add_argument('--balance-tolerance', type=float)
+    parser.add_argument('--max-bad-fraction', type=float)
+    parser.add_argument('--beam-arg', action='append', dest='beam_args', default=[],
+                        help='a Beam argument appended to the Dataflow ones, repeatable '
+                             '(e.g. --beam-arg=--max_num_workers=8)')
+    parser.add_argument('--no-cache', action='store_true', help='disable Vertex AI caching')
+    parser.add_argument('--verbose', action='store_true', help='TFX compiler INFO logs')
+    return parser.parse_args(argv)
+
+
+def build_config(args: argparse.Namespace):
+    """PipelineConfig from the flags: the vertex preset plus overrides.
+
+    Raises:
+      ValueError: a flag value the preset rejects (e.g. a local path).
+      components.image_example_gen.layout.DataRootError: with --inspect-data-root,
+        a data root that cannot be used.
+    """
+    from models import features  # pylint: disable=import-outside-toplevel
+    from pipeline import configs  # pylint: disable=import-outside-toplevel
+
+    labels = tuple(args.labels) if args.labels else features.LABELS
+    presplit = args.presplit
+    if args.inspect_data_root:
+        # Lists the class folders (a few object listings, no image is read), with
+        # the same checks and messages as the local runner.
+        from components.image_example_gen import layout  # pylint: disable=import-outside-toplevel
+        root = layout.inspect_data_root(args.data_root)
+        labels, presplit = root.labels, root.presplit
+    overrides = {
+        'pipeline_name': args.pipeline_name, 'model_name': args.model_name,
+        'epochs': args.epochs, 'batch_size': args.batch_size,
+        'learning_rate': args.learning_rate,
+        'image_size': tuple(args.image_size) if args.image_size else None,
+        'model_variant': args.model_variant,
+        'compare_variants': tuple(args.compare_variants) if args.compare_variants else None,
+        'fine_tune_layers': args.fine_tune_layers, 'fine_tune_epochs': args.fine_tune_epochs,
+        'weights': args.weights, 'accuracy_threshold': args.accuracy_threshold,
+        'balance_tolerance': args.balance_tolerance, 'max_bad_fraction': args.max_bad_fraction,
+        'enable_cache': False if args.no_cache else None,
+    }
+    return configs.vertex(
+        project=args.project, region=args.region, image=args.image,
+        data_root=args.data_root, pipeline_root=args.pipeline_root,
+        serving_dir=args.serving_dir, temp_location=args.temp_location,
+        labels=labels, presplit=presplit, extra_beam_args=tuple(args.beam_args),
+        **{k: v for k, v in overrides.items() if v is not None})
+
+
+def compile_pipeline(config, *, image: str, output_dir: str,
+                     output_filename: Optional[str] = None) -> str:
+    """Compiles create_pipeline(config) into a Kubeflow Pipelines v2 JSON spec.
+
+    Args:
+      config: a PipelineConfig (the vertex preset, or any other).
+      image: the image every component runs in.
+      output_dir: folder of the spec (local or gs://); created when missing.
+      output_filename: the spec's file name (default: <pipeline name>.json).
+
+    Returns:
+      The path of the written spec.
+    """
+    from tfx import v1 as tfx  # pylint: disable=import-outside-toplevel
+    from pipeline import pipeline as pipeline_def  # pylint: disable=import-outside-toplevel
+
+    output_filename = output_filename or f'{config.pipeline_name}.json'
+    # Vertex AI keeps ML Metadata itself: no metadata connection config.
+    dsl_pipeline = pipeline_def.create_pipeline(config)
+    runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
+        output_dir=output_dir, output_filename=output_filename)
+    runner.run(dsl_pipeline)
+    return os.path.join(output_dir, output_filename)
+
+
+def _quiet_logs(verbose: bool) -> None:
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1' if verbose else '2')
+    from absl import logging  # pylint: disable=import-outside-toplevel
+    logging.set_verbosity(logging.INFO if verbose else logging.WARNING)
+    std_logging.getLogger().setLevel(std_logging.INFO if verbose else std_logging.WARNING)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Parses flags, compiles, prints the spec's path. Returns the exit status."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    _quiet_logs(args.verbose)
+    from components.image_example_gen import layout  # pylint: disable=import-outside-toplevel
+    try:
+        config = build_config(args)
+    except (layout.DataRootError, ValueError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    output_dir = args.output_dir if '://' in args.output_dir else os.path.abspath(args.output_dir)
+    path = compile_pipeline(config, image=args.image, output_dir=output_dir,
+                            output_filename=args.output_filename)
+    print(f'pipeline spec: {path}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,703 @@
+"""The one predict/classify/regress/metadata/status path of both transports.
+
+REST (`serving.rest`) and gRPC (`serving.grpc_server`) only translate their
+payloads; everything else happens here, in the order TF Serving does it:
+resolve the servable (latest, version or label), find the signature, decode
+the inputs against it, check names/dtypes/shapes, run the SavedModel (through
+the batcher when batching is on), and shape the result. Every failure is a
+`ServingError` with TF Serving's code and message plus a hint. Each request
+is a `Call`, which feeds the metrics and the request log when it finishes.
+Warmup replays go through the same functions, minus the bookkeeping.
+"""
+
+import dataclasses
+import logging
+import time
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import get_model_metadata_pb2
+from tensorflow_serving.apis import get_model_status_pb2
+
+from models import features
+from serving import errors
+from serving import json_tensor
+from serving import request_log as request_log_lib
+from serving import warmup as warmup_lib
+
+# TF Serving's signature keys (tensorflow/cc/saved_model/signature_constants.h).
+DEFAULT_SIGNATURE = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
+CLASSIFY_INPUTS = tf.saved_model.CLASSIFY_INPUTS
+CLASSIFY_CLASSES = tf.saved_model.CLASSIFY_OUTPUT_CLASSES
+CLASSIFY_SCORES = tf.saved_model.CLASSIFY_OUTPUT_SCORES
+REGRESS_INPUTS = tf.saved_model.REGRESS_INPUTS
+REGRESS_OUTPUTS = tf.saved_model.REGRESS_OUTPUTS
+SIGNATURE_DEF_FIELD = 'signature_def'   # GetModelMetadataImpl::kSignatureDef
+
+PREDICT, CLASSIFY, REGRESS = 'predict', 'classify', 'regress'
+METADATA, STATUS = 'metadata', 'status'
+REST, GRPC = 'REST', 'GRPC'
+# TF Serving's `API` metric label: the REST method, the gRPC method name.
+_GRPC_API = {PREDICT: 'Predict', CLASSIFY: 'Classify', REGRESS: 'Regress',
+             METADATA: 'GetModelMetadata', STATUS: 'GetModelStatus'}
+
+
+class ModelSpec(NamedTuple):
+    """Which servable a request names."""
+    name: str
+    version: Optional[int] = None
+    label: Optional[str] = None
+
+
+@dataclasses.dataclass
+class Call:
+    """One request, as the metrics and the request log see it."""
+    kind: str
+    entrypoint: str
+    model_name: str
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+    version: Optional[int] = None
+    signature: str = ''
+    sampled: bool = False
+    images: List[bytes] = dataclasses.field(default_factory=list)
+    predictions: List[Tuple[Optional[str], Optional[float]]] = (
+        dataclasses.field(default_factory=list))
+    http_status: Optional[int] = None
+
+    @property
+    def api(self) -> str:
+        if self.entrypoint == GRPC:
+            return _GRPC_API[self.kind]
+        return self.kind if self.kind in (PREDICT, CLASSIFY, REGRESS) else ''
+
+
+def _shape_string(dims: Sequence[int]) -> str:
+    return '[' + ','.join(str(d) for d in dims) + ']'
+
+
+def _signature_shape(info) -> Optional[List[int]]:
+    if info.tensor_shape.unknown_rank:
+        return None
+    return [d.size for d in info.tensor_shape.dim]
+
+
+def _available_signatures(servable) -> str:
+    names = sorted(n for n in servable.signature_defs if n in servable.functions)
+    return ', '.join(names) or 'none'
+
+
+def serialized_examples(input_proto) -> List[bytes]:
+    """Serialized Examples of a tensorflow.serving.Input proto.
+
+    With a context, each example is the context followed by the example, as
+    TF Serving serializes ExampleListWithContext.
+
+    Raises:
+      ServingError: INVALID_ARGUMENT for an empty input.
+    """
+    kind = input_proto.WhichOneof('kind')
+    if kind == 'example_list':
+        examples = [e.SerializeToString()
+                    for e in input_proto.example_list.examples]
+    elif kind == 'example_list_with_context':
+        context = input_proto.example_list_with_context.context
+        prefix = context.SerializeToString()
+        examples = [prefix + e.SerializeToString()
+                    for e in input_proto.example_list_with_context.examples]
+    else:
+        raise errors.invalid_argument('Input is empty').with_hint(
+            'set input.example_list.examples.')
+    if not examples:
+        raise errors.invalid_argument('Input is empty').with_hint(
+            'send at least one example.')
+    return examples
+
+
+def arrays_from_tensor_protos(protos: Mapping[str, Any],
+                              signature_def) -> Dict[str, np.ndarray]:
+    """TensorProtos (gRPC, warmup) as arrays, dtypes checked.
+
+    Raises:
+      ServingError: INVALID_ARGUMENT for a dtype that does not match the
+        signature or a malformed tensor.
+    """
+    arrays = {}
+    names = sorted(signature_def.inputs)
+    for name, proto in protos.items():
+        info = signature_def.inputs.get(name)
+        if info is not None and proto.dtype != info.dtype:
+            got, want = (json_tensor.dtype_name(proto.dtype),
+                         json_tensor.dtype_name(info.dtype))
+            hint = (f'input {name!r} takes {want} tensors')
+            if info.dtype == json_tensor.DT_STRING:
+                hint += ('; send encoded image files (JPEG/PNG/BMP/GIF) as '
+                         'DT_STRING, not decoded pixel values')
+            raise errors.invalid_argument(
+                f'Expects arg[{names.index(name)}] to be {want} but {got} is '
+                'provided').with_hint(hint + '.')
+        try:
+            arrays[name] = tf.make_ndarray(proto)
+        except (ValueError, TypeError) as error:
+            raise errors.invalid_argument(
+                f'Malformed TensorProto for input {name!r}: {error}') from None
+    return arrays
+
+
+class ServingCore:
+    """Runs requests against the servables of a ModelStore."""
+
+    def __init__(self, store, *, metrics=None, batcher=None,
+                 request_log: Optional[request_log_lib.RequestLog] = None,
+                 enable_model_warmup: bool = True,
+                 num_request_iterations_for_warmup: int = 0):
+        self.store = store
+        self.metrics = metrics
+        self.batcher = batcher
+        self.request_log = request_log
+        self._warmup_iterations = max(num_request_iterations_for_warmup, 1)
+        if enable_model_warmup:
+            store.warmup = self.warmup
+        store.on_unload = self._on_unload
+
+    # ------------------------------------------------------------ calls
+
+    def begin(self, kind: str, entrypoint: str, model_name: str) -> Call:
+        """Starts the bookkeeping of one request."""
+        call = Call(kind, entrypoint, model_name)
+        if self.request_log is not None and kind in (PREDICT, CLASSIFY,
+                                                     REGRESS):
+            call.sampled = self.request_log.should_sample()
+        return call
+
+    def finish(self, call: Call,
+               error: Optional[errors.ServingError] = None) -> None:
+        """Records a finished request in the metrics and the request log."""
+        seconds = time.perf_counter() - call.started
+        code = error.code if error is not None else errors.Code.OK
+        if self.metrics is not None:
+            self.metrics.record_request(call.model_name, call.api,
+                                        call.entrypoint, code.name, seconds)
+        if call.sampled and self.request_log is not None:
+            try:
+                self._log(call, code, error, seconds)
+            except Exception:  # pylint: disable=broad-except
+                logging.exception('Request log write failed')
+
+    def _log(self, call: Call, code: errors.Code,
+             error: Optional[errors.ServingError], seconds: float) -> None:
+        images = []
+        for index, data in enumerate(call.images):
+            info = request_log_lib.image_info(
+                data, include_bytes=self.request_log.include_image_bytes)
+            label, score = (call.predictions[index]
+                            if index < len(call.predictions) else (None, None))
+            info['label'] = label
+            info['score'] = score
+            images.append(info)
+        record = {
+            'model': call.model_name,
+            'version': call.version,
+            'signature': call.signature,
+            'api': call.kind,
+            'entrypoint': call.entrypoint,
+            'status': code.name,
+            'latency_ms': round(seconds * 1e3, 3),
+            'images': images,
+        }
+        if call.http_status is not None:
+            record['http_status'] = call.http_status
+        if error is not None:
+            record['error'] = error.message
+        self.request_log.write(record)
+
+    # -------------------------------------------------------- signatures
+
+    def _signature(self, servable, name: str, missing: Callable[[str], str],
+                   code: errors.Code):
+        signature_def = servable.signature_defs.get(name)
+        if signature_def is None or name not in servable.functions:
+            raise errors.ServingError(code, missing(name)).with_hint(
+                f'available signatures: {_available_signatures(servable)}.')
+        return signature_def
+
+    def predict_signature(self, servable, signature_name: str, *,
+                          entrypoint: str):
+        """The SignatureDef a predict request runs.
+
+        REST answers INVALID_ARGUMENT for an unknown name (its input map
+        lookup fails first), gRPC FAILED_PRECONDITION, as TF Serving does.
+        """
+        name = signature_name or DEFAULT_SIGNATURE
+        if entrypoint == REST:
+            return name, self._signature(
+                servable, name,
+                lambda n: f'Serving signature name: "{n}" not found in '
+                'signature def', errors.Code.INVALID_ARGUMENT)
+        return name, self._signature(
+            servable, name, lambda n: f'Serving signature key "{n}" not found.',
+            errors.Code.FAILED_PRECONDITION)
+
+    # ----------------------------------------------------------- predict
+
+    def predict(self, call: Call, spec: ModelSpec, signature_name: str,
+                decode: Callable[[Any], Dict[str, np.ndarray]], *,
+                output_filter: Sequence[str] = ()
+                ) -> Tuple[Any, str, Dict[str, np.ndarray], Any]:
+        """Runs a predict request.
+
+        Args:
+          call: the request's bookkeeping.
+          spec: the servable named by the request.
+          signature_name: '' for serving_default.
+          decode: turns the transport's payload into input arrays, given the
+            SignatureDef (JSON needs the dtypes).
+          output_filter: output names to return (gRPC); all if empty.
+
+        Returns:
+          (servable, signature name, outputs, decode result notes).
+
+        Raises:
+          ServingError: with TF Serving's code.
+        """
+        servable = self.store.resolve(spec.name, spec.version, spec.label)
+        call.version = servable.version
+        name, signature_def = self.predict_signature(
+            servable, signature_name, entrypoint=call.entrypoint)
+        call.signature = name
+        started = time.perf_counter()
+        decoded = decode(signature_def)
+        plain_strings = set()
+        if isinstance(decoded, json_tensor.PredictInputs):
+            plain_strings = decoded.plain_string_inputs
+            inputs = decoded.inputs
+        else:
+            inputs = decoded
+        if self.metrics is not None:
+            self.metrics.observe_decode(servable.name, call.entrypoint,
+                                        time.perf_counter() - started)
+        if call.sampled:
+            call.images = self._images_from_inputs(inputs)
+        for alias in output_filter:
+            if alias not in signature_def.outputs:
+                raise errors.invalid_argument(
+                    f'output tensor alias not found in signature: {alias} '
+                    'Outputs expected to be in the set '
+                    f'{{{",".join(sorted(signature_def.outputs))}}}.')
+        if len(set(output_filter)) != len(output_filter):
+            raise errors.invalid_argument(
+                'duplicate output tensor alias: ' + ','.join(output_filter))
+        outputs = self._run(servable, name, signature_def, inputs,
+                            plain_strings=plain_strings)
+        if output_filter:
+            outputs = {k: outputs[k] for k in output_filter}
+        if call.sampled:
+            call.predictions = self._predictions_from_outputs(outputs)
+        return servable, name, outputs, decoded
+
+    def _images_from_inputs(self, inputs: Mapping[str, np.ndarray]
+                            ) -> List[bytes]:
+        for name, array in sorted(inputs.items()):
+            if array.dtype == object and (
+                    name == features.SERVING_INPUT
+                    or name.endswith(json_tensor.BYTES_SUFFIX)):
+                return [bytes(v) for v in array.reshape(-1)]
+        return []
+
+    @staticmethod
+    def _predictions_from_outputs(outputs: Mapping[str, np.ndarray]):
+        probabilities = outputs.get(features.PROBABILITIES_OUTPUT)
+        labels = outputs.get(features.LABEL_OUTPUT)
+        if probabilities is None or np.ndim(probabilities) != 2:
+            return []
+        predictions = []
+        for row, scores in enumerate(probabilities):
+            best = int(np.argmax(scores))
+            if labels is not None and np.ndim(labels) == 1:
+                label = labels[row]
+                label = label.decode('utf-8', 'replace') if isinstance(
+                    label, bytes) else str(label)
+            elif len(scores) == len(features.LABELS):
+                label = features.LABELS[best]
+            else:
+                label = str(best)
+            predictions.append(
+                (label, json_tensor.float32_value(scores[best])))
+        return predictions
+
+    # ------------------------------------------------- classify / regress
+
+    def _example_signature(self, servable, signature_name: str, method: str):
+        name = signature_name or DEFAULT_SIGNATURE
+        signature_def = servable.signature_defs.get(name)
+        if signature_def is None or name not in servable.functions:
+            raise errors.invalid_argument(
+                f'No signature was found with the name: {name}').with_hint(
+                    self._example_signature_hint(servable, method))
+        problem = self._example_signature_problem(signature_def, method)
+        if problem:
+            raise errors.invalid_argument(problem).with_hint(
+                self._example_signature_hint(servable, method))
+        return name, signature_def
+
+    @staticmethod
+    def _example_signature_problem(signature_def, method: str) -> str:
+        if len(signature_def.inputs) != 1:
+            return 'Expected one input Tensor.'
+        if method == CLASSIFY:
+            if len(signature_def.outputs) not in (1, 2):
+                return ('Expected one or two output Tensors, found '
+                        f'{len(signature_def.outputs)}')
+            if CLASSIFY_INPUTS not in signature_def.inputs:
+                return ('No classification inputs found in SignatureDef: '
+                        f'inputs {sorted(signature_def.inputs)}')
+            if (CLASSIFY_CLASSES not in signature_def.outputs
+                    and CLASSIFY_SCORES not in signature_def.outputs):
+                return ('Expected classification signature outputs to contain '
+                        f'at least one of "{CLASSIFY_CLASSES}" or '
+                        f'"{CLASSIFY_SCORES}". Signature outputs were: '
+                        f'{sorted(signature_def.outputs)}')
+            return ''
+        if len(signature_def.outputs) != 1:
+            return 'Expected one output Tensor.'
+        if REGRESS_INPUTS not in signature_def.inputs:
+            return ('No regression inputs found in SignatureDef: inputs '
+                    f'{sorted(signature_def.inputs)}')
+        if REGRESS_OUTPUTS not in signature_def.outputs:
+            return ('No regression outputs found in SignatureDef: outputs '
+                    f'{sorted(signature_def.outputs)}')
+        return ''
+
+    def _example_signature_hint(self, servable, method: str) -> str:
+        fitting = sorted(
+            name for name, sig in servable.signature_defs.items()
+            if name in servable.functions
+            and not self._example_signature_problem(sig, method))
+        if fitting:
+            return (f'signatures of this model that take :{method}: '
+                    f'{", ".join(fitting)}; pass "signature_name".')
+        return f'this model has no signature for :{method}.'
+
+    def classify(self, call: Call, spec: ModelSpec, signature_name: str,
+                 examples: Callable[[], List[bytes]]
+                 ) -> Tuple[Any, str, List[List[Tuple[str, float]]]]:
+        """Runs a classify request on serialized Examples.
+
+        Returns:
+          (servable, signature name, per example [(label, score), ...]).
+        """
+        servable = self.store.resolve(spec.name, spec.version, spec.label)
+        call.version = servable.version
+        return (servable,) + self._classify_on(servable, call, signature_name,
+                                               examples)
+
+    def _classify_on(self, servable, call: Optional[Call], signature_name: str,
+                     examples: Callable[[], List[bytes]]):
+        name, signature_def = self._example_signature(servable, signature_name,
+                                                      CLASSIFY)
+        serialized = self._decode_examples(servable, call, name, examples)
+        outputs = self._run(servable, name, signature_def,
+                            {CLASSIFY_INPUTS: serialized})
+        count = len(serialized)
+        classes = outputs.get(CLASSIFY_CLASSES)
+        scores = outputs.get(CLASSIFY_SCORES)
+        for tensor, kind, what in ((classes, 'O', 'DT_STRING'),
+                                   (scores, 'f', 'DT_FLOAT')):
+            if tensor is None:
+                continue
+            if tensor.ndim != 2:
+                raise errors.invalid_argument(
+                    'Expected Tensor shape: [batch_size num_classes] but got '
+                    f'{_shape_string(tensor.shape)}')
+            if tensor.dtype.kind != kind:
+                raise errors.invalid_argument(
+                    f'Expected {"classes" if kind == "O" else "scores"} Tensor '
+                    f'of {what}. Got: {tensor.dtype}')
+            if tensor.shape[0] != count:
+                raise errors.invalid_argument(
+                    f'Expected output batch size of {count}. Got: '
+                    f'{tensor.shape[0]}')
+        if classes is not None and scores is not None and (
+                classes.shape[1] != scores.shape[1]):
+            raise errors.invalid_argument(
+                'Tensors class and score should match in dim_size(1). Got '
+                f'{classes.shape[1]} vs. {scores.shape[1]}')
+        num_classes = (classes if classes is not None else scores).shape[1]
+        results = []
+        for row in range(count):
+            results.append([
+                ((classes[row, c].decode('utf-8', 'replace')
+                  if classes is not None else ''),
+                 float(scores[row, c]) if scores is not None else 0.0)
+                for c in range(num_classes)])
+        if call is not None and call.sampled:
+            call.predictions = []
+            for classes_and_scores in results:
+                if not classes_and_scores:
+                    call.predictions.append((None, None))
+                    continue
+                label, score = max(classes_and_scores, key=lambda pair: pair[1])
+                call.predictions.append(
+                    (label, json_tensor.float32_value(score)))
+        return name, results
+
+    def regress(self, call: Call, spec: ModelSpec, signature_name: str,
+                examples: Callable[[], List[bytes]]
+                ) -> Tuple[Any, str, List[float]]:
+        """Runs a regress request on serialized Examples.
+
+        Returns:
+          (servable, signature name, one value per example).
+        """
+        servable = self.store.resolve(spec.name, spec.version, spec.label)
+        call.version = servable.version
+        return (servable,) + self._regress_on(servable, call, signature_name,
+                                              examples)
+
+    def _regress_on(self, servable, call: Optional[Call], signature_name: str,
+                    examples: Callable[[], List[bytes]]):
+        name, signature_def = self._example_signature(servable, signature_name,
+                                                      REGRESS)
+        serialized = self._decode_examples(servable, call, name, examples)
+        outputs = self._run(servable, name, signature_def,
+                            {REGRESS_INPUTS: serialized})
+        values = outputs[REGRESS_OUTPUTS]
+        count = len(serialized)
+        if values.dtype.kind != 'f':
+            raise errors.invalid_argument(
+                f'Expected output Tensor of DT_FLOAT. Got: {values.dtype}')
+        if values.ndim == 2 and values.shape[1] == 1:
+            values = values[:, 0]
+        if values.ndim != 1 or values.shape[0] != count:
+            raise errors.invalid_argument(
+                'Expected output Tensor shape to be either [batch_size] or '
+                f'[batch_size, 1] but got {_shape_string(values.shape)}')
+        result = [float(v) for v in values]
+        if call is not None and call.sampled:
+            call.predictions = [(None, v) for v in result]
+        return name, result
+
+    def _decode_examples(self, servable, call: Optional[Call], name: str,
+                         examples: Callable[[], List[bytes]]) -> np.ndarray:
+        if call is not None:
+            call.signature = name
+        started = time.perf_counter()
+        serialized = examples()
+        array = np.empty(len(serialized), dtype=object)
+        array[:] = serialized
+        if call is not None:
+            if self.metrics is not None:
+                self.metrics.observe_decode(servable.name, call.entrypoint,
+                                            time.perf_counter() - started)
+            if call.sampled:
+                call.images = self._images_from_examples(serialized)
+        return array
+
+    @staticmethod
+    def _images_from_examples(serialized: Sequence[bytes]) -> List[bytes]:
+        images = []
+        for data in serialized:
+            example = tf.train.Example.FromString(data)
+            feature = example.features.feature.get(features.IMAGE_KEY)
+            if feature is None or not feature.bytes_list.value:
+                return []
+            images.append(feature.bytes_list.value[0])
+        return images
+
+    # --------------------------------------------------------------- run
+
+    def _check_inputs(self, signature_name: str, signature_def,
+                      inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        wanted, sent = set(signature_def.inputs), set(inputs)
+        if wanted != sent:
+            raise errors.invalid_argument(
+                f'input size does not match signature: {len(sent)}!='
+                f'{len(wanted)} len({{{",".join(sorted(sent))}}}) != '
+                f'len({{{",".join(sorted(wanted))}}}). Sent extra: '
+                f'{{{",".join(sorted(sent - wanted))}}}. Missing but required: '
+                f'{{{",".join(sorted(wanted - sent))}}}.').with_hint(
+                    f'signature {signature_name!r} takes '
+                    f'{", ".join(sorted(wanted))}.')
+        checked = {}
+        for name, array in inputs.items():
+            info = signature_def.inputs[name]
+            want = _signature_shape(info)
+            array = np.asarray(array)
+            if want is not None and (
+                    len(want) != array.ndim
+                    or any(w >= 0 and w != g for w, g in zip(want, array.shape))):
+                hint = ''
+                if array.ndim < len(want):
+                    hint = (f'input {name!r} needs {len(want)} dimension(s) '
+                            'with the first one over examples: send a list '
+                            '(e.g. "instances": [...] or "inputs": [...]), '
+                            'not a single value.')
+                elif array.ndim > len(want):
+                    hint = (f'input {name!r} needs {len(want)} dimension(s); '
+                            'the request nests one list too many.')
+                raise errors.invalid_argument(
+                    f'input {name!r} of signature {signature_name!r} expects '
+                    f'shape {_shape_string(want)} of '
+                    f'{json_tensor.dtype_name(info.dtype)}, got shape '
+                    f'{_shape_string(array.shape)}').with_hint(hint)
+            np_dtype = json_tensor.numpy_dtype(info.dtype)
+            if np_dtype is not object and array.dtype != np_dtype:
+                array = array.astype(np_dtype)
+            checked[name] = array
+        return checked
+
+    def _run(self, servable, signature_name: str, signature_def,
+             inputs: Mapping[str, np.ndarray], *,
+             plain_strings=frozenset()) -> Dict[str, np.ndarray]:
+        started = time.perf_counter()
+        inputs = self._check_inputs(signature_name, signature_def, inputs)
+        check_seconds = time.perf_counter() - started
+        try:
+            if self.batcher is not None:
+                outputs, queued = self.batcher.run(
+                    (servable.name, servable.version, signature_name,
+                     id(servable)), inputs,
+                    lambda batch: self._call(servable, signature_name,
+                                             signature_def, batch),
+                    model_name=servable.name)
+                if self.metrics is not None:
+                    self.metrics.observe_preprocess(servable.name,
+                                                    check_seconds + queued)
+                return outputs
+            if self.metrics is not None:
+                self.metrics.observe_preprocess(servable.name, check_seconds)
+            return self._call(servable, signature_name, signature_def, inputs)
+        except errors.ServingError as error:
+            raise self._with_input_hint(error, signature_def, inputs,
+                                        plain_strings) from None
+
+    def _call(self, servable, signature_name: str, signature_def,
+              inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        function = servable.functions[signature_name]
+        tensors = {name: tf.constant(array, dtype=tf.dtypes.as_dtype(
+            signature_def.inputs[name].dtype)) for name, array in inputs.items()}
+        started = time.perf_counter()
+        try:
+            outputs = function(**tensors)
+        except tf.errors.OpError as error:
+            raise errors.from_tf_error(error) from None
+        except (TypeError, ValueError) as error:
+            raise errors.invalid_argument(str(error)) from None
+        if self.metrics is not None:
+            self.metrics.observe_predict(servable.name, signature_name,
+                                         time.perf_counter() - started)
+        return {name: tensor.numpy() for name, tensor in outputs.items()}
+
+    @staticmethod
+    def _with_input_hint(error: errors.ServingError, signature_def,
+                         inputs: Mapping[str, np.ndarray],
+                         plain_strings) -> errors.ServingError:
+        if error.code != errors.Code.INVALID_ARGUMENT or 'Hint:' in error.message:
+            return error
+        text = error.message.lower()
+        if 'image' not in text and 'decode' not in text:
+            return error
+        names = [n for n in sorted(inputs)
+                 if signature_def.inputs[n].dtype == json_tensor.DT_STRING]
+        if not names:
+            return error
+        plain = [n for n in names if n in plain_strings]
+        if plain:
+            return error.with_hint(
+                f'input {plain[0]!r} got a plain JSON string; binary data such '
+                'as an image file must be sent as {"b64": "<base64 of the '
+                'file>"}.')
+        return error.with_hint(
+            f'the bytes sent for input {names[0]!r} are not a whole JPEG, PNG, '
+            'BMP or GIF file; send the file\'s bytes unchanged (base64 only '
+            'for transport).')
+
+    # -------------------------------------------------- metadata, status
+
+    def metadata(self, spec: ModelSpec, metadata_fields: Sequence[str] = (
+            SIGNATURE_DEF_FIELD,)):
+        """A GetModelMetadataResponse with the servable's SignatureDefMap.
+
+        Raises:
+          ServingError: INVALID_ARGUMENT for unsupported fields, NOT_FOUND
+            for an unknown model or version.
+        """
+        if not metadata_fields:
+            raise errors.invalid_argument(
+                'GetModelMetadataRequest must specify at least one '
+                'metadata_field').with_hint('ask for "signature_def".')
+        for field in metadata_fields:
+            if field != SIGNATURE_DEF_FIELD:
+                raise errors.invalid_argument(
+                    f'Metadata field {field} is not supported').with_hint(
+                        'the only field is "signature_def".')
+        servable = self.store.resolve(spec.name, spec.version, spec.label)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = servable.name
+        response.model_spec.version.value = servable.version
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        for name, signature_def in servable.signature_defs.items():
+            signature_map.signature_def[name].CopyFrom(signature_def)
+        response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_map)
+        return response
+
+    def status(self, spec: ModelSpec):
+        """A GetModelStatusResponse.
+
+        Raises:
+          ServingError: NOT_FOUND for an unknown model or version.
+        """
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for status in self.store.model_status(spec.name, spec.version,
+                                              spec.label):
+            entry = response.model_version_status.add()
+            entry.version = status.version
+            entry.state = status.state
+            entry.status.error_code = int(status.error_code)
+            entry.status.error_message = status.error_message
+        return response
+
+    def readiness(self) -> Tuple[bool, Dict[str, str]]:
+        """(ready, per-model reason), for /readyz."""
+        return self.store.readiness()
+
+    # ------------------------------------------------------------ warmup
+
+    def warmup(self, servable) -> Optional[int]:
+        """Replays the version's warmup file; raises if it is corrupt."""
+
+        def execute(log) -> None:
+            kind = log.WhichOneof('log_type')
+            if kind == 'predict_log':
+                request = log.predict_log.request
+                name, signature_def = self.predict_signature(
+                    servable, request.model_spec.signature_name,
+                    entrypoint=GRPC)
+                inputs = arrays_from_tensor_protos(request.inputs,
+                                                   signature_def)
+                self._run(servable, name, signature_def, inputs)
+            elif kind == 'classify_log':
+                request = log.classify_log.request
+                self._classify_on(servable, None,
+                                  request.model_spec.signature_name,
+                                  lambda: serialized_examples(request.input))
+            elif kind == 'regress_log':
+                request = log.regress_log.request
+                self._regress_on(servable, None,
+                                 request.model_spec.signature_name,
+                                 lambda: serialized_examples(request.input))
+            else:
+                raise errors.invalid_argument(
+                    f'Unsupported log_type for warmup: {kind}')
+
+        def on_done(status: str, count: int) -> None:
+            if self.metrics is not None:
+                self.metrics.record_warmup(servable.path, status, count)
+
+        return warmup_lib.replay(servable.path, execute,
+                                 iterations=self._warmup_iterations,
+                                 on_done=on_done)
+
+    def _on_unload(self, servable) -> None:
+        if self.batcher is not None:
+            self.batcher.close(lambda key: key[3] == id(servable))

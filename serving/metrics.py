@@ -1,0 +1,178 @@
+"""Prometheus metrics, with TF Serving's metric names where they exist.
+
+TF Serving exports its monitoring metrics with '/' replaced by ':', e.g.
+`:tensorflow:serving:request_count{model_name,status}`. We keep those names
+and label sets so dashboards built for TF Serving work unchanged:
+
+- `:tensorflow:serving:request_count{model_name,status}`: every request,
+  status as the canonical code name (OK, INVALID_ARGUMENT, NOT_FOUND, ...).
+- `:tensorflow:serving:request_latency{model_name,API,entrypoint}`: a
+  histogram in microseconds with TF Serving's buckets (10 * 1.8^i, 33
+  buckets), successful requests only, API as TF Serving names it ('predict'
+  over REST, 'Predict' over gRPC) and entrypoint 'REST' or 'GRPC'.
+- `:tensorflow:cc:saved_model:load_attempt_count{model_path,status}`:
+  status 'success' or 'fail'.
+- `:tensorflow:serving:model_warmup_records_read{model_path,status}`.
+
+prometheus_client's text format always appends `_total` to a counter's
+name; TF Serving's counters have no suffix. The counters above are therefore
+exposed as untyped families (through a custom Collector) so that their sample
+names are exactly TF Serving's. Our own metrics use ordinary
+prometheus_client types:
+
+- `serving_request_decode_seconds{model_name,entrypoint}`: request payload
+  to tensors (JSON parsing, base64, TensorProto conversion).
+- `serving_preprocess_seconds{model_name}`: checking the tensors against the
+  signature and casting them, plus waiting in the batching queue.
+- `serving_predict_seconds{model_name,signature}`: one SavedModel call (a
+  whole batch when batching is on). The exported model decodes and resizes
+  images inside its graph, so that time is part of this one.
+- `serving_batch_size{model_name}`: examples per SavedModel call.
+"""
+
+import collections
+import threading
+from typing import Dict, Iterable, Tuple
+
+import prometheus_client
+from prometheus_client import metrics_core
+
+CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
+
+REQUEST_COUNT = ':tensorflow:serving:request_count'
+REQUEST_LATENCY = ':tensorflow:serving:request_latency'
+LOAD_ATTEMPT_COUNT = ':tensorflow:cc:saved_model:load_attempt_count'
+WARMUP_RECORDS_READ = ':tensorflow:serving:model_warmup_records_read'
+
+DECODE_SECONDS = 'serving_request_decode_seconds'
+PREPROCESS_SECONDS = 'serving_preprocess_seconds'
+PREDICT_SECONDS = 'serving_predict_seconds'
+BATCH_SIZE = 'serving_batch_size'
+
+# monitoring::Buckets::Exponential(10, 1.8, 33): 10us .. ~20 minutes, with the
+# six significant digits TF Serving's exporter prints (32.4, not
+# 32.400000000000006).
+TF_SERVING_LATENCY_BUCKETS = tuple(float(f'{10.0 * 1.8 ** i:.6g}')
+                                   for i in range(33))
+_SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                    0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class _CounterTable:
+    """Thread-safe counts keyed by label values."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._counts: Dict[Tuple[str, ...], float] = collections.Counter()
+
+    def add(self, labels: Tuple[str, ...], amount: float = 1) -> None:
+        with self._lock:
+            self._counts[labels] += amount
+
+    def items(self):
+        with self._lock:
+            return sorted(self._counts.items())
+
+
+class _TfServingCounters:
+    """Collector yielding TF Serving's counters under their exact names."""
+
+    def __init__(self, tables: Iterable[Tuple[str, str, Tuple[str, ...],
+                                              _CounterTable]]):
+        self._tables = list(tables)
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        for name, documentation, label_names, table in self._tables:
+            family = metrics_core.UnknownMetricFamily(
+                name, documentation, labels=label_names)
+            for labels, value in table.items():
+                family.add_metric(list(labels), value)
+            yield family
+
+
+class ServingMetrics:
+    """All metrics of one server, in a registry of its own.
+
+    Creating one switches off prometheus_client's `*_created` series for the
+    process, as TF Serving exports none.
+    """
+
+    def __init__(self):
+        prometheus_client.disable_created_metrics()
+        self.registry = prometheus_client.CollectorRegistry()
+        self._request_count = _CounterTable()
+        self._load_attempts = _CounterTable()
+        self._warmup_records = _CounterTable()
+        self.registry.register(_TfServingCounters([
+            (REQUEST_COUNT, 'The total number of requests.',
+             ('model_name', 'status'), self._request_count),
+            (LOAD_ATTEMPT_COUNT,
+             'The number of times a SavedModel was successfully loaded.',
+             ('model_path', 'status'), self._load_attempts),
+            (WARMUP_RECORDS_READ,
+             'Total number of warmup records read during model warmup.',
+             ('model_path', 'status'), self._warmup_records),
+        ]))
+        self._request_latency = prometheus_client.Histogram(
+            REQUEST_LATENCY,
+            'Distribution of wall time (in microseconds) for Tensorflow '
+            'Serving request.',
+            ['model_name', 'API', 'entrypoint'],
+            buckets=TF_SERVING_LATENCY_BUCKETS, registry=self.registry)
+        self._decode = prometheus_client.Histogram(
+            DECODE_SECONDS, 'Request payload to input tensors, in seconds.',
+            ['model_name', 'entrypoint'], buckets=_SECONDS_BUCKETS,
+            registry=self.registry)
+        self._preprocess = prometheus_client.Histogram(
+            PREPROCESS_SECONDS,
+            'Input checks, casting and batching queue wait, in seconds.',
+            ['model_name'], buckets=_SECONDS_BUCKETS, registry=self.registry)
+        self._predict = prometheus_client.Histogram(
+            PREDICT_SECONDS, 'One SavedModel signature call, in seconds.',
+            ['model_name', 'signature'], buckets=_SECONDS_BUCKETS,
+            registry=self.registry)
+        self._batch_size = prometheus_client.Histogram(
+            BATCH_SIZE, 'Examples per SavedModel call.', ['model_name'],
+            buckets=_BATCH_BUCKETS, registry=self.registry)
+
+    def record_request(self, model_name: str, api: str, entrypoint: str,
+                       status: str, latency_seconds: float) -> None:
+        """Counts a request; its latency is kept only when it succeeded."""
+        self._request_count.add((model_name, status))
+        if status == 'OK':
+            self._request_latency.labels(model_name, api, entrypoint).observe(
+                latency_seconds * 1e6)
+
+    def record_load(self, model_path: str, *, success: bool) -> None:
+        """Counts one SavedModel load attempt."""
+        self._load_attempts.add((model_path, 'success' if success else 'fail'))
+
+    def record_warmup(self, model_path: str, status: str, records: int) -> None:
+        """Counts the warmup records read for a version."""
+        self._warmup_records.add((model_path, status), records)
+
+    def observe_decode(self, model_name: str, entrypoint: str,
+                       seconds: float) -> None:
+        """Observes payload decoding time."""
+        self._decode.labels(model_name, entrypoint).observe(seconds)
+
+    def observe_preprocess(self, model_name: str, seconds: float) -> None:
+        """Observes input checking and queueing time."""
+        self._preprocess.labels(model_name).observe(seconds)
+
+    def observe_predict(self, model_name: str, signature: str,
+                        seconds: float) -> None:
+        """Observes one SavedModel call."""
+        self._predict.labels(model_name, signature).observe(seconds)
+
+    def observe_batch_size(self, model_name: str, size: int) -> None:
+        """Observes the examples of one SavedModel call."""
+        self._batch_size.labels(model_name).observe(size)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format page."""
+        return prometheus_client.generate_latest(self.registry)

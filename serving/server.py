@@ -1,0 +1,343 @@
+"""Entry point: `python -m serving.server`, with TF Serving's flag names.
+
+    python -m serving.server --model_name=cats_dogs \\
+        --model_base_path=/path/to/pushed/cats_dogs --rest_api_port=8501
+
+or, for several models, version labels and config polling:
+
+    python -m serving.server --model_config_file=models.config \\
+        --model_config_file_poll_wait_seconds=10
+
+The ports open first and the models load in the background; `/readyz`
+answers 503 until every model has an AVAILABLE version (after warmup), as
+probes expect. Both ports bind 127.0.0.1 unless `--rest_api_host` /
+`--grpc_host` say otherwise. SIGTERM or SIGINT stop accepting, let running
+requests finish and exit 0.
+
+TF Serving flags accepted (same meaning): --port, --rest_api_port,
+--rest_api_num_threads, --rest_api_timeout_in_ms, --model_name,
+--model_base_path, --model_config_file, --model_config_file_poll_wait_seconds,
+--file_system_poll_wait_seconds, --enable_batching, --batching_parameters_file,
+--allow_version_labels_for_unavailable_models, --enable_model_warmup,
+--num_request_iterations_for_warmup, --max_num_load_retries,
+--load_retry_interval_micros, --grpc_max_threads,
+--tensorflow_intra_op_parallelism, --tensorflow_inter_op_parallelism.
+A zero --port or --rest_api_port disables that API, as in TF Serving; unlike
+TF Serving, --rest_api_port defaults to 8501 (the docker image's port).
+"""
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import List, Optional
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ('1', 'true', 'yes', 't', 'y'):
+        return True
+    if value in ('0', 'false', 'no', 'f', 'n'):
+        return False
+    raise argparse.ArgumentTypeError(f'expected true or false, got {text!r}')
+
+
+def _add_bool(parser: argparse.ArgumentParser, name: str, default: bool,
+              help_text: str) -> None:
+    parser.add_argument(f'--{name}', type=_bool, nargs='?', const=True,
+                        default=default, metavar='BOOL', help=help_text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, with TF Serving's flag names and ours."""
+    cpus = os.cpu_count() or 1
+    parser = argparse.ArgumentParser(
+        prog='python -m serving.server',
+        description='Serves SavedModels over TF Serving\'s REST and gRPC APIs.')
+    tf_serving = parser.add_argument_group('TF Serving flags')
+    tf_serving.add_argument('--port', type=int, default=8500,
+                            help='gRPC port; 0 disables gRPC.')
+    tf_serving.add_argument('--rest_api_port', type=int, default=8501,
+                            help='REST port; 0 disables REST.')
+    tf_serving.add_argument('--rest_api_num_threads', type=int,
+                            default=4 * cpus,
+                            help='Threads running REST requests.')
+    tf_serving.add_argument('--rest_api_timeout_in_ms', type=int, default=30000,
+                            help='REST request deadline; <= 0 for none.')
+    tf_serving.add_argument('--grpc_max_threads', type=int, default=4 * cpus,
+                            help='Threads running gRPC requests.')
+    tf_serving.add_argument('--model_name', default='default',
+                            help='Model name, with --model_base_path.')
+    tf_serving.add_argument('--model_base_path', default='',
+                            help='Directory of numeric version directories.')
+    tf_serving.add_argument('--model_config_file', default='',
+                            help='ModelServerConfig text proto (several '
+                            'models, version policies, version_labels).')
+    tf_serving.add_argument('--model_config_file_poll_wait_seconds', type=int,
+                            default=0,
+                            help='Re-read the config file this often; 0: '
+                            'never.')
+    tf_serving.add_argument('--file_system_poll_wait_seconds', type=int,
+                            default=1,
+                            help='Look for new versions this often; 0: once.')
+    _add_bool(tf_serving, 'enable_batching', False,
+              'Batch concurrent requests on the server.')
+    tf_serving.add_argument('--batching_parameters_file', default='',
+                            help='BatchingParameters text proto; needs '
+                            '--enable_batching.')
+    _add_bool(tf_serving, 'allow_version_labels_for_unavailable_models', False,
+              'Allow new labels on versions that are not loaded yet.')
+    _add_bool(tf_serving, 'enable_model_warmup', True,
+              'Replay assets.extra/tf_serving_warmup_requests before a version '
+              'becomes AVAILABLE.')
+    tf_serving.add_argument('--num_request_iterations_for_warmup', type=int,
+                            default=0,
+                            help='Times each warmup record runs (if > 0).')
+    tf_serving.add_argument('--max_num_load_retries', type=int, default=5,
+                            help='Load retries after a failed load.')
+    tf_serving.add_argument('--load_retry_interval_micros', type=int,
+                            default=60_000_000,
+                            help='Wait between load retries.')
+    tf_serving.add_argument('--tensorflow_intra_op_parallelism', type=int,
+                            default=0, help='0: TensorFlow chooses.')
+    tf_serving.add_argument('--tensorflow_inter_op_parallelism', type=int,
+                            default=0, help='0: TensorFlow chooses.')
+    ours = parser.add_argument_group('Flags of this server')
+    ours.add_argument('--rest_api_host', default='127.0.0.1',
+                      help='REST bind address (0.0.0.0 for all interfaces).')
+    ours.add_argument('--grpc_host', default='127.0.0.1',
+                      help='gRPC bind address.')
+    ours.add_argument('--rest_api_max_body_bytes', type=int, default=32 * 2**20,
+                      help='Larger REST bodies get 413.')
+    ours.add_argument('--grpc_max_message_bytes', type=int, default=32 * 2**20,
+                      help='Largest gRPC message in either direction.')
+    ours.add_argument('--max_batch_size', type=int, default=None,
+                      help='Batching: overrides the parameters file.')
+    ours.add_argument('--batch_timeout_micros', type=int, default=None,
+                      help='Batching: overrides the parameters file.')
+    ours.add_argument('--num_batch_threads', type=int, default=None,
+                      help='Batching: overrides the parameters file.')
+    ours.add_argument('--max_enqueued_batches', type=int, default=None,
+                      help='Batching: overrides the parameters file.')
+    ours.add_argument('--request_log_file', default='',
+                      help='Write a JSON-lines request log here (off if '
+                      'empty).')
+    ours.add_argument('--request_log_sample_rate', type=float, default=1.0,
+                      help='Fraction of requests logged, in [0, 1].')
+    ours.add_argument('--request_log_seed', type=int, default=None,
+                      help='Seed of the request log sampler.')
+    ours.add_argument('--request_log_max_bytes', type=int, default=100 * 2**20,
+                      help='Rotate the request log at this size.')
+    ours.add_argument('--request_log_backup_count', type=int, default=5,
+                      help='Rotated request logs kept.')
+    _add_bool(ours, 'request_log_include_image_bytes', False,
+              'Also log each image\'s bytes (base64). Off by default.')
+    ours.add_argument('--shutdown_grace_seconds', type=float, default=10.0,
+                      help='Time running requests get on SIGTERM.')
+    ours.add_argument('--log_level', default='INFO',
+                      choices=('DEBUG', 'INFO', 'WARNING', 'ERROR'))
+    return parser
+
+
+def _validate(args: argparse.Namespace) -> None:
+    if bool(args.model_base_path) == bool(args.model_config_file):
+        raise ValueError('Set exactly one of --model_base_path (with '
+                         '--model_name) and --model_config_file; got '
+                         f'model_base_path={args.model_base_path!r}, '
+                         f'model_config_file={args.model_config_file!r}')
+    if args.port == 0 and args.rest_api_port == 0:
+        raise ValueError('At least one of --port and --rest_api_port must be '
+                         'non-zero')
+    if args.port and args.port == args.rest_api_port:
+        raise ValueError(f'--rest_api_port ({args.rest_api_port}) must differ '
+                         f'from --port ({args.port})')
+    if args.batching_parameters_file and not args.enable_batching:
+        raise ValueError('--batching_parameters_file is set without '
+                         '--enable_batching')
+
+
+class ModelServer:
+    """One server process: store, core, transports and their shutdown."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.store = None
+        self.core = None
+        self.rest = None
+        self.grpc = None
+        self.batcher = None
+        self.request_log = None
+        self.fatal = threading.Event()
+        self.stopping = asyncio.Event()
+
+    def build(self) -> None:
+        """Creates everything; TensorFlow is imported here, not at import."""
+        args = self.args
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        from serving import batching  # pylint: disable=import-outside-toplevel
+        from serving import core  # pylint: disable=import-outside-toplevel
+        from serving import metrics  # pylint: disable=import-outside-toplevel
+        from serving import model_store  # pylint: disable=import-outside-toplevel
+        from serving import request_log  # pylint: disable=import-outside-toplevel
+
+        if args.tensorflow_intra_op_parallelism > 0:
+            tf.config.threading.set_intra_op_parallelism_threads(
+                args.tensorflow_intra_op_parallelism)
+        if args.tensorflow_inter_op_parallelism > 0:
+            tf.config.threading.set_inter_op_parallelism_threads(
+                args.tensorflow_inter_op_parallelism)
+        server_metrics = metrics.ServingMetrics()
+        if args.enable_batching:
+            params = (batching.read_batching_parameters(
+                args.batching_parameters_file)
+                      if args.batching_parameters_file
+                      else batching.BatchingParameters())
+            overrides = {k: getattr(args, k) for k in (
+                'max_batch_size', 'batch_timeout_micros', 'num_batch_threads',
+                'max_enqueued_batches') if getattr(args, k) is not None}
+            if overrides:
+                import dataclasses  # pylint: disable=import-outside-toplevel
+                params = dataclasses.replace(params, **overrides)
+            logging.info('Batching enabled: %s', params)
+            self.batcher = batching.Batcher(params, metrics=server_metrics)
+        if args.request_log_file:
+            self.request_log = request_log.RequestLog(
+                args.request_log_file, sample_rate=args.request_log_sample_rate,
+                seed=args.request_log_seed,
+                max_bytes=args.request_log_max_bytes,
+                backup_count=args.request_log_backup_count,
+                include_image_bytes=args.request_log_include_image_bytes)
+            logging.info('Request log: %s (sample rate %s)',
+                         args.request_log_file, args.request_log_sample_rate)
+        self.store = model_store.ModelStore(
+            metrics=server_metrics,
+            max_num_load_retries=args.max_num_load_retries,
+            load_retry_interval_micros=args.load_retry_interval_micros,
+            allow_version_labels_for_unavailable_models=(
+                args.allow_version_labels_for_unavailable_models))
+        self.core = core.ServingCore(
+            self.store, metrics=server_metrics, batcher=self.batcher,
+            request_log=self.request_log,
+            enable_model_warmup=args.enable_model_warmup,
+            num_request_iterations_for_warmup=(
+                args.num_request_iterations_for_warmup))
+
+    def read_config(self):
+        """The ModelServerConfig from the flags."""
+        from serving import model_store  # pylint: disable=import-outside-toplevel
+        if self.args.model_config_file:
+            return model_store.read_config_file(self.args.model_config_file)
+        return model_store.single_model_config(self.args.model_name,
+                                               self.args.model_base_path)
+
+    def start_transports(self) -> None:
+        """Binds gRPC and REST and logs where they listen."""
+        args = self.args
+        from serving import grpc_server  # pylint: disable=import-outside-toplevel
+        from serving import rest  # pylint: disable=import-outside-toplevel
+        if args.port:
+            self.grpc = grpc_server.GrpcServer(
+                self.core, host=args.grpc_host, port=args.port,
+                max_workers=args.grpc_max_threads,
+                max_message_bytes=args.grpc_max_message_bytes)
+            port = self.grpc.start()
+            logging.info('Running gRPC ModelServer at %s:%d ...',
+                         args.grpc_host, port)
+        if args.rest_api_port:
+            self.rest = rest.RestServer(
+                self.core, host=args.rest_api_host, port=args.rest_api_port,
+                num_threads=args.rest_api_num_threads,
+                timeout_ms=args.rest_api_timeout_in_ms,
+                max_body_bytes=args.rest_api_max_body_bytes)
+            port = self.rest.start()
+            logging.info('Exporting HTTP/REST API at:%s:%d ...',
+                         args.rest_api_host, port)
+
+    def load_models(self, config, loop: asyncio.AbstractEventLoop) -> None:
+        """Initial load (background thread), then the pollers."""
+        from serving import errors  # pylint: disable=import-outside-toplevel
+        try:
+            self.store.apply_config(config, initial=True)
+        except errors.ServingError as error:
+            logging.error('Failed to start server. Error: %s',
+                          error.status_string())
+            self.fatal.set()
+            loop.call_soon_threadsafe(self.stopping.set)
+            return
+        except Exception:  # pylint: disable=broad-except
+            logging.exception('Failed to load the models')
+            self.fatal.set()
+            loop.call_soon_threadsafe(self.stopping.set)
+            return
+        self.store.start_polling(
+            self.args.file_system_poll_wait_seconds,
+            config_path=self.args.model_config_file or None,
+            config_poll_wait_seconds=(
+                self.args.model_config_file_poll_wait_seconds))
+
+    async def shutdown(self) -> None:
+        """Stops the transports (with grace), unloads, closes logs."""
+        grace = self.args.shutdown_grace_seconds
+        logging.info('Shutting down (grace %.1fs)', grace)
+        loop = asyncio.get_running_loop()
+        stops = []
+        if self.grpc is not None:
+            stops.append(loop.run_in_executor(None, self.grpc.stop, grace))
+        if self.rest is not None:
+            stops.append(self.rest.stop())
+        if stops:
+            try:
+                await asyncio.wait_for(asyncio.gather(*stops), grace + 5)
+            except asyncio.TimeoutError:
+                logging.warning('Requests still running after %.1fs', grace)
+        if self.store is not None:
+            await loop.run_in_executor(None, self.store.stop)
+        if self.batcher is not None:
+            self.batcher.shutdown()
+        if self.request_log is not None:
+            self.request_log.close()
+        logging.info('Server stopped')
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    server = ModelServer(args)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, server.stopping.set)
+    server.build()
+    config = server.read_config()
+    server.start_transports()
+    loader = threading.Thread(target=server.load_models, args=(config, loop),
+                              name='initial-load', daemon=True)
+    loader.start()
+    await server.stopping.wait()
+    await server.shutdown()
+    return 1 if server.fatal.is_set() else 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Parses flags, serves until SIGTERM/SIGINT; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format='%(asctime)s.%(msecs)03d %(levelname)s %(threadName)s] '
+        '%(message)s', datefmt='%Y-%m-%d %H:%M:%S', stream=sys.stderr)
+    try:
+        _validate(args)
+    except ValueError as error:
+        parser.error(str(error))
+    # TensorFlow's C++ INFO lines would drown the server's own log.
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
+    try:
+        return asyncio.run(_serve(args))
+    except (ValueError, OSError, RuntimeError) as error:
+        logging.error('Failed to start server. Error: %s', error)
+        return 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())

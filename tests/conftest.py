@@ -1,0 +1,43 @@
+"""A small real pipeline run shared by the end-to-end and serving tests
+(LocalDagRunner, SQLite MLMD, Beam DirectRunner), on photos copied from ../shared."""
+
+import dataclasses
+import pathlib
+
+import pytest
+
+from pipeline import configs
+from tests import data
+
+SMALL = {'train': {'cats': 20, 'dogs': 20}, 'validation': {'cats': 10, 'dogs': 10}}
+
+
+@dataclasses.dataclass
+class PipelineRun:
+    config: configs.PipelineConfig
+    metadata_path: str
+    work_dir: pathlib.Path
+
+    def run(self, **overrides):
+        """Runs the pipeline (optionally with changed settings); returns the latest MLMD run."""
+        import local_runner  # pylint: disable=import-outside-toplevel
+        from reports import mlmd_runs  # pylint: disable=import-outside-toplevel
+        config = dataclasses.replace(self.config, **overrides)
+        local_runner.run(config, self.metadata_path)
+        return mlmd_runs.latest_run(self.metadata_path, config.pipeline_name)
+
+
+def make_run(work_dir: pathlib.Path, counts, **overrides) -> PipelineRun:
+    root = data.make_root(work_dir / 'data', counts)
+    settings = dict(epochs=3, batch_size=8, accuracy_threshold=0.6, weights=str(data.WEIGHTS),
+                    warmup_images=3)
+    settings.update(overrides)
+    config = configs.local(str(work_dir), str(root), presplit=True, **settings)
+    return PipelineRun(config, configs.metadata_path(str(work_dir)), work_dir)
+
+
+@pytest.fixture(scope='session')
+def small_run(tmp_path_factory):
+    """The whole pipeline, run once on 40 train / 20 eval photos; (PipelineRun, MLMD run)."""
+    pipeline_run = make_run(tmp_path_factory.mktemp('e2e'), SMALL)
+    return pipeline_run, pipeline_run.run()

@@ -1,0 +1,137 @@
+"""Runs the real `python -m serving.server` in a subprocess for tests."""
+
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Callable, List, Optional, TypeVar
+
+import requests
+
+PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[2]
+T = TypeVar('T')
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(check: Callable[[], T], *, timeout: float = 60.0,
+             interval: float = 0.2, what: str = 'condition') -> T:
+    """Calls `check` until it returns a truthy value; returns that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f'Timed out after {timeout}s waiting for {what}')
+        time.sleep(interval)
+
+
+def copy_version(source: str, base_path: pathlib.Path, version: int) -> str:
+    """Publishes a SavedModel as `<base_path>/<version>`, saved_model.pb last.
+
+    As the TFX Pusher does, so a polling server never sees half a version.
+    """
+    target = base_path / str(version)
+    staging = base_path / f'.staging-{version}'
+    shutil.copytree(source, staging, ignore=shutil.ignore_patterns(
+        'saved_model.pb'))
+    staging.rename(target)
+    shutil.copy(os.path.join(source, 'saved_model.pb'),
+                target / 'saved_model.pb')
+    return str(target)
+
+
+def subprocess_env() -> dict:
+    """This environment, with the project root on PYTHONPATH."""
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join(
+        [str(PROJECT_ROOT)] + ([env['PYTHONPATH']]
+                               if env.get('PYTHONPATH') else []))
+    env['TF_CPP_MIN_LOG_LEVEL'] = '2'
+    return env
+
+
+class ServerProcess:
+    """One model server on free 127.0.0.1 ports, logging to a file."""
+
+    def __init__(self, args: List[str], log_path: pathlib.Path, *,
+                 grpc: bool = True):
+        self.rest_port = free_port()
+        self.grpc_port = free_port() if grpc else 0
+        self.log_path = log_path
+        self.args = [f'--port={self.grpc_port}',
+                     f'--rest_api_port={self.rest_port}'] + list(args)
+        self.process: Optional[subprocess.Popen] = None
+        self._log_file = None
+
+    @property
+    def url(self) -> str:
+        return f'http://127.0.0.1:{self.rest_port}'
+
+    @property
+    def grpc_target(self) -> str:
+        return f'127.0.0.1:{self.grpc_port}'
+
+    def start(self) -> 'ServerProcess':
+        env = subprocess_env()
+        self._log_file = open(self.log_path, 'wb')  # pylint: disable=consider-using-with
+        self.process = subprocess.Popen(  # pylint: disable=consider-using-with
+            [sys.executable, '-m', 'serving.server'] + self.args,
+            cwd=str(PROJECT_ROOT), env=env, stdout=self._log_file,
+            stderr=subprocess.STDOUT)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors='replace')
+
+    def wait_listening(self, timeout: float = 90.0) -> None:
+        """Waits for /healthz; fails with the log if the process died."""
+        def check():
+            if self.process.poll() is not None:
+                raise RuntimeError(f'server exited with {self.process.returncode}'
+                                   f':\n{self.log()[-4000:]}')
+            try:
+                return requests.get(self.url + '/healthz',
+                                    timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+        wait_for(check, timeout=timeout, what='the server to listen')
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        def check():
+            if self.process.poll() is not None:
+                raise RuntimeError(f'server exited with {self.process.returncode}'
+                                   f':\n{self.log()[-4000:]}')
+            try:
+                return requests.get(self.url + '/readyz',
+                                    timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+        wait_for(check, timeout=timeout, what='the server to be ready')
+
+    def wait_exit(self, timeout: float = 90.0) -> int:
+        return self.process.wait(timeout=timeout)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, then wait; returns the exit code."""
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        if self._log_file is not None:
+            self._log_file.close()
+        return self.process.returncode
