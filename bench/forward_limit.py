@@ -1,0 +1,71 @@
+"""The forward-pass limit: frozen MobileNetV2 (160x160) inference, images/s.
+
+    python bench/forward_limit.py [--data-root DIR] [--images N]
+
+Decodes and resizes the images first, then times only the base model (plus
+pooling) at several batch sizes; the best is the most training can reach with
+a frozen base on this machine (every training image crosses it once an epoch).
+"""
+
+import argparse
+import glob
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+BATCH_SIZES = (16, 32, 64, 128)
+
+
+def measure(data_root: str, images: int, weights: str, repeats: int = 2):
+    """images/s per batch size."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    import tf_keras as keras  # pylint: disable=import-outside-toplevel
+    from models import preprocessing  # pylint: disable=import-outside-toplevel
+
+    paths = sorted(glob.glob(os.path.join(data_root, 'train', '*', '*.jpg')))[:images]
+    pixels = preprocessing.preprocess_images(
+        tf.constant([open(p, 'rb').read() for p in paths]), (160, 160))
+    base = keras.applications.MobileNetV2(input_shape=(160, 160, 3), include_top=False,
+                                          weights=weights)
+    model = keras.Sequential([base, keras.layers.GlobalMaxPooling2D()])
+    results = {}
+    for batch_size in BATCH_SIZES:
+        step = tf.function(lambda x: model(x, training=False))
+        step(pixels[:batch_size])  # trace + warm up
+        best = 0.0
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for i in range(0, len(paths), batch_size):
+                step(pixels[i:i + batch_size])
+            best = max(best, len(paths) / (time.perf_counter() - start))
+        results[batch_size] = best
+    return results
+
+
+def main() -> int:
+    from pipeline import configs  # pylint: disable=import-outside-toplevel
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--data-root',
+                        default=str(configs.SHARED / 'datasets' / 'cats_and_dogs_filtered'))
+    parser.add_argument('--images', type=int, default=512)
+    parser.add_argument('--weights', default=configs.SHARED_WEIGHTS)
+    parser.add_argument('--json')
+    args = parser.parse_args()
+    results = measure(args.data_root, args.images, args.weights)
+    for batch_size, rate in results.items():
+        print(f'batch {batch_size:4d}: {rate:6.1f} images/s')
+    best = max(results, key=results.get)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump({'images_per_second': results[best], 'batch_size': best,
+                       'by_batch_size': results}, f)
+    print(f'forward-pass limit: {results[best]:.1f} images/s at batch {best}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

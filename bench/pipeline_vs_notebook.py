@@ -1,0 +1,132 @@
+"""The pipeline beside the plain notebook, in one run, on the same photos.
+
+    python bench/pipeline_vs_notebook.py [--data-root DIR] [--epochs N]
+
+Runs, one after the other on the same machine:
+  1. the forward-pass limit of the frozen base (bench/forward_limit.py),
+  2. the peer: the tutorial notebook as a plain Keras script (bench/notebook_peer.py),
+  3. the whole pipeline (local_runner.py, no cache, run report off),
+each in its own process, sampling the memory of its whole process tree. Prints
+accuracy of both on the same validation photos, wall times, the pipeline's
+overhead, time per component, training throughput beside the limit and peak
+memory; the headline ratio last. Default data: the tutorial's own set.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import psutil
+
+PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, PROJECT)
+
+
+def run_measured(cmd, log_path):
+    """Runs cmd; returns (wall seconds, peak RSS of the process tree in bytes)."""
+    start = time.perf_counter()
+    peak = 0
+    with open(log_path, 'w') as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT)
+        parent = psutil.Process(proc.pid)
+        while proc.poll() is None:
+            rss = 0
+            try:
+                for p in [parent] + parent.children(recursive=True):
+                    try:
+                        rss += p.memory_info().rss
+                    except psutil.Error:
+                        pass
+            except psutil.Error:
+                pass
+            peak = max(peak, rss)
+            time.sleep(0.25)
+    wall = time.perf_counter() - start
+    if proc.returncode:
+        raise RuntimeError(f'{" ".join(cmd[:3])} failed ({proc.returncode}); see {log_path}')
+    return wall, peak
+
+
+def pipeline_results(work_dir):
+    import tensorflow_model_analysis as tfma  # pylint: disable=import-outside-toplevel
+    from pipeline import configs  # pylint: disable=import-outside-toplevel
+    from reports import mlmd_runs  # pylint: disable=import-outside-toplevel
+    run = mlmd_runs.latest_run(configs.metadata_path(work_dir), configs.PIPELINE_NAME)
+    with open(os.path.join(run.output('Trainer', 'model_run').uri, 'history.json')) as f:
+        history = json.load(f)
+    metrics = tfma.load_metrics(run.output('Evaluator', 'evaluation').uri)
+    overall = [m for m in metrics if not m.slice_key.single_slice_keys][0]
+    values = {kv.key.name: kv.value.double_value.value for kv in overall.metric_keys_and_values}
+    with open(os.path.join(run.output('ImageExampleGen', 'examples').uri,
+                           'image_report.json')) as f:
+        train_images = json.load(f)['splits']['train']['images']
+    return run, history, values, train_images
+
+
+def main() -> int:
+    from pipeline import configs  # pylint: disable=import-outside-toplevel
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--data-root',
+                        default=str(configs.SHARED / 'datasets' / 'cats_and_dogs_filtered'))
+    parser.add_argument('--epochs', type=int, default=10)
+    parser.add_argument('--work-dir', help='default: a new temporary folder')
+    args = parser.parse_args()
+    work = args.work_dir or tempfile.mkdtemp(prefix='bench_vs_notebook_')
+    os.makedirs(work, exist_ok=True)
+    py = sys.executable
+    print(f'data: {args.data_root}\nepochs: {args.epochs}\nwork dir: {work}', flush=True)
+
+    limit_json = os.path.join(work, 'forward_limit.json')
+    run_measured([py, 'bench/forward_limit.py', '--data-root', args.data_root,
+                  '--json', limit_json], os.path.join(work, 'forward_limit.log'))
+    with open(limit_json) as f:
+        limit = json.load(f)
+
+    peer_json = os.path.join(work, 'peer.json')
+    peer_wall, peer_peak = run_measured(
+        [py, 'bench/notebook_peer.py', '--data-root', args.data_root, '--epochs',
+         str(args.epochs), '--json', peer_json], os.path.join(work, 'peer.log'))
+    with open(peer_json) as f:
+        peer = json.load(f)
+
+    pipeline_work = os.path.join(work, 'pipeline')
+    pipe_wall, pipe_peak = run_measured(
+        [py, 'local_runner.py', '--data-root', args.data_root, '--work-dir', pipeline_work,
+         '--epochs', str(args.epochs), '--accuracy-threshold', '0', '--no-cache',
+         '--no-report'], os.path.join(work, 'pipeline.log'))
+    run, history, metrics, train_images = pipeline_results(pipeline_work)
+    trainer_seconds = run.nodes['Trainer'].seconds
+    fit_seconds = sum(history['epoch_seconds'])
+    pipe_rate = train_images * args.epochs / fit_seconds
+    steady = history['epoch_seconds'][1:] or history['epoch_seconds']
+    steady_rate = train_images / (sum(steady) / len(steady))
+
+    print(f"\nforward-pass limit: {limit['images_per_second']:.1f} images/s "
+          f"(batch {limit['batch_size']})")
+    print('\n                         notebook   pipeline')
+    print(f"accuracy (validation)    {peer['accuracy']:8.4f}   "
+          f"{metrics['sparse_categorical_accuracy']:8.4f}   "
+          f"({int(metrics['example_count'])} photos)")
+    print(f'wall time (s)            {peer_wall:8.1f}   {pipe_wall:8.1f}')
+    print(f"training fit (s)         {peer['fit_seconds']:8.1f}   {fit_seconds:8.1f}")
+    print(f"train images/s (fit)     {peer['train_images_per_second']:8.1f}   {pipe_rate:8.1f}")
+    print(f'peak memory (GiB)        {peer_peak / 2**30:8.2f}   {pipe_peak / 2**30:8.2f}')
+    print(f"\npipeline train throughput after epoch 1: {steady_rate:.1f} images/s = "
+          f"{steady_rate / limit['images_per_second']:.2f} x the forward-pass limit "
+          f"(notebook: {peer['train_images_per_second'] / limit['images_per_second']:.2f} x)")
+    print('time per component (s): ' + ', '.join(
+        f'{node} {n.seconds:.0f}' for node, n in run.nodes.items()))
+    print(f'Trainer component {trainer_seconds:.0f} s, of which fit {fit_seconds:.0f} s')
+    print(f'pipeline peak memory: {pipe_peak / 2**30:.2f} GiB (process tree, sampled 4/s)')
+    print(f'HEADLINE: pipeline/notebook wall time {pipe_wall / peer_wall:.2f}x '
+          f'(overhead {pipe_wall - peer_wall:.0f} s), accuracy '
+          f"{metrics['sparse_categorical_accuracy']:.4f} vs {peer['accuracy']:.4f}")
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
