@@ -12,7 +12,6 @@ docs/kubeflow.md tells how to build the image and submit the spec.
 """
 
 import argparse
-import logging as std_logging
 import os
 import sys
 from typing import NoReturn, Optional, Sequence
@@ -143,17 +142,11 @@ def compile_pipeline(config, *, image: str, output_dir: str,
     return os.path.join(output_dir, output_filename)
 
 
-def _quiet_logs(verbose: bool) -> None:
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1' if verbose else '2')
-    from absl import logging  # pylint: disable=import-outside-toplevel
-    logging.set_verbosity(logging.INFO if verbose else logging.WARNING)
-    std_logging.getLogger().setLevel(std_logging.INFO if verbose else std_logging.WARNING)
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Parses flags, compiles, prints the spec's path. Returns the exit status."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    _quiet_logs(args.verbose)
+    import local_runner  # pylint: disable=import-outside-toplevel
+    local_runner.quiet_logs(args.verbose)
     from components.image_example_gen import layout  # pylint: disable=import-outside-toplevel
     try:
         config = build_config(args)

@@ -109,7 +109,13 @@ def run(config, metadata_path: str) -> None:
     os.makedirs(os.path.dirname(metadata_path) or '.', exist_ok=True)
     dsl_pipeline = pipeline_def.create_pipeline(
         config, tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path))
-    tfx.orchestration.LocalDagRunner().run(dsl_pipeline)
+    # TFX hands sys.argv to absl flags and to Beam's options in every executor:
+    # our own flags (or pytest's -v) must not reach them.
+    argv, sys.argv = sys.argv, sys.argv[:1]
+    try:
+        tfx.orchestration.LocalDagRunner().run(dsl_pipeline)
+    finally:
+        sys.argv = argv
 
 
 def summarize(config, metadata_path: str) -> List[str]:
@@ -134,7 +140,8 @@ def summarize(config, metadata_path: str) -> List[str]:
     return lines
 
 
-def _quiet_logs(verbose: bool) -> None:
+def quiet_logs(verbose: bool) -> None:
+    """TF, absl and Beam logs at WARNING (INFO when verbose)."""
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1' if verbose else '2')
     from absl import logging  # pylint: disable=import-outside-toplevel
     logging.set_verbosity(logging.INFO if verbose else logging.WARNING)
@@ -143,7 +150,7 @@ def _quiet_logs(verbose: bool) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    _quiet_logs(args.verbose)
+    quiet_logs(args.verbose)
     from components.image_example_gen import layout  # pylint: disable=import-outside-toplevel
     from pipeline import configs  # pylint: disable=import-outside-toplevel
     try:

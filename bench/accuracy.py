@@ -34,7 +34,7 @@ def main() -> int:
     from components.image_example_gen import layout  # pylint: disable=import-outside-toplevel
     from reports import mlmd_runs  # pylint: disable=import-outside-toplevel
 
-    local_runner._quiet_logs(verbose=False)  # pylint: disable=protected-access
+    local_runner.quiet_logs(verbose=False)
     work_dir = args.work_dir or tempfile.mkdtemp(prefix='bench_accuracy_')
     root = layout.inspect_data_root(args.data_root)
     config = configs.local(work_dir, root.root, presplit=root.presplit, labels=root.labels,

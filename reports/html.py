@@ -20,6 +20,8 @@ th { background: #f1f1f1; }
 .ok { color: #176f2c; font-weight: bold; } .fail { color: #b00020; font-weight: bold; }
 .muted { color: #666; } img { max-width: 100%; }
 nav a { margin-right: 1em; }
+pre { background: #f6f6f6; padding: .5em; white-space: pre-wrap; font-size: 12px; }
+summary { cursor: pointer; }
 </style></head>
 <body>
 <h1>{{ title }}</h1>
@@ -89,3 +91,15 @@ def raw(html: str) -> markupsafe.Markup:
 def page(title: str, sections: Sequence[Section], subtitle: str = '') -> str:
     """The whole document."""
     return _ENV.from_string(_PAGE).render(title=title, sections=sections, subtitle=subtitle)
+
+
+def preformatted(text: Any) -> markupsafe.Markup:
+    """Text shown as is (e.g. JSON), escaped."""
+    return markupsafe.Markup('<pre>{}</pre>').format(text)
+
+
+def details(summary: Any, parts: Iterable[Any]) -> markupsafe.Markup:
+    """A collapsed block: the summary line opens it; parts are escaped unless Markup."""
+    body = markupsafe.Markup('\n').join(parts)
+    return markupsafe.Markup('<details><summary>{}</summary>\n{}\n</details>').format(
+        summary, body)

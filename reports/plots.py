@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
+from matplotlib import ticker  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
 # (picture, caption): a picture is an HxWx3 uint8 array.
@@ -126,3 +127,35 @@ def bars(values: Dict[str, float], title: str, xlabel: str) -> bytes:
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     return _png(fig)
+
+
+def metric_by_variant(histories: Mapping[str, Mapping[str, Sequence[float]]],
+                      metrics: Sequence[str] = ('val_accuracy', 'accuracy'),
+                      title: str = 'Model variants') -> bytes:
+    """The tutorial's model comparison: one panel per metric, one line per variant.
+
+    Args:
+      histories: variant name -> per-epoch metric lists (Trainer's history.json).
+      metrics: history keys, one panel each.
+      title: the figure's title.
+
+    Returns:
+      PNG bytes.
+    """
+    fig, axes = plt.subplots(1, len(metrics), squeeze=False, figsize=(5 * len(metrics), 3.4))
+    for ax, metric in zip(axes[0], metrics):
+        for name, history in histories.items():
+            values = history.get(metric)
+            if values:
+                ax.plot(range(1, len(values) + 1), values, marker='o', label=name)
+        ax.set(xlabel='epoch', ylabel=metric, title=metric)
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+        ax.legend()
+    fig.suptitle(title)
+    return _png(fig)
+
+
+def to_uint8(images: np.ndarray, low: float = -1.0, high: float = 1.0) -> np.ndarray:
+    """Float pictures in [low, high] (e.g. the Transform output) -> uint8 for imshow."""
+    scaled = (np.asarray(images, dtype=np.float32) - low) / (high - low) * 255.0
+    return np.clip(np.round(scaled), 0, 255).astype(np.uint8)

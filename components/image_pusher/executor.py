@@ -26,6 +26,7 @@ from tfx.proto import pusher_pb2
 
 from components import examples_io
 from components.image_pusher import spec
+from components.image_pusher import validation_text
 from models import features
 
 SAVED_MODEL_PB = 'saved_model.pb'
@@ -128,10 +129,9 @@ def not_blessed_reason(evaluation_uri: Optional[str]) -> str:
     if not evaluation_uri:
         return 'the model was not blessed by the Evaluator'
     result = tfma.load_validation_result(evaluation_uri)
-    reasons = []
-    for per_slice in result.metric_validations_per_slice:
-        for failure in per_slice.failures:
-            reasons.append(f'{failure.metric_key.name}: {failure.message}')
+    reasons = [validation_text.describe_failure(failure)
+               for per_slice in result.metric_validations_per_slice
+               for failure in per_slice.failures]
     if result.missing_thresholds:
         reasons.append('a thresholded metric has no value')
     if result.rubber_stamp:
