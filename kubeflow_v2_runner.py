@@ -16,6 +16,8 @@ import os
 import sys
 from typing import NoReturn, Optional, Sequence
 
+from pipeline import cli
+
 
 class _ArgumentParser(argparse.ArgumentParser):
     """Usage mistakes print one line, as the runners' other errors do."""
@@ -52,27 +54,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                       help='read labels and layout from the data root through tf.io.gfile '
                            '(needs Cloud Storage credentials here)')
     parser.add_argument('--pipeline-name')
-    parser.add_argument('--model-name')
-    parser.add_argument('--epochs', type=int)
-    parser.add_argument('--batch-size', type=int)
-    parser.add_argument('--learning-rate', type=float)
-    parser.add_argument('--image-size', type=int, nargs=2, metavar=('HEIGHT', 'WIDTH'))
-    parser.add_argument('--model-variant',
-                        help='transfer (default), cnn, cnn_augment, cnn_preprocess_augment')
-    parser.add_argument('--compare-variants', nargs='*', default=None,
-                        help='extra tutorial models to train for the comparison table')
-    parser.add_argument('--fine-tune-layers', type=int)
-    parser.add_argument('--fine-tune-epochs', type=int)
-    parser.add_argument('--weights',
-                        help="'imagenet' (default; downloaded by the Trainer container) or "
-                             'a weights file inside the image')
-    parser.add_argument('--accuracy-threshold', type=float)
-    parser.add_argument('--balance-tolerance', type=float)
-    parser.add_argument('--max-bad-fraction', type=float)
+    cli.add_run_flags(parser, weights_help="'imagenet' (default; downloaded by the Trainer "
+                                           "container) or a weights file inside the image")
     parser.add_argument('--beam-arg', action='append', dest='beam_args', default=[],
                         help='a Beam argument appended to the Dataflow ones, repeatable '
                              '(e.g. --beam-arg=--max_num_workers=8)')
-    parser.add_argument('--no-cache', action='store_true', help='disable Vertex AI caching')
     parser.add_argument('--verbose', action='store_true', help='TFX compiler INFO logs')
     return parser.parse_args(argv)
 
@@ -96,24 +82,15 @@ def build_config(args: argparse.Namespace):
         from components.image_example_gen import layout  # pylint: disable=import-outside-toplevel
         root = layout.inspect_data_root(args.data_root)
         labels, presplit = root.labels, root.presplit
-    overrides = {
-        'pipeline_name': args.pipeline_name, 'model_name': args.model_name,
-        'epochs': args.epochs, 'batch_size': args.batch_size,
-        'learning_rate': args.learning_rate,
-        'image_size': tuple(args.image_size) if args.image_size else None,
-        'model_variant': args.model_variant,
-        'compare_variants': tuple(args.compare_variants) if args.compare_variants else None,
-        'fine_tune_layers': args.fine_tune_layers, 'fine_tune_epochs': args.fine_tune_epochs,
-        'weights': args.weights, 'accuracy_threshold': args.accuracy_threshold,
-        'balance_tolerance': args.balance_tolerance, 'max_bad_fraction': args.max_bad_fraction,
-        'enable_cache': False if args.no_cache else None,
-    }
+    overrides = cli.run_overrides(args)
+    if args.pipeline_name:
+        overrides['pipeline_name'] = args.pipeline_name
     return configs.vertex(
         project=args.project, region=args.region, image=args.image,
         data_root=args.data_root, pipeline_root=args.pipeline_root,
         serving_dir=args.serving_dir, temp_location=args.temp_location,
         labels=labels, presplit=presplit, extra_beam_args=tuple(args.beam_args),
-        **{k: v for k, v in overrides.items() if v is not None})
+        **overrides)
 
 
 def compile_pipeline(config, *, image: str, output_dir: str,

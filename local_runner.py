@@ -13,6 +13,8 @@ import os
 import sys
 from typing import List, Optional, Sequence
 
+from pipeline import cli
+
 TUTORIAL_DATA_URL = 'https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip'
 
 
@@ -44,26 +46,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument('--pipeline-root')
     parser.add_argument('--metadata-path')
     parser.add_argument('--serving-dir')
-    parser.add_argument('--model-name')
-    parser.add_argument('--epochs', type=int)
-    parser.add_argument('--batch-size', type=int)
-    parser.add_argument('--learning-rate', type=float)
-    parser.add_argument('--image-size', type=int, nargs=2, metavar=('HEIGHT', 'WIDTH'))
-    parser.add_argument('--model-variant',
-                        help='transfer (default), cnn, cnn_augment, cnn_preprocess_augment')
-    parser.add_argument('--compare-variants', nargs='*', default=None,
-                        help='extra tutorial models to train for the comparison table')
-    parser.add_argument('--fine-tune-layers', type=int)
-    parser.add_argument('--fine-tune-epochs', type=int)
-    parser.add_argument('--weights', help="'imagenet' or a weights file (default: ../shared's)")
-    parser.add_argument('--accuracy-threshold', type=float)
-    parser.add_argument('--balance-tolerance', type=float)
-    parser.add_argument('--max-bad-fraction', type=float)
+    cli.add_run_flags(parser, weights_help="'imagenet' or a weights file (default: ../shared's)")
     parser.add_argument('--push-label', help="e.g. canary (needs --model-config-file)")
     parser.add_argument('--model-config-file')
     parser.add_argument('--beam-arg', action='append', dest='beam_args', default=None,
                         help='a Beam pipeline argument, repeatable (replaces the defaults)')
-    parser.add_argument('--no-cache', action='store_true', help='re-run every component')
     parser.add_argument('--no-report', action='store_true', help='skip the HTML run report')
     parser.add_argument('--verbose', action='store_true', help='TFX and Beam INFO logs')
     return parser.parse_args(argv)
@@ -79,19 +66,11 @@ def build_config(args: argparse.Namespace):
     root = layout.inspect_data_root(data_root)
     work_dir = os.path.abspath(args.work_dir)
     overrides = {
+        **cli.run_overrides(args),
         'pipeline_root': args.pipeline_root, 'serving_dir': args.serving_dir,
-        'model_name': args.model_name, 'epochs': args.epochs, 'batch_size': args.batch_size,
-        'learning_rate': args.learning_rate,
-        'image_size': tuple(args.image_size) if args.image_size else None,
-        'model_variant': args.model_variant,
-        'compare_variants': tuple(args.compare_variants) if args.compare_variants else None,
-        'fine_tune_layers': args.fine_tune_layers, 'fine_tune_epochs': args.fine_tune_epochs,
         'weights': args.weights or default_weights(),
-        'accuracy_threshold': args.accuracy_threshold,
-        'balance_tolerance': args.balance_tolerance, 'max_bad_fraction': args.max_bad_fraction,
         'push_label': args.push_label, 'model_config_file': args.model_config_file,
         'beam_pipeline_args': tuple(args.beam_args) if args.beam_args else None,
-        'enable_cache': False if args.no_cache else None,
     }
     overrides = {k: os.path.abspath(v) if k.endswith(('_root', '_dir')) and v else v
                  for k, v in overrides.items() if v is not None}

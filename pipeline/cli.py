@@ -1,0 +1,40 @@
+"""Command-line flags shared by the runners: the run knobs of PipelineConfig."""
+
+import argparse
+from typing import Any, Dict
+
+
+def add_run_flags(parser: argparse.ArgumentParser, *, weights_help: str) -> None:
+    """Flags for model, training and gate settings (each overrides the preset)."""
+    parser.add_argument('--model-name')
+    parser.add_argument('--epochs', type=int)
+    parser.add_argument('--batch-size', type=int)
+    parser.add_argument('--learning-rate', type=float)
+    parser.add_argument('--image-size', type=int, nargs=2, metavar=('HEIGHT', 'WIDTH'))
+    parser.add_argument('--model-variant',
+                        help='transfer (default), cnn, cnn_augment, cnn_preprocess_augment')
+    parser.add_argument('--compare-variants', nargs='*', default=None,
+                        help='extra tutorial models to train for the comparison table')
+    parser.add_argument('--fine-tune-layers', type=int)
+    parser.add_argument('--fine-tune-epochs', type=int)
+    parser.add_argument('--weights', help=weights_help)
+    parser.add_argument('--accuracy-threshold', type=float)
+    parser.add_argument('--balance-tolerance', type=float)
+    parser.add_argument('--max-bad-fraction', type=float)
+    parser.add_argument('--no-cache', action='store_true', help='re-run every component')
+
+
+def run_overrides(args: argparse.Namespace) -> Dict[str, Any]:
+    """PipelineConfig fields set by add_run_flags' flags (unset flags left out)."""
+    overrides = {
+        'model_name': args.model_name, 'epochs': args.epochs, 'batch_size': args.batch_size,
+        'learning_rate': args.learning_rate,
+        'image_size': tuple(args.image_size) if args.image_size else None,
+        'model_variant': args.model_variant,
+        'compare_variants': tuple(args.compare_variants) if args.compare_variants else None,
+        'fine_tune_layers': args.fine_tune_layers, 'fine_tune_epochs': args.fine_tune_epochs,
+        'weights': args.weights, 'accuracy_threshold': args.accuracy_threshold,
+        'balance_tolerance': args.balance_tolerance, 'max_bad_fraction': args.max_bad_fraction,
+        'enable_cache': False if args.no_cache else None,
+    }
+    return {k: v for k, v in overrides.items() if v is not None}
