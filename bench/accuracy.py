@@ -26,6 +26,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--data-root', default=configs.SHARED_DATA_ROOT)
     parser.add_argument('--epochs', type=int, default=10)
+    parser.add_argument('--fine-tune-layers', type=int, default=0)
+    parser.add_argument('--fine-tune-epochs', type=int, default=0)
     parser.add_argument('--work-dir', help='default: a new temporary folder')
     args = parser.parse_args()
 
@@ -38,7 +40,9 @@ def main() -> int:
     work_dir = args.work_dir or tempfile.mkdtemp(prefix='bench_accuracy_')
     root = layout.inspect_data_root(args.data_root)
     config = configs.local(work_dir, root.root, presplit=root.presplit, labels=root.labels,
-                           epochs=args.epochs, accuracy_threshold=0.0, enable_cache=False)
+                           epochs=args.epochs, fine_tune_layers=args.fine_tune_layers,
+                           fine_tune_epochs=args.fine_tune_epochs, accuracy_threshold=0.0,
+                           enable_cache=False)
     metadata_path = configs.metadata_path(work_dir)
     start = time.perf_counter()
     local_runner.run(config, metadata_path)
