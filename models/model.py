@@ -82,12 +82,11 @@ class FrozenFeatureValidation(keras.callbacks.Callback):
     def __init__(self, model: keras.Model, eval_ds: tf.data.Dataset):
         super().__init__()
         features_model = keras.Model(model.inputs, model.get_layer(builders.POOL_LAYER).output)
-        pooled, labels = [], []
-        for images, batch_labels in eval_ds:
-            pooled.append(features_model(images, training=False))
-            labels.append(batch_labels)
-        self._features = tf.concat(pooled, axis=0)
-        self._labels = tf.concat(labels, axis=0)
+        # predict() runs Keras' compiled predict function: eager calls run op by op
+        # and a tf.function of our own traces the model slower.
+        self._features = tf.constant(features_model.predict(eval_ds.map(lambda x, y: x),
+                                                            verbose=0))
+        self._labels = tf.concat([y for y in eval_ds.map(lambda x, y: y)], axis=0)
         self._head = model.get_layer(builders.HEAD_LAYER)
         self._loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -155,17 +154,22 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
     Returns:
       (model, history dict: per-epoch metric lists plus 'epoch_seconds').
     """
+    start = time.perf_counter()
     keras.utils.set_random_seed(settings.seed)
     model = builders.build(settings.model_variant, settings.image_size, len(settings.labels),
                            weights=settings.weights, dropout=settings.dropout,
                            learning_rate=settings.learning_rate, seed=settings.seed)
     timer = EpochTimer()
     callbacks = [timer] + ([keras.callbacks.TensorBoard(log_dir)] if log_dir else [])
+    seconds = {'build': time.perf_counter() - start}
     if settings.model_variant == 'transfer':
         # Frozen base: eval features once, then only the head per epoch. It
         # precedes the timer, so epoch times include validation.
+        start = time.perf_counter()
+        validation = FrozenFeatureValidation(model, eval_ds)
+        seconds['eval_features'] = time.perf_counter() - start
         fit = model.fit(train_ds, epochs=settings.epochs, verbose=2,
-                        callbacks=[FrozenFeatureValidation(model, eval_ds)] + callbacks)
+                        callbacks=[validation] + callbacks)
     else:
         fit = model.fit(train_ds, validation_data=eval_ds, epochs=settings.epochs,
                         callbacks=callbacks, verbose=2)
@@ -179,25 +183,49 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
         for key, values in tuned.history.items():
             history.setdefault(key, []).extend(float(v) for v in values)
     history['epoch_seconds'] = timer.seconds
+    history['seconds'] = seconds
     history['fine_tune_from_epoch'] = settings.epochs if settings.fine_tune_epochs else None
     return model, history
 
 
+def keep_autograph_out_of_tf_keras() -> None:
+    """Tells AutoGraph not to convert tf_keras' own code when tracing a model.
+
+    TF 2.16's AutoGraph skips modules named `keras` but not `tf_keras`, so every
+    trace of a tf_keras model (fit, predict, the serving signatures) rewrites
+    Keras' internals in Python first: most of the Trainer's time outside fit.
+    """
+    from tensorflow.python.autograph.core import config as autograph_config  # pylint: disable=import-outside-toplevel
+    rule = autograph_config.DoNotConvert('tf_keras')
+    if str(rule) not in map(str, autograph_config.CONVERSION_RULES):
+        autograph_config.CONVERSION_RULES = (rule,) + tuple(autograph_config.CONVERSION_RULES)
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point."""
+    start = time.perf_counter()
+    keep_autograph_out_of_tf_keras()
     settings = TrainerSettings.from_custom_config(fn_args.custom_config)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    # The transfer model reads the eval split once (FrozenFeatureValidation):
+    # caching it would only hold memory.
+    cache_eval = settings.model_variant != 'transfer'
     datasets = {}
     for name, files, training in (('train', fn_args.train_files, True),
                                   ('eval', fn_args.eval_files, False)):
-        datasets[name] = make_dataset(files, fn_args.data_accessor, tf_transform_output,
-                                      settings.batch_size, training=training,
-                                      seed=settings.seed, count=examples_count(files))
+        datasets[name] = make_dataset(
+            files, fn_args.data_accessor, tf_transform_output, settings.batch_size,
+            training=training, seed=settings.seed,
+            count=examples_count(files) if training or cache_eval else None)
     model, history = train(settings, datasets['train'], datasets['eval'],
                            log_dir=fn_args.model_run_dir)
+    trained = time.perf_counter()
+    export.export_model(model, tf_transform_output, settings.labels, fn_args.serving_model_dir)
     history['settings'] = dataclasses.asdict(settings)
+    history['seconds'].update(total=time.perf_counter() - start,
+                              fit=sum(history['epoch_seconds']),
+                              export=time.perf_counter() - trained)
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), 'w') as f:
         json.dump(history, f, indent=1)
     logging.info('Training history: %s', {k: v for k, v in history.items() if k != 'settings'})
-    export.export_model(model, tf_transform_output, settings.labels, fn_args.serving_model_dir)
