@@ -2,7 +2,6 @@
 
 import os
 import pathlib
-import shutil
 import signal
 import socket
 import subprocess
@@ -36,18 +35,9 @@ def wait_for(check: Callable[[], T], *, timeout: float = 60.0,
 
 
 def copy_version(source: str, base_path: pathlib.Path, version: int) -> str:
-    """Publishes a SavedModel as `<base_path>/<version>`, saved_model.pb last.
-
-    As the TFX Pusher does, so a polling server never sees half a version.
-    """
-    target = base_path / str(version)
-    staging = base_path / f'.staging-{version}'
-    shutil.copytree(source, staging, ignore=shutil.ignore_patterns(
-        'saved_model.pb'))
-    staging.rename(target)
-    shutil.copy(os.path.join(source, 'saved_model.pb'),
-                target / 'saved_model.pb')
-    return str(target)
+    """Publishes a SavedModel as `<base_path>/<version>` with the Pusher's own code."""
+    from components.image_pusher import executor as pusher  # pylint: disable=import-outside-toplevel
+    return pusher.publish(str(source), str(base_path), version)
 
 
 def subprocess_env() -> dict:
@@ -93,30 +83,23 @@ class ServerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors='replace')
 
-    def wait_listening(self, timeout: float = 90.0) -> None:
-        """Waits for /healthz; fails with the log if the process died."""
+    def _wait_route(self, route: str, what: str, timeout: float) -> None:
+        """Waits for `route` to answer 200; fails with the log if the process died."""
         def check():
             if self.process.poll() is not None:
                 raise RuntimeError(f'server exited with {self.process.returncode}'
                                    f':\n{self.log()[-4000:]}')
             try:
-                return requests.get(self.url + '/healthz',
-                                    timeout=2).status_code == 200
+                return requests.get(self.url + route, timeout=2).status_code == 200
             except requests.RequestException:
                 return False
-        wait_for(check, timeout=timeout, what='the server to listen')
+        wait_for(check, timeout=timeout, what=what)
+
+    def wait_listening(self, timeout: float = 90.0) -> None:
+        self._wait_route('/healthz', 'the server to listen', timeout)
 
     def wait_ready(self, timeout: float = 90.0) -> None:
-        def check():
-            if self.process.poll() is not None:
-                raise RuntimeError(f'server exited with {self.process.returncode}'
-                                   f':\n{self.log()[-4000:]}')
-            try:
-                return requests.get(self.url + '/readyz',
-                                    timeout=2).status_code == 200
-            except requests.RequestException:
-                return False
-        wait_for(check, timeout=timeout, what='the server to be ready')
+        self._wait_route('/readyz', 'the server to be ready', timeout)
 
     def wait_exit(self, timeout: float = 90.0) -> int:
         return self.process.wait(timeout=timeout)
