@@ -1,4 +1,4 @@
-"""The forward-pass limit: frozen MobileNetV2 (160x160) inference, images/s.
+"""The forward-pass limit: frozen MobileNetV2 inference (160x160 unless --image-size), images/s.
 
     python bench/forward_limit.py [--data-root DIR] [--images N]
 
@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BATCH_SIZES = (16, 32, 64, 128)
 
 
-def measure(data_root: str, images: int, weights: str, repeats: int = 2):
+def measure(data_root: str, images: int, weights: str, size: int, repeats: int = 2):
     """images/s per batch size."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     import tf_keras as keras  # pylint: disable=import-outside-toplevel
@@ -28,8 +28,8 @@ def measure(data_root: str, images: int, weights: str, repeats: int = 2):
 
     paths = sorted(glob.glob(os.path.join(data_root, 'train', '*', '*.jpg')))[:images]
     pixels = preprocessing.preprocess_images(
-        tf.constant([open(p, 'rb').read() for p in paths]), (160, 160))
-    base = keras.applications.MobileNetV2(input_shape=(160, 160, 3), include_top=False,
+        tf.constant([open(p, 'rb').read() for p in paths]), (size, size))
+    base = keras.applications.MobileNetV2(input_shape=(size, size, 3), include_top=False,
                                           weights=weights)
     model = keras.Sequential([base, keras.layers.GlobalMaxPooling2D()])
     results = {}
@@ -48,14 +48,17 @@ def measure(data_root: str, images: int, weights: str, repeats: int = 2):
 
 def main() -> int:
     from pipeline import configs  # pylint: disable=import-outside-toplevel
+    from models import features  # pylint: disable=import-outside-toplevel
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--data-root',
                         default=str(configs.SHARED / 'datasets' / 'cats_and_dogs_filtered'))
     parser.add_argument('--images', type=int, default=512)
+    parser.add_argument('--image-size', type=int, default=features.IMAGE_SIZE[0],
+                        help='square input size')
     parser.add_argument('--weights', default=configs.SHARED_WEIGHTS)
     parser.add_argument('--json')
     args = parser.parse_args()
-    results = measure(args.data_root, args.images, args.weights)
+    results = measure(args.data_root, args.images, args.weights, args.image_size)
     for batch_size, rate in results.items():
         print(f'batch {batch_size:4d}: {rate:6.1f} images/s')
     best = max(results, key=results.get)

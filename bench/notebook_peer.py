@@ -3,7 +3,7 @@
     python bench/notebook_peer.py --data-root DIR --epochs N [--json OUT]
 
 What the notebook does: image_dataset_from_directory (batch 32, 160x160,
-shuffled), prefetch, MobileNetV2 preprocessing, flip + rotation augmentation,
+shuffled; --image-size, default 160), prefetch, MobileNetV2 preprocessing, flip + rotation augmentation,
 the frozen base, GlobalMaxPooling2D, Dropout 0.2, Dense(2), Adam, fit with the
 validation set, then accuracy on the validation photos. tf_keras (Keras 2, the
 Keras the tutorial was written for and the pipeline uses). Weights from the file
@@ -20,18 +20,21 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 BATCH_SIZE = 32
-IMG_SIZE = (160, 160)
 
 
 def main() -> int:
     from pipeline import configs  # pylint: disable=import-outside-toplevel
+    from models import features  # pylint: disable=import-outside-toplevel
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--data-root', required=True, help='with train/ and validation/')
     parser.add_argument('--epochs', type=int, default=10)
+    parser.add_argument('--image-size', type=int, default=features.IMAGE_SIZE[0],
+                        help='square input size')
     parser.add_argument('--weights', default=configs.SHARED_WEIGHTS)
     parser.add_argument('--json', help='write the results here')
     args = parser.parse_args()
     start = time.perf_counter()
+    img_size = (args.image_size, args.image_size)
 
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     import tf_keras as keras  # pylint: disable=import-outside-toplevel
@@ -39,26 +42,26 @@ def main() -> int:
 
     train_dataset = keras.utils.image_dataset_from_directory(
         os.path.join(args.data_root, 'train'), shuffle=True, batch_size=BATCH_SIZE,
-        image_size=IMG_SIZE)
+        image_size=img_size)
     validation_dataset = keras.utils.image_dataset_from_directory(
         os.path.join(args.data_root, 'validation'), shuffle=True, batch_size=BATCH_SIZE,
-        image_size=IMG_SIZE)
+        image_size=img_size)
     train_dataset = train_dataset.prefetch(buffer_size=tf.data.AUTOTUNE)
     validation_dataset = validation_dataset.prefetch(buffer_size=tf.data.AUTOTUNE)
 
-    i = keras.Input(shape=(160, 160, 3))
+    i = keras.Input(shape=img_size + (3,))
     x = keras.applications.mobilenet_v2.preprocess_input(i)
     preprocessor = keras.Model(inputs=[i], outputs=[x])
     data_augmentation = keras.Sequential([layers.RandomFlip('horizontal'),
                                           layers.RandomRotation(0.2)])
-    base_model = keras.applications.MobileNetV2(input_shape=IMG_SIZE + (3,), include_top=False,
+    base_model = keras.applications.MobileNetV2(input_shape=img_size + (3,), include_top=False,
                                                 weights=args.weights)
     base_model.trainable = False
-    i = keras.Input(shape=IMG_SIZE + (3,))
+    i = keras.Input(shape=img_size + (3,))
     x = base_model(i, training=False)
     base_model_layer = keras.Model(inputs=[i], outputs=[x])
 
-    i = keras.Input(shape=(160, 160, 3))
+    i = keras.Input(shape=img_size + (3,))
     x = preprocessor(i)
     x = data_augmentation(x)
     x = base_model_layer(x)

@@ -1,6 +1,6 @@
 """The pipeline beside the plain notebook, in one run, on the same photos.
 
-    python bench/pipeline_vs_notebook.py [--data-root DIR] [--epochs N]
+    python bench/pipeline_vs_notebook.py [--data-root DIR] [--epochs N] [--image-size 160]
 
 Runs, one after the other on the same machine:
   1. the forward-pass limit of the frozen base (bench/forward_limit.py),
@@ -69,34 +69,39 @@ def pipeline_results(work_dir):
 
 def main() -> int:
     from pipeline import configs  # pylint: disable=import-outside-toplevel
+    from models import features  # pylint: disable=import-outside-toplevel
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--data-root',
                         default=str(configs.SHARED / 'datasets' / 'cats_and_dogs_filtered'))
     parser.add_argument('--epochs', type=int, default=10)
+    parser.add_argument('--image-size', type=int, default=features.IMAGE_SIZE[0],
+                        help='square input size, the same for all three')
     parser.add_argument('--work-dir', help='default: a new temporary folder')
     args = parser.parse_args()
     work = args.work_dir or tempfile.mkdtemp(prefix='bench_vs_notebook_')
     os.makedirs(work, exist_ok=True)
     py = sys.executable
-    print(f'data: {args.data_root}\nepochs: {args.epochs}\nwork dir: {work}', flush=True)
+    print(f'data: {args.data_root}\nepochs: {args.epochs}\nimage size: {args.image_size}\n'
+          f'work dir: {work}', flush=True)
+    size = str(args.image_size)
 
     limit_json = os.path.join(work, 'forward_limit.json')
     run_measured([py, 'bench/forward_limit.py', '--data-root', args.data_root,
-                  '--json', limit_json], os.path.join(work, 'forward_limit.log'))
+                  '--image-size', size, '--json', limit_json], os.path.join(work, 'forward_limit.log'))
     with open(limit_json) as f:
         limit = json.load(f)
 
     peer_json = os.path.join(work, 'peer.json')
     peer_wall, peer_peak = run_measured(
         [py, 'bench/notebook_peer.py', '--data-root', args.data_root, '--epochs',
-         str(args.epochs), '--json', peer_json], os.path.join(work, 'peer.log'))
+         str(args.epochs), '--image-size', size, '--json', peer_json], os.path.join(work, 'peer.log'))
     with open(peer_json) as f:
         peer = json.load(f)
 
     pipeline_work = os.path.join(work, 'pipeline')
     pipe_wall, pipe_peak = run_measured(
         [py, 'local_runner.py', '--data-root', args.data_root, '--work-dir', pipeline_work,
-         '--epochs', str(args.epochs), '--accuracy-threshold', '0', '--no-cache',
+         '--epochs', str(args.epochs), '--image-size', size, size, '--accuracy-threshold', '0', '--no-cache',
          '--no-report'], os.path.join(work, 'pipeline.log'))
     run, history, metrics, train_images = pipeline_results(pipeline_work)
     trainer_seconds = run.nodes['Trainer'].seconds
