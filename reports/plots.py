@@ -88,13 +88,22 @@ def histograms(series: Mapping[str, Sequence[Tuple[float, float, float]]], title
 
 
 def history_curves(history: Mapping[str, Sequence[float]], title: str) -> bytes:
-    """The tutorial's plot_history: accuracy and loss per epoch, training vs validation."""
+    """The tutorial's plot_history: accuracy and loss per epoch, training vs validation.
+
+    When history has `fine_tune_from_epoch`, a vertical line marks where fine-tuning
+    started (in green, as in the tutorial's fine-tuning plot).
+    """
+    fine_tune_from = history.get('fine_tune_from_epoch')
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     for ax, metric in zip(axes, ('accuracy', 'loss')):
         for key, name in ((metric, 'training'), (f'val_{metric}', 'validation')):
             values = history.get(key)
             if values:
                 ax.plot(range(1, len(values) + 1), values, marker='o', label=name)
+        if fine_tune_from:
+            ax.axvline(fine_tune_from + 0.5, color='tab:green', linestyle='--',
+                       label='start fine-tuning')
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
         ax.set(xlabel='epoch', ylabel=metric, title=f'Training vs Validation {metric.title()}')
         ax.legend()
     fig.suptitle(title)

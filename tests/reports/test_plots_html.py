@@ -119,3 +119,19 @@ def test_page_escapes_headings_and_title():
     tags = [tag for tag, _ in parsed.tags]
     assert 'script' not in tags and 'i' not in tags and 'u' not in tags
     assert '<script>s</script>' in ''.join(parsed.text)
+
+
+def test_history_curves_mark_where_fine_tuning_started():
+    history = {'accuracy': [0.6, 0.8, 0.9, 0.93], 'val_accuracy': [0.7, 0.85, 0.9, 0.95],
+               'loss': [0.7, 0.4, 0.3, 0.2], 'val_loss': [0.6, 0.35, 0.3, 0.2]}
+
+    def green_pixels(data: bytes) -> int:  # matplotlib's tab:green, antialiased
+        red, green, blue = np.moveaxis(np.asarray(_png(data).convert('RGB'), dtype=np.int32),
+                                       -1, 0)
+        return int(((green - red > 60) & (green - blue > 60)).sum())
+
+    plain = green_pixels(plots.history_curves(dict(history, fine_tune_from_epoch=None), 't'))
+    marked = green_pixels(plots.history_curves(dict(history, fine_tune_from_epoch=2), 't'))
+    # Nothing else is green; one dashed line per panel (accuracy, loss) and its legend entry.
+    assert plain == 0
+    assert marked > 200, marked
