@@ -11,7 +11,6 @@ test accuracy on cats_and_dogs_filtered. Prints numbers; asserts nothing.
 """
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -25,10 +24,10 @@ TUTORIAL_TEST_ACCURACY = 0.979
 def run_once(args, size: int, work_dir: str) -> dict:
     """Runs the pipeline at one input size; returns its numbers."""
     import local_runner  # pylint: disable=import-outside-toplevel
-    import tensorflow_model_analysis as tfma  # pylint: disable=import-outside-toplevel
     from components.image_example_gen import layout  # pylint: disable=import-outside-toplevel
     from pipeline import configs  # pylint: disable=import-outside-toplevel
     from reports import mlmd_runs  # pylint: disable=import-outside-toplevel
+    from reports import run_report  # pylint: disable=import-outside-toplevel
 
     root = layout.inspect_data_root(args.data_root)
     config = configs.local(work_dir, root.root, presplit=root.presplit, labels=root.labels,
@@ -42,14 +41,9 @@ def run_once(args, size: int, work_dir: str) -> dict:
     wall = time.perf_counter() - start
 
     run = mlmd_runs.latest_run(metadata_path, config.pipeline_name)
-    with open(os.path.join(run.output('Trainer', 'model_run').uri, 'history.json')) as f:
-        history = json.load(f)
-    metrics = tfma.load_metrics(run.output('Evaluator', 'evaluation').uri)
-    overall = [m for m in metrics if not m.slice_key.single_slice_keys][0]
-    values = {kv.key.name: kv.value.double_value.value for kv in overall.metric_keys_and_values}
-    return dict(size=size, work_dir=work_dir, history=history, wall=wall,
-                accuracy=values['sparse_categorical_accuracy'],
-                examples=int(values['example_count']),
+    evaluation = run_report.load_evaluation(run.output('Evaluator', 'evaluation').uri)
+    return dict(size=size, work_dir=work_dir, history=run_report.read_history(run.nodes['Trainer']),
+                wall=wall, accuracy=evaluation.accuracy, examples=int(evaluation.example_count),
                 components=', '.join(f'{n} {r.seconds:.0f}s' for n, r in run.nodes.items()))
 
 

@@ -52,19 +52,18 @@ def run_measured(cmd, log_path):
 
 
 def pipeline_results(work_dir):
-    import tensorflow_model_analysis as tfma  # pylint: disable=import-outside-toplevel
+    """The latest run, its Trainer history, its TFMA evaluation and its train image count."""
+    from components.image_example_gen import spec as example_gen_spec  # pylint: disable=import-outside-toplevel
     from pipeline import configs  # pylint: disable=import-outside-toplevel
     from reports import mlmd_runs  # pylint: disable=import-outside-toplevel
+    from reports import run_report  # pylint: disable=import-outside-toplevel
     run = mlmd_runs.latest_run(configs.metadata_path(work_dir), configs.PIPELINE_NAME)
-    with open(os.path.join(run.output('Trainer', 'model_run').uri, 'history.json')) as f:
-        history = json.load(f)
-    metrics = tfma.load_metrics(run.output('Evaluator', 'evaluation').uri)
-    overall = [m for m in metrics if not m.slice_key.single_slice_keys][0]
-    values = {kv.key.name: kv.value.double_value.value for kv in overall.metric_keys_and_values}
+    history = run_report.read_history(run.nodes['Trainer'])
+    evaluation = run_report.load_evaluation(run.output('Evaluator', 'evaluation').uri)
     with open(os.path.join(run.output('ImageExampleGen', 'examples').uri,
-                           'image_report.json')) as f:
+                           example_gen_spec.REPORT_FILE)) as f:
         train_images = json.load(f)['splits']['train']['images']
-    return run, history, values, train_images
+    return run, history, evaluation, train_images
 
 
 def main() -> int:
@@ -103,7 +102,7 @@ def main() -> int:
         [py, 'local_runner.py', '--data-root', args.data_root, '--work-dir', pipeline_work,
          '--epochs', str(args.epochs), '--image-size', size, size, '--accuracy-threshold', '0', '--no-cache',
          '--no-report'], os.path.join(work, 'pipeline.log'))
-    run, history, metrics, train_images = pipeline_results(pipeline_work)
+    run, history, evaluation, train_images = pipeline_results(pipeline_work)
     trainer_seconds = run.nodes['Trainer'].seconds
     fit_seconds = sum(history['epoch_seconds'])
     pipe_rate = train_images * args.epochs / fit_seconds
@@ -114,8 +113,7 @@ def main() -> int:
           f"(batch {limit['batch_size']})")
     print('\n                         notebook   pipeline')
     print(f"accuracy (validation)    {peer['accuracy']:8.4f}   "
-          f"{metrics['sparse_categorical_accuracy']:8.4f}   "
-          f"({int(metrics['example_count'])} photos)")
+          f"{evaluation.accuracy:8.4f}   ({int(evaluation.example_count)} photos)")
     print(f'wall time (s)            {peer_wall:8.1f}   {pipe_wall:8.1f}')
     print(f"training fit (s)         {peer['fit_seconds']:8.1f}   {fit_seconds:8.1f}")
     print(f"train images/s (fit)     {peer['train_images_per_second']:8.1f}   {pipe_rate:8.1f}")
@@ -129,7 +127,7 @@ def main() -> int:
     print(f'pipeline peak memory: {pipe_peak / 2**30:.2f} GiB (process tree, sampled 4/s)')
     print(f'HEADLINE: pipeline/notebook wall time {pipe_wall / peer_wall:.2f}x '
           f'(overhead {pipe_wall - peer_wall:.0f} s), accuracy '
-          f"{metrics['sparse_categorical_accuracy']:.4f} vs {peer['accuracy']:.4f}")
+          f"{evaluation.accuracy:.4f} vs {peer['accuracy']:.4f}")
     return 0
 
 
