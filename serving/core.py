@@ -260,8 +260,7 @@ class ServingCore:
         Raises:
           ServingError: with TF Serving's code.
         """
-        servable = self.store.resolve(spec.name, spec.version, spec.label)
-        call.version = servable.version
+        servable = self._resolve_for(call, spec)
         name, signature_def = self.predict_signature(
             servable, signature_name, entrypoint=call.entrypoint)
         call.signature = name
@@ -378,6 +377,12 @@ class ServingCore:
                     f'{", ".join(fitting)}; pass "signature_name".')
         return f'this model has no signature for :{method}.'
 
+    def _resolve_for(self, call: Call, spec: ModelSpec):
+        """The servable a request names; its version goes into the request's bookkeeping."""
+        servable = self.store.resolve(spec.name, spec.version, spec.label)
+        call.version = servable.version
+        return servable
+
     def classify(self, call: Call, spec: ModelSpec, signature_name: str,
                  examples: Callable[[], List[bytes]]
                  ) -> Tuple[Any, str, List[List[Tuple[str, float]]]]:
@@ -386,8 +391,7 @@ class ServingCore:
         Returns:
           (servable, signature name, per example [(label, score), ...]).
         """
-        servable = self.store.resolve(spec.name, spec.version, spec.label)
-        call.version = servable.version
+        servable = self._resolve_for(call, spec)
         return (servable,) + self._classify_on(servable, call, signature_name,
                                                examples)
 
@@ -449,8 +453,7 @@ class ServingCore:
         Returns:
           (servable, signature name, one value per example).
         """
-        servable = self.store.resolve(spec.name, spec.version, spec.label)
-        call.version = servable.version
+        servable = self._resolve_for(call, spec)
         return (servable,) + self._regress_on(servable, call, signature_name,
                                               examples)
 
