@@ -59,7 +59,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def build_config(args: argparse.Namespace):
     """PipelineConfig from the flags (the local preset plus overrides)."""
     from components.image_example_gen import layout  # pylint: disable=import-outside-toplevel
-    from models import features  # pylint: disable=import-outside-toplevel
     from pipeline import configs  # pylint: disable=import-outside-toplevel
 
     data_root = os.path.abspath(args.data_root) if args.data_root else default_data_root()
@@ -74,9 +73,6 @@ def build_config(args: argparse.Namespace):
     }
     overrides = {k: os.path.abspath(v) if k.endswith(('_root', '_dir')) and v else v
                  for k, v in overrides.items() if v is not None}
-    if root.labels != features.LABELS:
-        # The curated schema names the tutorial's classes; infer one for other data.
-        overrides['schema_path'] = None
     return configs.local(work_dir, root.root, presplit=root.presplit, labels=root.labels,
                          **overrides)
 

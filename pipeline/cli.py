@@ -19,7 +19,12 @@ def add_run_flags(parser: argparse.ArgumentParser, *, weights_help: str) -> None
     parser.add_argument('--fine-tune-epochs', type=int)
     parser.add_argument('--weights', help=weights_help)
     parser.add_argument('--accuracy-threshold', type=float)
-    parser.add_argument('--balance-tolerance', type=float)
+    parser.add_argument('--balance-tolerance', type=float,
+                        help='accepted distance of a class share from 1/K (default 0.1)')
+    parser.add_argument('--label-false-alarm-rate', type=float,
+                        help='chance, per check, that a balanced, randomly split data set fails '
+                             'the label balance or drift check (default 0.001); the thresholds '
+                             'follow from the counts')
     parser.add_argument('--max-bad-fraction', type=float)
     parser.add_argument('--no-cache', action='store_true', help='re-run every component')
 
@@ -34,7 +39,9 @@ def run_overrides(args: argparse.Namespace) -> Dict[str, Any]:
         'compare_variants': tuple(args.compare_variants) if args.compare_variants else None,
         'fine_tune_layers': args.fine_tune_layers, 'fine_tune_epochs': args.fine_tune_epochs,
         'weights': args.weights, 'accuracy_threshold': args.accuracy_threshold,
-        'balance_tolerance': args.balance_tolerance, 'max_bad_fraction': args.max_bad_fraction,
+        'balance_tolerance': args.balance_tolerance,
+        'label_false_alarm_rate': args.label_false_alarm_rate,
+        'max_bad_fraction': args.max_bad_fraction,
         'enable_cache': False if args.no_cache else None,
     }
     return {k: v for k, v in overrides.items() if v is not None}

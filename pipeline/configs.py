@@ -55,10 +55,13 @@ class PipelineConfig:
     max_bad_fraction: float = 0.05
     max_pixels: int = 100_000_000
 
-    # Data validation: None infers a schema with SchemaGen instead.
-    schema_path: Optional[str] = CURATED_SCHEMA
-    balance_tolerance: float = 0.1      # max |share - 1/K| of each class, per split
-    label_drift_threshold: float = 0.1  # L-infinity distance, train vs eval label shares
+    # Data validation. The schema template: its label domain is set to `labels`.
+    schema_path: str = CURATED_SCHEMA
+    # A class may be this far from 1/K of a split (or what chance gives, if more).
+    balance_tolerance: float = 0.1
+    # Chance, per check, that a balanced, randomly split data set fails the balance
+    # or the train-vs-eval label drift check; their thresholds follow from the counts.
+    label_false_alarm_rate: float = 0.001
     max_cross_split_duplicates: int = 0
     sample_images_per_class: int = 3
 
@@ -97,6 +100,9 @@ class PipelineConfig:
         if len(self.image_size) != 2 or min(self.image_size) < 32:
             raise ValueError(f'image_size must be (height, width), each >= 32, '
                              f'got {self.image_size}')
+        if not 0.0 < self.label_false_alarm_rate < 1.0:
+            raise ValueError('label_false_alarm_rate must be in (0, 1), got '
+                             f'{self.label_false_alarm_rate}')
         if not 0.0 <= self.accuracy_threshold <= 1.0:
             raise ValueError(f'accuracy_threshold must be in [0, 1], got {self.accuracy_threshold}')
         if self.fine_tune_epochs and not self.fine_tune_layers:
@@ -192,7 +198,8 @@ def vertex(*, project: str, region: str, image: str, data_root: str, pipeline_ro
     Every path is a gs:// URL, because the component containers and the Dataflow
     workers cannot see the compiling machine's disk. The weights are Keras'
     'imagenet' download (the shared weights file is not in the cloud). Labels and
-    layout are passed in: compiling reads nothing from the data root.
+    layout are passed in: compiling reads nothing from the data root. The schema
+    is the image's copy of the curated template, with these labels' domain.
 
     Args:
       project: Google Cloud project (Dataflow jobs).
@@ -212,8 +219,7 @@ def vertex(*, project: str, region: str, image: str, data_root: str, pipeline_ro
       The config.
 
     Raises:
-      ValueError: an empty project, region or image, a path that is not gs://, or the
-        curated schema with labels it does not describe.
+      ValueError: an empty project, region or image, or a path that is not gs://.
     """
     for name, value in (('project', project), ('region', region), ('image', image)):
         if not value or not value.strip():
@@ -230,11 +236,7 @@ def vertex(*, project: str, region: str, image: str, data_root: str, pipeline_ro
         beam_pipeline_args=dataflow_beam_args(project=project, region=region,
                                               temp_location=temp_location, image=image,
                                               extra=tuple(extra_beam_args)),
-        # The curated schema names the tutorial's classes; other classes get SchemaGen.
-        schema_path=IMAGE_CURATED_SCHEMA if labels == features.LABELS else None,
+        schema_path=IMAGE_CURATED_SCHEMA,
     )
     defaults.update(overrides)
-    if defaults['schema_path'] == IMAGE_CURATED_SCHEMA and labels != features.LABELS:
-        raise ValueError(f'the curated schema {IMAGE_CURATED_SCHEMA} is for labels '
-                         f'{features.LABELS}, not {labels}: set schema_path=None to infer one')
     return PipelineConfig(**defaults)

@@ -17,6 +17,7 @@ from components.data_gate.component import DataGate
 from components.data_report.component import DataReport
 from components.image_example_gen.component import ImageExampleGen
 from components.image_pusher.component import ImagePusher
+from components.image_schema_gen.component import ImageSchemaGen
 from models import features
 from pipeline import configs
 
@@ -25,24 +26,16 @@ ACCURACY_METRIC = 'sparse_categorical_accuracy'
 
 def data_components(config: configs.PipelineConfig) -> List[base_node.BaseNode]:
     """ImageExampleGen through DataGate: everything that validates the data."""
-    if config.schema_path == configs.CURATED_SCHEMA and tuple(config.labels) != features.LABELS:
-        raise ValueError(
-            f'the curated schema {configs.CURATED_SCHEMA} is for labels {features.LABELS}, '
-            f'not {tuple(config.labels)}: set schema_path=None to infer a schema, or pass '
-            'a schema for these labels')
-    # Image folders -> tf.train.Examples, with labels.txt and a bad-file report.
+    labels_json = json.dumps(list(config.labels))
+    # Image folders -> tf.train.Examples, with labels.txt and a report on every file.
     example_gen = ImageExampleGen(
         input_base=config.data_root, labels=config.labels, presplit=config.presplit,
         hash_buckets=config.hash_buckets, max_bad_fraction=config.max_bad_fraction,
         max_pixels=config.max_pixels)
     # Per-split feature statistics (TFDV).
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
-    # The curated schema, or one inferred from the statistics.
-    if config.schema_path:
-        schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
-    else:
-        schema_gen = tfx.components.SchemaGen(
-            statistics=statistics_gen.outputs['statistics'], infer_feature_shape=True)
+    # The curated schema, its label domain set to this data set's classes.
+    schema_gen = ImageSchemaGen(schema_file=config.schema_path, labels=labels_json)
     # Statistics against the schema, per split.
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs['statistics'], schema=schema_gen.outputs['schema'])
@@ -52,9 +45,9 @@ def data_components(config: configs.PipelineConfig) -> List[base_node.BaseNode]:
         statistics=statistics_gen.outputs['statistics'],
         schema=schema_gen.outputs['schema'],
         anomalies=example_validator.outputs['anomalies'],
-        labels_json=json.dumps(list(config.labels)),
+        labels_json=labels_json,
         balance_tolerance=config.balance_tolerance,
-        label_drift_threshold=config.label_drift_threshold,
+        label_false_alarm_rate=config.label_false_alarm_rate,
         max_cross_split_duplicates=config.max_cross_split_duplicates,
         sample_images_per_class=config.sample_images_per_class)
     # Stops the run here when the verdict failed (the report above is kept).

@@ -429,6 +429,8 @@ def _data(ctx: _Context) -> List[Any]:
 
     bad, dups = image_report['bad_files'], image_report['duplicates']
     parts.append(html.table([
+        ['files under the data root', image_report.get('files', '')],
+        ['images used', image_report['images']],
         ['bad files (not decodable)', len(bad)],
         ['ignored files', len(image_report['ignored_files'])],
         ['duplicate groups (same bytes)', len(dups)],

@@ -77,3 +77,55 @@ def odd_good_files(source: pathlib.Path) -> Dict[str, bytes]:
         'palette.gif': encode(image.convert('P'), 'GIF'),
         'photo.bmp': encode(image, 'BMP'),
     }
+
+
+def synthetic_image(index: int, size=(120, 90)) -> bytes:
+    """A PNG unlike any photo: a flat colour with a bright square, varied by index."""
+    image = Image.new('RGB', size, ((index * 53) % 256, 200 - (index * 31) % 120, 40))
+    square = Image.new('RGB', (size[0] // 3, size[1] // 3), (255, 255, (index * 17) % 256))
+    image.paste(square, ((index * 7) % (size[0] // 2), (index * 5) % (size[1] // 2)))
+    return encode(image, 'PNG')
+
+
+# A user's own root: three classes whose names are not the tutorial's (capitals,
+# a space, an accent), images at several depths, upper- and mixed-case
+# extensions, bad files and files that are no images.
+ANY_LABELS = ('Chats domestiques', 'dogs', 'Été')
+
+
+def make_any_root(dest: pathlib.Path, per_class: int) -> Dict[str, Dict[str, str]]:
+    """Writes a messy 3-class root (real cats and dogs, synthetic third class).
+
+    Returns:
+      {'images': {path: class}, 'bad': {path: reason start}, 'ignored': {path: reason start}}
+      for every file written, paths relative to dest.
+    """
+    images: Dict[str, str] = {}
+    for i, photo in enumerate(photos('train', 'cats', per_class)):
+        folder = 'Chats domestiques/2019/phone export' if i % 3 == 0 else 'Chats domestiques'
+        images[f'{folder}/{photo.stem}.JPG'] = photo.read_bytes()
+    for i, photo in enumerate(photos('train', 'dogs', per_class)):
+        folder = 'dogs/a/b' if i % 4 == 0 else 'dogs'
+        images[f'{folder}/{photo.name}'] = photo.read_bytes()
+    for i in range(per_class):
+        images[f'Été/{"deep/" if i % 2 else ""}img {i}.Png'] = synthetic_image(i)
+    bad = {'dogs/broken.jpg': ('not an image', 'not a readable image'),
+           'Été/empty.GIF': (b'', 'empty file')}
+    ignored = {'README.md': 'not inside a class folder',
+               'dogs/.DS_Store': 'hidden file',
+               'dogs/notes.txt': 'not an image file name',
+               '__MACOSX/dogs/._x.jpg': 'inside hidden or system folder __MACOSX/'}
+    for path, payload in images.items():
+        _write(dest / path, payload)
+    for path, (payload, _) in bad.items():
+        _write(dest / path, payload if isinstance(payload, bytes) else payload.encode())
+    for path in ignored:
+        _write(dest / path, b'x')
+    return {'images': {path: path.split('/')[0] for path in images},
+            'bad': {path: reason for path, (_, reason) in bad.items()},
+            'ignored': ignored}
+
+
+def _write(path: pathlib.Path, payload: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(payload)

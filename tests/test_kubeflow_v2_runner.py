@@ -24,7 +24,7 @@ CLOUD = dict(project='test-project', region='europe-west4', image=IMAGE,
              temp_location='gs://test-bucket/tmp')
 DATAFLOW_ARGS = ['--runner=DataflowRunner', '--project=test-project', '--region=europe-west4',
                  '--temp_location=gs://test-bucket/tmp', f'--sdk_container_image={IMAGE}']
-# The components whose executor is a BeamExecutorSpec (curated schema: ImportSchemaGen).
+# The components whose executor is a BeamExecutorSpec.
 BEAM_COMPONENTS = {'ImageExampleGen', 'StatisticsGen', 'Transform', 'Evaluator'}
 COMPARE = ('cnn',)
 def _cli_flags(output_dir) -> list:
@@ -135,7 +135,8 @@ def test_spec_holds_the_configured_paths_and_image(spec):
     destination = json.loads(_parameter(spec, 'ImagePusher', 'push_destination'))
     assert destination == {
         'filesystem': {'base_directory': 'gs://test-bucket/serving/image_classifier'}}
-    assert _parameter(spec, 'ImportSchemaGen', 'schema_file') == '/pipeline/schema/schema.pbtxt'
+    assert _parameter(spec, 'ImageSchemaGen', 'schema_file') == '/pipeline/schema/schema.pbtxt'
+    assert json.loads(_parameter(spec, 'ImageSchemaGen', 'labels')) == ['cats', 'dogs']
     assert json.loads(_parameter(spec, 'Trainer', 'custom_config'))['weights'] == 'imagenet'
     images = {name: _executor(spec, name).get('container', {}).get('image')
               for name in _tasks(spec)}
@@ -153,11 +154,10 @@ def test_vertex_preset_rejects_local_paths(field):
         configs.vertex(**{**CLOUD, field: '/tmp/local'})
 
 
-def test_vertex_preset_infers_a_schema_for_other_labels():
+def test_vertex_preset_uses_the_curated_schema_for_any_labels():
     assert configs.vertex(**CLOUD).schema_path == configs.IMAGE_CURATED_SCHEMA
-    assert configs.vertex(**CLOUD, labels=('ant', 'bee', 'fly')).schema_path is None
-    with pytest.raises(ValueError, match='curated schema'):
-        configs.vertex(**CLOUD, labels=('ant', 'bee'), schema_path=configs.IMAGE_CURATED_SCHEMA)
+    assert configs.vertex(**CLOUD, labels=('ant', 'bee', 'fly')).schema_path == (
+        configs.IMAGE_CURATED_SCHEMA)
 
 
 def test_image_holds_the_curated_schema_where_the_spec_says():
@@ -193,10 +193,11 @@ def test_cli_writes_the_spec_and_prints_its_path(tmp_path):
     spec = json.loads(path.read_text())
     assert json.loads(_parameter(spec, 'ImageExampleGen', 'labels')) == ['ant', 'bee', 'fly']
     assert json.loads(_parameter(spec, 'ImageExampleGen', 'input_config')) == {
-        'splits': [{'name': 'single_split', 'pattern': '*/*'}]}
+        'splits': [{'name': 'single_split', 'pattern': '*'}]}
     assert json.loads(_parameter(spec, 'Trainer', 'custom_config'))['epochs'] == 3
-    # Other labels than the curated schema's: SchemaGen infers one.
-    assert 'SchemaGen' in _tasks(spec) and 'ImportSchemaGen' not in _tasks(spec)
+    # Other labels: the curated schema with their domain.
+    assert json.loads(_parameter(spec, 'ImageSchemaGen', 'labels')) == ['ant', 'bee', 'fly']
+    assert 'SchemaGen' not in _tasks(spec)
     for name in BEAM_COMPONENTS:
         args = _beam_args(_executor(spec, name)['container']['args'])
         assert args == DATAFLOW_ARGS + ['--max_num_workers=4'], name
@@ -241,5 +242,5 @@ def test_inspect_data_root_takes_labels_and_layout_from_the_root(monkeypatch):
     config = kubeflow_v2_runner.build_config(args)
     assert seen == [CLOUD['data_root']]
     assert (config.labels, config.presplit, config.schema_path) == (
-        ('ant', 'bee', 'fly'), False, None)
+        ('ant', 'bee', 'fly'), False, configs.IMAGE_CURATED_SCHEMA)
     assert config.beam_pipeline_args == tuple(DATAFLOW_ARGS)

@@ -21,23 +21,23 @@ class DataReport(base_component.BaseComponent):
 
     def __init__(self, examples: channel.Channel, statistics: channel.Channel,
                  schema: channel.Channel, anomalies: channel.Channel, *, labels_json: str,
-                 balance_tolerance: float, label_drift_threshold: float,
+                 balance_tolerance: float, label_false_alarm_rate: float,
                  max_cross_split_duplicates: int, sample_images_per_class: int = 3,
                  report: Optional[channel.Channel] = None):
         """Args: the channels of ExampleGen, StatisticsGen, the schema and
         ExampleValidator, and the checks' settings (see PipelineConfig)."""
         if not 0.0 <= balance_tolerance <= 1.0:
             raise ValueError(f'balance_tolerance must be in [0, 1], got {balance_tolerance}')
-        if not 0.0 <= label_drift_threshold <= 1.0:
+        if not 0.0 < label_false_alarm_rate < 1.0:
             raise ValueError(
-                f'label_drift_threshold must be in [0, 1], got {label_drift_threshold}')
+                f'label_false_alarm_rate must be in (0, 1), got {label_false_alarm_rate}')
         if max_cross_split_duplicates < 0:
             raise ValueError('max_cross_split_duplicates must be >= 0, '
                              f'got {max_cross_split_duplicates}')
         spec = DataReportSpec(
             examples=examples, statistics=statistics, schema=schema, anomalies=anomalies,
             labels=labels_json, balance_tolerance=float(balance_tolerance),
-            label_drift_threshold=float(label_drift_threshold),
+            label_false_alarm_rate=float(label_false_alarm_rate),
             max_cross_split_duplicates=int(max_cross_split_duplicates),
             sample_images_per_class=int(sample_images_per_class),
             report=report or channel.Channel(type=artifacts.DataValidationReport))

@@ -40,24 +40,39 @@ def build_verdict(stats: Dict[str, Any], anomalies: Dict[str, anomalies_pb2.Anom
                   schema, image_report: Dict[str, Any], exec_properties: Dict[str, Any]):
     """All checks of the data set; returns (verdict dict, label drift Anomalies)."""
     labels = json.loads(exec_properties[spec.LABELS_KEY])
+    alpha = exec_properties[spec.LABEL_FALSE_ALARM_RATE_KEY]
     counts = {split: checks.label_counts(s.datasets[0], labels) for split, s in stats.items()}
     problems = []
     for split, split_anomalies in anomalies.items():
         problems += checks.anomaly_problems(split_anomalies, f'{split} split')
-    problems += checks.balance_problems(counts, exec_properties[spec.BALANCE_TOLERANCE_KEY])
+    tolerance = exec_properties[spec.BALANCE_TOLERANCE_KEY]
+    problems += checks.balance_problems(counts, tolerance, alpha)
+    rules = {'balance': {
+        split: {'images': sum(c.values()), 'expected_share': 1 / len(labels),
+                'tolerance': tolerance,
+                'chance_margin': checks.balance_margin(sum(c.values()), len(labels), alpha)}
+        for split, c in counts.items()}}
     drift = anomalies_pb2.Anomalies()
     if features.TRAIN_SPLIT in stats and features.EVAL_SPLIT in stats:
+        train, evaluation = counts[features.TRAIN_SPLIT], counts[features.EVAL_SPLIT]
+        threshold = checks.label_drift_threshold(train, evaluation, alpha)
         drift = checks.label_drift(stats[features.TRAIN_SPLIT], stats[features.EVAL_SPLIT],
-                                   schema, exec_properties[spec.LABEL_DRIFT_THRESHOLD_KEY])
-        problems += checks.anomaly_problems(drift, 'train vs eval')
+                                   schema, threshold)
+        problems += checks.drift_problems(drift, train, evaluation, threshold, alpha)
+        label, distance = checks.label_shift(train, evaluation)
+        rules['drift'] = {'threshold': threshold, 'distance': distance, 'class': label}
     problems += checks.duplicate_problems(
         image_report, exec_properties[spec.MAX_CROSS_SPLIT_DUPLICATES_KEY])
     verdict = {
         'passed': not problems,
         'problems': problems,
         'label_counts': counts,
+        'label_rules': rules,
+        'files': {key: image_report[key] for key in ('files', 'images')} | {
+            'bad': len(image_report['bad_files']),
+            'ignored': len(image_report['ignored_files'])},
         'settings': {k: exec_properties[k] for k in (
-            spec.BALANCE_TOLERANCE_KEY, spec.LABEL_DRIFT_THRESHOLD_KEY,
+            spec.BALANCE_TOLERANCE_KEY, spec.LABEL_FALSE_ALARM_RATE_KEY,
             spec.MAX_CROSS_SPLIT_DUPLICATES_KEY)},
     }
     return verdict, drift

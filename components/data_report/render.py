@@ -71,6 +71,36 @@ def _file_list(entries: Sequence[Mapping[str, str]], what: str) -> Any:
     return html.raw(html.table(rows, ['path', 'reason']) + more)
 
 
+def files_sentence(image_report: Mapping[str, Any]) -> str:
+    """Every file under the data root, and what became of it."""
+    return (f"{image_report['files']} files under the data root = {image_report['images']} "
+            f"images used + {len(image_report['bad_files'])} bad + "
+            f"{len(image_report['ignored_files'])} ignored.")
+
+
+def label_rule_sentences(verdict: Mapping[str, Any]) -> List[str]:
+    """The label balance and drift rules with this data set's numbers, in words."""
+    rules = verdict['label_rules']
+    alpha = verdict['settings']['label_false_alarm_rate']
+    sentences = []
+    for split, rule in rules['balance'].items():
+        allowed = max(rule['tolerance'], rule['chance_margin'])
+        sentences.append(
+            f"Balance, {split} split ({rule['images']} images): each class should have "
+            f"{rule['expected_share']:.1%} ± {allowed:.1%}, the larger of balance_tolerance "
+            f"{rule['tolerance']:.1%} and the {rule['chance_margin']:.1%} a balanced set of "
+            f"{rule['images']} images shows by chance (label_false_alarm_rate {alpha:g}).")
+    if 'drift' in rules:
+        drift = rules['drift']
+        verdict_word = 'above' if drift['distance'] > drift['threshold'] else 'within'
+        sentences.append(
+            f"Train vs eval: the largest difference of a class's share is "
+            f"{drift['distance']:.1%} (class {drift['class']!r}); with these counts chance "
+            f"alone gives up to {drift['threshold']:.1%} (label_false_alarm_rate {alpha:g}), "
+            f"so it is {verdict_word} that bound.")
+    return sentences
+
+
 def render(*, verdict: Dict[str, Any], stats: Dict[str, statistics_pb2.DatasetFeatureStatisticsList],
            anomalies: Dict[str, anomalies_pb2.Anomalies], drift: anomalies_pb2.Anomalies,
            schema, image_report: Dict[str, Any], samples: Dict[str, List[Tuple[bytes, str]]],
@@ -100,6 +130,7 @@ def render(*, verdict: Dict[str, Any], stats: Dict[str, statistics_pb2.DatasetFe
     sections.append(html.Section('Labels', [
         html.table(rows, ['split', 'images'] + labels),
         html.image(plots.label_counts(counts), 'images per class and split'),
+        *[html.paragraph(text) for text in label_rule_sentences(verdict)],
         html.paragraph('Train vs eval label distribution (TFDV drift comparator, '
                        'L-infinity distance):'),
         _anomalies_table(drift),
@@ -126,21 +157,26 @@ def render(*, verdict: Dict[str, Any], stats: Dict[str, statistics_pb2.DatasetFe
     sections.append(html.Section('Anomalies', anomaly_parts))
 
     dup_rows = [[d['sha256'][:16], 'yes' if d['cross_split'] else 'no',
+                 'yes' if d['cross_class'] else 'no',
                  '; '.join(f"{f['split']}: {f['path']}" for f in d['files'])]
                 for d in image_report['duplicates'][:_LIST_LIMIT]]
-    sections.append(html.Section('Bad files and duplicates', [
+    sections.append(html.Section('Files', [
+        html.paragraph(files_sentence(image_report)),
+        html.table([[reason, n] for reason, n in image_report['ignored_by_reason'].items()],
+                   ['ignored because', 'files']) if image_report['ignored_files'] else '',
         html.paragraph(f"{len(image_report['bad_files'])} bad of "
                        f"{image_report['images'] + len(image_report['bad_files'])} image files "
                        f"({image_report['bad_fraction']:.1%}; max "
                        f"{image_report['max_bad_fraction']:.1%}). Split method: "
                        f"{image_report['split_method']}."),
         _file_list(image_report['bad_files'], 'bad files'),
-        html.paragraph('Ignored (not image files or not in a class folder):'),
+        html.paragraph('Ignored (each with the reason):'),
         _file_list(image_report['ignored_files'], 'ignored files'),
         html.paragraph(f"Exact duplicates (same bytes): {len(image_report['duplicates'])} "
                        f"groups, {image_report['cross_split_duplicates']} across train and "
-                       'eval (leakage).'),
-        html.table(dup_rows, ['sha256', 'across splits', 'files']) if dup_rows else html.paragraph(
+                       f"eval (leakage), {image_report['cross_class_duplicates']} filed under "
+                       'more than one class (conflicting labels).'),
+        html.table(dup_rows, ['sha256', 'across splits', 'across classes', 'files']) if dup_rows else html.paragraph(
             'No duplicates.', 'ok'),
     ]))
 

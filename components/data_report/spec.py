@@ -12,7 +12,7 @@ ANOMALIES_KEY = 'anomalies'
 REPORT_KEY = 'report'
 LABELS_KEY = 'labels'                          # JSON list of class names
 BALANCE_TOLERANCE_KEY = 'balance_tolerance'
-LABEL_DRIFT_THRESHOLD_KEY = 'label_drift_threshold'
+LABEL_FALSE_ALARM_RATE_KEY = 'label_false_alarm_rate'  # of the balance and drift checks
 MAX_CROSS_SPLIT_DUPLICATES_KEY = 'max_cross_split_duplicates'
 SAMPLES_PER_CLASS_KEY = 'sample_images_per_class'
 
@@ -21,7 +21,7 @@ class DataReportSpec(component_spec.ComponentSpec):
     PARAMETERS = {
         LABELS_KEY: component_spec.ExecutionParameter(type=str),
         BALANCE_TOLERANCE_KEY: component_spec.ExecutionParameter(type=float),
-        LABEL_DRIFT_THRESHOLD_KEY: component_spec.ExecutionParameter(type=float),
+        LABEL_FALSE_ALARM_RATE_KEY: component_spec.ExecutionParameter(type=float),
         MAX_CROSS_SPLIT_DUPLICATES_KEY: component_spec.ExecutionParameter(type=int),
         SAMPLES_PER_CLASS_KEY: component_spec.ExecutionParameter(type=int),
     }

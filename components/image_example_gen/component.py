@@ -10,6 +10,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import channel
 from tfx.types import standard_artifacts
 
+from components.image_example_gen import driver
 from components.image_example_gen import executor
 from components.image_example_gen import records
 from components.image_example_gen import spec
@@ -19,13 +20,15 @@ DEFAULT_HASH_BUCKETS = {features.TRAIN_SPLIT: 4, features.EVAL_SPLIT: 1}
 
 
 class ImageExampleGen(example_gen_component.FileBasedExampleGen):
-    """Reads `<class>/` folders (or `train/` + `validation/` holding them).
+    """Reads `<class>/` folders (or `train/` + `validation/` holding them), at any depth.
 
     Output: `examples` (tf.train.Example TFRecords per split) with `labels.txt`
     and `image_report.json` beside the splits.
     """
 
     SPEC_CLASS = spec.ImageExampleGenSpec
+    # Fingerprints every file under the root, so a changed nested photo re-runs it.
+    DRIVER_CLASS = driver.Driver
     # BeamExecutorSpec, so pipeline-level beam_pipeline_args reach this executor.
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
@@ -39,10 +42,11 @@ class ImageExampleGen(example_gen_component.FileBasedExampleGen):
           input_base: the data root.
           labels: class folder names, sorted; the index is the label.
           presplit: the root holds train/ and validation/ folders (validation
-            becomes the eval split); otherwise images are split by a hash of
-            their bytes, so identical images always share a split.
-          hash_buckets: split name -> buckets, for the hash split
-            (default train 4 : eval 1).
+            becomes the eval split); otherwise each class is split by the
+            hash of its images' bytes (stratified; identical images always
+            share a split).
+          hash_buckets: split name -> share, for the hash split
+            (default train 4 : eval 1, i.e. 20% of each class to eval).
           max_bad_fraction: fail the run when more image files than this share
             cannot be decoded.
           max_pixels: images larger than this are reported as bad.
@@ -60,11 +64,13 @@ class ImageExampleGen(example_gen_component.FileBasedExampleGen):
         if presplit:
             if hash_buckets:
                 raise ValueError('hash_buckets applies only when the data is not pre-split')
+            # The executor reads each split folder at any depth; the pattern's
+            # first part names the folder.
             input_config = example_gen_pb2.Input(splits=[
                 example_gen_pb2.Input.Split(name=features.TRAIN_SPLIT,
-                                            pattern=f'{features.TRAIN_DIR}/*/*'),
+                                            pattern=f'{features.TRAIN_DIR}/*'),
                 example_gen_pb2.Input.Split(name=features.EVAL_SPLIT,
-                                            pattern=f'{features.VALIDATION_DIR}/*/*'),
+                                            pattern=f'{features.VALIDATION_DIR}/*'),
             ])
             output_config = example_gen_pb2.Output()
         else:
@@ -75,11 +81,12 @@ class ImageExampleGen(example_gen_component.FileBasedExampleGen):
                     f'hash_buckets needs positive {features.TRAIN_SPLIT!r} and '
                     f'{features.EVAL_SPLIT!r} entries, got {buckets}')
             input_config = example_gen_pb2.Input(splits=[
-                example_gen_pb2.Input.Split(name='single_split', pattern='*/*')])
+                example_gen_pb2.Input.Split(name='single_split', pattern='*')])
+            # The buckets give the split names and shares; the executor splits
+            # per class by content hash (see split.py), not TFX's record hash.
             output_config = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(
                 splits=[example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=count)
-                        for name, count in buckets.items()],
-                partition_feature_name=features.SHA256_KEY))
+                        for name, count in buckets.items()]))
         component_spec = spec.ImageExampleGenSpec(
             input_base=input_base,
             input_config=input_config,

@@ -1,8 +1,11 @@
 """ImageExampleGen executor: image folders -> TFRecords of tf.train.Example.
 
-The base executor does the splitting and writing; we supply the ptransform that
-reads one split's files. Every input file also yields one manifest line (ok,
-bad with its reason, or ignored), so no file is dropped silently; after the
+We override `GenerateExamplesByBeam`, the base executor's hook for custom
+splitting; the base `Do` still writes the splits. One Beam graph lists every
+file under the data root (any depth), places it (`layout.place`), reads and
+checks the candidate images, splits a root without split folders per class by
+content hash (`split.py`), and writes one manifest line per file (ingested
+with its split, bad with the reason, or ignored with the reason). After the
 Beam run the manifest becomes `image_report.json` and `labels.txt` beside the
 Split-* folders, and the run fails if too many files are bad.
 
@@ -12,7 +15,7 @@ All file access goes through tf.io.gfile, so gs:// (and ram:// in tests) work.
 import json
 import os
 import posixpath
-from typing import Any, Dict, Iterator, List, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
 import tensorflow as tf
@@ -24,14 +27,15 @@ from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
+from components.image_example_gen import layout
 from components.image_example_gen import records
 from components.image_example_gen import spec
+from components.image_example_gen import split
 from components.image_example_gen import summary
 from models import features
 
-# Private exec property set by Do: input split pattern -> manifest file prefix.
-_MANIFEST_PREFIXES = '_image_manifest_prefixes'
 _MANIFEST_TAG = 'manifest'
+_MANIFEST_NAME = 'files'
 
 
 def labels_from_exec_properties(exec_properties: Dict[str, Any]) -> List[str]:
@@ -41,35 +45,49 @@ def labels_from_exec_properties(exec_properties: Dict[str, Any]) -> List[str]:
     return labels
 
 
-def _relative(path: str, root: str) -> str:
-    return posixpath.relpath(path.replace(os.sep, '/'), root.replace(os.sep, '/').rstrip('/'))
+class SplitPlan:
+    """How the configs split the data: by folder, or per class by hash."""
+
+    def __init__(self, exec_properties: Dict[str, Any]):
+        input_config = example_gen_pb2.Input()
+        proto_utils.json_to_proto(
+            exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
+        output_config = example_gen_pb2.Output()
+        proto_utils.json_to_proto(
+            exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
+        self.names = example_gen_utils.generate_output_split_names(input_config, output_config)
+        buckets = {s.name: s.hash_buckets for s in output_config.split_config.splits}
+        self.by_hash = bool(buckets)
+        if self.by_hash:
+            if set(buckets) != {features.TRAIN_SPLIT, features.EVAL_SPLIT}:
+                raise ValueError(f'output splits must be {features.TRAIN_SPLIT!r} and '
+                                 f'{features.EVAL_SPLIT!r}, got {sorted(buckets)}')
+            self.eval_fraction = buckets[features.EVAL_SPLIT] / sum(buckets.values())
+            self.folder_splits: Dict[str, str] = {}
+        else:
+            # Input split name <- its folder, the first part of its pattern ('train/*').
+            self.eval_fraction = 0.0
+            self.folder_splits = {s.pattern.split('/')[0]: s.name for s in input_config.splits}
 
 
 class _ReadImageFn(beam.DoFn):
-    """Reads one file; emits its Example (main output) and its manifest entry."""
+    """Reads one candidate image; emits (entry, Example) or a manifest entry."""
 
-    def __init__(self, input_base: str, labels: Sequence[str], max_pixels: int):
+    def __init__(self, input_base: str, labels: List[str], max_pixels: int):
         super().__init__()
         self._input_base = input_base
-        self._labels = list(labels)
+        self._labels = labels
         self._max_pixels = max_pixels
 
-    def process(self, rel_path: str) -> Iterator[Any]:
-        label = records.label_from_path(rel_path, self._labels)
-        entry = {'path': rel_path, 'status': summary.OK, 'reason': None,
-                 'label_name': self._labels[label] if label is not None else None}
-        ext = posixpath.splitext(rel_path)[1].lower()
-        if posixpath.basename(rel_path).startswith('.') or ext not in features.IMAGE_EXTENSIONS:
-            entry.update(status=summary.IGNORED,
-                         reason=f'not an image file name ({", ".join(features.IMAGE_EXTENSIONS)})')
-            yield beam.pvalue.TaggedOutput(_MANIFEST_TAG, entry)
-            return
-        if label is None:
-            entry.update(status=summary.IGNORED, reason='not inside a class folder')
+    def process(self, placement: layout.Placement) -> Iterator[Any]:
+        entry = {'path': placement.path, 'status': summary.IGNORED,
+                 'reason': placement.ignored, 'label_name': placement.label,
+                 'split_dir': placement.split_dir}
+        if placement.ignored is not None:
             yield beam.pvalue.TaggedOutput(_MANIFEST_TAG, entry)
             return
         try:
-            with tf.io.gfile.GFile(posixpath.join(self._input_base, rel_path), 'rb') as f:
+            with tf.io.gfile.GFile(posixpath.join(self._input_base, placement.path), 'rb') as f:
                 data = f.read()
             info = records.inspect_image(data, max_pixels=self._max_pixels)
         except records.BadImageError as e:
@@ -77,44 +95,48 @@ class _ReadImageFn(beam.DoFn):
         except (OSError, tf.errors.OpError) as e:
             entry.update(status=summary.BAD, reason=f'cannot read file: {e}')
         if entry['status'] == summary.BAD:
-            logging.warning('Bad image %s: %s', rel_path, entry['reason'])
+            logging.warning('Bad image %s: %s', placement.path, entry['reason'])
             yield beam.pvalue.TaggedOutput(_MANIFEST_TAG, entry)
             return
-        entry.update(sha256=info.sha256, height=info.height, width=info.width,
-                     channels=info.channels, format=info.format, bytes=len(data))
-        yield beam.pvalue.TaggedOutput(_MANIFEST_TAG, entry)
-        yield records.make_example(data, rel_path, label, self._labels, info)
+        label = self._labels.index(placement.label)
+        entry.update(status=summary.OK, label=label, sha256=info.sha256, height=info.height,
+                     width=info.width, channels=info.channels, format=info.format,
+                     bytes=len(data))
+        yield entry, records.make_example(data, placement.path, label, self._labels, info)
 
 
-def list_files(input_base: str, split_pattern: str) -> List[str]:
-    """Files (not folders) matching the split pattern, relative to input_base, sorted."""
-    matches = tf.io.gfile.glob(posixpath.join(input_base, split_pattern))
-    return sorted(_relative(p, input_base) for p in matches if not tf.io.gfile.isdir(p))
+def _group_copies(pair: Tuple[str, Any]) -> Tuple[str, List[int]]:
+    sha, labels = pair
+    return sha, sorted(set(labels))
 
 
 @beam.ptransform_fn
-@beam.typehints.with_input_types(beam.Pipeline)
-@beam.typehints.with_output_types(tf.train.Example)
-def _ImageFolderToExample(  # pylint: disable=invalid-name
-        pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
-        split_pattern: str) -> beam.pvalue.PCollection:
-    """Reads the image files of one input split into tf.train.Examples."""
-    input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
-    labels = labels_from_exec_properties(exec_properties)
-    rel_paths = list_files(input_base, split_pattern)
-    logging.info('ImageExampleGen: %d files match %s', len(rel_paths), split_pattern)
-    results = (
-        pipeline
-        | 'ListFiles' >> beam.Create(rel_paths)
-        | 'Reshuffle' >> beam.Reshuffle()
-        | 'ReadImage' >> beam.ParDo(_ReadImageFn(
-            input_base, labels, exec_properties[spec.MAX_PIXELS_KEY])).with_outputs(
-                _MANIFEST_TAG, main='examples'))
-    _ = (results[_MANIFEST_TAG]
-         | 'ManifestToJson' >> beam.Map(json.dumps, sort_keys=True)
-         | 'WriteManifest' >> beam.io.WriteToText(
-             exec_properties[_MANIFEST_PREFIXES][split_pattern], file_name_suffix='.jsonl'))
-    return results['examples']
+def _SplitByHash(images: beam.pvalue.PCollection, plan: SplitPlan):  # pylint: disable=invalid-name
+    """(entry, Example) -> (split name, entry, Example), per class by content hash."""
+    copies = (images
+              | 'ShaLabel' >> beam.Map(lambda image: (image[0]['sha256'], image[0]['label']))
+              | 'GroupCopies' >> beam.GroupByKey()
+              | 'LabelsOfCopies' >> beam.Map(_group_copies))
+    owners = (copies
+              | 'FiledUnderSeveral' >> beam.Filter(lambda pair: len(pair[1]) > 1)
+              | 'Owner' >> beam.Map(lambda pair: (pair[0], split.owner(pair[1]))))
+    boundaries = (copies
+                  | 'ByOwner' >> beam.Map(lambda pair: (split.owner(pair[1]), pair[0]))
+                  | 'GroupByClass' >> beam.GroupByKey()
+                  | 'Boundary' >> beam.Map(lambda pair: (
+                      pair[0], split.eval_boundary(pair[1], plan.eval_fraction))))
+    names = (features.TRAIN_SPLIT, features.EVAL_SPLIT)
+    return images | 'Assign' >> beam.Map(
+        lambda image, bounds, owned: (
+            split.split_of(image[0]['sha256'], image[0]['label'], bounds, owned, names),
+            *image),
+        bounds=beam.pvalue.AsDict(boundaries), owned=beam.pvalue.AsDict(owners))
+
+
+def _with_split(assigned: Tuple[Any, ...]) -> Dict[str, Any]:
+    """The manifest entry of an ingested image, with the split it went to."""
+    name, entry, _ = assigned
+    return {**entry, 'split': name}
 
 
 def _read_manifest(prefix: str) -> Iterator[Dict[str, Any]]:
@@ -122,19 +144,6 @@ def _read_manifest(prefix: str) -> Iterator[Dict[str, Any]]:
         with tf.io.gfile.GFile(path) as f:
             for line in f:
                 yield json.loads(line)
-
-
-def _hash_split_name(sha256: str, output_config: example_gen_pb2.Output) -> str:
-    """The split the base executor put an image in, when splitting by hash."""
-    buckets, total = [], 0
-    for split in output_config.split_config.splits:
-        total += split.hash_buckets
-        buckets.append(total)
-    key = tf.train.Example()
-    key.features.feature[features.SHA256_KEY].bytes_list.value.append(sha256.encode())
-    index = base_example_gen_executor._PartitionFn(  # pylint: disable=protected-access
-        key, len(buckets), buckets, output_config.split_config)
-    return output_config.split_config.splits[index].name
 
 
 def _write_text(path: str, text: str) -> None:
@@ -146,43 +155,62 @@ def _write_text(path: str, text: str) -> None:
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     """Reads image folders; writes examples, labels.txt and image_report.json."""
 
+    _manifest_prefix: Optional[str] = None
+
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
-        return _ImageFolderToExample
+        raise NotImplementedError('ImageExampleGen splits in GenerateExamplesByBeam')
+
+    def GenerateExamplesByBeam(self, pipeline: beam.Pipeline,
+                               exec_properties: Dict[str, Any]
+                               ) -> Dict[str, beam.pvalue.PCollection]:
+        """Every file under the data root -> Examples per split, and the manifest."""
+        input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+        labels = labels_from_exec_properties(exec_properties)
+        plan = SplitPlan(exec_properties)
+        placements = [layout.place(path, presplit=not plan.by_hash, labels=labels)
+                      for path in layout.list_files(input_base)]
+        logging.info('ImageExampleGen: %d files under %s', len(placements), input_base)
+        read = (pipeline
+                | 'ListFiles' >> beam.Create(placements)
+                | 'Reshuffle' >> beam.Reshuffle()
+                | 'ReadImage' >> beam.ParDo(_ReadImageFn(
+                    input_base, labels, exec_properties[spec.MAX_PIXELS_KEY])).with_outputs(
+                        _MANIFEST_TAG, main='images'))
+        if plan.by_hash:
+            assigned = read['images'] | 'SplitByHash' >> _SplitByHash(plan)  # pylint: disable=no-value-for-parameter
+        else:
+            assigned = read['images'] | 'SplitByFolder' >> beam.Map(
+                lambda image: (plan.folder_splits[image[0]['split_dir']], *image))
+        if self._manifest_prefix:
+            _ = ((read[_MANIFEST_TAG], assigned | 'EntryWithSplit' >> beam.Map(_with_split))
+                 | 'AllEntries' >> beam.Flatten()
+                 | 'ManifestToJson' >> beam.Map(json.dumps, sort_keys=True)
+                 | 'WriteManifest' >> beam.io.WriteToText(self._manifest_prefix,
+                                                          file_name_suffix='.jsonl'))
+        parts = assigned | 'Partition' >> beam.Partition(
+            lambda image, count: plan.names.index(image[0]), len(plan.names))
+        return {name: parts[i] | f'Example[{name}]' >> beam.Map(lambda image: image[2])
+                for i, name in enumerate(plan.names)}
 
     def Do(self, input_dict, output_dict, exec_properties) -> None:
         examples = artifact_utils.get_single_instance(
             output_dict[standard_component_specs.EXAMPLES_KEY])
         labels = labels_from_exec_properties(exec_properties)
-        input_config = example_gen_pb2.Input()
-        proto_utils.json_to_proto(
-            exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
-        output_config = example_gen_pb2.Output()
-        proto_utils.json_to_proto(
-            exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
-        hash_split = bool(output_config.split_config.splits)
-        manifest_dir = os.path.join(examples.uri, spec.MANIFEST_DIR)
-        prefixes = {s.pattern: os.path.join(manifest_dir, s.name) for s in input_config.splits}
-        super().Do(input_dict, output_dict,
-                   {**exec_properties, _MANIFEST_PREFIXES: prefixes})
+        plan = SplitPlan(exec_properties)
+        self._manifest_prefix = os.path.join(examples.uri, spec.MANIFEST_DIR, _MANIFEST_NAME)
+        super().Do(input_dict, output_dict, exec_properties)
 
-        entries = []
-        for split in input_config.splits:
-            for entry in _read_manifest(prefixes[split.pattern]):
-                if entry['status'] == summary.OK:
-                    entry['split'] = (_hash_split_name(entry['sha256'], output_config)
-                                      if hash_split else split.name)
-                entries.append(entry)
-        split_names = example_gen_utils.generate_output_split_names(input_config, output_config)
         report = summary.summarize(
-            entries, labels, split_names, hash_split=hash_split,
+            _read_manifest(self._manifest_prefix), labels, plan.names, hash_split=plan.by_hash,
+            eval_fraction=plan.eval_fraction,
             max_bad_fraction=exec_properties[spec.MAX_BAD_FRACTION_KEY])
-        report_text = json.dumps(report, indent=1, sort_keys=True)
+        report_text = json.dumps(report, indent=1, sort_keys=True, ensure_ascii=False)
         report_path = os.path.join(examples.uri, spec.REPORT_FILE)
         _write_text(report_path, report_text)
         _write_text(os.path.join(examples.uri, spec.LABELS_FILE), '\n'.join(labels) + '\n')
-        logging.info('ImageExampleGen: %d images, %d bad, %d ignored, %d duplicate groups',
-                     report['images'], len(report['bad_files']), len(report['ignored_files']),
-                     len(report['duplicates']))
+        logging.info('ImageExampleGen: %d files: %d images, %d bad, %d ignored',
+                     report['files'], report['images'], len(report['bad_files']),
+                     len(report['ignored_files']))
         try:
             summary.check(report, report_path)
         except summary.BadDataError as e:

@@ -1,17 +1,30 @@
-"""Reads the shape of a data root: pre-split or not, and its class folders.
+"""The shape of a data root, and where each file under it goes.
 
-Accepted layouts (class folders hold the images directly):
-  <root>/<class>/*.jpg                                -> hash split into train/eval
-  <root>/train/<class>/*.jpg, <root>/validation/<class>/*.jpg   -> train/eval as given
+Accepted layouts (a class folder holds its images at any depth):
+  <root>/<class>/**                                   -> split per class by content hash
+  <root>/train/<class>/**, <root>/validation/<class>/**  -> train/eval as given
+
+Every file under the root is placed by `place`: a candidate image of a class
+(read later: ingested, or bad with a reason), or ignored with the reason. So
+every file the user gave is accounted for. Pure except `list_files` and
+`inspect_data_root`, which read the file system through tf.io.gfile (local
+paths, gs://, ram://).
 """
 
+import collections
 import dataclasses
-import os
-from typing import Tuple
+import posixpath
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
 from models import features
+
+# Folders that hold no user data: zip archives made on macOS add __MACOSX/ with
+# a '._name' resource file per file. Names starting with '.' are hidden.
+SYSTEM_FOLDERS = ('__MACOSX',)
+SPLIT_DIRS = (features.TRAIN_DIR, features.VALIDATION_DIR)
+_EXPECTED = 'one sub-folder per class, or train/ and validation/ each holding class folders'
 
 
 class DataRootError(ValueError):
@@ -26,14 +39,82 @@ class DataRoot:
     labels: Tuple[str, ...]
 
 
-def _subdirs(path: str):
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """Where one file goes.
+
+    Attributes:
+      path: '/'-separated path relative to the data root.
+      split_dir: for a pre-split root, the split folder ('train', 'validation').
+      label: the class folder name, for a candidate image.
+      ignored: why the file is not an image of a class; None for a candidate.
+    """
+    path: str
+    split_dir: Optional[str] = None
+    label: Optional[str] = None
+    ignored: Optional[str] = None
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith('.') or name in SYSTEM_FOLDERS
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file name has an image extension (any case: .JPG, .Jpeg)."""
+    return posixpath.splitext(name)[1].lower() in features.IMAGE_EXTENSIONS
+
+
+def place(path: str, *, presplit: bool, labels: Sequence[str]) -> Placement:
+    """Decides what one file under the data root is.
+
+    Args:
+      path: '/'-separated path relative to the data root.
+      presplit: the root holds train/ and validation/.
+      labels: the class folder names.
+
+    Returns:
+      The Placement; `ignored` names the first rule the file breaks.
+    """
+    parts = path.split('/')
+    folders, name = parts[:-1], parts[-1]
+    hidden = next((f for f in folders if _hidden(f)), None)
+    if hidden is not None:
+        return Placement(path, ignored=f'inside hidden or system folder {hidden}/')
+    if name.startswith('.'):
+        return Placement(path, ignored='hidden file')
+    split_dir = None
+    if presplit:
+        if not folders or folders[0] not in SPLIT_DIRS:
+            return Placement(path, ignored='outside train/ and validation/')
+        split_dir, folders = folders[0], folders[1:]
+    if not folders:
+        return Placement(path, split_dir, ignored='not inside a class folder')
+    if folders[0] not in labels:
+        return Placement(path, split_dir,
+                         ignored=f'folder {folders[0]}/ is not one of the classes')
+    if not is_image_name(name):
+        return Placement(path, split_dir, folders[0],
+                         ignored=f'not an image file name ({", ".join(features.IMAGE_EXTENSIONS)}'
+                                 ', any case)')
+    return Placement(path, split_dir, folders[0])
+
+
+def list_files(root: str) -> List[str]:
+    """Every file under root at any depth, as sorted '/'-separated relative paths."""
+    root = root.rstrip('/')
+    found = []
+    for folder, _, files in tf.io.gfile.walk(root):
+        relative = posixpath.relpath(folder.replace('\\', '/').rstrip('/'), root)
+        for name in files:
+            found.append(name if relative == '.' else posixpath.join(relative, name))
+    return sorted(found)
+
+
+def _class_folders(root: str, parent: str) -> List[str]:
+    path = posixpath.join(root, parent) if parent else root
     return sorted(name.rstrip('/') for name in tf.io.gfile.listdir(path)
-                  if not name.startswith('.') and tf.io.gfile.isdir(os.path.join(path, name)))
-
-
-def _image_count(folder: str) -> int:
-    return sum(1 for name in tf.io.gfile.listdir(folder)
-               if os.path.splitext(name)[1].lower() in features.IMAGE_EXTENSIONS)
+                  if not _hidden(name.rstrip('/'))
+                  and tf.io.gfile.isdir(posixpath.join(path, name)))
 
 
 def inspect_data_root(root: str) -> DataRoot:
@@ -46,36 +127,41 @@ def inspect_data_root(root: str) -> DataRoot:
       DataRoot with sorted class folder names.
 
     Raises:
-      DataRootError: missing, not a folder, empty, a single class, a class
-        folder without image files, or train/ without validation/.
+      DataRootError: missing, not a folder, no class folders, a single class,
+        a class folder without image files (at any depth) in some split, or
+        train/ without validation/.
     """
     if not tf.io.gfile.exists(root):
         raise DataRootError(f'data root {root} does not exist')
     if not tf.io.gfile.isdir(root):
         raise DataRootError(f'data root {root} is not a folder')
-    top = _subdirs(root)
-    split_dirs = [d for d in (features.TRAIN_DIR, features.VALIDATION_DIR) if d in top]
+    top = _class_folders(root, '')
+    split_dirs = [d for d in SPLIT_DIRS if d in top]
     if len(split_dirs) == 1:
-        missing = ({features.TRAIN_DIR, features.VALIDATION_DIR} - set(split_dirs)).pop()
+        missing = ({*SPLIT_DIRS} - set(split_dirs)).pop()
         raise DataRootError(
             f'data root {root} has {split_dirs[0]}/ but no {missing}/: add {missing}/ '
             'with the same class folders, or put the class folders at the top level')
     presplit = bool(split_dirs)
-    class_parents = [os.path.join(root, d) for d in split_dirs] if presplit else [root]
-    labels = sorted({c for parent in class_parents for c in _subdirs(parent)})
-    expected = ('one sub-folder per class, or train/ and validation/ each holding '
-                'class folders')
+    parents = split_dirs if presplit else ['']
+    labels = sorted({c for parent in parents for c in _class_folders(root, parent)})
     if not labels:
-        raise DataRootError(f'data root {root} has no class folders (expected {expected})')
+        raise DataRootError(f'data root {root} has no class folders (expected {_EXPECTED})')
     if len(labels) == 1:
         raise DataRootError(
             f'data root {root} has only one class folder ({labels[0]}); '
             'a classifier needs at least two')
-    for parent in class_parents:
+    images: Dict[Tuple[Optional[str], str], int] = collections.Counter()
+    for path in list_files(root):
+        placement = place(path, presplit=presplit, labels=labels)
+        if placement.ignored is None:
+            images[placement.split_dir, placement.label] += 1
+    for parent in parents:
         for label in labels:
-            folder = os.path.join(parent, label)
-            if not tf.io.gfile.isdir(folder) or _image_count(folder) == 0:
+            if not images[parent or None, label]:
+                folder = posixpath.join(root, parent, label) if parent else posixpath.join(
+                    root, label)
                 raise DataRootError(
-                    f'class folder {folder} is missing or has no image files '
+                    f'class folder {folder} is missing or has no image files at any depth '
                     f'({", ".join(features.IMAGE_EXTENSIONS)})')
     return DataRoot(root=root, presplit=presplit, labels=tuple(labels))

@@ -8,9 +8,8 @@ file accepted here is a file the model can read. Pillow only reads the header
 import dataclasses
 import hashlib
 import io
-import posixpath
 import warnings
-from typing import Optional, Sequence
+from typing import Sequence
 
 import tensorflow as tf
 from PIL import Image
@@ -77,6 +76,8 @@ def inspect_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image
                 fmt, (width, height), mode = header.format, header.size, header.mode
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise BadImageError(f'image too large to decode safely: {e}') from None
+    except Image.UnidentifiedImageError:
+        raise BadImageError('not a readable image (no known image format in its bytes)') from None
     except Exception as e:  # pylint: disable=broad-except
         raise BadImageError(f'not a readable image ({type(e).__name__}: {e})') from None
     if fmt not in _FORMATS:
@@ -91,20 +92,6 @@ def inspect_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image
     h, w = int(decoded.shape[0]), int(decoded.shape[1])
     return ImageInfo(height=h, width=w, channels=_MODE_CHANNELS.get(mode, 3),
                      format=_FORMATS[fmt], sha256=hashlib.sha256(data).hexdigest())
-
-
-def label_from_path(rel_path: str, labels: Sequence[str]) -> Optional[int]:
-    """Label index from the class folder a file sits in (its parent folder).
-
-    Args:
-      rel_path: '/'-separated path relative to the data root.
-      labels: the class names; the index in this sequence is the label.
-
-    Returns:
-      The index, or None when the parent folder is not a class.
-    """
-    folder = posixpath.basename(posixpath.dirname(rel_path))
-    return labels.index(folder) if folder in labels else None
 
 
 def _bytes(value: bytes) -> tf.train.Feature:

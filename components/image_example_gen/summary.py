@@ -1,7 +1,9 @@
 """Pure: per-file manifest entries -> the ExampleGen report (counts, bad files, duplicates).
 
-A manifest entry is a dict with keys: path, split, status ('ok', 'bad' or
-'ignored'), reason, label_name, sha256, height, width, channels, format, bytes.
+A manifest entry is a dict with keys: path, status ('ok', 'bad' or 'ignored'),
+reason, label_name, split_dir; ok entries add split, label, sha256, height, width,
+channels, format, bytes. There is one entry per file under the data root, so
+files = images + bad + ignored.
 """
 
 import collections
@@ -19,7 +21,7 @@ class BadDataError(RuntimeError):
 
 def summarize(entries: Iterable[Dict[str, Any]], labels: Sequence[str],
               split_names: Sequence[str], *, max_bad_fraction: float,
-              hash_split: bool) -> Dict[str, Any]:
+              hash_split: bool, eval_fraction: float = 0.0) -> Dict[str, Any]:
     """Builds the report of one ExampleGen run.
 
     Args:
@@ -28,10 +30,13 @@ def summarize(entries: Iterable[Dict[str, Any]], labels: Sequence[str],
       split_names: output split names, in order.
       max_bad_fraction: the allowed share of bad files among image files.
       hash_split: whether splits come from hashing (duplicates then share a split).
+      eval_fraction: the share of each class sent to eval, for a hash split.
 
     Returns:
-      A JSON-able dict: per split and label counts, bad and ignored files,
-      duplicate groups (with whether they cross splits) and the bad fraction.
+      A JSON-able dict: files under the root and what became of them (per
+      split and label counts, bad and ignored files with reasons, ignored
+      counts per reason), duplicate groups (whether they cross splits or
+      classes) and the bad fraction.
     """
     entries = sorted(entries, key=lambda e: e['path'])
     splits = {name: {'images': 0, 'by_label': {label: 0 for label in labels}}
@@ -43,7 +48,8 @@ def summarize(entries: Iterable[Dict[str, Any]], labels: Sequence[str],
             split = splits[entry['split']]
             split['images'] += 1
             split['by_label'][entry['label_name']] += 1
-            by_hash[entry['sha256']].append({'split': entry['split'], 'path': entry['path']})
+            by_hash[entry['sha256']].append({'split': entry['split'], 'path': entry['path'],
+                                             'label_name': entry['label_name']})
         elif entry['status'] == BAD:
             bad.append({'path': entry['path'], 'reason': entry['reason']})
         else:
@@ -52,13 +58,16 @@ def summarize(entries: Iterable[Dict[str, Any]], labels: Sequence[str],
     for sha, files in sorted(by_hash.items()):
         if len(files) > 1:
             duplicates.append({'sha256': sha, 'files': files,
-                               'cross_split': len({f['split'] for f in files}) > 1})
+                               'cross_split': len({f['split'] for f in files}) > 1,
+                               'cross_class': len({f['label_name'] for f in files}) > 1})
     good = sum(s['images'] for s in splits.values())
     readable = good + len(bad)
     return {
         'labels': list(labels),
-        'split_method': 'hash of image bytes' if hash_split else 'folders',
+        'split_method': (f'per class by hash of the image bytes ({eval_fraction:.0%} of each '
+                         'class to eval)' if hash_split else 'folders'),
         'splits': splits,
+        'files': len(entries),
         'images': good,
         'bad_files': bad,
         'ignored_files': ignored,
@@ -66,6 +75,9 @@ def summarize(entries: Iterable[Dict[str, Any]], labels: Sequence[str],
         'max_bad_fraction': max_bad_fraction,
         'duplicates': duplicates,
         'cross_split_duplicates': sum(d['cross_split'] for d in duplicates),
+        'cross_class_duplicates': sum(d['cross_class'] for d in duplicates),
+        'ignored_by_reason': dict(sorted(collections.Counter(
+            i['reason'] for i in ignored).items())),
     }
 
 

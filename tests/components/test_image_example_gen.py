@@ -93,8 +93,6 @@ def test_make_example_round_trips():
     assert feature(example, features.IMAGE_KEY) == payload
     assert feature(example, features.LABEL_KEY) == 1
     assert feature(example, features.LABEL_NAME_KEY) == b'dogs'
-    assert records.label_from_path('train/dogs/x.jpg', LABELS) == 1
-    assert records.label_from_path('train/horses/x.jpg', LABELS) is None
 
 
 def test_executor_presplit_with_bad_and_odd_files(tmp_path):
@@ -130,7 +128,7 @@ def test_executor_presplit_with_bad_and_odd_files(tmp_path):
     assert {b['path']: b['reason'].split(':')[0] for b in report['bad_files']} == {
         'train/cats/truncated.jpg': 'cannot decode JPEG',
         'train/cats/empty.jpg': 'empty file (0 bytes)',
-        'train/cats/text.jpg': 'not a readable image (UnidentifiedImageError',
+        'train/cats/text.jpg': 'not a readable image (no known image format in its bytes)',
     }
     assert [i['path'] for i in report['ignored_files']] == ['train/cats/notes.txt']
     assert report['splits']['train']['by_label'] == {'cats': 6, 'dogs': 12}
@@ -167,6 +165,53 @@ def test_executor_hash_split_is_deterministic_and_keeps_duplicates_together(tmp_
     assert report['cross_split_duplicates'] == 0
     assert len(report['duplicates']) == 1 and len(report['duplicates'][0]['files']) == 4
     assert report['splits']['train']['images'] == len(paths['train'])
+    # Stratified: half of each class's distinct images in eval (copies follow their original).
+    eval_dogs = report['splits']['eval']['by_label']['dogs']
+    assert report['splits']['eval']['by_label']['cats'] == 5
+    assert eval_dogs in (5, 8)
+
+
+def test_executor_accounts_for_every_file_of_a_messy_root(tmp_path):
+    root = tmp_path / 'root'
+    expected = data.make_any_root(root, per_class=6)
+    labels = list(data.ANY_LABELS)
+    assert list(layout.inspect_data_root(str(root)).labels) == labels
+
+    examples = run_executor(root, tmp_path / 'out', presplit=False, labels=labels,
+                            max_bad_fraction=0.5)
+
+    written = {}
+    for split_name in ('train', 'eval'):
+        for example in read_examples(examples, split_name):
+            path = feature(example, features.PATH_KEY).decode()
+            assert feature(example, features.IMAGE_KEY) == (root / path).read_bytes()
+            written[path] = labels[feature(example, features.LABEL_KEY)]
+    assert written == expected['images']
+    report = report_of(examples)
+    assert {b['path'] for b in report['bad_files']} == set(expected['bad'])
+    assert {i['path']: i['reason'][:len(expected['ignored'][i['path']])]
+            for i in report['ignored_files']} == expected['ignored']
+    on_disk = sum(len(files) for _, _, files in os.walk(root))
+    assert report['files'] == on_disk == sum(len(v) for v in expected.values())
+    assert report['images'] + len(report['bad_files']) + len(report['ignored_files']) == on_disk
+    assert report['splits']['eval']['by_label'] == {label: 1 for label in labels}
+
+
+def test_executor_presplit_reads_nested_folders_and_ignores_others(tmp_path):
+    root = data.make_root(tmp_path / 'root', {'train': {'cats': 2, 'dogs': 2},
+                                              'validation': {'cats': 1, 'dogs': 1}})
+    extra = data.photos('train', 'dogs', 1, offset=10)[0]
+    (root / 'train' / 'dogs' / 'more' / 'deeper').mkdir(parents=True)
+    shutil.copy(extra, root / 'train' / 'dogs' / 'more' / 'deeper' / 'X.JPEG')
+    (root / 'test' / 'cats').mkdir(parents=True)
+    shutil.copy(extra, root / 'test' / 'cats' / 'held_out.jpg')
+    examples = run_executor(root, tmp_path / 'out', presplit=True)
+    train_paths = {feature(e, features.PATH_KEY).decode() for e in read_examples(examples, 'train')}
+    assert 'train/dogs/more/deeper/X.JPEG' in train_paths and len(train_paths) == 5
+    report = report_of(examples)
+    assert report['ignored_files'] == [{'path': 'test/cats/held_out.jpg',
+                                        'reason': 'outside train/ and validation/'}]
+    assert report['files'] == 8
 
 
 def test_executor_fails_when_too_many_files_are_bad_and_keeps_the_report(tmp_path):

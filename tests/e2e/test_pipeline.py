@@ -21,7 +21,7 @@ from tests.conftest import make_run
 
 pytestmark = pytest.mark.e2e
 
-NODES = ['ImageExampleGen', 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator',
+NODES = ['ImageExampleGen', 'StatisticsGen', 'ImageSchemaGen', 'ExampleValidator',
          'DataReport', 'DataGate', 'Transform', 'Trainer', 'latest_blessed_model_resolver',
          'Evaluator', 'ImagePusher']
 
@@ -145,8 +145,9 @@ def test_imbalanced_data_is_stopped_before_training(tmp_path):
     with pytest.raises(DataValidationError) as err:
         pipeline_run.run()
     message = str(err.value)
-    assert "label balance: class 'cats' is 88.9% of the train split (40 of 45)" in message
-    assert 'train vs eval' in message and 'label_name' in message
+    assert "label balance: class 'cats' is 88.9% of the train split (40 of 45); expected " \
+        "50.0% ± 25.9%, the larger of balance_tolerance 10.0% and the 25.9% a balanced set " \
+        "of 45 images shows by chance" in message
     from reports import mlmd_runs as runs  # pylint: disable=import-outside-toplevel
     run = runs.latest_run(pipeline_run.metadata_path, pipeline_run.config.pipeline_name)
     assert 'Transform' not in run.nodes and 'Trainer' not in run.nodes

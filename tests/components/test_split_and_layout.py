@@ -1,0 +1,122 @@
+"""Pure parts of ImageExampleGen: where each file goes, and the stratified content-hash split."""
+
+import collections
+import hashlib
+import os
+import random
+import time
+
+import pytest
+
+from components.image_example_gen import driver
+from components.image_example_gen import layout
+from components.image_example_gen import split
+from models import features
+
+NAMES = (features.TRAIN_SPLIT, features.EVAL_SPLIT)
+LABELS = ('Chats domestiques', 'dogs', 'Été')
+
+
+def sha(i: int) -> str:
+    return hashlib.sha256(str(i).encode()).hexdigest()
+
+
+@pytest.mark.parametrize('path,presplit,expected', [
+    ('dogs/a.jpg', False, ('dogs', None)),
+    ('dogs/2019/phone export/B.JPG', False, ('dogs', None)),
+    ('Été/x.Jpeg', False, ('Été', None)),
+    ('Chats domestiques/deep/er/c.PNG', False, ('Chats domestiques', None)),
+    ('README.md', False, (None, 'not inside a class folder')),
+    ('dogs/notes.txt', False, ('dogs', 'not an image file name')),
+    ('dogs/.DS_Store', False, (None, 'hidden file')),
+    ('dogs/.thumbs/a.jpg', False, (None, 'inside hidden or system folder .thumbs/')),
+    ('__MACOSX/dogs/._a.jpg', False, (None, 'inside hidden or system folder __MACOSX/')),
+    ('horses/a.jpg', False, (None, 'folder horses/ is not one of the classes')),
+    ('train/dogs/sub/a.jpg', True, ('dogs', None)),
+    ('validation/Été/a.gif', True, ('Été', None)),
+    ('test/dogs/a.jpg', True, (None, 'outside train/ and validation/')),
+    ('labels.csv', True, (None, 'outside train/ and validation/')),
+    ('train/a.jpg', True, (None, 'not inside a class folder')),
+])
+def test_place_accounts_for_every_kind_of_file(path, presplit, expected):
+    placement = layout.place(path, presplit=presplit, labels=LABELS)
+    label, reason = expected
+    assert placement.path == path
+    if reason is None:
+        assert (placement.label, placement.ignored) == (label, None)
+    else:
+        assert placement.ignored.startswith(reason)
+    if presplit and placement.ignored is None:
+        assert placement.split_dir == path.split('/')[0]
+
+
+def test_list_files_and_inspect_read_nested_folders(tmp_path):
+    files = ['b/x.JPG', 'b/2019/deep/y.jpeg', 'a b/z.png', 'a b/.hidden.jpg', 'top.txt',
+             '__MACOSX/b/._x.jpg']
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b'x')
+    assert layout.list_files(str(tmp_path)) == sorted(files)
+    root = layout.inspect_data_root(str(tmp_path))
+    assert (root.presplit, root.labels) == (False, ('a b', 'b'))
+
+
+def test_a_class_with_images_only_in_sub_folders_is_a_class(tmp_path):
+    for name in ['cats/2019/a.jpg', 'dogs/phone export/b.jpg', 'birds/notes.txt']:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b'x')
+    with pytest.raises(layout.DataRootError, match=r'birds is missing or has no image files at'):
+        layout.inspect_data_root(str(tmp_path))
+    (tmp_path / 'birds' / 'nested').mkdir()
+    (tmp_path / 'birds' / 'nested' / 'c.GIF').write_bytes(b'x')
+    assert layout.inspect_data_root(str(tmp_path)).labels == ('birds', 'cats', 'dogs')
+
+
+def test_fingerprint_sees_a_change_at_any_depth(tmp_path):
+    deep = tmp_path / 'dogs' / 'a' / 'b' / 'c.jpg'
+    deep.parent.mkdir(parents=True)
+    deep.write_bytes(b'one')
+    before = driver.tree_fingerprint(str(tmp_path))
+    assert before == driver.tree_fingerprint(str(tmp_path))
+    deep.write_bytes(b'two')  # same size, new content
+    os.utime(deep, ns=(time.time_ns(), time.time_ns() + 5_000_000_000))
+    changed = driver.tree_fingerprint(str(tmp_path))
+    assert changed != before
+    (deep.parent / 'd.jpg').write_bytes(b'x')
+    assert driver.tree_fingerprint(str(tmp_path)) not in (before, changed)
+
+
+@pytest.mark.parametrize('n,fraction,expected', [
+    (0, 0.2, 0), (1, 0.2, 0), (2, 0.2, 1), (3, 0.2, 1), (10, 0.2, 2), (12, 0.2, 2),
+    (13, 0.2, 3), (100, 0.5, 50), (2, 0.9, 1)])
+def test_eval_count(n, fraction, expected):
+    assert split.eval_count(n, fraction) == expected
+
+
+@pytest.mark.parametrize('per_class', [(10, 10), (7, 23, 100), (1000, 1000, 5, 2)])
+def test_split_is_stratified_and_deterministic(per_class):
+    images = [(sha(f'{label}-{i}'), label) for label, n in enumerate(per_class) for i in range(n)]
+    first = split.assign(images, 0.2, NAMES)
+    shuffled = list(images)
+    random.Random(1).shuffle(shuffled)
+    assert split.assign(shuffled, 0.2, NAMES) == first
+    counts = collections.Counter((first[s], label) for s, label in images)
+    for label, n in enumerate(per_class):
+        assert counts[NAMES[1], label] == split.eval_count(n, 0.2)
+        assert counts[NAMES[0], label] == n - split.eval_count(n, 0.2)
+
+
+def test_identical_images_share_a_split_even_across_classes():
+    images = [(sha(i), i % 2) for i in range(40)]
+    images += [(sha(3), 1), (sha(3), 0), (sha(4), 0)]  # copies, one of them in another class
+    assigned = split.assign(images, 0.3, NAMES)
+    assert len(assigned) == 40  # one decision per content
+
+
+def test_adding_one_image_moves_at_most_one_other():
+    images = [(sha(i), 0) for i in range(200)]
+    before = split.assign(images, 0.2, NAMES)
+    for extra in range(1000, 1020):
+        after = split.assign(images + [(sha(extra), 0)], 0.2, NAMES)
+        moved = [s for s in before if before[s] != after[s]]
+        assert len(moved) <= 1
