@@ -11,6 +11,7 @@ import argparse
 import logging as std_logging
 import os
 import sys
+import time
 from typing import List, Optional, Sequence
 
 from pipeline import cli
@@ -77,13 +78,24 @@ def build_config(args: argparse.Namespace):
                          **overrides)
 
 
-def run(config, metadata_path: str) -> None:
-    """Runs the pipeline with LocalDagRunner and SQLite MLMD."""
+def run(config, metadata_path: str, con=None) -> None:
+    """Runs the pipeline with LocalDagRunner and SQLite MLMD.
+
+    Args:
+      config: the PipelineConfig.
+      metadata_path: the SQLite MLMD file.
+      con: a pipeline.console.Console to number components and show their state.
+    """
     from tfx import v1 as tfx  # pylint: disable=import-outside-toplevel
     from pipeline import pipeline as pipeline_def  # pylint: disable=import-outside-toplevel
+    from reports import mlmd_runs  # pylint: disable=import-outside-toplevel
     os.makedirs(os.path.dirname(metadata_path) or '.', exist_ok=True)
     dsl_pipeline = pipeline_def.create_pipeline(
         config, tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path))
+    if con is not None:
+        con.node_ids = [component.id for component in dsl_pipeline.components]
+        con.node_state = lambda node_id: _node_state(mlmd_runs, metadata_path,
+                                                     config.pipeline_name, node_id)
     # TFX hands sys.argv to absl flags and to Beam's options in every executor:
     # our own flags (or pytest's -v) must not reach them.
     argv, sys.argv = sys.argv, sys.argv[:1]
@@ -93,74 +105,175 @@ def run(config, metadata_path: str) -> None:
         sys.argv = argv
 
 
+def _node_state(mlmd_runs, metadata_path: str, pipeline_name: str, node_id: str):
+    run_info = mlmd_runs.latest_run(metadata_path, pipeline_name)
+    node = run_info.nodes.get(node_id) if run_info else None
+    return node.state if node else None
+
+
+def run_logged(config, metadata_path: str, log_path: str, *, verbose: bool = False) -> None:
+    """`run` behind a Console: component lines on the console, the rest in log_path."""
+    from pipeline import console  # pylint: disable=import-outside-toplevel
+    with console.Console(log_path, verbose=verbose) as con:
+        run(config, metadata_path, con)
+
+
+def new_log_path(work_dir: str) -> str:
+    """<work_dir>/logs/run-<local time>-<pid>.log"""
+    return os.path.join(work_dir, 'logs', f'run-{time.strftime("%Y%m%d-%H%M%S")}-'
+                                          f'{os.getpid()}.log')
+
+
+def header(config) -> List[str]:
+    """What is about to run: data, layout, classes."""
+    from components.image_example_gen import component  # pylint: disable=import-outside-toplevel
+    if config.presplit:
+        layout_text = 'train/ and validation/ folders (validation = eval split)'
+    else:
+        buckets = dict(config.hash_buckets or component.DEFAULT_HASH_BUCKETS)
+        layout_text = (f'one folder per class, {buckets["eval"] / sum(buckets.values()):.0%} '
+                       'of each class to eval by content hash')
+    return [f'data root: {config.data_root}',
+            f'layout: {layout_text}',
+            f'classes ({len(config.labels)}): {", ".join(config.labels)}']
+
+
 def summarize(config, metadata_path: str) -> List[str]:
-    """Lines telling what the latest run produced (data report, blessing, push)."""
+    """Lines telling what the latest run produced: data, evaluation, push."""
     from components import artifacts  # pylint: disable=import-outside-toplevel
+    from components.image_example_gen import spec  # pylint: disable=import-outside-toplevel
     from reports import mlmd_runs  # pylint: disable=import-outside-toplevel
+    from reports import run_report  # pylint: disable=import-outside-toplevel
     run_info = mlmd_runs.latest_run(metadata_path, config.pipeline_name)
     if run_info is None:
         return []
     lines = []
+    examples = run_info.output('ImageExampleGen', 'examples')
+    files = _read_json(os.path.join(examples.uri, spec.REPORT_FILE)) if examples else None
+    if files:
+        lines.append(f"data: {files['files']} files = {files['images']} images used + "
+                     f"{len(files['bad_files'])} bad + {len(files['ignored_files'])} ignored; "
+                     + ', '.join(f"{name} {split['images']}"
+                                 for name, split in files['splits'].items()))
     report = run_info.output('DataReport', 'report')
     if report is not None:
-        lines.append(f'data report: {os.path.join(report.uri, artifacts.REPORT_HTML)}')
-    pushed = run_info.output('ImagePusher', 'pushed_model')
+        verdict = _read_json(os.path.join(report.uri, artifacts.VERDICT_JSON)) or {}
+        status = ('passed' if verdict.get('passed') else
+                  f"FAILED ({len(verdict.get('problems', []))} problems)")
+        lines.append(f'data validation {status}: '
+                     f'{os.path.join(report.uri, artifacts.REPORT_HTML)}')
+    evaluation = run_info.output('Evaluator', 'evaluation')
+    if evaluation is not None:
+        result = run_report.load_evaluation(evaluation.uri)
+        blessed = run_report.blessed(run_info)
+        lines.append(f'eval accuracy {result.accuracy:.4f} on {int(result.example_count)} '
+                     f"images: {'blessed' if blessed else 'NOT blessed'}")
+    pushed = run_report.push_result(run_info)
     if pushed is not None:
-        if mlmd_runs.custom_property(pushed, 'pushed'):
-            lines.append(f"pushed version {mlmd_runs.custom_property(pushed, 'pushed_version')}:"
-                         f" {mlmd_runs.custom_property(pushed, 'pushed_destination')}")
+        if pushed['pushed']:
+            lines.append(f"pushed version {pushed['version']}: {pushed['destination']}")
         else:
-            lines.append('model NOT pushed: '
-                         f"{mlmd_runs.custom_property(pushed, 'not_pushed_reason')}")
+            lines.append(f"model NOT pushed: {pushed['reason']}")
     return lines
 
 
+def _read_json(path: str):
+    import json  # pylint: disable=import-outside-toplevel
+    try:
+        with open(path, encoding='utf-8') as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def failure_line(failure: BaseException, con, config, metadata_path: str) -> str:
+    """The one-line reason of a failed run, and where to look."""
+    from components import artifacts  # pylint: disable=import-outside-toplevel
+    from reports import mlmd_runs  # pylint: disable=import-outside-toplevel
+    message = str(failure).strip()
+    lines = [line.strip(' -') for line in message.splitlines() if line.strip(' -')]
+    reason = lines[0] if lines else type(failure).__name__
+    if len(lines) > 2:  # a heading and a list of problems (DataGate)
+        reason = f'{reason} {lines[1]} (and {len(lines) - 3} more)' if len(lines) > 3 else (
+            f'{reason} {lines[1]}')
+    where = []
+    run_info = mlmd_runs.latest_run(metadata_path, config.pipeline_name) if os.path.exists(
+        metadata_path) else None
+    report = run_info.output('DataReport', 'report') if run_info else None
+    if report is not None:
+        where.append(f'data report {os.path.join(report.uri, artifacts.REPORT_HTML)}')
+    where.append(f'log {con.log_path}')
+    node = f'{con.failed_node}: ' if con.failed_node else ''
+    return f'error: {node}{reason}; see {", ".join(where)}'
+
+
 def quiet_logs(verbose: bool) -> None:
-    """TF, absl and Beam logs at WARNING (INFO when verbose)."""
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1' if verbose else '2')
+    """For scripts without a Console: absl and Python logs at WARNING, TensorFlow imported
+    without its noise (all of it, at INFO, when verbose)."""
     from absl import logging  # pylint: disable=import-outside-toplevel
+    from runlog import noise  # pylint: disable=import-outside-toplevel
     logging.set_verbosity(logging.INFO if verbose else logging.WARNING)
     std_logging.getLogger().setLevel(std_logging.INFO if verbose else std_logging.WARNING)
+    if not verbose:
+        noise.quiet_tensorflow()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    start = time.perf_counter()
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    quiet_logs(args.verbose)
+    from pipeline import console  # pylint: disable=import-outside-toplevel
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')  # C++ INFO lines off, even in the log
+    work_dir = os.path.abspath(args.work_dir)
+    con = console.Console(new_log_path(work_dir), verbose=args.verbose)
+    with con:
+        code = _main(args, con, work_dir, start)
+    if code == 2:
+        con.discard()  # a user error: nothing ran, nothing is left behind
+    return code
+
+
+def _main(args: argparse.Namespace, con, work_dir: str, start: float) -> int:
     from components.image_example_gen import layout  # pylint: disable=import-outside-toplevel
     from pipeline import configs  # pylint: disable=import-outside-toplevel
     try:
         config = build_config(args)
     except (layout.DataRootError, ValueError) as e:
-        print(f'error: {e}', file=sys.stderr)
+        con.error(f'error: {e}')
         return 2
     metadata_path = (os.path.abspath(args.metadata_path) if args.metadata_path
-                     else configs.metadata_path(os.path.abspath(args.work_dir)))
-    print(f'data root: {config.data_root} ({"train/validation" if config.presplit else "hash split"},'
-          f' labels {", ".join(config.labels)})')
-    print(f'pipeline root: {config.pipeline_root}\nmetadata: {metadata_path}')
+                     else configs.metadata_path(work_dir))
+    for line in header(config):
+        con.say(line)
     failure = None
     try:
-        run(config, metadata_path)
+        run(config, metadata_path, con)
     except Exception as e:  # pylint: disable=broad-except
         failure = e
+        logging_failure(e)
+        con.failed(str(e))
     for line in summarize(config, metadata_path):
-        print(line)
+        con.say(line)
     if not args.no_report:
         try:
             from reports import run_report  # pylint: disable=import-outside-toplevel
             path = run_report.write_report(metadata_path, config.pipeline_name,
-                                           os.path.join(os.path.abspath(args.work_dir),
-                                                        'run_report.html'))
-            print(f'run report: {path}')
-        except ImportError:
-            pass
+                                           os.path.join(work_dir, 'run_report.html'))
+            con.say(f'run report: {path}')
         except Exception as e:  # pylint: disable=broad-except
-            print(f'warning: run report not written: {e}', file=sys.stderr)
+            logging_failure(e)
+            con.say(f'warning: run report not written: {e}')
+    con.say(f'log: {con.log_path}')
     if failure is not None:
-        print(f'error: {type(failure).__name__}: {failure}', file=sys.stderr)
+        con.say(f'failed after {time.perf_counter() - start:.0f} s')
+        con.error(failure_line(failure, con, config, metadata_path))
         return 1
-    print('pipeline finished')
+    con.say(f'pipeline finished in {time.perf_counter() - start:.0f} s')
     return 0
+
+
+def logging_failure(error: BaseException) -> None:
+    """The whole traceback goes to the log file."""
+    std_logging.getLogger(__name__).error('run failed', exc_info=error)
 
 
 if __name__ == '__main__':

@@ -10,7 +10,7 @@ setuptools.setup(
     description='TFX pipeline: image folders -> validated, evaluated, served classifier',
     packages=setuptools.find_packages(include=[
         'pipeline', 'pipeline.*', 'components', 'components.*', 'models', 'models.*',
-        'serving', 'serving.*', 'reports', 'reports.*']),
+        'serving', 'serving.*', 'reports', 'reports.*', 'runlog', 'runlog.*']),
     py_modules=['local_runner', 'kubeflow_v2_runner'],
     package_data={'': ['*.pbtxt']},
     python_requires='>=3.9',

@@ -21,8 +21,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TUTORIAL_TEST_ACCURACY = 0.979
 
 
-def run_once(args, size: int, work_dir: str) -> dict:
-    """Runs the pipeline at one input size; returns its numbers."""
+def run_once(args, size: int, work_dir: str, con) -> dict:
+    """Runs the pipeline at one input size (progress on the console); returns its numbers."""
     import local_runner  # pylint: disable=import-outside-toplevel
     from components.image_example_gen import layout  # pylint: disable=import-outside-toplevel
     from pipeline import configs  # pylint: disable=import-outside-toplevel
@@ -36,8 +36,9 @@ def run_once(args, size: int, work_dir: str) -> dict:
                            fine_tune_epochs=args.fine_tune_epochs, accuracy_threshold=0.0,
                            enable_cache=False)
     metadata_path = configs.metadata_path(work_dir)
+    con.say(f'--- input {size}x{size}')
     start = time.perf_counter()
-    local_runner.run(config, metadata_path)
+    local_runner.run(config, metadata_path, con)
     wall = time.perf_counter() - start
 
     run = mlmd_runs.latest_run(metadata_path, config.pipeline_name)
@@ -71,13 +72,15 @@ def main() -> int:
     parser.add_argument('--fine-tune-layers', type=int, default=0)
     parser.add_argument('--fine-tune-epochs', type=int, default=0)
     parser.add_argument('--work-dir', help='default: a new temporary folder')
+    parser.add_argument('--verbose', action='store_true', help='TF, Beam and TFX logs too')
     args = parser.parse_args()
 
-    import local_runner  # pylint: disable=import-outside-toplevel
-    local_runner.quiet_logs(verbose=False)
+    from pipeline import console  # pylint: disable=import-outside-toplevel
     work_dir = args.work_dir or tempfile.mkdtemp(prefix='bench_accuracy_')
-    results = [run_once(args, size, os.path.join(work_dir, f'size{size}'))
-               for size in args.image_sizes]
+    with console.Console(os.path.join(work_dir, 'bench.log'), verbose=args.verbose) as con:
+        results = [run_once(args, size, os.path.join(work_dir, f'size{size}'), con)
+                   for size in args.image_sizes]
+    print(f'log: {con.log_path}')
     print(f'data: {args.data_root}')
     for result in results:
         report(result)

@@ -88,6 +88,22 @@ def build_root(source: pathlib.Path, dest: pathlib.Path, synthetic: bool) -> int
     return written + 1
 
 
+def read_results(config, metadata_path: str):
+    """(image report, data verdict, Evaluation) of the latest run."""
+    from components import artifacts  # pylint: disable=import-outside-toplevel
+    from components.image_example_gen import spec  # pylint: disable=import-outside-toplevel
+    from reports import mlmd_runs  # pylint: disable=import-outside-toplevel
+    from reports import run_report  # pylint: disable=import-outside-toplevel
+    run = mlmd_runs.latest_run(metadata_path, config.pipeline_name)
+    examples = run.output('ImageExampleGen', 'examples')
+    with open(os.path.join(examples.uri, spec.REPORT_FILE), encoding='utf-8') as f:
+        report = json.load(f)
+    with open(os.path.join(run.output('DataReport', 'report').uri, artifacts.VERDICT_JSON),
+              encoding='utf-8') as f:
+        verdict = json.load(f)
+    return report, verdict, run_report.load_evaluation(run.output('Evaluator', 'evaluation').uri)
+
+
 def main() -> int:
     from pipeline import configs  # pylint: disable=import-outside-toplevel
     parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
@@ -96,36 +112,28 @@ def main() -> int:
     parser.add_argument('--synthetic-class', action='store_true')
     parser.add_argument('--epochs', type=int, default=10)
     parser.add_argument('--work-dir', help='default: a new temporary folder')
+    parser.add_argument('--verbose', action='store_true', help='TF, Beam and TFX logs too')
     args = parser.parse_args()
 
-    import local_runner  # pylint: disable=import-outside-toplevel
-    from components import artifacts  # pylint: disable=import-outside-toplevel
-    from components.image_example_gen import layout  # pylint: disable=import-outside-toplevel
-    from components.image_example_gen import spec  # pylint: disable=import-outside-toplevel
-    from reports import mlmd_runs  # pylint: disable=import-outside-toplevel
-    from reports import run_report  # pylint: disable=import-outside-toplevel
-    local_runner.quiet_logs(verbose=False)
-
+    from pipeline import console  # pylint: disable=import-outside-toplevel
     work_dir = pathlib.Path(args.work_dir or tempfile.mkdtemp(prefix='bench_any_folders_'))
-    data_root = work_dir / 'my photos'
-    shutil.rmtree(data_root, ignore_errors=True)
-    written = build_root(pathlib.Path(args.source), data_root, args.synthetic_class)
-    root = layout.inspect_data_root(str(data_root))
-    config = configs.local(str(work_dir), root.root, presplit=root.presplit, labels=root.labels,
-                           epochs=args.epochs, accuracy_threshold=0.0, enable_cache=False)
-    metadata_path = configs.metadata_path(str(work_dir))
-    start = time.perf_counter()
-    local_runner.run(config, metadata_path)
-    wall = time.perf_counter() - start
+    with console.Console(str(work_dir / 'bench.log'), verbose=args.verbose) as con:
+        import local_runner  # pylint: disable=import-outside-toplevel
+        from components.image_example_gen import layout  # pylint: disable=import-outside-toplevel
 
-    run = mlmd_runs.latest_run(metadata_path, config.pipeline_name)
-    examples = run.output('ImageExampleGen', 'examples')
-    with open(os.path.join(examples.uri, spec.REPORT_FILE), encoding='utf-8') as f:
-        report = json.load(f)
-    with open(os.path.join(run.output('DataReport', 'report').uri, artifacts.VERDICT_JSON),
-              encoding='utf-8') as f:
-        verdict = json.load(f)
-    evaluation = run_report.load_evaluation(run.output('Evaluator', 'evaluation').uri)
+        data_root = work_dir / 'my photos'
+        shutil.rmtree(data_root, ignore_errors=True)
+        written = build_root(pathlib.Path(args.source), data_root, args.synthetic_class)
+        root = layout.inspect_data_root(str(data_root))
+        config = configs.local(str(work_dir), root.root, presplit=root.presplit,
+                               labels=root.labels, epochs=args.epochs, accuracy_threshold=0.0,
+                               enable_cache=False)
+        metadata_path = configs.metadata_path(str(work_dir))
+        start = time.perf_counter()
+        local_runner.run(config, metadata_path, con)
+        wall = time.perf_counter() - start
+        results = read_results(config, metadata_path)
+    report, verdict, evaluation = results
 
     print(f'data root: {data_root} (from {args.source}); classes: {", ".join(root.labels)}')
     print(f"files: {written} written = {report['files']} in the report = {report['images']} "
@@ -145,7 +153,7 @@ def main() -> int:
     print(f'eval accuracy {evaluation.accuracy:.4f} on {int(evaluation.example_count)} images; '
           'recall per class: ' + ', '.join(f'{label} {value:.3f}' for label, value in
                                             recalls.items() if value is not None))
-    print(f'pipeline wall time: {wall:.0f} s; work dir {work_dir}')
+    print(f'pipeline wall time: {wall:.0f} s; work dir {work_dir}; log {con.log_path}')
     return 0
 
 

@@ -58,6 +58,8 @@ def main() -> int:
     parser.add_argument('--weights', default=configs.SHARED_WEIGHTS)
     parser.add_argument('--json')
     args = parser.parse_args()
+    from runlog import noise  # pylint: disable=import-outside-toplevel
+    noise.quiet_tensorflow()
     results = measure(args.data_root, args.images, args.weights, args.image_size)
     for batch_size, rate in results.items():
         print(f'batch {batch_size:4d}: {rate:6.1f} images/s')

@@ -36,6 +36,8 @@ def main() -> int:
     start = time.perf_counter()
     img_size = (args.image_size, args.image_size)
 
+    from runlog import noise  # pylint: disable=import-outside-toplevel
+    noise.quiet_tensorflow()
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     import tf_keras as keras  # pylint: disable=import-outside-toplevel
     from tf_keras import layers  # pylint: disable=import-outside-toplevel

@@ -102,6 +102,8 @@ def main() -> int:
         [py, 'local_runner.py', '--data-root', args.data_root, '--work-dir', pipeline_work,
          '--epochs', str(args.epochs), '--image-size', size, size, '--accuracy-threshold', '0', '--no-cache',
          '--no-report'], os.path.join(work, 'pipeline.log'))
+    from runlog import noise  # pylint: disable=import-outside-toplevel
+    noise.quiet_tensorflow()
     run, history, evaluation, train_images = pipeline_results(pipeline_work)
     trainer_seconds = run.nodes['Trainer'].seconds
     fit_seconds = sum(history['epoch_seconds'])

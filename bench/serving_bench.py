@@ -226,8 +226,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if str(PROJECT_ROOT) not in sys.path:
         sys.path.insert(0, str(PROJECT_ROOT))
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
+    from runlog import noise  # pylint: disable=import-outside-toplevel
+    noise.quiet_tensorflow()
     images = load_images(pathlib.Path(args.images), args.max_images)
     print(f'{len(images)} images from {args.images}', flush=True)
     with tempfile.TemporaryDirectory(prefix='serving_bench_') as work_dir:

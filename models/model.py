@@ -22,6 +22,7 @@ from tfx_bsl.public import tfxio
 from models import builders
 from models import export
 from models import features
+from runlog import progress
 
 HISTORY_FILE = 'history.json'
 # Decoded training images are kept in memory up to this size.
@@ -68,6 +69,23 @@ class EpochTimer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.seconds.append(time.perf_counter() - self._start)
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """One progress line per epoch: metrics and the time the timer measured."""
+
+    def __init__(self, timer: EpochTimer, total_epochs: int):
+        super().__init__()
+        self._timer = timer
+        self._total = total_epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        metrics = ', '.join(f'{name} {logs[name]:.3f}' for name in (
+            'loss', 'accuracy', 'val_loss', 'val_accuracy') if name in logs)
+        seconds = self._timer.seconds[-1] if self._timer.seconds else 0.0
+        progress.logger().info('epoch %d/%d: %s (%.1f s)', epoch + 1, self._total, metrics,
+                               seconds)
 
 
 class FrozenFeatureValidation(keras.callbacks.Callback):
@@ -160,7 +178,9 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
                            weights=settings.weights, dropout=settings.dropout,
                            learning_rate=settings.learning_rate, seed=settings.seed)
     timer = EpochTimer()
-    callbacks = [timer] + ([keras.callbacks.TensorBoard(log_dir)] if log_dir else [])
+    total_epochs = settings.epochs + settings.fine_tune_epochs
+    callbacks = [timer, EpochProgress(timer, total_epochs)] + (
+        [keras.callbacks.TensorBoard(log_dir)] if log_dir else [])
     seconds = {'build': time.perf_counter() - start}
     if settings.model_variant == 'transfer':
         # Frozen base: eval features once, then only the head per epoch. It

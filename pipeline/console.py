@@ -6,7 +6,7 @@ log file; Python logging goes there too, at INFO, and Python warnings through
 logging. The console shows only `Console.say` lines: one per component as it
 starts and ends (from LocalDagRunner's own "Component X is running/finished"
 log records, with the state ML Metadata recorded), one per training epoch
-(records of the `PROGRESS_LOGGER` logger) and whatever the caller says. With
+(records of `models.progress`' logger) and whatever the caller says. With
 verbose=True the console also shows everything, as without a Console.
 """
 
@@ -16,34 +16,21 @@ import re
 import sys
 import threading
 import time
-import warnings
-from typing import Callable, Dict, List, Optional, Sequence, TextIO
+from typing import Callable, Dict, List, Optional, Sequence, TextIO, Tuple
 
-# Lines logged at INFO to this logger are shown on the console (e.g. one per epoch).
-PROGRESS_LOGGER = 'image_pipeline.progress'
+from absl import logging as absl_logging
+
+from runlog import noise
+from runlog import progress
+
+# Loggers whose level the console raises to INFO so that the log file has their
+# records. TFX logs through absl, whose level follows its --verbosity flag
+# (WARNING by default, applied again whenever a component parses flags), so the
+# console sets that flag too.
+_INFO_LOGGERS = ('', progress.LOGGER_NAME)
 
 _STARTED = re.compile(r'^Component (\S+) is running\.$')
 _FINISHED = re.compile(r'^Component (\S+) is finished\.$')
-
-# Third-party warnings that say nothing about the user's run, by category and the
-# module that raises them (our own warnings still reach the log).
-NOISY_WARNINGS = (
-    (FutureWarning, r'google\..*'),               # Python 3.11 support notices
-    (DeprecationWarning, r'(tensorflow|tf_keras|tfx|tfx_bsl|tensorflow_.*|apache_beam)\..*'),
-    (UserWarning, r'(tensorflow_model_analysis|tfx|apache_beam)\..*'),
-)
-
-
-def filter_noisy_warnings() -> None:
-    """Ignores NOISY_WARNINGS where they are raised; every other warning stays."""
-    for category, module in NOISY_WARNINGS:
-        warnings.filterwarnings('ignore', category=category, module=module)
-
-
-def quiet_native_logs() -> None:
-    """TensorFlow's C++ INFO/WARNING lines off; set before TensorFlow is imported."""
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
 
 class _ComponentEvents(logging.Handler):
     """Turns LocalDagRunner's start/finish records into calls."""
@@ -67,7 +54,7 @@ class _ComponentEvents(logging.Handler):
 
 
 class _Progress(logging.Handler):
-    """Shows PROGRESS_LOGGER records on the console, indented under their component."""
+    """Shows progress records on the console, indented under their component."""
 
     def __init__(self, say: Callable[[str], None]):
         super().__init__(level=logging.INFO)
@@ -95,24 +82,34 @@ class Console:
         self.log_path = log_path
         self.verbose = verbose
         self.node_ids: List[str] = list(node_ids)
-        self._node_state = node_state
+        self.node_state = node_state
         self._out = out
         self._started: Dict[str, float] = {}
+        self._open_line: Optional[str] = None
         self.running: Optional[str] = None
+        self.failed_node: Optional[str] = None
         self._lock = threading.Lock()
         self._saved_fds: List[int] = []
         self._pump: Optional[threading.Thread] = None
         self._log = None
-        self._handlers: List[logging.Handler] = []
+        self._handlers: List[Tuple[logging.Logger, logging.Handler]] = []
         self._old_levels: Dict[str, int] = {}
+        self._created: List[str] = []   # folders __enter__ made for the log, deepest first
+        self._old_absl_verbosity = 0
 
     # -- output ----------------------------------------------------------
+    def _write(self, text: str) -> None:
+        if self._out is not None:
+            self._out.write(text)
+            self._out.flush()
+
     def say(self, line: str) -> None:
         """One line on the console (and in the log file)."""
         with self._lock:
-            if self._out is not None:
-                self._out.write(line + '\n')
-                self._out.flush()
+            if self._open_line:
+                self._write('\n')
+                self._open_line = None
+            self._write(line + '\n')
             if self._log is not None:
                 self._log.write(('[console] ' + line + '\n').encode())
                 self._log.flush()
@@ -120,25 +117,56 @@ class Console:
     def _component_started(self, node_id: str) -> None:
         self.running = node_id
         self._started[node_id] = time.perf_counter()
-        self.say(f'{self._number(node_id)} {node_id} ...')
+        line = f'{self._number(node_id)} {node_id} ...'
+        with self._lock:
+            if self._open_line:
+                self._write('\n')
+            # Left open: the finish completes this line unless other lines come first.
+            self._write(line)
+            self._open_line = node_id
 
     def _component_finished(self, node_id: str) -> None:
         seconds = time.perf_counter() - self._started.get(node_id, time.perf_counter())
-        state = self._node_state(node_id) if self._node_state else None
+        state = self.node_state(node_id) if self.node_state else None
         self.running = None
-        if state == 'CACHED':
-            self.say(f'{self._number(node_id)} {node_id} cached')
-        elif state == 'FAILED':
-            self.say(f'{self._number(node_id)} {node_id} FAILED after {seconds:.1f} s')
-        else:
-            self.say(f'{self._number(node_id)} {node_id} done {seconds:.1f} s')
+        self._end_line(node_id, {'CACHED': 'cached', 'FAILED': f'FAILED after {seconds:.1f} s'}
+                       .get(state, f'done {seconds:.1f} s'))
+
+    def _end_line(self, node_id: str, outcome: str) -> None:
+        """Completes the component's open line, or writes a whole one if others came between."""
+        line = f'{self._number(node_id)} {node_id} {outcome}'
+        with self._lock:
+            if self._open_line == node_id:
+                self._open_line = None
+                self._write(f' {outcome}\n')
+                if self._log is not None:
+                    self._log.write(f'[console] {line}\n'.encode())
+                    self._log.flush()
+                return
+        self.say(line)
 
     def failed(self, reason: str) -> None:
         """Marks the running component as failed, with a one-line reason."""
         if self.running is not None:
             node_id, self.running = self.running, None
+            self.failed_node = node_id
             first = reason.strip().splitlines()[0] if reason.strip() else 'unknown error'
-            self.say(f'{self._number(node_id)} {node_id} FAILED: {first}')
+            seconds = time.perf_counter() - self._started.get(node_id, time.perf_counter())
+            self._end_line(node_id, f'FAILED after {seconds:.1f} s: {first}')
+
+    def error(self, line: str) -> None:
+        """One line on the console's stderr (and in the log file)."""
+        with self._lock:
+            if self._open_line:
+                self._write('\n')
+                self._open_line = None
+            if self._saved_fds:
+                os.write(self._saved_fds[1], (line + '\n').encode())
+            else:
+                sys.stderr.write(line + '\n')
+            if self._log is not None:
+                self._log.write(('[console] ' + line + '\n').encode())
+                self._log.flush()
 
     def _number(self, node_id: str) -> str:
         if node_id in self.node_ids:
@@ -159,7 +187,11 @@ class Console:
                     os.write(console_fd, chunk)
 
     def __enter__(self) -> 'Console':
-        os.makedirs(os.path.dirname(self.log_path) or '.', exist_ok=True)
+        folder = os.path.dirname(os.path.abspath(self.log_path))
+        while not os.path.exists(folder):
+            self._created.append(folder)
+            folder = os.path.dirname(folder)
+        os.makedirs(os.path.dirname(os.path.abspath(self.log_path)), exist_ok=True)
         self._log = open(self.log_path, 'ab')  # pylint: disable=consider-using-with
         sys.stdout.flush()
         sys.stderr.flush()
@@ -176,30 +208,37 @@ class Console:
         self._pump.start()
 
         root = logging.getLogger()
-        self._old_levels = {'': root.level}
-        root.setLevel(logging.INFO)
+        self._old_absl_verbosity = absl_logging.get_verbosity()
+        absl_logging.set_verbosity(absl_logging.INFO)
+        self._old_levels = {name: logging.getLogger(name or None).level
+                            for name in _INFO_LOGGERS}
+        for name in _INFO_LOGGERS:
+            logging.getLogger(name or None).setLevel(logging.INFO)
         file_handler = logging.StreamHandler(sys.stderr)
         file_handler.setFormatter(logging.Formatter(
             '%(asctime)s %(levelname)s %(name)s] %(message)s'))
         events = _ComponentEvents(self._component_started, self._component_finished)
-        progress = _Progress(self.say)
-        progress_logger = logging.getLogger(PROGRESS_LOGGER)
-        self._old_levels[PROGRESS_LOGGER] = progress_logger.level
-        progress_logger.setLevel(logging.INFO)
+        shown = _Progress(self.say)
+        progress_logger = progress.logger()
         root.addHandler(file_handler)
         root.addHandler(events)
-        progress_logger.addHandler(progress)
-        self._handlers = [(root, file_handler), (root, events), (progress_logger, progress)]
+        progress_logger.addHandler(shown)
+        self._handlers = [(root, file_handler), (root, events), (progress_logger, shown)]
         logging.captureWarnings(True)
-        filter_noisy_warnings()
+        noise.filter_noisy_warnings()
         return self
 
     def __exit__(self, *exc_info) -> None:
+        with self._lock:
+            if self._open_line:
+                self._write('\n')
+                self._open_line = None
         logging.captureWarnings(False)
         for logger, handler in self._handlers:
             logger.removeHandler(handler)
         for name, level in self._old_levels.items():
             logging.getLogger(name or None).setLevel(level)
+        absl_logging.set_verbosity(self._old_absl_verbosity)
         sys.stdout.flush()
         sys.stderr.flush()
         stdout_copy, stderr_copy = self._saved_fds
@@ -211,3 +250,14 @@ class Console:
         os.close(stderr_copy)
         self._log.close()
         self._log = None
+
+    def discard(self) -> None:
+        """Removes the log file and the folders made for it (after __exit__).
+
+        For a run that never started (a user error): it leaves nothing behind.
+        """
+        if os.path.exists(self.log_path):
+            os.remove(self.log_path)
+        for folder in self._created:
+            if os.path.isdir(folder) and not os.listdir(folder):
+                os.rmdir(folder)

@@ -293,6 +293,24 @@ def _handle(core: core_lib.ServingCore, call: core_lib.Call, kind: str,
         return error.http_status, {'error': error.message}, error
 
 
+_PROBES = (LIVENESS_PATH, READINESS_PATH)
+
+
+def _log_request(handler: tornado.web.RequestHandler) -> None:
+    """Tornado's access log, with health probes at DEBUG: a 503 from /readyz while
+    models load is the probe's answer, not a server error."""
+    status = handler.get_status()
+    if handler.request.path in _PROBES:
+        level = logging.DEBUG
+    else:
+        level = (logging.INFO if status < 400 else
+                 logging.WARNING if status < 500 else logging.ERROR)
+    request = handler.request
+    logging.getLogger('tornado.access').log(
+        level, '%d %s %s (%s) %.2fms', status, request.method, request.uri, request.remote_ip,
+        1000.0 * request.request_time())
+
+
 class RestServer:
     """The tornado HTTP server of one model server process."""
 
@@ -324,7 +342,7 @@ class RestServer:
                 (READINESS_PATH, _ReadinessHandler, kwargs),
             ],
             default_handler_class=_NotFoundHandler,
-            serve_traceback=False, compress_response=False)
+            serve_traceback=False, compress_response=False, log_function=_log_request)
 
     def start(self) -> int:
         """Binds and starts serving on the running IOLoop; returns the port."""

@@ -35,6 +35,8 @@ import sys
 import threading
 from typing import List, Optional
 
+from runlog import noise
+
 
 def _bool(text: str) -> bool:
     value = text.strip().lower()
@@ -330,8 +332,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         _validate(args)
     except ValueError as error:
         parser.error(str(error))
-    # TensorFlow's C++ INFO lines would drown the server's own log.
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
+    # TensorFlow's C++ INFO and WARNING lines (e.g. "Local rendezvous is aborting"
+    # at the end of every tf.data read) would drown the server's own log; its
+    # errors still show. Import noise and third-party warnings are left out too.
+    noise.quiet_tensorflow()
     try:
         return asyncio.run(_serve(args))
     except (ValueError, OSError, RuntimeError) as error:

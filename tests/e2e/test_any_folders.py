@@ -4,45 +4,59 @@ odd extensions and bad files -> a served model that answers with those names."""
 import base64
 import json
 import os
+import re
+import subprocess
+import sys
 
 import pytest
 import requests
 
 from components import artifacts
-from components.image_example_gen import layout
 from components.image_example_gen import spec as example_gen_spec
 from models import export
 from models import features
 from pipeline import configs
+from pipeline import pipeline as pipeline_def
 from reports import mlmd_runs
 from tests import data
-from tests.conftest import PipelineRun
 from tests.serving.server_process import ServerProcess
 
 pytestmark = pytest.mark.e2e
 
 
+EPOCHS = 4
+COMPONENT_LINE = re.compile(r'^\[(\d+)/(\d+)\] (\S+) \.\.\. (done \d+\.\d s|cached)$')
+EPOCH_LINE = re.compile(rf'^ {{6}}epoch (\d+)/{EPOCHS}: loss \d+\.\d{{3}}, accuracy \d\.\d{{3}}, '
+                        r'val_loss \d+\.\d{3}, val_accuracy \d\.\d{3} \(\d+\.\d s\)$')
+
+
 @pytest.fixture(scope='module')
 def any_run(tmp_path_factory):
-    """One pipeline run on a messy root without split folders (hash split)."""
+    """`local_runner.py` on a messy root without split folders, as a user runs it."""
     work = tmp_path_factory.mktemp('any_folders')
-    expected = data.make_any_root(work / 'data', per_class=20)
-    root = layout.inspect_data_root(str(work / 'data'))
-    assert (root.presplit, root.labels) == (False, data.ANY_LABELS)
+    root = work / 'my photos'
+    expected = data.make_any_root(root, per_class=20)
     # Small images and a low bar keep it quick; the three classes are what is tested.
-    config = configs.local(str(work), root.root, presplit=root.presplit, labels=root.labels,
-                           image_size=(96, 96), epochs=4, batch_size=8,
-                           accuracy_threshold=0.5, weights=str(data.WEIGHTS), warmup_images=3)
-    pipeline_run = PipelineRun(config, configs.metadata_path(str(work)), work)
-    return pipeline_run, pipeline_run.run(), expected
+    result = subprocess.run(
+        [sys.executable, str(data.PROJECT_ROOT / 'local_runner.py'), '--data-root', str(root),
+         '--work-dir', str(work / 'work'), '--epochs', str(EPOCHS), '--batch-size', '8',
+         '--image-size', '96', '96', '--accuracy-threshold', '0.5',
+         '--weights', str(data.WEIGHTS)],
+        capture_output=True, text=True, cwd=work, timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # The config the runner built from these flags (paths, names and classes).
+    config = configs.local(str(work / 'work'), str(root), presplit=False,
+                           labels=data.ANY_LABELS)
+    run = mlmd_runs.latest_run(configs.metadata_path(str(work / 'work')), config.pipeline_name)
+    return config, run, expected, result
 
 
 def test_every_file_is_ingested_bad_or_ignored(any_run):
-    pipeline_run, run, expected = any_run
+    config, run, expected, _ = any_run
     examples = run.output('ImageExampleGen', 'examples')
     with open(os.path.join(examples.uri, example_gen_spec.REPORT_FILE), encoding='utf-8') as f:
         report = json.load(f)
-    on_disk = sum(len(files) for _, _, files in os.walk(pipeline_run.config.data_root))
+    on_disk = sum(len(files) for _, _, files in os.walk(config.data_root))
     assert on_disk == sum(len(v) for v in expected.values())
     assert report['files'] == on_disk
     assert report['images'] + len(report['bad_files']) + len(report['ignored_files']) == on_disk
@@ -76,7 +90,7 @@ def test_every_file_is_ingested_bad_or_ignored(any_run):
 
 
 def test_pushed_model_serves_the_class_names_over_rest(any_run, tmp_path):
-    pipeline_run, run, _ = any_run
+    config, run, _, _ = any_run
     assert [node.state for node in run.nodes.values()] == ['COMPLETE'] * len(run.nodes)
     pushed = run.output('ImagePusher', 'pushed_model')
     assert mlmd_runs.custom_property(pushed, 'pushed') == 1, mlmd_runs.custom_property(
@@ -85,7 +99,6 @@ def test_pushed_model_serves_the_class_names_over_rest(any_run, tmp_path):
     with open(os.path.join(version_dir, export.LABELS_FILE), encoding='utf-8') as f:
         assert f.read().splitlines() == list(data.ANY_LABELS)
 
-    config = pipeline_run.config
     server = ServerProcess([f'--model_name={config.model_name}',
                             f'--model_base_path={os.path.dirname(version_dir)}'],
                            tmp_path / 'server.log').start()
@@ -117,3 +130,49 @@ def test_pushed_model_serves_the_class_names_over_rest(any_run, tmp_path):
         assert [name for name, _ in result] == list(data.ANY_LABELS)
     finally:
         server.stop()
+
+
+def test_the_console_shows_components_epochs_and_a_summary(any_run):
+    config, run, expected, result = any_run
+    assert result.stderr == ''
+    lines = result.stdout.splitlines()
+    assert len(lines) <= 40, result.stdout
+    assert not [line for line in lines if re.search(r'warn|error|traceback', line, re.I)]
+    assert lines[:3] == [f'data root: {config.data_root}',
+                         'layout: one folder per class, 20% of each class to eval by content hash',
+                         f'classes (3): {", ".join(data.ANY_LABELS)}']
+    node_ids = [c.id for c in pipeline_def.create_pipeline(config).components]
+    assert set(node_ids) == set(run.nodes)
+    # Every component but the Trainer on one line, in the pipeline's order.
+    others = [line for line in lines if line.startswith('[') and '] Trainer ' not in line]
+    components = [COMPONENT_LINE.match(line) for line in others]
+    assert all(components), others
+    assert [(int(m.group(1)), int(m.group(2)), m.group(3)) for m in components] == [
+        (i + 1, len(node_ids), n) for i, n in enumerate(node_ids) if n != 'Trainer']
+    # The Trainer's line opens, its epochs follow, then it closes.
+    number = f'[{node_ids.index("Trainer") + 1}/{len(node_ids)}]'
+    trainer = lines.index(f'{number} Trainer ...')
+    epochs = lines[trainer + 1:trainer + 1 + EPOCHS]
+    assert [EPOCH_LINE.match(line).group(1) for line in epochs] == [
+        str(i) for i in range(1, EPOCHS + 1)], epochs
+    assert re.match(rf'^{re.escape(number)} Trainer done \d+\.\d s$', lines[trainer + 1 + EPOCHS])
+
+    summary = lines[-7:]
+    images, bad, ignored = (len(expected[k]) for k in ('images', 'bad', 'ignored'))
+    work = os.path.dirname(config.pipeline_root)
+    assert summary[0] == (f'data: {images + bad + ignored} files = {images} images used + '
+                          f'{bad} bad + {ignored} ignored; eval 12, train 48')
+    assert re.match(r'^data validation passed: .*/DataReport/report/\d+/index\.html$',
+                    summary[1])
+    assert re.match(r'^eval accuracy \d\.\d{4} on 12 images: blessed$', summary[2])
+    assert re.match(rf'^pushed version \d+: {work}/serving/image_classifier/\d+$', summary[3])
+    assert summary[4] == f'run report: {work}/run_report.html'
+    log_path = summary[5][len('log: '):]
+    assert summary[5].startswith(f'log: {work}/logs/run-') and os.path.isfile(log_path)
+    assert re.match(r'^pipeline finished in \d+ s$', summary[6])
+    with open(log_path, encoding='utf-8') as f:
+        log = f.read()
+    # Nothing is lost by being quiet: TFX, Beam and TensorFlow wrote to the log.
+    assert 'Component Trainer is running.' in log
+    assert 'apache_beam' in log
+    assert '[console] ' + summary[6] in log

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -74,8 +75,16 @@ def test_unreadable_files_fail_the_run_with_one_line(tmp_path):
     assert 'Traceback' not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
     assert len(errors) == 1
-    assert 'no readable image in the data root (6 bad files: cats/cats0.jpg: not a readable' \
-           in errors[0]
+    assert errors[0].startswith('error: ImageExampleGen: no readable image in the data root '
+                                '(6 bad files: cats/cats0.jpg: not a readable')
+    # Where to look: the kept ExampleGen report and the run's log.
+    assert 'failed_runs' in errors[0] and 'image_report.json' in errors[0]
+    log_path = errors[0].rsplit('; see log ', 1)[1]
+    assert os.path.isfile(log_path) and 'Traceback' in open(log_path, encoding='utf-8').read()
+    lines = result.stdout.splitlines()
+    assert re.match(r'^\[1/11\] ImageExampleGen \.\.\. FAILED after \d+\.\d s: no readable',
+                    lines[3]), result.stdout
+    assert lines[-2:] == [f'log: {log_path}', lines[-1]] and lines[-1].startswith('failed after')
 
 
 @pytest.fixture(scope='module')

@@ -1,5 +1,6 @@
 """Start-up checks of the real server process: labels and flags."""
 
+import re
 import subprocess
 import sys
 
@@ -59,3 +60,24 @@ def test_flags_are_checked_before_anything_starts(tmp_path):
                          '--rest_api_port=0'])
     assert ports.returncode == 2
     assert 'At least one of --port and --rest_api_port' in ports.stderr
+
+
+def test_start_up_log_is_the_servers_own_lines(tmp_path, exported_models):
+    base = tmp_path / MODEL
+    base.mkdir()
+    server_process.copy_version(exported_models.image_v1, base, 1)
+    server = server_process.ServerProcess(
+        [f'--model_name={MODEL}', f'--model_base_path={base}'], tmp_path / 'server.log').start()
+    try:
+        server.wait_ready()
+    finally:
+        assert server.stop() == 0
+    lines = server.log().splitlines()
+    own = re.compile(r'^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} (INFO|WARNING|ERROR) \S+\] ')
+    assert [line for line in lines if not own.match(line)] == []
+    assert not [line for line in lines if 'WARNING' in line or 'ERROR' in line], lines
+    text = '\n'.join(lines)
+    assert f'Exporting HTTP/REST API at:127.0.0.1:{server.rest_port}' in text
+    assert f'Running gRPC ModelServer at 0.0.0.0:{server.grpc_port}' in text or (
+        f':{server.grpc_port}' in text)
+    assert f'Successfully loaded servable version {{name: {MODEL} version: 1}}' in text
