@@ -50,6 +50,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                       help='class folder names (default: the tutorial\'s cats dogs)')
     data.add_argument('--presplit', action=argparse.BooleanOptionalAction, default=True,
                       help='the data root has train/ and validation/ (default: yes)')
+    data.add_argument('--test-folder', action='store_true',
+                      help='the pre-split data root also has test/, a held-out test split')
     data.add_argument('--inspect-data-root', action='store_true',
                       help='read labels and layout from the data root through tf.io.gfile '
                            '(needs Cloud Storage credentials here)')
@@ -75,13 +77,13 @@ def build_config(args: argparse.Namespace):
     from pipeline import configs  # pylint: disable=import-outside-toplevel
 
     labels = tuple(args.labels) if args.labels else features.LABELS
-    presplit = args.presplit
+    presplit, test_folder = args.presplit, args.test_folder
     if args.inspect_data_root:
-        # Lists the class folders (a few object listings, no image is read), with
-        # the same checks and messages as the local runner.
+        # Lists every file under the root (no image is read), with the same checks
+        # and messages as the local runner.
         from components.image_example_gen import layout  # pylint: disable=import-outside-toplevel
         root = layout.inspect_data_root(args.data_root)
-        labels, presplit = root.labels, root.presplit
+        labels, presplit, test_folder = root.labels, root.presplit, root.test_folder
     overrides = cli.run_overrides(args)
     if args.pipeline_name:
         overrides['pipeline_name'] = args.pipeline_name
@@ -89,8 +91,8 @@ def build_config(args: argparse.Namespace):
         project=args.project, region=args.region, image=args.image,
         data_root=args.data_root, pipeline_root=args.pipeline_root,
         serving_dir=args.serving_dir, temp_location=args.temp_location,
-        labels=labels, presplit=presplit, extra_beam_args=tuple(args.beam_args),
-        **overrides)
+        labels=labels, presplit=presplit, test_folder=test_folder,
+        extra_beam_args=tuple(args.beam_args), **overrides)
 
 
 def compile_pipeline(config, *, image: str, output_dir: str,

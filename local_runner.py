@@ -75,7 +75,7 @@ def build_config(args: argparse.Namespace):
     overrides = {k: os.path.abspath(v) if k.endswith(('_root', '_dir')) and v else v
                  for k, v in overrides.items() if v is not None}
     return configs.local(work_dir, root.root, presplit=root.presplit, labels=root.labels,
-                         **overrides)
+                         test_folder=root.test_folder, **overrides)
 
 
 def run(config, metadata_path: str, con=None) -> None:
@@ -125,23 +125,26 @@ def new_log_path(work_dir: str) -> str:
 
 
 def header(config) -> List[str]:
-    """What is about to run: data, layout, classes."""
-    from components.image_example_gen import component  # pylint: disable=import-outside-toplevel
+    """What is about to run: data, layout, classes, the model's input size and why."""
     if config.presplit:
-        layout_text = 'train/ and validation/ folders (validation = eval split)'
+        layout_text = ('train/, validation/ and test/ folders' if config.test_folder else
+                       'train/ and validation/ folders') + ' (validation = eval split)'
     else:
-        buckets = dict(config.hash_buckets or component.DEFAULT_HASH_BUCKETS)
-        layout_text = (f'one folder per class, {buckets["eval"] / sum(buckets.values()):.0%} '
-                       'of each class to eval by content hash')
+        layout_text = (f'one folder per class, {config.eval_fraction:.0%} of each class to eval'
+                       + (f' and {config.test_fraction:.0%} to test' if config.test_fraction
+                          else '') + ' by content hash')
+    (height, width), reason = config.input_size()
     return [f'data root: {config.data_root}',
             f'layout: {layout_text}',
-            f'classes ({len(config.labels)}): {", ".join(config.labels)}']
+            f'classes ({len(config.labels)}): {", ".join(config.labels)}',
+            f'input size: {height}x{width}, {reason}']
 
 
 def summarize(config, metadata_path: str) -> List[str]:
     """Lines telling what the latest run produced: data, evaluation, push."""
     from components import artifacts  # pylint: disable=import-outside-toplevel
     from components.image_example_gen import spec  # pylint: disable=import-outside-toplevel
+    from reports import class_accuracy  # pylint: disable=import-outside-toplevel
     from reports import mlmd_runs  # pylint: disable=import-outside-toplevel
     from reports import run_report  # pylint: disable=import-outside-toplevel
     run_info = mlmd_runs.latest_run(metadata_path, config.pipeline_name)
@@ -168,6 +171,17 @@ def summarize(config, metadata_path: str) -> List[str]:
         blessed = run_report.blessed(run_info)
         lines.append(f'eval accuracy {result.accuracy:.4f} on {int(result.example_count)} '
                      f"images: {'blessed' if blessed else 'NOT blessed'}")
+        if result.confusion is not None:
+            lines += class_accuracy.worse_sentences(
+                class_accuracy.per_class(result.confusion, config.labels))
+    test = run_info.output(run_report.TEST_EVALUATOR_NODE, 'evaluation')
+    if test is not None:
+        result = run_report.load_evaluation(test.uri)
+        lines.append(f'held-out test accuracy {result.accuracy:.4f} on '
+                     f'{int(result.example_count)} images (never trained, tuned or gated on)')
+        if result.confusion is not None:
+            lines += class_accuracy.worse_sentences(
+                class_accuracy.per_class(result.confusion, config.labels), 'test')
     pushed = run_report.push_result(run_info)
     if pushed is not None:
         if pushed['pushed']:

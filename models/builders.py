@@ -17,18 +17,54 @@ POOL_LAYER = 'pool'      # the frozen base's pooled features (transfer model)
 HEAD_LAYER = 'logits'    # the Dense output layer of every model
 
 
-def augmentation(seed: Optional[int] = None) -> keras.Sequential:
-    """The tutorial's data augmentation; active only when training=True."""
-    return keras.Sequential([
-        keras.layers.RandomFlip('horizontal', seed=seed),
-        keras.layers.RandomRotation(0.2, seed=seed),
-    ], name='augmentation')
+def augmentation(seed: Optional[int] = None, strength: str = 'tutorial') -> keras.Sequential:
+    """Random flips, rotations, zoom and contrast by strength; active only when training.
+
+    none: nothing; light: flip + rotation 0.1; tutorial: flip + rotation 0.2;
+    strong: the tutorial's plus zoom 0.2 and contrast 0.2.
+    """
+    if strength not in features.AUGMENTATIONS:
+        raise ValueError(f'augmentation must be one of {features.AUGMENTATIONS}, got '
+                         f'{strength!r}')
+    layers = []
+    if strength != 'none':
+        layers += [keras.layers.RandomFlip('horizontal', seed=seed),
+                   keras.layers.RandomRotation(0.1 if strength == 'light' else 0.2, seed=seed)]
+    if strength == 'strong':
+        layers += [keras.layers.RandomZoom(0.2, seed=seed),
+                   keras.layers.RandomContrast(0.2, seed=seed)]
+    return keras.Sequential(layers, name='augmentation')
 
 
-def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
-    """Adam, sparse categorical cross-entropy from logits, accuracy."""
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+class SmoothedSparseCrossentropy(keras.losses.Loss):
+    """Cross-entropy from logits on integer labels, with label smoothing.
+
+    tf_keras' SparseCategoricalCrossentropy has no label_smoothing; this one
+    one-hot encodes the labels and uses CategoricalCrossentropy's.
+    """
+
+    def __init__(self, label_smoothing: float, name: str = 'smoothed_crossentropy'):
+        super().__init__(name=name)
+        self.label_smoothing = label_smoothing
+        self._loss = keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=label_smoothing,
+            reduction=keras.losses.Reduction.NONE)
+
+    def call(self, y_true, y_pred):
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        labels = tf.cast(tf.reshape(y_true, [-1]), tf.int32)
+        return self._loss(tf.one_hot(labels, tf.shape(y_pred)[-1]), y_pred)
+
+    def get_config(self):
+        return {'label_smoothing': self.label_smoothing, 'name': self.name}
+
+
+def compile_model(model: keras.Model, learning_rate: float,
+                  label_smoothing: float = 0.0) -> keras.Model:
+    """Adam, categorical cross-entropy from logits (label smoothing optional), accuracy."""
+    loss = (SmoothedSparseCrossentropy(label_smoothing) if label_smoothing else
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss,
                   metrics=['accuracy'])
     return model
 
@@ -39,7 +75,8 @@ def _input(image_size: Sequence[int]) -> keras.Input:
 
 def build_transfer_model(image_size: Sequence[int], num_classes: int, *, weights: Optional[str],
                          dropout: float = 0.2, learning_rate: float = 1e-3,
-                         seed: Optional[int] = None) -> keras.Model:
+                         seed: Optional[int] = None, augment: str = 'tutorial',
+                         label_smoothing: float = 0.0) -> keras.Model:
     """Model 4: augmentation -> frozen MobileNetV2 -> GlobalMaxPooling2D -> Dropout -> Dense.
 
     Args:
@@ -49,6 +86,8 @@ def build_transfer_model(image_size: Sequence[int], num_classes: int, *, weights
       dropout: dropout rate before the head.
       learning_rate: Adam's learning rate.
       seed: seed of the augmentation layers.
+      augment: augmentation strength (features.AUGMENTATIONS).
+      label_smoothing: label smoothing of the loss (0: none).
 
     Returns:
       The compiled model; its base is the layer named BASE_MODEL_NAME.
@@ -58,16 +97,18 @@ def build_transfer_model(image_size: Sequence[int], num_classes: int, *, weights
     base._name = BASE_MODEL_NAME  # pylint: disable=protected-access
     base.trainable = False
     inputs = _input(image_size)
-    x = augmentation(seed)(inputs)
+    x = augmentation(seed, augment)(inputs) if augment != 'none' else inputs
     # training=False keeps BatchNorm in inference mode, also when fine-tuning.
     x = base(x, training=False)
     x = keras.layers.GlobalMaxPooling2D(name=POOL_LAYER)(x)
     x = keras.layers.Dropout(dropout)(x)
     outputs = keras.layers.Dense(num_classes, name=HEAD_LAYER)(x)
-    return compile_model(keras.Model(inputs, outputs, name='transfer'), learning_rate)
+    return compile_model(keras.Model(inputs, outputs, name='transfer'), learning_rate,
+                         label_smoothing)
 
 
-def unfreeze_top_layers(model: keras.Model, layers: int, learning_rate: float) -> keras.Model:
+def unfreeze_top_layers(model: keras.Model, layers: int, learning_rate: float,
+                        label_smoothing: float = 0.0) -> keras.Model:
     """Fine-tuning: the top `layers` layers of the base become trainable; recompiles."""
     base = model.get_layer(BASE_MODEL_NAME)
     if not 0 < layers <= len(base.layers):
@@ -75,7 +116,7 @@ def unfreeze_top_layers(model: keras.Model, layers: int, learning_rate: float) -
     base.trainable = True
     for layer in base.layers[:-layers]:
         layer.trainable = False
-    return compile_model(model, learning_rate)
+    return compile_model(model, learning_rate, label_smoothing)
 
 
 def _cnn_layers(x, dropout: float):
@@ -122,14 +163,16 @@ def build_cnn_model(image_size: Sequence[int], num_classes: int, *, augment: boo
 
 
 def build(variant: str, image_size: Sequence[int], num_classes: int, *, weights: Optional[str],
-          dropout: float, learning_rate: float, seed: Optional[int] = None) -> keras.Model:
-    """The model of a PipelineConfig.model_variant."""
+          dropout: float, learning_rate: float, seed: Optional[int] = None,
+          augment: str = 'tutorial', label_smoothing: float = 0.0) -> keras.Model:
+    """The model of a PipelineConfig.model_variant (augment and label_smoothing: transfer)."""
     cnn: Dict[str, Tuple[bool, bool]] = {
         'cnn': (False, False), 'cnn_augment': (True, False),
         'cnn_preprocess_augment': (True, True)}
     if variant == 'transfer':
         return build_transfer_model(image_size, num_classes, weights=weights, dropout=dropout,
-                                    learning_rate=learning_rate, seed=seed)
+                                    learning_rate=learning_rate, seed=seed, augment=augment,
+                                    label_smoothing=label_smoothing)
     if variant in cnn:
         augment, preprocessed = cnn[variant]
         return build_cnn_model(image_size, num_classes, augment=augment,

@@ -11,6 +11,9 @@ LABELS = ('cats', 'dogs')
 # Default model input size (the tutorial's IMG_SIZE).
 IMAGE_SIZE = (160, 160)
 
+# Augmentation strengths of the transfer model; 'tutorial' is the tutorial's flip + rotation.
+AUGMENTATIONS = ('none', 'light', 'tutorial', 'strong')
+
 # Raw features written by ImageExampleGen (one tf.train.Example per image).
 IMAGE_KEY = 'image'            # encoded bytes, exactly as read from the file
 LABEL_KEY = 'label'            # int64 index into the labels
@@ -25,12 +28,15 @@ SHA256_KEY = 'sha256'          # hex digest of the bytes: duplicate detection, h
 RAW_FEATURE_KEYS = (IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY, PATH_KEY, HEIGHT_KEY,
                     WIDTH_KEY, CHANNELS_KEY, FORMAT_KEY, SHA256_KEY)
 
-# Split names as TFX sees them; a `validation/` folder becomes EVAL_SPLIT.
+# Split names as TFX sees them; a `validation/` folder becomes EVAL_SPLIT. TEST_SPLIT,
+# when there is one, is held out: never trained on, early-stopped on or gated on.
 TRAIN_SPLIT = 'train'
 EVAL_SPLIT = 'eval'
-# Folder names that mark a pre-split data root.
+TEST_SPLIT = 'test'
+# Folder names that mark a pre-split data root (test/ is optional).
 TRAIN_DIR = 'train'
 VALIDATION_DIR = 'validation'
+TEST_DIR = 'test'
 
 # File extensions ImageExampleGen reads (lower case, with the dot).
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')

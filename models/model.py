@@ -12,6 +12,7 @@ import os
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
@@ -27,6 +28,8 @@ from runlog import progress
 HISTORY_FILE = 'history.json'
 # Decoded training images are kept in memory up to this size.
 CACHE_BUDGET_BYTES = 4 << 30
+# Images in the shuffle buffer of a split too large for the cache.
+SHUFFLE_BUFFER = 1024
 _IMAGE_XF = features.transformed_name(features.IMAGE_KEY)
 _LABEL_XF = features.transformed_name(features.LABEL_KEY)
 
@@ -46,6 +49,9 @@ class TrainerSettings:
     fine_tune_epochs: int
     fine_tune_learning_rate: float
     seed: int
+    augmentation: str
+    label_smoothing: float
+    early_stopping_patience: int
 
     @classmethod
     def from_custom_config(cls, custom_config: Dict[str, Any]) -> 'TrainerSettings':
@@ -116,14 +122,24 @@ class FrozenFeatureValidation(keras.callbacks.Callback):
             tf.cast(tf.equal(predicted, self._labels), tf.float32)))
 
 
-def examples_count(files: Sequence[str]) -> int:
-    """Number of records, from the ExampleGen report beside the split folder."""
-    # files look like <examples uri>/Split-<name>/*
-    split_dir = os.path.dirname(files[0])
-    split = os.path.basename(split_dir)[len('Split-'):]
-    report_path = os.path.join(os.path.dirname(split_dir), 'image_report.json')
-    with tf.io.gfile.GFile(report_path) as f:
-        return json.load(f)['splits'][split]['images']
+def count_records(files: Sequence[str], limit: int) -> int:
+    """Records in a split's gzipped TFRecord files, counting no further than `limit`.
+
+    The Trainer reads only its declared input (the split's files, as FnArgs
+    names them): the count decides whether the decoded split fits the cache, so
+    it can stop at the first record that would not.
+    """
+    paths = sorted(p for pattern in files for p in tf.io.gfile.glob(pattern))
+    if not paths:
+        raise FileNotFoundError(f'no files match {list(files)}')
+    records = tf.data.TFRecordDataset(paths, compression_type='GZIP').take(limit)
+    return int(records.reduce(np.int64(0), lambda count, _: count + 1))
+
+
+def cache_limit(tf_transform_output: tft.TFTransformOutput) -> int:
+    """How many decoded float32 images fit CACHE_BUDGET_BYTES, plus one."""
+    height, width = tf_transform_output.transformed_feature_spec()[_IMAGE_XF].shape[-3:-1]
+    return CACHE_BUDGET_BYTES // (height * width * 3 * 4) + 1
 
 
 def make_dataset(files: Sequence[str], data_accessor, tf_transform_output: tft.TFTransformOutput,
@@ -138,7 +154,8 @@ def make_dataset(files: Sequence[str], data_accessor, tf_transform_output: tft.T
       batch_size: examples per batch.
       training: shuffle every epoch.
       seed: shuffle seed.
-      count: examples in the split, to decide on caching (None: no cache).
+      count: examples in the split, counted up to cache_limit(); the split is
+        cached when it is below that (None: no cache).
 
     Returns:
       A finite dataset (one epoch per iteration).
@@ -155,12 +172,13 @@ def make_dataset(files: Sequence[str], data_accessor, tf_transform_output: tft.T
         return transformed[_IMAGE_XF], transformed[_LABEL_XF]
 
     dataset = raw.map(transform, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
-    if count is not None:
-        height, width = tf_transform_output.transformed_feature_spec()[_IMAGE_XF].shape[-3:-1]
-        if count * height * width * 3 * 4 <= CACHE_BUDGET_BYTES:
-            dataset = dataset.cache()
+    cached = count is not None and count < cache_limit(tf_transform_output)
+    if cached:
+        dataset = dataset.cache()
     if training:
-        dataset = dataset.shuffle(max(count or 0, 1024), seed=seed,
+        # A cached split is shuffled whole; otherwise a bounded buffer keeps the
+        # memory flat however large the split is.
+        dataset = dataset.shuffle(max(count, 1) if cached else SHUFFLE_BUFFER, seed=seed,
                                   reshuffle_each_iteration=True)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
@@ -176,12 +194,20 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
     keras.utils.set_random_seed(settings.seed)
     model = builders.build(settings.model_variant, settings.image_size, len(settings.labels),
                            weights=settings.weights, dropout=settings.dropout,
-                           learning_rate=settings.learning_rate, seed=settings.seed)
+                           learning_rate=settings.learning_rate, seed=settings.seed,
+                           augment=settings.augmentation,
+                           label_smoothing=settings.label_smoothing)
     timer = EpochTimer()
     total_epochs = settings.epochs + settings.fine_tune_epochs
     callbacks = [timer, EpochProgress(timer, total_epochs)] + (
         [keras.callbacks.TensorBoard(log_dir)] if log_dir else [])
     seconds = {'build': time.perf_counter() - start}
+    # Early stopping watches the eval loss (after validation wrote it) and keeps
+    # the best epoch's weights; epochs is then the most it may run.
+    stopper = (keras.callbacks.EarlyStopping(monitor='val_loss', restore_best_weights=True,
+                                             patience=settings.early_stopping_patience)
+               if settings.early_stopping_patience else None)
+    first_phase = callbacks + ([stopper] if stopper else [])
     if settings.model_variant == 'transfer':
         # Frozen base: eval features once, then only the head per epoch. It
         # precedes the timer, so epoch times include validation.
@@ -189,22 +215,26 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
         validation = FrozenFeatureValidation(model, eval_ds)
         seconds['eval_features'] = time.perf_counter() - start
         fit = model.fit(train_ds, epochs=settings.epochs, verbose=2,
-                        callbacks=[validation] + callbacks)
+                        callbacks=[validation] + first_phase)
     else:
         fit = model.fit(train_ds, validation_data=eval_ds, epochs=settings.epochs,
-                        callbacks=callbacks, verbose=2)
+                        callbacks=first_phase, verbose=2)
     history = {k: [float(v) for v in values] for k, values in fit.history.items()}
+    trained = len(history.get('loss', []))
+    if stopper is not None:
+        history['best_epoch'] = int(stopper.best_epoch) + 1
     if settings.fine_tune_epochs:
         builders.unfreeze_top_layers(model, settings.fine_tune_layers,
-                                     settings.fine_tune_learning_rate)
-        tuned = model.fit(train_ds, validation_data=eval_ds, initial_epoch=settings.epochs,
-                          epochs=settings.epochs + settings.fine_tune_epochs,
+                                     settings.fine_tune_learning_rate,
+                                     settings.label_smoothing)
+        tuned = model.fit(train_ds, validation_data=eval_ds, initial_epoch=trained,
+                          epochs=trained + settings.fine_tune_epochs,
                           callbacks=callbacks, verbose=2)
         for key, values in tuned.history.items():
             history.setdefault(key, []).extend(float(v) for v in values)
     history['epoch_seconds'] = timer.seconds
     history['seconds'] = seconds
-    history['fine_tune_from_epoch'] = settings.epochs if settings.fine_tune_epochs else None
+    history['fine_tune_from_epoch'] = trained if settings.fine_tune_epochs else None
     return model, history
 
 
@@ -230,13 +260,14 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     # The transfer model reads the eval split once (FrozenFeatureValidation):
     # caching it would only hold memory.
     cache_eval = settings.model_variant != 'transfer'
+    limit = cache_limit(tf_transform_output)
     datasets = {}
     for name, files, training in (('train', fn_args.train_files, True),
                                   ('eval', fn_args.eval_files, False)):
         datasets[name] = make_dataset(
             files, fn_args.data_accessor, tf_transform_output, settings.batch_size,
             training=training, seed=settings.seed,
-            count=examples_count(files) if training or cache_eval else None)
+            count=count_records(files, limit) if training or cache_eval else None)
     model, history = train(settings, datasets['train'], datasets['eval'],
                            log_dir=fn_args.model_run_dir)
     trained = time.perf_counter()

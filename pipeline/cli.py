@@ -3,6 +3,8 @@
 import argparse
 from typing import Any, Dict
 
+from models import features
+
 
 def add_run_flags(parser: argparse.ArgumentParser, *, weights_help: str) -> None:
     """Flags for model, training and gate settings (each overrides the preset)."""
@@ -18,6 +20,12 @@ def add_run_flags(parser: argparse.ArgumentParser, *, weights_help: str) -> None
     parser.add_argument('--fine-tune-layers', type=int)
     parser.add_argument('--fine-tune-epochs', type=int)
     parser.add_argument('--weights', help=weights_help)
+    parser.add_argument('--augmentation', choices=features.AUGMENTATIONS,
+                        help='augmentation strength of the transfer model (default tutorial)')
+    parser.add_argument('--label-smoothing', type=float)
+    parser.add_argument('--early-stopping-patience', type=int,
+                        help='stop after this many epochs without a lower eval loss and keep '
+                             'the best epoch (0: off); --epochs is then the most it runs')
     parser.add_argument('--accuracy-threshold', type=float)
     parser.add_argument('--balance-tolerance', type=float,
                         help='accepted distance of a class share from 1/K (default 0.1)')
@@ -26,6 +34,11 @@ def add_run_flags(parser: argparse.ArgumentParser, *, weights_help: str) -> None
                              'the label balance or drift check (default 0.001); the thresholds '
                              'follow from the counts')
     parser.add_argument('--max-bad-fraction', type=float)
+    parser.add_argument('--eval-fraction', type=float,
+                        help='share of each class for eval, without split folders (0.2)')
+    parser.add_argument('--test-fraction', type=float,
+                        help='share of each class held out as the test split, without split '
+                             'folders (default 0: none; a pre-split root uses test/)')
     parser.add_argument('--no-cache', action='store_true', help='re-run every component')
 
 
@@ -39,9 +52,12 @@ def run_overrides(args: argparse.Namespace) -> Dict[str, Any]:
         'compare_variants': tuple(args.compare_variants) if args.compare_variants else None,
         'fine_tune_layers': args.fine_tune_layers, 'fine_tune_epochs': args.fine_tune_epochs,
         'weights': args.weights, 'accuracy_threshold': args.accuracy_threshold,
+        'augmentation': args.augmentation, 'label_smoothing': args.label_smoothing,
+        'early_stopping_patience': args.early_stopping_patience,
         'balance_tolerance': args.balance_tolerance,
         'label_false_alarm_rate': args.label_false_alarm_rate,
         'max_bad_fraction': args.max_bad_fraction,
+        'eval_fraction': args.eval_fraction, 'test_fraction': args.test_fraction,
         'enable_cache': False if args.no_cache else None,
     }
     return {k: v for k, v in overrides.items() if v is not None}

@@ -7,9 +7,10 @@ Nothing happens at import: runners build a config in main(); tests use
 import dataclasses
 import os
 import pathlib
-from typing import Mapping, Optional, Tuple
+from typing import Optional, Tuple
 
 from models import features
+from models import weights as weights_lib
 
 PIPELINE_NAME = 'image-classification'
 MODEL_NAME = 'image_classifier'
@@ -25,13 +26,14 @@ SHARED_DATA_ROOT = str(SHARED / 'datasets' / 'cats_vs_dogs')
 SHARED_WEIGHTS = str(SHARED / 'keras' / 'models' /
                      'mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5')
 # Keras downloads the matching ImageNet file itself when online.
-IMAGENET = 'imagenet'
+IMAGENET = weights_lib.IMAGENET
 
 # Beam on one machine: DirectRunner in processes, 2 workers (0 = one per core
 # can run out of memory with TF in every worker).
 LOCAL_BEAM_ARGS = ('--direct_running_mode=multi_processing', '--direct_num_workers=2')
 
 MODEL_VARIANTS = ('transfer', 'cnn', 'cnn_augment', 'cnn_preprocess_augment')
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,8 +52,11 @@ class PipelineConfig:
     beam_pipeline_args: Tuple[str, ...] = LOCAL_BEAM_ARGS
     enable_cache: bool = True
 
-    # ExampleGen
-    hash_buckets: Optional[Mapping[str, int]] = None
+    # ExampleGen. A pre-split root may hold test/ (test_folder); a root without
+    # split folders is split per class: eval_fraction to eval, test_fraction to test.
+    test_folder: bool = False
+    eval_fraction: float = 0.2
+    test_fraction: float = 0.0
     max_bad_fraction: float = 0.05
     max_pixels: int = 100_000_000
 
@@ -65,8 +70,8 @@ class PipelineConfig:
     max_cross_split_duplicates: int = 0
     sample_images_per_class: int = 3
 
-    # Transform and Trainer
-    image_size: Tuple[int, int] = features.IMAGE_SIZE
+    # Transform and Trainer. None: the weights' own size (see input_size()).
+    image_size: Optional[Tuple[int, int]] = None
     model_variant: str = 'transfer'
     compare_variants: Tuple[str, ...] = ()
     weights: str = SHARED_WEIGHTS
@@ -78,6 +83,9 @@ class PipelineConfig:
     fine_tune_epochs: int = 0
     fine_tune_learning_rate: float = 1e-5
     seed: int = 42
+    augmentation: str = 'tutorial'      # none, light, tutorial (flip + rotation), strong
+    label_smoothing: float = 0.0
+    early_stopping_patience: int = 0    # epochs without a lower eval loss; 0: off
 
     # Evaluator and Pusher
     accuracy_threshold: float = 0.9
@@ -97,7 +105,8 @@ class PipelineConfig:
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f'epochs and batch_size must be >= 1, got {self.epochs}, '
                              f'{self.batch_size}')
-        if len(self.image_size) != 2 or min(self.image_size) < 32:
+        if self.image_size is not None and (len(self.image_size) != 2
+                                            or min(self.image_size) < 32):
             raise ValueError(f'image_size must be (height, width), each >= 32, '
                              f'got {self.image_size}')
         if not 0.0 < self.label_false_alarm_rate < 1.0:
@@ -105,14 +114,36 @@ class PipelineConfig:
                              f'{self.label_false_alarm_rate}')
         if not 0.0 <= self.accuracy_threshold <= 1.0:
             raise ValueError(f'accuracy_threshold must be in [0, 1], got {self.accuracy_threshold}')
+        if self.presplit and self.test_fraction:
+            raise ValueError('test_fraction applies to a root without split folders; a '
+                             'pre-split root holds its test split in test/')
+        if not self.presplit and self.test_folder:
+            raise ValueError('test_folder applies only to a pre-split root')
+        if self.augmentation not in features.AUGMENTATIONS:
+            raise ValueError(f'augmentation must be one of {features.AUGMENTATIONS}, got '
+                             f'{self.augmentation!r}')
+        if not 0.0 <= self.label_smoothing < 1.0 or self.early_stopping_patience < 0:
+            raise ValueError('label_smoothing must be in [0, 1) and early_stopping_patience '
+                             f'>= 0, got {self.label_smoothing}, {self.early_stopping_patience}')
         if self.fine_tune_epochs and not self.fine_tune_layers:
             raise ValueError('fine_tune_epochs needs fine_tune_layers > 0')
 
+    @property
+    def has_test_split(self) -> bool:
+        """Whether a held-out test split is made (test/, or test_fraction > 0)."""
+        return self.test_folder if self.presplit else self.test_fraction > 0
+
+    def input_size(self) -> Tuple[Tuple[int, int], str]:
+        """The model's input size and why: explicit, the weights' native size, or the tutorial's."""
+        return weights_lib.input_size(self.weights, self.model_variant, self.image_size)
+
     def trainer_config(self, variant: Optional[str] = None) -> dict:
         """The run knobs handed to run_fn as custom_config (JSON-able)."""
+        size, reason = self.input_size()
         return {
             'labels': list(self.labels),
-            'image_size': list(self.image_size),
+            'image_size': list(size),
+            'image_size_reason': reason,
             'model_variant': variant or self.model_variant,
             'weights': self.weights,
             'epochs': self.epochs,
@@ -123,15 +154,19 @@ class PipelineConfig:
             'fine_tune_epochs': self.fine_tune_epochs,
             'fine_tune_learning_rate': self.fine_tune_learning_rate,
             'seed': self.seed,
+            'augmentation': self.augmentation,
+            'label_smoothing': self.label_smoothing,
+            'early_stopping_patience': self.early_stopping_patience,
         }
 
     def transform_config(self) -> dict:
         """What preprocessing_fn reads from custom_config."""
-        return {'image_size': list(self.image_size)}
+        return {'image_size': list(self.input_size()[0])}
 
 
 def local(work_dir: str, data_root: str, *, presplit: bool = True,
-          labels: Tuple[str, ...] = features.LABELS, **overrides) -> PipelineConfig:
+          labels: Tuple[str, ...] = features.LABELS, test_folder: bool = False,
+          **overrides) -> PipelineConfig:
     """Preset for one machine: everything under work_dir, DirectRunner, SQLite MLMD.
 
     Args:
@@ -139,6 +174,7 @@ def local(work_dir: str, data_root: str, *, presplit: bool = True,
       data_root: the image folders.
       presplit: data_root has train/ and validation/.
       labels: class folder names.
+      test_folder: a pre-split data_root also holds test/.
       **overrides: any PipelineConfig field.
 
     Returns:
@@ -147,7 +183,7 @@ def local(work_dir: str, data_root: str, *, presplit: bool = True,
     defaults = dict(
         pipeline_root=os.path.join(work_dir, 'pipeline_root'),
         serving_dir=os.path.join(work_dir, 'serving'),
-        data_root=data_root, presplit=presplit, labels=tuple(labels),
+        data_root=data_root, presplit=presplit, labels=tuple(labels), test_folder=test_folder,
     )
     defaults.update(overrides)
     return PipelineConfig(**defaults)
@@ -191,7 +227,8 @@ def dataflow_beam_args(*, project: str, region: str, temp_location: str, image: 
 
 def vertex(*, project: str, region: str, image: str, data_root: str, pipeline_root: str,
            serving_dir: str, temp_location: str, labels: Tuple[str, ...] = features.LABELS,
-           presplit: bool = True, extra_beam_args: Tuple[str, ...] = (),
+           presplit: bool = True, test_folder: bool = False,
+           extra_beam_args: Tuple[str, ...] = (),
            **overrides) -> PipelineConfig:
     """Preset for Vertex AI Pipelines (or any Kubeflow Pipelines v2 backend) with Dataflow.
 
@@ -211,6 +248,7 @@ def vertex(*, project: str, region: str, image: str, data_root: str, pipeline_ro
       temp_location: gs:// folder for Dataflow's temporary files.
       labels: class folder names, sorted.
       presplit: data_root has train/ and validation/.
+      test_folder: a pre-split data_root also has test/.
       extra_beam_args: Beam arguments appended to the Dataflow ones.
       **overrides: any PipelineConfig field (beam_pipeline_args replaces the Dataflow
         arguments, e.g. for Flink or Spark).
@@ -232,7 +270,7 @@ def vertex(*, project: str, region: str, image: str, data_root: str, pipeline_ro
     labels = tuple(labels)
     defaults = dict(
         data_root=data_root, pipeline_root=pipeline_root, serving_dir=serving_dir,
-        labels=labels, presplit=presplit, weights=IMAGENET,
+        labels=labels, presplit=presplit, test_folder=test_folder, weights=IMAGENET,
         beam_pipeline_args=dataflow_beam_args(project=project, region=region,
                                               temp_location=temp_location, image=image,
                                               extra=tuple(extra_beam_args)),

@@ -6,7 +6,7 @@ kubeflow_v2_runner.py (Kubeflow Pipelines v2 / Vertex AI).
 
 import json
 import os
-from typing import List, Optional
+from typing import NamedTuple, Optional
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
@@ -22,15 +22,28 @@ from models import features
 from pipeline import configs
 
 ACCURACY_METRIC = 'sparse_categorical_accuracy'
+# Node id of the Evaluator of the held-out test split.
+TEST_EVALUATOR_ID = 'Evaluator.test'
 
 
-def data_components(config: configs.PipelineConfig) -> List[base_node.BaseNode]:
+class DataStage(NamedTuple):
+    """The components that read and validate the data, in run order."""
+    example_gen: base_node.BaseNode
+    statistics_gen: base_node.BaseNode
+    schema_gen: base_node.BaseNode
+    example_validator: base_node.BaseNode
+    data_report: base_node.BaseNode
+    data_gate: base_node.BaseNode
+
+
+def data_components(config: configs.PipelineConfig) -> DataStage:
     """ImageExampleGen through DataGate: everything that validates the data."""
     labels_json = json.dumps(list(config.labels))
     # Image folders -> tf.train.Examples, with labels.txt and a report on every file.
     example_gen = ImageExampleGen(
         input_base=config.data_root, labels=config.labels, presplit=config.presplit,
-        hash_buckets=config.hash_buckets, max_bad_fraction=config.max_bad_fraction,
+        test_folder=config.test_folder, eval_fraction=config.eval_fraction,
+        test_fraction=config.test_fraction, max_bad_fraction=config.max_bad_fraction,
         max_pixels=config.max_pixels)
     # Per-split feature statistics (TFDV).
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
@@ -52,12 +65,20 @@ def data_components(config: configs.PipelineConfig) -> List[base_node.BaseNode]:
         sample_images_per_class=config.sample_images_per_class)
     # Stops the run here when the verdict failed (the report above is kept).
     data_gate = DataGate(report=data_report.outputs['report'])
-    return [example_gen, statistics_gen, schema_gen, example_validator, data_report, data_gate]
+    return DataStage(example_gen, statistics_gen, schema_gen, example_validator, data_report,
+                     data_gate)
 
 
-def eval_config(config: configs.PipelineConfig) -> tfma.EvalConfig:
-    """TFMA: accuracy gate (absolute and against the last blessed model), per-class metrics."""
+def eval_config(config: configs.PipelineConfig, *, gate: bool = True) -> tfma.EvalConfig:
+    """TFMA: accuracy, per-class metrics, confusion matrix; with gate=True the accuracy
+    gate (absolute and against the last blessed model)."""
     class_ids = list(range(len(config.labels)))
+    threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(
+            lower_bound={'value': config.accuracy_threshold}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={'value': -config.regression_tolerance})) if gate else None
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(
             signature_name=features.EXAMPLES_SIGNATURE, label_key=features.LABEL_KEY,
@@ -66,14 +87,7 @@ def eval_config(config: configs.PipelineConfig) -> tfma.EvalConfig:
         metrics_specs=[
             tfma.MetricsSpec(metrics=[
                 tfma.MetricConfig(class_name='ExampleCount'),
-                tfma.MetricConfig(
-                    class_name='SparseCategoricalAccuracy',
-                    threshold=tfma.MetricThreshold(
-                        value_threshold=tfma.GenericValueThreshold(
-                            lower_bound={'value': config.accuracy_threshold}),
-                        change_threshold=tfma.GenericChangeThreshold(
-                            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-                            absolute={'value': -config.regression_tolerance}))),
+                tfma.MetricConfig(class_name='SparseCategoricalAccuracy', threshold=threshold),
                 tfma.MetricConfig(class_name='MultiClassConfusionMatrixPlot'),
             ]),
             tfma.MetricsSpec(
@@ -96,9 +110,8 @@ def create_pipeline(config: configs.PipelineConfig,
       The pipeline, for any TFX orchestrator.
     """
     data = data_components(config)
-    example_gen, _, schema_gen = data[0], data[1], data[2]
-    data_gate = data[-1]
-    examples = example_gen.outputs['examples']
+    examples = data.example_gen.outputs['examples']
+    schema_gen, data_gate = data.schema_gen, data.data_gate
 
     # Decode, resize and scale images; the same graph runs inside the served model.
     # Not materialized: Trainer reads the raw examples and applies this graph itself.
@@ -135,6 +148,12 @@ def create_pipeline(config: configs.PipelineConfig,
         baseline_model=baseline_resolver.outputs['model'],
         example_splits=[features.EVAL_SPLIT], eval_config=eval_config(config))
 
+    # The held-out test split: measured once, never gated, tuned or early-stopped on.
+    test_evaluators = [tfx.components.Evaluator(
+        examples=examples, model=main_trainer.outputs['model'],
+        example_splits=[features.TEST_SPLIT], eval_config=eval_config(config, gate=False),
+    ).with_id(TEST_EVALUATOR_ID)] if config.has_test_split else []
+
     # A blessed model -> <serving_dir>/<model_name>/<version>/, atomically, with warmup.
     pusher = ImagePusher(
         model=main_trainer.outputs['model'], model_blessing=evaluator.outputs['blessing'],
@@ -144,7 +163,7 @@ def create_pipeline(config: configs.PipelineConfig,
         push_label=config.push_label, model_config_file=config.model_config_file)
 
     components = [*data, transform, main_trainer, *compare_trainers, baseline_resolver,
-                  evaluator, pusher]
+                  evaluator, *test_evaluators, pusher]
     # Beam settings go to the components that run Beam (ours included), and
     # only to them: a Kubeflow spec would pass pipeline-level ones to every step.
     for component in components:

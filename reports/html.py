@@ -62,6 +62,11 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str] = ()) -> markups
     return markupsafe.Markup(_ENV.from_string(_TABLE).render(rows=rows, headers=headers))
 
 
+def heading(text: Any) -> markupsafe.Markup:
+    """A sub-heading inside a section."""
+    return markupsafe.Markup('<h3>{}</h3>').format(text)
+
+
 def paragraph(text: Any, css_class: str = '') -> markupsafe.Markup:
     if css_class:
         return markupsafe.Markup('<p class="{}">{}</p>').format(css_class, text)

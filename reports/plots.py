@@ -1,4 +1,4 @@
-"""Matplotlib (Agg) figures for the reports, returned as PNG bytes.
+"""Matplotlib figures for the reports, returned as PNG bytes.
 
 One function per kind of picture, shared by the data-validation report and the
 run report. Images come in as encoded bytes and are decoded with TF's decoder,
@@ -8,22 +8,25 @@ the same one the model uses.
 import io
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-import matplotlib
-
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
-from matplotlib import ticker  # pylint: disable=wrong-import-position
-import numpy as np  # pylint: disable=wrong-import-position
+from matplotlib import ticker
+from matplotlib.figure import Figure
+import numpy as np
 
 # (picture, caption): a picture is an HxWx3 uint8 array.
 Tile = Tuple[np.ndarray, str]
 _THUMB = 160
 
 
-def _png(fig) -> bytes:
+def _subplots(nrows: int = 1, ncols: int = 1, *, figsize, squeeze: bool = True):
+    """A Figure of its own and its axes. Figures made this way need no pyplot, so no
+    process-wide backend choice and nothing to close."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, squeeze=squeeze)
+
+
+def _png(fig: Figure) -> bytes:
     out = io.BytesIO()
     fig.savefig(out, format='png', dpi=80, bbox_inches='tight')
-    plt.close(fig)
     return out.getvalue()
 
 
@@ -40,7 +43,7 @@ def label_counts(counts_by_split: Mapping[str, Mapping[str, int]],
     """Grouped bar chart: one group per class, one bar per split, counts on the bars."""
     splits = list(counts_by_split)
     labels = sorted({label for counts in counts_by_split.values() for label in counts})
-    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(labels), 3.2))
+    fig, ax = _subplots(figsize=(1.6 + 1.4 * len(labels), 3.2))
     width = 0.8 / max(len(splits), 1)
     for i, split in enumerate(splits):
         values = [counts_by_split[split].get(label, 0) for label in labels]
@@ -57,7 +60,7 @@ def image_grid(rows: Sequence[Tuple[str, Sequence[Tile]]], title: Optional[str] 
                tile_inches: float = 2.2) -> bytes:
     """A grid of pictures: one row per (row title, tiles); the tutorial's plot_animals."""
     ncols = max((len(tiles) for _, tiles in rows), default=1) or 1
-    fig, axes = plt.subplots(len(rows), ncols, squeeze=False,
+    fig, axes = _subplots(len(rows), ncols, squeeze=False,
                              figsize=(tile_inches * ncols, tile_inches * len(rows) + 0.3))
     for r, (row_title, tiles) in enumerate(rows):
         for c in range(ncols):
@@ -75,7 +78,7 @@ def image_grid(rows: Sequence[Tuple[str, Sequence[Tile]]], title: Optional[str] 
 def histograms(series: Mapping[str, Sequence[Tuple[float, float, float]]], title: str,
                xlabel: str) -> bytes:
     """Step histograms from (low, high, count) buckets, one line per series."""
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    fig, ax = _subplots(figsize=(5, 3.2))
     for name, buckets in series.items():
         if buckets:
             edges = [b[0] for b in buckets] + [buckets[-1][1]]
@@ -94,7 +97,7 @@ def history_curves(history: Mapping[str, Sequence[float]], title: str) -> bytes:
     started (in green, as in the tutorial's fine-tuning plot).
     """
     fine_tune_from = history.get('fine_tune_from_epoch')
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    fig, axes = _subplots(1, 2, figsize=(10, 3.4))
     for ax, metric in zip(axes, ('accuracy', 'loss')):
         for key, name in ((metric, 'training'), (f'val_{metric}', 'validation')):
             values = history.get(key)
@@ -113,7 +116,7 @@ def history_curves(history: Mapping[str, Sequence[float]], title: str) -> bytes:
 def confusion_matrix(matrix: Sequence[Sequence[float]], labels: Sequence[str]) -> bytes:
     """Counts with true label on rows and predicted label on columns."""
     values = np.asarray(matrix, dtype=float)
-    fig, ax = plt.subplots(figsize=(1.5 + 1.1 * len(labels), 1.2 + 1.1 * len(labels)))
+    fig, ax = _subplots(figsize=(1.5 + 1.1 * len(labels), 1.2 + 1.1 * len(labels)))
     ax.imshow(values, cmap='Blues')
     for (i, j), v in np.ndenumerate(values):
         ax.text(j, i, f'{v:g}', ha='center', va='center',
@@ -129,7 +132,7 @@ def confusion_matrix(matrix: Sequence[Sequence[float]], labels: Sequence[str]) -
 def bars(values: Dict[str, float], title: str, xlabel: str) -> bytes:
     """Horizontal bars, e.g. seconds per component."""
     names: List[str] = list(values)
-    fig, ax = plt.subplots(figsize=(6, 0.4 * len(names) + 1))
+    fig, ax = _subplots(figsize=(6, 0.4 * len(names) + 1))
     rects = ax.barh(names, [values[n] for n in names])
     ax.bar_label(rects, fmt='%.1f')
     ax.invert_yaxis()
@@ -151,7 +154,7 @@ def metric_by_variant(histories: Mapping[str, Mapping[str, Sequence[float]]],
     Returns:
       PNG bytes.
     """
-    fig, axes = plt.subplots(1, len(metrics), squeeze=False, figsize=(5 * len(metrics), 3.4))
+    fig, axes = _subplots(1, len(metrics), squeeze=False, figsize=(5 * len(metrics), 3.4))
     for ax, metric in zip(axes[0], metrics):
         for name, history in histories.items():
             values = history.get(metric)

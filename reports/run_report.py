@@ -45,6 +45,7 @@ from models import model as trainer_model
 from models import preprocessing
 from pipeline import configs
 from pipeline import pipeline as pipeline_def
+from reports import class_accuracy
 from reports import html
 from reports import mlmd_runs
 from reports import plots
@@ -55,6 +56,7 @@ DATA_REPORT_NODE = 'DataReport'
 TRANSFORM_NODE = 'Transform'
 TRAINER_NODE = 'Trainer'
 EVALUATOR_NODE = 'Evaluator'
+TEST_EVALUATOR_NODE = pipeline_def.TEST_EVALUATOR_ID
 PUSHER_NODE = 'ImagePusher'
 
 # Custom properties of the PushedModel artifact (set by TFX's Pusher and ours).
@@ -352,6 +354,7 @@ class _Context:
     labels: List[str] = dataclasses.field(default_factory=list)
     samples: Dict[str, List[Tuple[bytes, str]]] = dataclasses.field(default_factory=dict)
     evaluation: Optional[Evaluation] = None
+    test_evaluation: Optional[Evaluation] = None   # the held-out test split, when there is one
 
     def output(self, node_id: str, key: str):
         return self.run.output(node_id, key)
@@ -389,6 +392,8 @@ def _summary(ctx: _Context) -> List[Any]:
         rows.append(['data validation', html.status(verdict['passed'])])
     if ctx.evaluation is not None:
         rows.append(['accuracy (eval)', fmt(ctx.evaluation.accuracy)])
+    if ctx.test_evaluation is not None:
+        rows.append(['accuracy (held-out test)', fmt(ctx.test_evaluation.accuracy)])
     is_blessed = blessed(run)
     if is_blessed is not None:
         rows.append(['blessed', html.status(is_blessed, yes='yes', no='no')])
@@ -479,7 +484,10 @@ def _augmentation(ctx: _Context) -> List[Any]:
     data, path = ctx.samples[label][0]
     # The Transform output the model sees: decoded, resized, scaled to [-1, 1].
     image = preprocessing.preprocess_images(tf.constant([data]), image_size)
-    augment = builders.augmentation(seed)
+    strength = settings.get('augmentation', 'tutorial')
+    if strength == 'none':
+        return [html.paragraph('No augmentation (augmentation: none).')]
+    augment = builders.augmentation(seed, strength)
     copies = [plots.to_uint8(augment(image, training=True)[0].numpy())
               for _ in range(AUGMENTED_COPIES)]
     rows = [('original', [(plots.to_uint8(image[0].numpy()), f'original: {path.split("/")[-1]}')])]
@@ -592,6 +600,7 @@ def _evaluation(ctx: _Context) -> List[Any]:
     if evaluation.confusion is not None:
         names = [ctx.labels[i] if i < len(ctx.labels) else str(i)
                  for i in range(len(evaluation.confusion))]
+        parts += _accuracy_by_class(evaluation.confusion, names)
         parts += [
             html.paragraph('Confusion matrix (TFMA MultiClassConfusionMatrixPlot; rows: true '
                            'class, columns: predicted class):'),
@@ -622,7 +631,37 @@ def _evaluation(ctx: _Context) -> List[Any]:
         verdict_rows += [['pushed', html.status(False, no='no')],
                          ['not pushed because', pushed['reason']]]
     parts.append(html.table(verdict_rows, ['gate', 'result']))
+    test = ctx.test_evaluation
+    if test is not None:
+        parts += [html.heading(f'Held-out {features.TEST_SPLIT} split'),
+                  html.paragraph(
+                      f'Accuracy {fmt(test.accuracy)} on {test.example_count:g} images that '
+                      'were never trained on, early-stopped on or gated on: the number to '
+                      'quote.')]
+        if test.confusion is not None:
+            names = [ctx.labels[i] if i < len(ctx.labels) else str(i)
+                     for i in range(len(test.confusion))]
+            parts += _accuracy_by_class(test.confusion, names, features.TEST_SPLIT)
     return parts
+
+
+def _accuracy_by_class(confusion: np.ndarray, names: Sequence[str],
+                       split: str = features.EVAL_SPLIT) -> List[Any]:
+    """Accuracy per class with its 95% interval, and which classes are clearly worse."""
+    rows = class_accuracy.per_class(confusion, names)
+    table = html.table(
+        [[r.label, r.total, fmt(r.accuracy), f'{fmt(r.low)} to {fmt(r.high)}',
+          fmt(r.others), '-' if r.worse_p is None else f'{r.worse_p:.2g}',
+          'yes' if r.clearly_worse else 'no'] for r in rows],
+        ['class', f'{split} images', 'accuracy', f'{class_accuracy.CONFIDENCE:.0%} interval '
+         '(Wilson)', 'accuracy on the other classes', "p (Fisher's exact, worse)",
+         'clearly worse'])
+    worse = class_accuracy.worse_sentences(rows, split)
+    return [html.paragraph(f'Accuracy by class on the {split} split (the share of each '
+                           "class's images predicted as that class):"), table,
+            html.bullet_list(worse) if worse else html.paragraph(
+                f'No class is clearly worse than the others (one-sided p < '
+                f'{class_accuracy.WORSE_ALPHA:g} / {len(rows)} classes).', 'ok')]
 
 
 def _errors(ctx: _Context) -> List[Any]:
@@ -806,6 +845,9 @@ def build_report(metadata_path: str, pipeline_name: str, out_dir: str, *,
     evaluation = ctx.output(EVALUATOR_NODE, standard_component_specs.EVALUATION_KEY)
     if evaluation is not None:
         ctx.evaluation = load_evaluation(evaluation.uri)
+    test_evaluation = ctx.output(TEST_EVALUATOR_NODE, standard_component_specs.EVALUATION_KEY)
+    if test_evaluation is not None:
+        ctx.test_evaluation = load_evaluation(test_evaluation.uri)
 
     sections = [_section('Summary', _summary, ctx),
                 _section('Data', _data, ctx),

@@ -97,12 +97,11 @@ class _TfServingCounters:
 class ServingMetrics:
     """All metrics of one server, in a registry of its own.
 
-    Creating one switches off prometheus_client's `*_created` series for the
-    process, as TF Serving exports none.
+    The exposition leaves out prometheus_client's `*_created` series, as TF
+    Serving exports none (per page, not by switching them off process-wide).
     """
 
     def __init__(self):
-        prometheus_client.disable_created_metrics()
         self.registry = prometheus_client.CollectorRegistry()
         self._request_count = _CounterTable()
         self._load_attempts = _CounterTable()
@@ -175,4 +174,17 @@ class ServingMetrics:
 
     def exposition(self) -> bytes:
         """The Prometheus text format page."""
-        return prometheus_client.generate_latest(self.registry)
+        return prometheus_client.generate_latest(_WithoutCreated(self.registry))
+
+
+class _WithoutCreated:
+    """A registry view whose families carry no `*_created` samples."""
+
+    def __init__(self, registry: prometheus_client.CollectorRegistry):
+        self._registry = registry
+
+    def collect(self):
+        for family in self._registry.collect():
+            family.samples = [sample for sample in family.samples
+                              if not sample.name.endswith('_created')]
+            yield family

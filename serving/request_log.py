@@ -23,16 +23,12 @@ import base64
 import datetime
 import hashlib
 import io
-import itertools
 import json
 import logging
 import logging.handlers
 import random
 import threading
 from typing import Any, Dict, Optional, Tuple
-
-_LOGGER_IDS = itertools.count()
-
 
 def image_info(data: bytes, *, include_bytes: bool = False) -> Dict[str, Any]:
     """Byte size, SHA-256 and header size (width, height) of an encoded image.
@@ -100,11 +96,6 @@ class RequestLog:
             path, maxBytes=max_bytes, backupCount=backup_count,
             encoding='utf-8', delay=True)
         self._handler.setFormatter(logging.Formatter('%(message)s'))
-        self._logger = logging.getLogger(
-            f'serving.request_log.{next(_LOGGER_IDS)}')
-        self._logger.propagate = False
-        self._logger.setLevel(logging.INFO)
-        self._logger.addHandler(self._handler)
 
     def should_sample(self) -> bool:
         """Draws the sampling decision for the next request."""
@@ -116,9 +107,12 @@ class RequestLog:
         """Writes one record; `time` is added when missing."""
         record.setdefault('time', datetime.datetime.now(
             datetime.timezone.utc).isoformat().replace('+00:00', 'Z'))
-        self._logger.info(json.dumps(record, sort_keys=True, allow_nan=True))
+        # The handler itself (its lock, rotation and file), without a logger: no
+        # process-wide logger registry entry per RequestLog.
+        self._handler.handle(logging.makeLogRecord(
+            {'msg': json.dumps(record, sort_keys=True, allow_nan=True),
+             'levelno': logging.INFO, 'levelname': 'INFO'}))
 
     def close(self) -> None:
         """Flushes and closes the file."""
-        self._logger.removeHandler(self._handler)
         self._handler.close()

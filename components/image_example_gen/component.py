@@ -1,7 +1,7 @@
 """ImageExampleGen: a FileBasedExampleGen that reads folders of images."""
 
 import json
-from typing import Mapping, Optional, Sequence
+from typing import Sequence
 
 from tfx.components.example_gen import component as example_gen_component
 from tfx.dsl.components.base import base_beam_component
@@ -16,7 +16,8 @@ from components.image_example_gen import records
 from components.image_example_gen import spec
 from models import features
 
-DEFAULT_HASH_BUCKETS = {features.TRAIN_SPLIT: 4, features.EVAL_SPLIT: 1}
+DEFAULT_EVAL_FRACTION = 0.2   # of each class, when the root has no split folders
+_BUCKETS = 1000              # resolution of the split shares in the output config
 
 
 class ImageExampleGen(example_gen_component.FileBasedExampleGen):
@@ -33,8 +34,8 @@ class ImageExampleGen(example_gen_component.FileBasedExampleGen):
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
     def __init__(self, input_base: str, labels: Sequence[str], *, presplit: bool,
-                 hash_buckets: Optional[Mapping[str, int]] = None,
-                 max_bad_fraction: float = 0.05,
+                 test_folder: bool = False, eval_fraction: float = DEFAULT_EVAL_FRACTION,
+                 test_fraction: float = 0.0, max_bad_fraction: float = 0.05,
                  max_pixels: int = records.DEFAULT_MAX_PIXELS):
         """Builds the component; bad arguments fail here, not at run time.
 
@@ -45,8 +46,10 @@ class ImageExampleGen(example_gen_component.FileBasedExampleGen):
             becomes the eval split); otherwise each class is split by the
             hash of its images' bytes (stratified; identical images always
             share a split).
-          hash_buckets: split name -> share, for the hash split
-            (default train 4 : eval 1, i.e. 20% of each class to eval).
+          test_folder: a pre-split root also holds test/, the held-out test split.
+          eval_fraction: the share of each class sent to eval by the hash split.
+          test_fraction: the share of each class held out as the test split by
+            the hash split (0: none).
           max_bad_fraction: fail the run when more image files than this share
             cannot be decoded.
           max_pixels: images larger than this are reported as bad.
@@ -62,31 +65,40 @@ class ImageExampleGen(example_gen_component.FileBasedExampleGen):
         if max_pixels <= 0:
             raise ValueError(f'max_pixels must be positive, got {max_pixels}')
         if presplit:
-            if hash_buckets:
-                raise ValueError('hash_buckets applies only when the data is not pre-split')
+            if test_fraction:
+                raise ValueError('test_fraction applies only when the data is not pre-split '
+                                 '(a pre-split root holds its test split in test/)')
             # The executor reads each split folder at any depth; the pattern's
             # first part names the folder.
+            folders = [(features.TRAIN_SPLIT, features.TRAIN_DIR),
+                       (features.EVAL_SPLIT, features.VALIDATION_DIR)]
+            if test_folder:
+                folders.append((features.TEST_SPLIT, features.TEST_DIR))
             input_config = example_gen_pb2.Input(splits=[
-                example_gen_pb2.Input.Split(name=features.TRAIN_SPLIT,
-                                            pattern=f'{features.TRAIN_DIR}/*'),
-                example_gen_pb2.Input.Split(name=features.EVAL_SPLIT,
-                                            pattern=f'{features.VALIDATION_DIR}/*'),
-            ])
+                example_gen_pb2.Input.Split(name=name, pattern=f'{folder}/*')
+                for name, folder in folders])
             output_config = example_gen_pb2.Output()
         else:
-            buckets = dict(hash_buckets or DEFAULT_HASH_BUCKETS)
-            if set(buckets) != {features.TRAIN_SPLIT, features.EVAL_SPLIT} or min(
-                    buckets.values()) < 1:
+            if test_folder:
+                raise ValueError('test_folder applies only to a pre-split root')
+            if not 0.0 < eval_fraction < 1.0 or not 0.0 <= test_fraction < 1.0 or (
+                    eval_fraction + test_fraction >= 1.0):
                 raise ValueError(
-                    f'hash_buckets needs positive {features.TRAIN_SPLIT!r} and '
-                    f'{features.EVAL_SPLIT!r} entries, got {buckets}')
+                    'eval_fraction must be in (0, 1), test_fraction in [0, 1) and their sum '
+                    f'below 1, got {eval_fraction} and {test_fraction}')
+            shares = {features.TRAIN_SPLIT: 1.0 - eval_fraction - test_fraction,
+                      features.EVAL_SPLIT: eval_fraction}
+            if test_fraction:
+                shares[features.TEST_SPLIT] = test_fraction
             input_config = example_gen_pb2.Input(splits=[
                 example_gen_pb2.Input.Split(name='single_split', pattern='*')])
-            # The buckets give the split names and shares; the executor splits
-            # per class by content hash (see split.py), not TFX's record hash.
+            # The buckets give the split names and shares (in thousandths); the
+            # executor splits per class by content hash (see split.py), not by
+            # TFX's hash of the record.
             output_config = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(
-                splits=[example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=count)
-                        for name, count in buckets.items()]))
+                splits=[example_gen_pb2.SplitConfig.Split(
+                    name=name, hash_buckets=max(1, round(share * _BUCKETS)))
+                        for name, share in shares.items()]))
         component_spec = spec.ImageExampleGenSpec(
             input_base=input_base,
             input_config=input_config,

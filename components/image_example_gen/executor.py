@@ -58,15 +58,22 @@ class SplitPlan:
         self.names = example_gen_utils.generate_output_split_names(input_config, output_config)
         buckets = {s.name: s.hash_buckets for s in output_config.split_config.splits}
         self.by_hash = bool(buckets)
+        self.eval_fraction = self.test_fraction = 0.0
+        self.folder_splits: Dict[str, str] = {}
         if self.by_hash:
-            if set(buckets) != {features.TRAIN_SPLIT, features.EVAL_SPLIT}:
-                raise ValueError(f'output splits must be {features.TRAIN_SPLIT!r} and '
-                                 f'{features.EVAL_SPLIT!r}, got {sorted(buckets)}')
-            self.eval_fraction = buckets[features.EVAL_SPLIT] / sum(buckets.values())
-            self.folder_splits: Dict[str, str] = {}
+            allowed = {features.TRAIN_SPLIT, features.EVAL_SPLIT, features.TEST_SPLIT}
+            if not {features.TRAIN_SPLIT, features.EVAL_SPLIT} <= set(buckets) <= allowed:
+                raise ValueError(f'output splits must be {features.TRAIN_SPLIT!r}, '
+                                 f'{features.EVAL_SPLIT!r} and optionally '
+                                 f'{features.TEST_SPLIT!r}, got {sorted(buckets)}')
+            total = sum(buckets.values())
+            self.eval_fraction = buckets[features.EVAL_SPLIT] / total
+            self.test_fraction = buckets.get(features.TEST_SPLIT, 0) / total
+            # split.split_of names the splits by position: train, eval, test.
+            self.names = [n for n in (features.TRAIN_SPLIT, features.EVAL_SPLIT,
+                                      features.TEST_SPLIT) if n in buckets]
         else:
             # Input split name <- its folder, the first part of its pattern ('train/*').
-            self.eval_fraction = 0.0
             self.folder_splits = {s.pattern.split('/')[0]: s.name for s in input_config.splits}
 
 
@@ -123,12 +130,12 @@ def _SplitByHash(images: beam.pvalue.PCollection, plan: SplitPlan):  # pylint: d
     boundaries = (copies
                   | 'ByOwner' >> beam.Map(lambda pair: (split.owner(pair[1]), pair[0]))
                   | 'GroupByClass' >> beam.GroupByKey()
-                  | 'Boundary' >> beam.Map(lambda pair: (
-                      pair[0], split.eval_boundary(pair[1], plan.eval_fraction))))
-    names = (features.TRAIN_SPLIT, features.EVAL_SPLIT)
+                  | 'Boundaries' >> beam.Map(lambda pair: (
+                      pair[0], split.boundaries(pair[1], plan.eval_fraction,
+                                                plan.test_fraction))))
     return images | 'Assign' >> beam.Map(
         lambda image, bounds, owned: (
-            split.split_of(image[0]['sha256'], image[0]['label'], bounds, owned, names),
+            split.split_of(image[0]['sha256'], image[0]['label'], bounds, owned, plan.names),
             *image),
         bounds=beam.pvalue.AsDict(boundaries), owned=beam.pvalue.AsDict(owners))
 
@@ -167,7 +174,8 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
         labels = labels_from_exec_properties(exec_properties)
         plan = SplitPlan(exec_properties)
-        placements = [layout.place(path, presplit=not plan.by_hash, labels=labels)
+        split_dirs = None if plan.by_hash else tuple(plan.folder_splits)
+        placements = [layout.place(path, split_dirs=split_dirs, labels=labels)
                       for path in layout.list_files(input_base)]
         logging.info('ImageExampleGen: %d files under %s', len(placements), input_base)
         read = (pipeline
@@ -202,7 +210,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
 
         report = summary.summarize(
             _read_manifest(self._manifest_prefix), labels, plan.names, hash_split=plan.by_hash,
-            eval_fraction=plan.eval_fraction,
+            eval_fraction=plan.eval_fraction, test_fraction=plan.test_fraction,
             max_bad_fraction=exec_properties[spec.MAX_BAD_FRACTION_KEY])
         report_text = json.dumps(report, indent=1, sort_keys=True, ensure_ascii=False)
         report_path = os.path.join(examples.uri, spec.REPORT_FILE)

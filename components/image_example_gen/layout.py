@@ -3,6 +3,7 @@
 Accepted layouts (a class folder holds its images at any depth):
   <root>/<class>/**                                   -> split per class by content hash
   <root>/train/<class>/**, <root>/validation/<class>/**  -> train/eval as given
+  ... and <root>/test/<class>/** beside them           -> a held-out test split
 
 Every file under the root is placed by `place`: a candidate image of a class
 (read later: ingested, or bad with a reason), or ignored with the reason. So
@@ -23,7 +24,8 @@ from models import features
 # Folders that hold no user data: zip archives made on macOS add __MACOSX/ with
 # a '._name' resource file per file. Names starting with '.' are hidden.
 SYSTEM_FOLDERS = ('__MACOSX',)
-SPLIT_DIRS = (features.TRAIN_DIR, features.VALIDATION_DIR)
+SPLIT_DIRS = (features.TRAIN_DIR, features.VALIDATION_DIR)   # both needed to be pre-split
+TEST_DIRS = (features.TEST_DIR,)                                 # optional beside them
 _EXPECTED = 'one sub-folder per class, or train/ and validation/ each holding class folders'
 
 
@@ -37,6 +39,14 @@ class DataRoot:
     root: str
     presplit: bool
     labels: Tuple[str, ...]
+    test_folder: bool = False   # a pre-split root with test/ holding images of a class
+
+    @property
+    def split_dirs(self) -> Optional[Tuple[str, ...]]:
+        """The split folders `place` reads, or None for a root split by hash."""
+        if not self.presplit:
+            return None
+        return SPLIT_DIRS + (TEST_DIRS if self.test_folder else ())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,12 +74,14 @@ def is_image_name(name: str) -> bool:
     return posixpath.splitext(name)[1].lower() in features.IMAGE_EXTENSIONS
 
 
-def place(path: str, *, presplit: bool, labels: Sequence[str]) -> Placement:
+def place(path: str, *, split_dirs: Optional[Sequence[str]],
+          labels: Sequence[str]) -> Placement:
     """Decides what one file under the data root is.
 
     Args:
       path: '/'-separated path relative to the data root.
-      presplit: the root holds train/ and validation/.
+      split_dirs: the split folders of a pre-split root (DataRoot.split_dirs);
+        None when class folders are at the top.
       labels: the class folder names.
 
     Returns:
@@ -83,9 +95,10 @@ def place(path: str, *, presplit: bool, labels: Sequence[str]) -> Placement:
     if name.startswith('.'):
         return Placement(path, ignored='hidden file')
     split_dir = None
-    if presplit:
-        if not folders or folders[0] not in SPLIT_DIRS:
-            return Placement(path, ignored='outside train/ and validation/')
+    if split_dirs is not None:
+        if not folders or folders[0] not in split_dirs:
+            return Placement(path, ignored='outside ' + ', '.join(
+                f'{d}/' for d in split_dirs[:-1]) + f' and {split_dirs[-1]}/')
         split_dir, folders = folders[0], folders[1:]
     if not folders:
         return Placement(path, split_dir, ignored='not inside a class folder')
@@ -151,9 +164,11 @@ def inspect_data_root(root: str) -> DataRoot:
         raise DataRootError(
             f'data root {root} has only one class folder ({labels[0]}); '
             'a classifier needs at least two')
+    candidate = DataRoot(root=root, presplit=presplit, labels=tuple(labels),
+                         test_folder=presplit and features.TEST_DIR in top)
     images: Dict[Tuple[Optional[str], str], int] = collections.Counter()
     for path in list_files(root):
-        placement = place(path, presplit=presplit, labels=labels)
+        placement = place(path, split_dirs=candidate.split_dirs, labels=labels)
         if placement.ignored is None:
             images[placement.split_dir, placement.label] += 1
     for parent in parents:
@@ -164,4 +179,5 @@ def inspect_data_root(root: str) -> DataRoot:
                 raise DataRootError(
                     f'class folder {folder} is missing or has no image files at any depth '
                     f'({", ".join(features.IMAGE_EXTENSIONS)})')
-    return DataRoot(root=root, presplit=presplit, labels=tuple(labels))
+    has_test = any(images[features.TEST_DIR, label] for label in labels)
+    return dataclasses.replace(candidate, test_folder=candidate.test_folder and has_test)

@@ -21,7 +21,8 @@ class BadDataError(RuntimeError):
 
 def summarize(entries: Iterable[Dict[str, Any]], labels: Sequence[str],
               split_names: Sequence[str], *, max_bad_fraction: float,
-              hash_split: bool, eval_fraction: float = 0.0) -> Dict[str, Any]:
+              hash_split: bool, eval_fraction: float = 0.0,
+              test_fraction: float = 0.0) -> Dict[str, Any]:
     """Builds the report of one ExampleGen run.
 
     Args:
@@ -31,6 +32,7 @@ def summarize(entries: Iterable[Dict[str, Any]], labels: Sequence[str],
       max_bad_fraction: the allowed share of bad files among image files.
       hash_split: whether splits come from hashing (duplicates then share a split).
       eval_fraction: the share of each class sent to eval, for a hash split.
+      test_fraction: the share of each class sent to test, for a hash split.
 
     Returns:
       A JSON-able dict: files under the root and what became of them (per
@@ -65,7 +67,8 @@ def summarize(entries: Iterable[Dict[str, Any]], labels: Sequence[str],
     return {
         'labels': list(labels),
         'split_method': (f'per class by hash of the image bytes ({eval_fraction:.0%} of each '
-                         'class to eval)' if hash_split else 'folders'),
+                         'class to eval' + (f', {test_fraction:.0%} to test' if test_fraction
+                                             else '') + ')' if hash_split else 'folders'),
         'splits': splits,
         'files': len(entries),
         'images': good,

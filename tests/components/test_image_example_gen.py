@@ -148,9 +148,9 @@ def test_executor_hash_split_is_deterministic_and_keeps_duplicates_together(tmp_
     for i in range(3):
         shutil.copy(source, root / 'dogs' / f'copy{i}.jpg')
     first = run_executor(root, tmp_path / 'out1', presplit=False,
-                         hash_buckets={'train': 1, 'eval': 1})
+                         eval_fraction=0.5)
     second = run_executor(root, tmp_path / 'out2', presplit=False,
-                          hash_buckets={'train': 1, 'eval': 1})
+                          eval_fraction=0.5)
     paths = {}
     for split in ('train', 'eval'):
         paths[split] = sorted(feature(e, features.PATH_KEY).decode()
@@ -197,21 +197,46 @@ def test_executor_accounts_for_every_file_of_a_messy_root(tmp_path):
     assert report['splits']['eval']['by_label'] == {label: 1 for label in labels}
 
 
-def test_executor_presplit_reads_nested_folders_and_ignores_others(tmp_path):
+def test_executor_presplit_reads_nested_folders_and_a_test_folder(tmp_path):
     root = data.make_root(tmp_path / 'root', {'train': {'cats': 2, 'dogs': 2},
                                               'validation': {'cats': 1, 'dogs': 1}})
-    extra = data.photos('train', 'dogs', 1, offset=10)[0]
+    extra = data.photos('train', 'dogs', 2, offset=10)
     (root / 'train' / 'dogs' / 'more' / 'deeper').mkdir(parents=True)
-    shutil.copy(extra, root / 'train' / 'dogs' / 'more' / 'deeper' / 'X.JPEG')
-    (root / 'test' / 'cats').mkdir(parents=True)
-    shutil.copy(extra, root / 'test' / 'cats' / 'held_out.jpg')
-    examples = run_executor(root, tmp_path / 'out', presplit=True)
+    shutil.copy(extra[0], root / 'train' / 'dogs' / 'more' / 'deeper' / 'X.JPEG')
+    (root / 'test' / 'cats' / 'album').mkdir(parents=True)
+    shutil.copy(extra[1], root / 'test' / 'cats' / 'album' / 'held_out.jpg')
+    (root / 'test' / 'horses').mkdir()
+    shutil.copy(extra[1], root / 'test' / 'horses' / 'h.jpg')
+    (root / 'extra').mkdir()
+    (root / 'extra' / 'e.jpg').write_bytes(b'x')
+    found = layout.inspect_data_root(str(root))
+    assert (found.presplit, found.test_folder, found.labels) == (True, True, ('cats', 'dogs'))
+
+    examples = run_executor(root, tmp_path / 'out', presplit=True, test_folder=True)
     train_paths = {feature(e, features.PATH_KEY).decode() for e in read_examples(examples, 'train')}
     assert 'train/dogs/more/deeper/X.JPEG' in train_paths and len(train_paths) == 5
+    assert [feature(e, features.PATH_KEY).decode() for e in read_examples(examples, 'test')] == [
+        'test/cats/album/held_out.jpg']
     report = report_of(examples)
-    assert report['ignored_files'] == [{'path': 'test/cats/held_out.jpg',
-                                        'reason': 'outside train/ and validation/'}]
-    assert report['files'] == 8
+    assert report['ignored_files'] == [
+        {'path': 'extra/e.jpg', 'reason': 'outside train/, validation/ and test/'},
+        {'path': 'test/horses/h.jpg', 'reason': 'folder horses/ is not one of the classes'}]
+    assert report['splits']['test']['by_label'] == {'cats': 1, 'dogs': 0}
+    assert report['files'] == 10
+
+
+def test_executor_hash_split_holds_out_a_test_share_per_class(tmp_path):
+    root = data.make_root(tmp_path / 'root', {'train': {'cats': 10, 'dogs': 10}},
+                          presplit=False)
+    examples = run_executor(root, tmp_path / 'out', presplit=False, eval_fraction=0.2,
+                            test_fraction=0.3)
+    report = report_of(examples)
+    assert {split: counts['by_label'] for split, counts in report['splits'].items()} == {
+        'train': {'cats': 5, 'dogs': 5}, 'eval': {'cats': 2, 'dogs': 2},
+        'test': {'cats': 3, 'dogs': 3}}
+    paths = [{feature(e, features.PATH_KEY).decode() for e in read_examples(examples, split)}
+             for split in ('train', 'eval', 'test')]
+    assert sum(map(len, paths)) == 20 and len(set.union(*paths)) == 20
 
 
 def test_executor_fails_when_too_many_files_are_bad_and_keeps_the_report(tmp_path):
@@ -248,8 +273,13 @@ def test_component_rejects_bad_arguments():
         component.ImageExampleGen('/data', ['cats'], presplit=True)
     with pytest.raises(ValueError, match='max_bad_fraction'):
         component.ImageExampleGen('/data', LABELS, presplit=True, max_bad_fraction=2)
-    with pytest.raises(ValueError, match='hash_buckets needs'):
-        component.ImageExampleGen('/data', LABELS, presplit=False, hash_buckets={'train': 1})
+    with pytest.raises(ValueError, match='eval_fraction must be in'):
+        component.ImageExampleGen('/data', LABELS, presplit=False, eval_fraction=0.0)
+    with pytest.raises(ValueError, match='their sum below 1'):
+        component.ImageExampleGen('/data', LABELS, presplit=False, eval_fraction=0.5,
+                                  test_fraction=0.5)
+    with pytest.raises(ValueError, match='test_fraction applies only'):
+        component.ImageExampleGen('/data', LABELS, presplit=True, test_fraction=0.1)
 
 
 @pytest.mark.parametrize('make,message', [

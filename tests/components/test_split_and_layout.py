@@ -34,12 +34,13 @@ def sha(i: int) -> str:
     ('horses/a.jpg', False, (None, 'folder horses/ is not one of the classes')),
     ('train/dogs/sub/a.jpg', True, ('dogs', None)),
     ('validation/Été/a.gif', True, ('Été', None)),
-    ('test/dogs/a.jpg', True, (None, 'outside train/ and validation/')),
+    ('test/dogs/a.jpg', True, (None, 'outside train/ and validation/')),  # no test split
     ('labels.csv', True, (None, 'outside train/ and validation/')),
     ('train/a.jpg', True, (None, 'not inside a class folder')),
 ])
 def test_place_accounts_for_every_kind_of_file(path, presplit, expected):
-    placement = layout.place(path, presplit=presplit, labels=LABELS)
+    split_dirs = layout.SPLIT_DIRS if presplit else None
+    placement = layout.place(path, split_dirs=split_dirs, labels=LABELS)
     label, reason = expected
     assert placement.path == path
     if reason is None:
@@ -120,3 +121,14 @@ def test_adding_one_image_moves_at_most_one_other():
         after = split.assign(images + [(sha(extra), 0)], 0.2, NAMES)
         moved = [s for s in before if before[s] != after[s]]
         assert len(moved) <= 1
+
+
+def test_split_counts_with_a_test_share():
+    assert split.split_counts(10, 0.2, 0.1) == (2, 1)
+    assert split.split_counts(3, 0.2, 0.2) == (1, 1)
+    assert split.split_counts(2, 0.2, 0.2) == (1, 0)   # one image is left to train on
+    images = [(sha(f'{label}-{i}'), label) for label in range(3) for i in range(50)]
+    assigned = split.assign(images, 0.2, ('train', 'eval', 'test'), test_fraction=0.1)
+    counts = collections.Counter((assigned[s], label) for s, label in images)
+    assert all(counts['eval', c] == 10 and counts['test', c] == 5 and counts['train', c] == 35
+               for c in range(3))

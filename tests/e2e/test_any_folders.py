@@ -32,7 +32,8 @@ EPOCH_LINE = re.compile(rf'^ {{6}}epoch (\d+)/{EPOCHS}: loss \d+\.\d{{3}}, accur
 
 @pytest.fixture(scope='module')
 def any_run(tmp_path_factory):
-    """`local_runner.py` on a messy root without split folders, as a user runs it."""
+    """`local_runner.py` on a messy root without split folders, as a user runs it, with a
+    held-out test split."""
     work = tmp_path_factory.mktemp('any_folders')
     root = work / 'my photos'
     expected = data.make_any_root(root, per_class=20)
@@ -40,13 +41,13 @@ def any_run(tmp_path_factory):
     result = subprocess.run(
         [sys.executable, str(data.PROJECT_ROOT / 'local_runner.py'), '--data-root', str(root),
          '--work-dir', str(work / 'work'), '--epochs', str(EPOCHS), '--batch-size', '8',
-         '--image-size', '96', '96', '--accuracy-threshold', '0.5',
+         '--image-size', '96', '96', '--accuracy-threshold', '0.5', '--test-fraction', '0.2',
          '--weights', str(data.WEIGHTS)],
         capture_output=True, text=True, cwd=work, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    # The config the runner built from these flags (paths, names and classes).
+    # The config the runner built from these flags (paths, names, classes, splits).
     config = configs.local(str(work / 'work'), str(root), presplit=False,
-                           labels=data.ANY_LABELS)
+                           labels=data.ANY_LABELS, test_fraction=0.2)
     run = mlmd_runs.latest_run(configs.metadata_path(str(work / 'work')), config.pipeline_name)
     return config, run, expected, result
 
@@ -65,13 +66,15 @@ def test_every_file_is_ingested_bad_or_ignored(any_run):
         assert bad['reason'].startswith(expected['bad'][bad['path']]), bad
     assert {i['path']: i['reason'][:len(expected['ignored'][i['path']])]
             for i in report['ignored_files']} == expected['ignored']
-    # Stratified: each class keeps its share in both splits.
-    assert report['splits']['train']['by_label'] == {label: 16 for label in data.ANY_LABELS}
-    assert report['splits']['eval']['by_label'] == {label: 4 for label in data.ANY_LABELS}
+    # Stratified: each class keeps its share in every split.
+    assert {split: counts['by_label'] for split, counts in report['splits'].items()} == {
+        'train': {label: 12 for label in data.ANY_LABELS},
+        'eval': {label: 4 for label in data.ANY_LABELS},
+        'test': {label: 4 for label in data.ANY_LABELS}}
 
     ingested = {}
     from components import examples_io  # pylint: disable=import-outside-toplevel
-    for split in (features.TRAIN_SPLIT, features.EVAL_SPLIT):
+    for split in (features.TRAIN_SPLIT, features.EVAL_SPLIT, features.TEST_SPLIT):
         for example in examples_io.iter_examples(examples.uri, split):
             path = examples_io.value(example, features.PATH_KEY).decode()
             label = data.ANY_LABELS[examples_io.value(example, features.LABEL_KEY)]
@@ -138,9 +141,11 @@ def test_the_console_shows_components_epochs_and_a_summary(any_run):
     lines = result.stdout.splitlines()
     assert len(lines) <= 40, result.stdout
     assert not [line for line in lines if re.search(r'warn|error|traceback', line, re.I)]
-    assert lines[:3] == [f'data root: {config.data_root}',
-                         'layout: one folder per class, 20% of each class to eval by content hash',
-                         f'classes (3): {", ".join(data.ANY_LABELS)}']
+    assert lines[:4] == [f'data root: {config.data_root}',
+                         'layout: one folder per class, 20% of each class to eval and 20% to test '
+                         'by content hash',
+                         f'classes (3): {", ".join(data.ANY_LABELS)}',
+                         'input size: 96x96, set explicitly (--image-size)']
     node_ids = [c.id for c in pipeline_def.create_pipeline(config).components]
     assert set(node_ids) == set(run.nodes)
     # Every component but the Trainer on one line, in the pipeline's order.
@@ -157,22 +162,43 @@ def test_the_console_shows_components_epochs_and_a_summary(any_run):
         str(i) for i in range(1, EPOCHS + 1)], epochs
     assert re.match(rf'^{re.escape(number)} Trainer done \d+\.\d s$', lines[trainer + 1 + EPOCHS])
 
-    summary = lines[-7:]
+    summary = lines[-8:]
     images, bad, ignored = (len(expected[k]) for k in ('images', 'bad', 'ignored'))
     work = os.path.dirname(config.pipeline_root)
     assert summary[0] == (f'data: {images + bad + ignored} files = {images} images used + '
-                          f'{bad} bad + {ignored} ignored; eval 12, train 48')
+                          f'{bad} bad + {ignored} ignored; eval 12, test 12, train 36')
     assert re.match(r'^data validation passed: .*/DataReport/report/\d+/index\.html$',
                     summary[1])
     assert re.match(r'^eval accuracy \d\.\d{4} on 12 images: blessed$', summary[2])
-    assert re.match(rf'^pushed version \d+: {work}/serving/image_classifier/\d+$', summary[3])
-    assert summary[4] == f'run report: {work}/run_report.html'
-    log_path = summary[5][len('log: '):]
-    assert summary[5].startswith(f'log: {work}/logs/run-') and os.path.isfile(log_path)
-    assert re.match(r'^pipeline finished in \d+ s$', summary[6])
+    assert re.match(r'^held-out test accuracy \d\.\d{4} on 12 images \(never trained, tuned '
+                    r'or gated on\)$', summary[3])
+    assert re.match(rf'^pushed version \d+: {work}/serving/image_classifier/\d+$', summary[4])
+    assert summary[5] == f'run report: {work}/run_report.html'
+    log_path = summary[6][len('log: '):]
+    assert summary[6].startswith(f'log: {work}/logs/run-') and os.path.isfile(log_path)
+    assert re.match(r'^pipeline finished in \d+ s$', summary[7])
     with open(log_path, encoding='utf-8') as f:
         log = f.read()
     # Nothing is lost by being quiet: TFX, Beam and TensorFlow wrote to the log.
     assert 'Component Trainer is running.' in log
     assert 'apache_beam' in log
-    assert '[console] ' + summary[6] in log
+    assert '[console] ' + summary[7] in log
+
+
+def test_the_test_split_is_measured_apart_from_the_gate(any_run):
+    config, run, _, _ = any_run
+    assert run.nodes['Evaluator.test'].state == 'COMPLETE'
+    from reports import run_report  # pylint: disable=import-outside-toplevel
+    test = run_report.load_evaluation(run.output('Evaluator.test', 'evaluation').uri)
+    assert test.example_count == 12 and test.thresholds == []
+    gate = run_report.load_evaluation(run.output('Evaluator', 'evaluation').uri)
+    assert gate.example_count == 12 and gate.thresholds
+    # The Trainer never read the test split.
+    trainer = run.nodes['Trainer'].execution
+    assert 'test' not in json.loads(trainer.custom_properties['train_args'].string_value)[
+        'splits']
+    with open(os.path.join(os.path.dirname(config.pipeline_root), 'run_report.html'),
+              encoding='utf-8') as f:
+        page = f.read()
+    assert 'Held-out test split' in page and 'Accuracy by class on the test split' in page
+    assert run_report.fmt(test.accuracy) in page

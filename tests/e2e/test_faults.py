@@ -30,6 +30,7 @@ def test_killed_during_training_then_rerun_completes_from_cache(tmp_path):
                                               'validation': {'cats': 6, 'dogs': 6}})
     work = tmp_path / 'work'
     args = runner('--data-root', str(root), '--work-dir', str(work), '--epochs', '3',
+                  '--image-size', '160', '160',
                   '--batch-size', '8', '--accuracy-threshold', '0.5', '--no-report')
     with open(tmp_path / 'killed.log', 'wb') as log:
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
@@ -83,7 +84,7 @@ def test_unreadable_files_fail_the_run_with_one_line(tmp_path):
     assert os.path.isfile(log_path) and 'Traceback' in open(log_path, encoding='utf-8').read()
     lines = result.stdout.splitlines()
     assert re.match(r'^\[1/11\] ImageExampleGen \.\.\. FAILED after \d+\.\d s: no readable',
-                    lines[3]), result.stdout
+                    lines[4]), result.stdout
     assert lines[-2:] == [f'log: {log_path}', lines[-1]] and lines[-1].startswith('failed after')
 
 

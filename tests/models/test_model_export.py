@@ -29,7 +29,8 @@ def settings(**overrides):
     values = dict(labels=['cats', 'dogs'], image_size=list(SIZE), model_variant='transfer',
                   weights=str(data.WEIGHTS), epochs=2, batch_size=8, learning_rate=1e-3,
                   dropout=0.2, fine_tune_layers=0, fine_tune_epochs=0,
-                  fine_tune_learning_rate=1e-5, seed=1)
+                  fine_tune_learning_rate=1e-5, seed=1, augmentation='tutorial',
+                  label_smoothing=0.0, early_stopping_patience=0)
     values.update(overrides)
     return trainer.TrainerSettings.from_custom_config(values)
 
@@ -49,6 +50,37 @@ def test_fine_tuning_continues_the_history():
                                train_ds, eval_ds)
     assert len(history['accuracy']) == len(history['val_accuracy']) == 2
     assert history['fine_tune_from_epoch'] == 1
+
+
+def test_early_stopping_keeps_the_epoch_with_the_lowest_eval_loss():
+    train_ds, eval_ds = photo_dataset('train', 6), photo_dataset('validation', 4)
+    # A learning rate this high makes the eval loss go up again within a few epochs.
+    model, history = trainer.train(settings(epochs=8, learning_rate=0.3,
+                                            early_stopping_patience=1), train_ds, eval_ds)
+    trained = len(history['val_loss'])
+    best = history['best_epoch']
+    assert 1 <= best <= trained
+    assert history['val_loss'][best - 1] == min(history['val_loss'])
+    assert trained == 8 or trained == best + 1    # stopped one epoch after the best
+    loss, _ = model.evaluate(eval_ds, verbose=0)
+    assert loss == pytest.approx(min(history['val_loss']), rel=1e-4)   # best weights restored
+
+
+def test_label_smoothing_and_augmentation_strengths_train():
+    train_ds, eval_ds = photo_dataset('train', 4), photo_dataset('validation', 2)
+    for strength, smoothing in (('none', 0.1), ('strong', 0.0)):
+        model, history = trainer.train(settings(epochs=1, augmentation=strength,
+                                                label_smoothing=smoothing), train_ds, eval_ds)
+        assert np.isfinite(history['loss'][0])
+        names = [layer.name for layer in model.layers]
+        assert ('augmentation' in names) == (strength != 'none')
+    smoothed = builders.SmoothedSparseCrossentropy(0.2)
+    logits = tf.constant([[10.0, -10.0]])
+    # Smoothing 0.2 over 2 classes: targets 0.9 / 0.1, so a confident right answer still costs.
+    assert float(smoothed(tf.constant([0]), logits)) == pytest.approx(0.1 * 20, rel=1e-3)
+    plain = builders.compile_model(builders.build_transfer_model(
+        SIZE, 2, weights=None), 1e-3).loss
+    assert float(plain(tf.constant([0]), logits)) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_settings_name_missing_keys():
@@ -85,3 +117,17 @@ def test_served_signatures_match_the_model_on_transform_output(tmp_path):
             bytes_list=tf.train.BytesList(value=[photos[0].read_bytes()]))})).SerializeToString()]))
     np.testing.assert_allclose(transformed[features.transformed_name(features.IMAGE_KEY)],
                                preprocessing.preprocess_images(raw[:1], SIZE), atol=1e-6)
+
+
+def test_count_records_reads_the_split_and_stops_at_the_limit(tmp_path):
+    split = tmp_path / 'Split-train'
+    split.mkdir()
+    for shard, count in enumerate((3, 4)):
+        with tf.io.TFRecordWriter(str(split / f'data-{shard}.gz'), options='GZIP') as writer:
+            for i in range(count):
+                writer.write(f'record {i}'.encode())
+    pattern = [str(split / '*')]
+    assert trainer.count_records(pattern, limit=100) == 7
+    assert trainer.count_records(pattern, limit=5) == 5
+    with pytest.raises(FileNotFoundError, match='no files match'):
+        trainer.count_records([str(tmp_path / 'missing' / '*')], limit=5)
