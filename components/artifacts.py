@@ -14,3 +14,9 @@ class DataValidationReport(artifact.Artifact):
 REPORT_HTML = 'index.html'
 VERDICT_JSON = 'verdict.json'
 LABEL_DRIFT_PBTXT = 'label_drift_anomalies.pbtxt'
+
+
+class ReferenceProfile(artifact.Artifact):
+    """reference_profile.json: what the data a model was trained and evaluated on looks
+    like (image properties, the model's answers, embeddings), for monitoring."""
+    TYPE_NAME = 'components.ReferenceProfile'

@@ -8,6 +8,13 @@ import tensorflow as tf
 from models import features
 
 
+def read_labels(examples_uri: str) -> List[str]:
+    """Class names from labels.txt in the Examples artifact (line number = label)."""
+    from components.image_example_gen import spec  # pylint: disable=import-outside-toplevel
+    with tf.io.gfile.GFile(os.path.join(examples_uri, spec.LABELS_FILE)) as f:
+        return [line.rstrip('\n') for line in f if line.rstrip('\n')]
+
+
 def split_files(examples_uri: str, split: str) -> List[str]:
     """The TFRecord files of one split, sorted."""
     return sorted(tf.io.gfile.glob(os.path.join(examples_uri, f'Split-{split}', '*')))

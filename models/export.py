@@ -4,6 +4,7 @@
 - classification: serialized tf.train.Example -> classes, scores (TFMA; TF Serving
   :classify, hence its SignatureDef's method_name is set to classify)
 - transform_features: serialized raw Example -> Transform output
+- embedding: encoded image bytes -> the last layer's input (monitoring) and probabilities
 All run the Transform graph inside the model, so clients never preprocess.
 """
 
@@ -15,10 +16,11 @@ import tensorflow_transform as tft
 import tf_keras as keras
 from tensorflow.core.protobuf import saved_model_pb2
 
+from models import builders
 from models import features
 
 CLASSIFY_METHOD_NAME = 'tensorflow/serving/classify'
-LABELS_FILE = os.path.join('assets.extra', 'labels.txt')
+LABELS_FILE = os.path.join(features.ASSETS_EXTRA, 'labels.txt')
 
 _IMAGE_SPEC = {features.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)}
 
@@ -39,7 +41,7 @@ class ServingModule(tf.Module):
 
 def make_signatures(model: keras.Model, module: ServingModule,
                     tf_transform_output: tft.TFTransformOutput, labels: Sequence[str]):
-    """The three serving signatures, closing over model, Transform layer and labels."""
+    """The serving signatures, closing over model, Transform layer and labels."""
     label_names = tf.constant(list(labels))
     image_xf = features.transformed_name(features.IMAGE_KEY)
 
@@ -69,9 +71,21 @@ def make_signatures(model: keras.Model, module: ServingModule,
         parsed = tf.io.parse_example(examples, {features.IMAGE_KEY: raw_spec[features.IMAGE_KEY]})
         return module.tft_layer(parsed)
 
+    # The input of the model's last layer (for the transfer model, the frozen base's
+    # pooled features): what a monitor compares between training and served images.
+    embedding_model = keras.Model(model.inputs, model.get_layer(builders.HEAD_LAYER).input)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.SERVING_INPUT)])
+    def embed_images(image_bytes):
+        pixels = module.tft_layer({features.IMAGE_KEY: image_bytes})[image_xf]
+        return {features.EMBEDDING_OUTPUT: embedding_model(pixels, training=False),
+                features.PROBABILITIES_OUTPUT: tf.nn.softmax(model(pixels, training=False),
+                                                             axis=-1)}
+
     return {features.SERVING_SIGNATURE: serve_images,
             features.EXAMPLES_SIGNATURE: classify_examples,
-            features.TRANSFORM_SIGNATURE: transform_features}
+            features.TRANSFORM_SIGNATURE: transform_features,
+            features.EMBEDDING_SIGNATURE: embed_images}
 
 
 def set_classify_method_name(export_dir: str) -> None:

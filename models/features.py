@@ -40,6 +40,11 @@ TEST_DIR = 'test'
 
 # File extensions ImageExampleGen reads (lower case, with the dot).
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
+# Pillow's format name -> the FORMAT_KEY value; other formats are refused.
+PIL_FORMATS = {'JPEG': 'jpeg', 'MPO': 'jpeg', 'PNG': 'png', 'BMP': 'bmp', 'GIF': 'gif'}
+# Pillow's colour mode -> channels of the source image (CHANNELS_KEY).
+MODE_CHANNELS = {'1': 1, 'L': 1, 'I': 1, 'I;16': 1, 'F': 1, 'P': 3, 'LA': 2, 'PA': 4,
+                 'RGB': 3, 'YCbCr': 3, 'RGBA': 4, 'CMYK': 4}
 
 # Serving contract of the exported SavedModel.
 SERVING_SIGNATURE = 'serving_default'        # encoded image bytes in
@@ -52,6 +57,11 @@ LABEL_OUTPUT = 'label'
 CLASSES_OUTPUT = 'classes'                    # TF Serving's classify output keys
 SCORES_OUTPUT = 'scores'
 TRANSFORM_SIGNATURE = 'transform_features'    # raw serialized Example -> transformed features
+EMBEDDING_SIGNATURE = 'embedding'             # encoded image bytes -> embedding, probabilities
+# TF Serving's folder for files beside a SavedModel (warmup requests, labels.txt,
+# the reference profile).
+ASSETS_EXTRA = 'assets.extra'
+EMBEDDING_OUTPUT = 'embedding'                # the input of the model's last layer (monitoring)
 
 
 def transformed_name(key: str) -> str:

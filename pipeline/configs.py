@@ -87,8 +87,9 @@ class PipelineConfig:
     label_smoothing: float = 0.0
     early_stopping_patience: int = 0    # epochs without a lower eval loss; 0: off
 
-    # Evaluator and Pusher
+    # Evaluator, ReferenceProfile and Pusher
     accuracy_threshold: float = 0.9
+    profile_images: int = 1000          # train and eval images each in the reference profile
     regression_tolerance: float = 0.01
     push_label: Optional[str] = None
     model_config_file: Optional[str] = None

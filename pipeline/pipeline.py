@@ -18,6 +18,7 @@ from components.data_report.component import DataReport
 from components.image_example_gen.component import ImageExampleGen
 from components.image_pusher.component import ImagePusher
 from components.image_schema_gen.component import ImageSchemaGen
+from components.reference_profile.component import ReferenceProfile
 from models import features
 from pipeline import configs
 
@@ -154,16 +155,23 @@ def create_pipeline(config: configs.PipelineConfig,
         example_splits=[features.TEST_SPLIT], eval_config=eval_config(config, gate=False),
     ).with_id(TEST_EVALUATOR_ID)] if config.has_test_split else []
 
+    # What the training and eval images and the model's answers look like: pushed with
+    # the model, the reference that serving.monitor compares traffic with.
+    reference_profile = ReferenceProfile(
+        examples=examples, model=main_trainer.outputs['model'],
+        max_images=config.profile_images)
+
     # A blessed model -> <serving_dir>/<model_name>/<version>/, atomically, with warmup.
     pusher = ImagePusher(
         model=main_trainer.outputs['model'], model_blessing=evaluator.outputs['blessing'],
         evaluation=evaluator.outputs['evaluation'], examples=examples,
+        reference_profile=reference_profile.outputs['reference_profile'],
         base_directory=os.path.join(config.serving_dir, config.model_name),
         model_name=config.model_name, warmup_images=config.warmup_images,
         push_label=config.push_label, model_config_file=config.model_config_file)
 
     components = [*data, transform, main_trainer, *compare_trainers, baseline_resolver,
-                  evaluator, *test_evaluators, pusher]
+                  evaluator, *test_evaluators, reference_profile, pusher]
     # Beam settings go to the components that run Beam (ours included), and
     # only to them: a Kubeflow spec would pass pipeline-level ones to every step.
     for component in components:

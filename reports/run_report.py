@@ -41,6 +41,7 @@ from components.image_example_gen import spec as example_gen_spec
 from components.image_pusher import validation_text
 from models import builders
 from models import features
+from models import profile
 from models import model as trainer_model
 from models import preprocessing
 from pipeline import configs
@@ -57,6 +58,7 @@ TRANSFORM_NODE = 'Transform'
 TRAINER_NODE = 'Trainer'
 EVALUATOR_NODE = 'Evaluator'
 TEST_EVALUATOR_NODE = pipeline_def.TEST_EVALUATOR_ID
+REFERENCE_PROFILE_NODE = 'ReferenceProfile'
 PUSHER_NODE = 'ImagePusher'
 
 # Custom properties of the PushedModel artifact (set by TFX's Pusher and ours).
@@ -198,12 +200,6 @@ def read_history(node: mlmd_runs.NodeRun) -> Optional[Dict[str, Any]]:
     if not model_run:
         return None
     return _read_json(os.path.join(model_run[-1].uri, trainer_model.HISTORY_FILE))
-
-
-def read_labels(examples_uri: str) -> List[str]:
-    """Class names from labels.txt in the Examples artifact (line number = label)."""
-    with tf.io.gfile.GFile(os.path.join(examples_uri, example_gen_spec.LABELS_FILE)) as f:
-        return [line.strip() for line in f if line.strip()]
 
 
 @dataclasses.dataclass
@@ -631,6 +627,14 @@ def _evaluation(ctx: _Context) -> List[Any]:
         verdict_rows += [['pushed', html.status(False, no='no')],
                          ['not pushed because', pushed['reason']]]
     parts.append(html.table(verdict_rows, ['gate', 'result']))
+    reference = ctx.output(REFERENCE_PROFILE_NODE, 'reference_profile')
+    if reference is not None:
+        path = os.path.join(reference.uri, profile.PROFILE_FILE)
+        parts.append(html.paragraph(_join(
+            'Reference profile for monitoring the served model (image properties, the '
+            "model's answers on the eval images, embeddings; pushed beside the model in "
+            f'{features.ASSETS_EXTRA}/, read by python -m serving.monitor): ',
+            html.link(_href(path, ctx.out_dir), path))))
     test = ctx.test_evaluation
     if test is not None:
         parts += [html.heading(f'Held-out {features.TEST_SPLIT} split'),
@@ -836,7 +840,7 @@ def build_report(metadata_path: str, pipeline_name: str, out_dir: str, *,
     ctx = _Context(run=chosen[0], runs=runs, out_dir=out_dir, max_eval_images=max_eval_images)
     examples = ctx.output(EXAMPLE_GEN_NODE, standard_component_specs.EXAMPLES_KEY)
     if examples is not None:
-        ctx.labels = read_labels(examples.uri)
+        ctx.labels = examples_io.read_labels(examples.uri)
         try:
             ctx.samples = examples_io.samples_per_label(
                 examples.uri, features.TRAIN_SPLIT, ctx.labels, SAMPLES_PER_CLASS)

@@ -16,14 +16,13 @@ from typing import Callable, Iterable, List, Optional
 from models import features
 from serving import errors
 
-WARMUP_DIR = 'assets.extra'
 WARMUP_FILENAME = 'tf_serving_warmup_requests'
 MAX_RECORDS = 1000
 
 
 def warmup_path(saved_model_dir: str) -> str:
     """`<saved_model_dir>/assets.extra/tf_serving_warmup_requests`."""
-    return os.path.join(saved_model_dir, WARMUP_DIR, WARMUP_FILENAME)
+    return os.path.join(saved_model_dir, features.ASSETS_EXTRA, WARMUP_FILENAME)
 
 
 def build_predict_logs(image_bytes_list: Iterable[bytes], *, model_name: str,

@@ -9,7 +9,9 @@ import pytest
 from pipeline import configs
 from tests import data
 
-SMALL = {'train': {'cats': 20, 'dogs': 20}, 'validation': {'cats': 10, 'dogs': 10}}
+# 30 + 30 eval photos: enough for the monitor's reference answers to tell a one-class
+# stream from a mixed one (tests/serving/test_monitor.py).
+SMALL = {'train': {'cats': 20, 'dogs': 20}, 'validation': {'cats': 30, 'dogs': 30}}
 
 
 @dataclasses.dataclass
@@ -39,6 +41,6 @@ def make_run(work_dir: pathlib.Path, counts, **overrides) -> PipelineRun:
 
 @pytest.fixture(scope='session')
 def small_run(tmp_path_factory):
-    """The whole pipeline, run once on 40 train / 20 eval photos; (PipelineRun, MLMD run)."""
+    """The whole pipeline, run once on SMALL (40 train / 60 eval photos); (PipelineRun, MLMD run)."""
     pipeline_run = make_run(tmp_path_factory.mktemp('e2e'), SMALL)
     return pipeline_run, pipeline_run.run()

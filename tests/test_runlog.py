@@ -12,7 +12,6 @@ import warnings
 {setup}
 import tensorflow
 import google.api_core
-from tfx import v1
 warnings.warn('a warning of our own', UserWarning)
 print('imported')
 """

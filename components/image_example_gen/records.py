@@ -16,12 +16,6 @@ from PIL import Image
 
 from models import features
 
-# Pillow format name -> our format feature value.
-_FORMATS = {'JPEG': 'jpeg', 'MPO': 'jpeg', 'PNG': 'png', 'BMP': 'bmp', 'GIF': 'gif'}
-# Colour mode -> channels of the source image.
-_MODE_CHANNELS = {'1': 1, 'L': 1, 'I': 1, 'I;16': 1, 'F': 1, 'P': 3, 'LA': 2, 'PA': 4,
-                  'RGB': 3, 'YCbCr': 3, 'RGBA': 4, 'CMYK': 4}
-
 # Default cap on decoded pixels (about 10000 x 10000); larger files are reported
 # as bad instead of being decoded, which keeps a worker's memory bounded.
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -80,7 +74,7 @@ def inspect_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image
         raise BadImageError('not a readable image (no known image format in its bytes)') from None
     except Exception as e:  # pylint: disable=broad-except
         raise BadImageError(f'not a readable image ({type(e).__name__}: {e})') from None
-    if fmt not in _FORMATS:
+    if fmt not in features.PIL_FORMATS:
         raise BadImageError(f'unsupported image format {fmt}; expected JPEG, PNG, BMP or GIF')
     if width * height > max_pixels:
         raise BadImageError(
@@ -88,10 +82,10 @@ def inspect_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image
     try:
         decoded = tf.io.decode_image(data, channels=3, expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
-        raise BadImageError(f'cannot decode {_FORMATS[fmt].upper()}: {_first_line(e.message)}') from None
+        raise BadImageError(f'cannot decode {features.PIL_FORMATS[fmt].upper()}: {_first_line(e.message)}') from None
     h, w = int(decoded.shape[0]), int(decoded.shape[1])
-    return ImageInfo(height=h, width=w, channels=_MODE_CHANNELS.get(mode, 3),
-                     format=_FORMATS[fmt], sha256=hashlib.sha256(data).hexdigest())
+    return ImageInfo(height=h, width=w, channels=features.MODE_CHANNELS.get(mode, 3),
+                     format=features.PIL_FORMATS[fmt], sha256=hashlib.sha256(data).hexdigest())
 
 
 def _bytes(value: bytes) -> tf.train.Feature:

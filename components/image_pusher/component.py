@@ -25,11 +25,13 @@ class ImagePusher(base_component.BaseComponent):
     def __init__(self, model: channel.BaseChannel, model_blessing: channel.BaseChannel, *,
                  base_directory: str, model_name: str,
                  evaluation: Optional[channel.BaseChannel] = None,
-                 examples: Optional[channel.BaseChannel] = None, warmup_images: int = 5,
+                 examples: Optional[channel.BaseChannel] = None,
+                 reference_profile: Optional[channel.BaseChannel] = None, warmup_images: int = 5,
                  push_label: Optional[str] = None, model_config_file: Optional[str] = None):
         """Args: model and blessing channels; where and under which name to push;
         evaluation (for the not-pushed reason); examples and how many eval images
-        to write as TF Serving warmup requests; an optional version label
+        to write as TF Serving warmup requests; the reference profile to push beside
+        the model (assets.extra/, for serving.monitor); an optional version label
         ('canary') set in the TF Serving model config file."""
         if not 0 <= warmup_images <= 1000:
             raise ValueError(f'warmup_images must be in [0, 1000], got {warmup_images}')
@@ -37,7 +39,7 @@ class ImagePusher(base_component.BaseComponent):
             raise ValueError('push_label needs model_config_file (where labels live)')
         component_spec = spec.ImagePusherSpec(
             model=model, model_blessing=model_blessing, evaluation=evaluation,
-            examples=examples,
+            examples=examples, reference_profile=reference_profile,
             push_destination=pusher_pb2.PushDestination(
                 filesystem=pusher_pb2.PushDestination.Filesystem(
                     base_directory=base_directory)),

@@ -28,6 +28,7 @@ from components import examples_io
 from components.image_pusher import spec
 from components.image_pusher import validation_text
 from models import features
+from models import profile
 
 SAVED_MODEL_PB = 'saved_model.pb'
 STAGING_PREFIX = '.staging-'
@@ -169,11 +170,19 @@ class Executor(pusher_executor.Executor):
         model_name = exec_properties[spec.MODEL_NAME_KEY]
         warmup_images = self._warmup_images(input_dict, exec_properties[spec.WARMUP_IMAGES_KEY])
 
+        profile_artifacts = input_dict.get(spec.REFERENCE_PROFILE_KEY)
+        profile_uri = artifact_utils.get_single_uri(profile_artifacts) if profile_artifacts else None
+
         def add_warmup(staging_dir: str) -> None:
             if warmup_images:
                 from serving import warmup  # pylint: disable=import-outside-toplevel
                 warmup.write_warmup_file(staging_dir, warmup_images, model_name=model_name,
                                          signature_name=features.SERVING_SIGNATURE)
+            if profile_uri:
+                extra = os.path.join(staging_dir, features.ASSETS_EXTRA)
+                tf.io.gfile.makedirs(extra)
+                tf.io.gfile.copy(os.path.join(profile_uri, profile.PROFILE_FILE),
+                                 os.path.join(extra, profile.PROFILE_FILE), overwrite=True)
 
         version = version_serving(model_path, base_directory)
         if version is not None:

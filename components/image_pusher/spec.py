@@ -1,12 +1,16 @@
 """ImagePusherSpec: the stock PusherSpec plus evaluation (to say why a model was not
-pushed), eval examples (for the warmup file) and serving settings."""
+pushed), eval examples (for the warmup file), the reference profile (for the
+monitor) and serving settings."""
 
 from tfx.types import component_spec
 from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
 
+from components import artifacts
+
 EVALUATION_KEY = 'evaluation'
 EXAMPLES_KEY = 'examples'
+REFERENCE_PROFILE_KEY = 'reference_profile'  # copied into the version's assets.extra/
 MODEL_NAME_KEY = 'model_name'
 WARMUP_IMAGES_KEY = 'warmup_images'          # eval images replayed as warmup (0: none)
 PUSH_LABEL_KEY = 'push_label'                # e.g. 'canary': label the new version
@@ -30,4 +34,6 @@ class ImagePusherSpec(standard_component_specs.PusherSpec):
             type=standard_artifacts.ModelEvaluation, optional=True),
         EXAMPLES_KEY: component_spec.ChannelParameter(
             type=standard_artifacts.Examples, optional=True),
+        REFERENCE_PROFILE_KEY: component_spec.ChannelParameter(
+            type=artifacts.ReferenceProfile, optional=True),
     }

@@ -17,13 +17,13 @@ from components.image_pusher import spec as pusher_spec
 from models import features
 from reports import mlmd_runs
 from tests import data
-from tests.conftest import make_run
+from tests.conftest import SMALL, make_run
 
 pytestmark = pytest.mark.e2e
 
 NODES = ['ImageExampleGen', 'StatisticsGen', 'ImageSchemaGen', 'ExampleValidator',
          'DataReport', 'DataGate', 'Transform', 'Trainer', 'latest_blessed_model_resolver',
-         'Evaluator', 'ImagePusher']
+         'Evaluator', 'ReferenceProfile', 'ImagePusher']
 
 
 def pushed_versions(config):
@@ -42,15 +42,14 @@ def test_every_component_ran_and_wrote_its_artifacts(small_run):
         examples.properties['split_names'].string_value) == ['train', 'eval']
     with open(os.path.join(examples.uri, example_gen_spec.REPORT_FILE)) as f:
         report = json.load(f)
-    assert report['splits']['train']['by_label'] == {'cats': 20, 'dogs': 20}
-    assert report['splits']['eval']['by_label'] == {'cats': 10, 'dogs': 10}
+    assert report['splits']['train']['by_label'] == SMALL['train']
+    assert report['splits']['eval']['by_label'] == SMALL['validation']
 
     verdict_path = os.path.join(run.output('DataReport', 'report').uri, artifacts.VERDICT_JSON)
     with open(verdict_path) as f:
         verdict = json.load(f)
     assert verdict['passed'] and verdict['problems'] == []
-    assert verdict['label_counts'] == {'train': {'cats': 20, 'dogs': 20},
-                                       'eval': {'cats': 10, 'dogs': 10}}
+    assert verdict['label_counts'] == {'train': SMALL['train'], 'eval': SMALL['validation']}
 
     transform_graph = run.output('Transform', 'transform_graph').uri
     assert os.path.isfile(os.path.join(transform_graph, 'transform_fn', 'saved_model.pb'))

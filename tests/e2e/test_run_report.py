@@ -23,7 +23,7 @@ from components.image_example_gen import spec as example_gen_spec
 from models import model as trainer_model
 from reports import mlmd_runs
 from reports import run_report
-from tests.conftest import make_run
+from tests.conftest import SMALL, make_run
 
 pytestmark = pytest.mark.e2e
 
@@ -268,7 +268,8 @@ def test_evaluation_section_matches_tfma_blessing_and_push(small_run, first_repo
 
     rows = {row[0]: row[1:] for row in page.table('evaluation', 'metric')[1:]}
     assert rows['sparse_categorical_accuracy'][0] == f'{accuracy:.4f}'
-    assert rows['example_count'][0] == f"{metrics[('example_count', None)]:g}" == '20'
+    eval_images = sum(SMALL['validation'].values())
+    assert rows['example_count'][0] == f"{metrics[('example_count', None)]:g}" == str(eval_images)
     assert page.facts('summary')['accuracy (eval)'] == f'{accuracy:.4f}'
 
     per_class = page.table('evaluation', 'class id')
@@ -280,7 +281,7 @@ def test_evaluation_section_matches_tfma_blessing_and_push(small_run, first_repo
     matrix = tfma_confusion(evaluation, len(pipeline_run.config.labels))
     shown = page.table('evaluation', 'true \\ predicted')
     assert [[float(v) for v in row[1:]] for row in shown[1:]] == matrix.tolist()
-    assert matrix.sum() == 20
+    assert matrix.sum() == eval_images
 
     gate = dict((row[0], row[1]) for row in page.table('evaluation', 'gate')[1:])
     threshold = pipeline_run.config.accuracy_threshold
@@ -293,6 +294,10 @@ def test_evaluation_section_matches_tfma_blessing_and_push(small_run, first_repo
     assert gate['pushed version'] == mlmd_runs.custom_property(pushed, 'pushed_version')
     assert gate['pushed path'] == mlmd_runs.custom_property(pushed, 'pushed_destination')
     assert os.path.isdir(gate['pushed path'])
+    reference = run.output('ReferenceProfile', 'reference_profile')
+    assert os.path.join(reference.uri, 'reference_profile.json') in page.text('evaluation')
+    assert os.path.isfile(os.path.join(gate['pushed path'], 'assets.extra',
+                                       'reference_profile.json'))
 
 
 def test_errors_section_agrees_with_tfma_accuracy(small_run, first_report):
@@ -303,7 +308,7 @@ def test_errors_section_agrees_with_tfma_accuracy(small_run, first_report):
     match = re.search(r'(\d+) misclassified of all (\d+) eval images', page.text('errors'))
     assert match, page.text('errors')
     wrong, seen = int(match.group(1)), int(match.group(2))
-    assert seen == 20
+    assert seen == sum(SMALL['validation'].values())
     # The serving signature and TFMA's classification signature share one model.
     assert 1 - wrong / seen == pytest.approx(accuracy, abs=1e-6)
     if wrong:
@@ -328,7 +333,8 @@ def test_runs_and_run_facts(small_run, first_report):
     accuracy = candidate_metrics(run.output('Evaluator', 'evaluation').uri)[
         ('sparse_categorical_accuracy', None)]
     assert mine[2:] == ['complete', 'transfer', f'{accuracy:.4f}', 'yes',
-                        mlmd_runs.custom_property(pushed, 'pushed_version'), '11 / 0']
+                        mlmd_runs.custom_property(pushed, 'pushed_version'),
+                        f'{len(run.nodes)} / 0']
 
     facts = page.facts('run-facts')
     assert facts['run id'] == run.run_id

@@ -418,7 +418,7 @@ ERROR_CASES = [
      {'instances': [1.0], 'signature_name': 'nope'}, 400,
      'Serving signature name: "nope" not found in signature def',
      f'available signatures: {features.EXAMPLES_SIGNATURE}, '
-     f'{features.SERVING_SIGNATURE}'),
+     f'{features.EMBEDDING_SIGNATURE}, {features.SERVING_SIGNATURE}'),
     ('classify_default_signature', 'POST', f'/v1/models/{MODEL}:classify',
      {'examples': [{'image': 'x'}]}, 400,
      'Expected one or two output Tensors, found 3',
