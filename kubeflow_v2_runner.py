@@ -124,8 +124,8 @@ def compile_pipeline(config, *, image: str, output_dir: str,
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Parses flags, compiles, prints the spec's path. Returns the exit status."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    import local_runner  # pylint: disable=import-outside-toplevel
-    local_runner.quiet_logs(args.verbose)
+    from runlog import noise  # pylint: disable=import-outside-toplevel
+    noise.quiet_logs(args.verbose)
     from components.image_example_gen import layout  # pylint: disable=import-outside-toplevel
     try:
         config = build_config(args)

@@ -144,6 +144,7 @@ def summarize(config, metadata_path: str) -> List[str]:
     """Lines telling what the latest run produced: data, evaluation, push."""
     from components import artifacts  # pylint: disable=import-outside-toplevel
     from components.image_example_gen import spec  # pylint: disable=import-outside-toplevel
+    from pipeline import nodes  # pylint: disable=import-outside-toplevel
     from reports import class_accuracy  # pylint: disable=import-outside-toplevel
     from reports import mlmd_runs  # pylint: disable=import-outside-toplevel
     from reports import run_report  # pylint: disable=import-outside-toplevel
@@ -151,21 +152,21 @@ def summarize(config, metadata_path: str) -> List[str]:
     if run_info is None:
         return []
     lines = []
-    examples = run_info.output('ImageExampleGen', 'examples')
+    examples = run_info.output(nodes.EXAMPLE_GEN, 'examples')
     files = _read_json(os.path.join(examples.uri, spec.REPORT_FILE)) if examples else None
     if files:
         lines.append(f"data: {files['files']} files = {files['images']} images used + "
                      f"{len(files['bad_files'])} bad + {len(files['ignored_files'])} ignored; "
                      + ', '.join(f"{name} {split['images']}"
                                  for name, split in files['splits'].items()))
-    report = run_info.output('DataReport', 'report')
+    report = run_info.output(nodes.DATA_REPORT, 'report')
     if report is not None:
         verdict = _read_json(os.path.join(report.uri, artifacts.VERDICT_JSON)) or {}
         status = ('passed' if verdict.get('passed') else
                   f"FAILED ({len(verdict.get('problems', []))} problems)")
         lines.append(f'data validation {status}: '
                      f'{os.path.join(report.uri, artifacts.REPORT_HTML)}')
-    evaluation = run_info.output('Evaluator', 'evaluation')
+    evaluation = run_info.output(nodes.EVALUATOR, 'evaluation')
     if evaluation is not None:
         result = run_report.load_evaluation(evaluation.uri)
         blessed = run_report.blessed(run_info)
@@ -174,7 +175,7 @@ def summarize(config, metadata_path: str) -> List[str]:
         if result.confusion is not None:
             lines += class_accuracy.worse_sentences(
                 class_accuracy.per_class(result.confusion, config.labels))
-    test = run_info.output(run_report.TEST_EVALUATOR_NODE, 'evaluation')
+    test = run_info.output(nodes.TEST_EVALUATOR, 'evaluation')
     if test is not None:
         result = run_report.load_evaluation(test.uri)
         lines.append(f'held-out test accuracy {result.accuracy:.4f} on '
@@ -203,6 +204,7 @@ def _read_json(path: str):
 def failure_line(failure: BaseException, con, config, metadata_path: str) -> str:
     """The one-line reason of a failed run, and where to look."""
     from components import artifacts  # pylint: disable=import-outside-toplevel
+    from pipeline import nodes  # pylint: disable=import-outside-toplevel
     from reports import mlmd_runs  # pylint: disable=import-outside-toplevel
     message = str(failure).strip()
     lines = [line.strip(' -') for line in message.splitlines() if line.strip(' -')]
@@ -213,23 +215,12 @@ def failure_line(failure: BaseException, con, config, metadata_path: str) -> str
     where = []
     run_info = mlmd_runs.latest_run(metadata_path, config.pipeline_name) if os.path.exists(
         metadata_path) else None
-    report = run_info.output('DataReport', 'report') if run_info else None
+    report = run_info.output(nodes.DATA_REPORT, 'report') if run_info else None
     if report is not None:
         where.append(f'data report {os.path.join(report.uri, artifacts.REPORT_HTML)}')
     where.append(f'log {con.log_path}')
     node = f'{con.failed_node}: ' if con.failed_node else ''
     return f'error: {node}{reason}; see {", ".join(where)}'
-
-
-def quiet_logs(verbose: bool) -> None:
-    """For scripts without a Console: absl and Python logs at WARNING, TensorFlow imported
-    without its noise (all of it, at INFO, when verbose)."""
-    from absl import logging  # pylint: disable=import-outside-toplevel
-    from runlog import noise  # pylint: disable=import-outside-toplevel
-    logging.set_verbosity(logging.INFO if verbose else logging.WARNING)
-    std_logging.getLogger().setLevel(std_logging.INFO if verbose else std_logging.WARNING)
-    if not verbose:
-        noise.quiet_tensorflow()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -10,7 +10,8 @@ setuptools.setup(
     description='TFX pipeline: image folders -> validated, evaluated, served classifier',
     packages=setuptools.find_packages(include=[
         'pipeline', 'pipeline.*', 'components', 'components.*', 'models', 'models.*',
-        'serving', 'serving.*', 'reports', 'reports.*', 'runlog', 'runlog.*']),
+        'serving', 'serving.*', 'reports', 'reports.*', 'runlog', 'runlog.*', 'pages',
+        'pages.*', 'tfserving', 'tfserving.*']),
     py_modules=['local_runner', 'kubeflow_v2_runner'],
     package_data={'': ['*.pbtxt']},
     python_requires='>=3.9',

@@ -79,6 +79,7 @@ def run_once(name: str, args, work_dir: str, con) -> dict:
     import local_runner  # pylint: disable=import-outside-toplevel
     from components.image_example_gen import layout  # pylint: disable=import-outside-toplevel
     from pipeline import configs  # pylint: disable=import-outside-toplevel
+    from pipeline import nodes  # pylint: disable=import-outside-toplevel
     from reports import class_accuracy  # pylint: disable=import-outside-toplevel
     from reports import mlmd_runs  # pylint: disable=import-outside-toplevel
     from reports import run_report  # pylint: disable=import-outside-toplevel
@@ -99,9 +100,9 @@ def run_once(name: str, args, work_dir: str, con) -> dict:
     wall = time.perf_counter() - start
 
     run = mlmd_runs.latest_run(metadata_path, config.pipeline_name)
-    evaluation = run_report.load_evaluation(run.output('Evaluator', 'evaluation').uri)
-    history = run_report.read_history(run.nodes['Trainer'])
-    model_dir = path_utils.serving_model_path(run.output('Trainer', 'model').uri)
+    evaluation = run_report.load_evaluation(run.output(nodes.EVALUATOR, 'evaluation').uri)
+    history = run_report.read_history(run.nodes[nodes.TRAINER])
+    model_dir = path_utils.serving_model_path(run.output(nodes.TRAINER, 'model').uri)
     photos, skipped = unseen_photos(pathlib.Path(args.unseen), args.data_root, root.labels)
     predicted = predict(model_dir, photos)
     confusion = np.zeros((len(root.labels),) * 2)

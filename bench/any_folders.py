@@ -92,16 +92,18 @@ def read_results(config, metadata_path: str):
     """(image report, data verdict, Evaluation) of the latest run."""
     from components import artifacts  # pylint: disable=import-outside-toplevel
     from components.image_example_gen import spec  # pylint: disable=import-outside-toplevel
+    from pipeline import nodes  # pylint: disable=import-outside-toplevel
     from reports import mlmd_runs  # pylint: disable=import-outside-toplevel
     from reports import run_report  # pylint: disable=import-outside-toplevel
     run = mlmd_runs.latest_run(metadata_path, config.pipeline_name)
-    examples = run.output('ImageExampleGen', 'examples')
+    examples = run.output(nodes.EXAMPLE_GEN, 'examples')
     with open(os.path.join(examples.uri, spec.REPORT_FILE), encoding='utf-8') as f:
         report = json.load(f)
-    with open(os.path.join(run.output('DataReport', 'report').uri, artifacts.VERDICT_JSON),
-              encoding='utf-8') as f:
+    report_dir = run.output(nodes.DATA_REPORT, 'report').uri
+    with open(os.path.join(report_dir, artifacts.VERDICT_JSON), encoding='utf-8') as f:
         verdict = json.load(f)
-    return report, verdict, run_report.load_evaluation(run.output('Evaluator', 'evaluation').uri)
+    evaluation = run_report.load_evaluation(run.output(nodes.EVALUATOR, 'evaluation').uri)
+    return report, verdict, evaluation
 
 
 def main() -> int:

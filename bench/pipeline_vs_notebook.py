@@ -55,12 +55,13 @@ def pipeline_results(work_dir):
     """The latest run, its Trainer history, its TFMA evaluation and its train image count."""
     from components.image_example_gen import spec as example_gen_spec  # pylint: disable=import-outside-toplevel
     from pipeline import configs  # pylint: disable=import-outside-toplevel
+    from pipeline import nodes  # pylint: disable=import-outside-toplevel
     from reports import mlmd_runs  # pylint: disable=import-outside-toplevel
     from reports import run_report  # pylint: disable=import-outside-toplevel
     run = mlmd_runs.latest_run(configs.metadata_path(work_dir), configs.PIPELINE_NAME)
-    history = run_report.read_history(run.nodes['Trainer'])
-    evaluation = run_report.load_evaluation(run.output('Evaluator', 'evaluation').uri)
-    with open(os.path.join(run.output('ImageExampleGen', 'examples').uri,
+    history = run_report.read_history(run.nodes[nodes.TRAINER])
+    evaluation = run_report.load_evaluation(run.output(nodes.EVALUATOR, 'evaluation').uri)
+    with open(os.path.join(run.output(nodes.EXAMPLE_GEN, 'examples').uri,
                            example_gen_spec.REPORT_FILE)) as f:
         train_images = json.load(f)['splits']['train']['images']
     return run, history, evaluation, train_images
@@ -68,6 +69,7 @@ def pipeline_results(work_dir):
 
 def main() -> int:
     from pipeline import configs  # pylint: disable=import-outside-toplevel
+    from pipeline import nodes  # pylint: disable=import-outside-toplevel
     from models import features  # pylint: disable=import-outside-toplevel
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--data-root',
@@ -105,7 +107,7 @@ def main() -> int:
     from runlog import noise  # pylint: disable=import-outside-toplevel
     noise.quiet_tensorflow()
     run, history, evaluation, train_images = pipeline_results(pipeline_work)
-    trainer_seconds = run.nodes['Trainer'].seconds
+    trainer_seconds = run.nodes[nodes.TRAINER].seconds
     fit_seconds = sum(history['epoch_seconds'])
     pipe_rate = train_images * args.epochs / fit_seconds
     steady = history['epoch_seconds'][1:] or history['epoch_seconds']

@@ -40,6 +40,10 @@ TEST_DIR = 'test'
 
 # File extensions ImageExampleGen reads (lower case, with the dot).
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
+# Ingestion defaults (PipelineConfig and ImageExampleGen both start from these).
+EVAL_FRACTION = 0.2          # of each class to eval, when the root has no split folders
+MAX_BAD_FRACTION = 0.05      # more unreadable image files than this fail the run
+MAX_PIXELS = 100_000_000     # larger images are reported as bad instead of decoded
 # Pillow's format name -> the FORMAT_KEY value; other formats are refused.
 PIL_FORMATS = {'JPEG': 'jpeg', 'MPO': 'jpeg', 'PNG': 'png', 'BMP': 'bmp', 'GIF': 'gif'}
 # Pillow's colour mode -> channels of the source image (CHANNELS_KEY).
@@ -62,6 +66,18 @@ EMBEDDING_SIGNATURE = 'embedding'             # encoded image bytes -> embedding
 # the reference profile).
 ASSETS_EXTRA = 'assets.extra'
 EMBEDDING_OUTPUT = 'embedding'                # the input of the model's last layer (monitoring)
+
+
+def class_names(labels) -> list:
+    """The class names as a list, checked: at least two, all distinct.
+
+    Raises:
+      ValueError: naming the labels.
+    """
+    names = list(labels)
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise ValueError(f'labels must be at least two distinct names, got {names}')
+    return names
 
 
 def transformed_name(key: str) -> str:

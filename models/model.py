@@ -1,8 +1,8 @@
 """run_fn (Trainer): datasets, model, fit, optional fine-tuning, history, export.
 
 Input pipeline: raw examples -> Transform graph (decode, resize, scale) in
-parallel -> cached in memory when it fits (later epochs skip JPEG decoding) ->
-shuffled -> batched -> prefetched. Augmentation runs inside the model, on the
+parallel -> cached in memory as uint8 pixels when it fits (later epochs skip JPEG
+decoding) -> shuffled -> batched -> scaled back -> prefetched. Augmentation runs inside the model, on the
 training pass only.
 """
 
@@ -23,11 +23,12 @@ from tfx_bsl.public import tfxio
 from models import builders
 from models import export
 from models import features
+from models import preprocessing
 from runlog import progress
 
 HISTORY_FILE = 'history.json'
-# Decoded training images are kept in memory up to this size.
-CACHE_BUDGET_BYTES = 4 << 30
+# Decoded training images are kept in memory (as uint8 pixels) up to this size.
+CACHE_BUDGET_BYTES = 2 << 30
 # Images in the shuffle buffer of a split too large for the cache.
 SHUFFLE_BUFFER = 1024
 _IMAGE_XF = features.transformed_name(features.IMAGE_KEY)
@@ -137,9 +138,9 @@ def count_records(files: Sequence[str], limit: int) -> int:
 
 
 def cache_limit(tf_transform_output: tft.TFTransformOutput) -> int:
-    """How many decoded float32 images fit CACHE_BUDGET_BYTES, plus one."""
+    """How many decoded images (uint8) fit CACHE_BUDGET_BYTES, plus one."""
     height, width = tf_transform_output.transformed_feature_spec()[_IMAGE_XF].shape[-3:-1]
-    return CACHE_BUDGET_BYTES // (height * width * 3 * 4) + 1
+    return CACHE_BUDGET_BYTES // (height * width * 3) + 1
 
 
 def make_dataset(files: Sequence[str], data_accessor, tf_transform_output: tft.TFTransformOutput,
@@ -174,13 +175,19 @@ def make_dataset(files: Sequence[str], data_accessor, tf_transform_output: tft.T
     dataset = raw.map(transform, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
     cached = count is not None and count < cache_limit(tf_transform_output)
     if cached:
-        dataset = dataset.cache()
+        # Kept as uint8 pixels (a quarter of float32) and scaled back per batch.
+        dataset = dataset.map(lambda image, label: (preprocessing.to_uint8(image), label),
+                              num_parallel_calls=tf.data.AUTOTUNE).cache()
     if training:
         # A cached split is shuffled whole; otherwise a bounded buffer keeps the
         # memory flat however large the split is.
         dataset = dataset.shuffle(max(count, 1) if cached else SHUFFLE_BUFFER, seed=seed,
                                   reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size)
+    if cached:
+        dataset = dataset.map(lambda images, labels: (preprocessing.from_uint8(images), labels),
+                              num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset,

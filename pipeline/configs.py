@@ -55,10 +55,10 @@ class PipelineConfig:
     # ExampleGen. A pre-split root may hold test/ (test_folder); a root without
     # split folders is split per class: eval_fraction to eval, test_fraction to test.
     test_folder: bool = False
-    eval_fraction: float = 0.2
+    eval_fraction: float = features.EVAL_FRACTION
     test_fraction: float = 0.0
-    max_bad_fraction: float = 0.05
-    max_pixels: int = 100_000_000
+    max_bad_fraction: float = features.MAX_BAD_FRACTION
+    max_pixels: int = features.MAX_PIXELS
 
     # Data validation. The schema template: its label domain is set to `labels`.
     schema_path: str = CURATED_SCHEMA
@@ -96,8 +96,7 @@ class PipelineConfig:
     warmup_images: int = 5
 
     def __post_init__(self):
-        if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
-            raise ValueError(f'labels must be at least two distinct names, got {self.labels}')
+        features.class_names(self.labels)
         for variant in (self.model_variant, *self.compare_variants):
             if variant not in MODEL_VARIANTS:
                 raise ValueError(f'model variant {variant!r} is not one of {MODEL_VARIANTS}')

@@ -21,10 +21,9 @@ from components.image_schema_gen.component import ImageSchemaGen
 from components.reference_profile.component import ReferenceProfile
 from models import features
 from pipeline import configs
+from pipeline import nodes
 
 ACCURACY_METRIC = 'sparse_categorical_accuracy'
-# Node id of the Evaluator of the held-out test split.
-TEST_EVALUATOR_ID = 'Evaluator.test'
 
 
 class DataStage(NamedTuple):
@@ -45,14 +44,17 @@ def data_components(config: configs.PipelineConfig) -> DataStage:
         input_base=config.data_root, labels=config.labels, presplit=config.presplit,
         test_folder=config.test_folder, eval_fraction=config.eval_fraction,
         test_fraction=config.test_fraction, max_bad_fraction=config.max_bad_fraction,
-        max_pixels=config.max_pixels)
+        max_pixels=config.max_pixels).with_id(nodes.EXAMPLE_GEN)
     # Per-split feature statistics (TFDV).
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=example_gen.outputs['examples']).with_id(nodes.STATISTICS_GEN)
     # The curated schema, its label domain set to this data set's classes.
-    schema_gen = ImageSchemaGen(schema_file=config.schema_path, labels=labels_json)
+    schema_gen = ImageSchemaGen(schema_file=config.schema_path,
+                                labels=labels_json).with_id(nodes.SCHEMA_GEN)
     # Statistics against the schema, per split.
     example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs['statistics'], schema=schema_gen.outputs['schema'])
+        statistics=statistics_gen.outputs['statistics'],
+        schema=schema_gen.outputs['schema']).with_id(nodes.EXAMPLE_VALIDATOR)
     # Label balance, train/eval label drift, leakage, anomalies -> verdict + HTML report.
     data_report = DataReport(
         examples=example_gen.outputs['examples'],
@@ -63,9 +65,9 @@ def data_components(config: configs.PipelineConfig) -> DataStage:
         balance_tolerance=config.balance_tolerance,
         label_false_alarm_rate=config.label_false_alarm_rate,
         max_cross_split_duplicates=config.max_cross_split_duplicates,
-        sample_images_per_class=config.sample_images_per_class)
+        sample_images_per_class=config.sample_images_per_class).with_id(nodes.DATA_REPORT)
     # Stops the run here when the verdict failed (the report above is kept).
-    data_gate = DataGate(report=data_report.outputs['report'])
+    data_gate = DataGate(report=data_report.outputs['report']).with_id(nodes.DATA_GATE)
     return DataStage(example_gen, statistics_gen, schema_gen, example_validator, data_report,
                      data_gate)
 
@@ -119,7 +121,7 @@ def create_pipeline(config: configs.PipelineConfig,
     transform = tfx.components.Transform(
         examples=examples, schema=schema_gen.outputs['schema'],
         preprocessing_fn=configs.PREPROCESSING_FN, custom_config=config.transform_config(),
-        materialize=False, disable_statistics=True)
+        materialize=False, disable_statistics=True).with_id(nodes.TRANSFORM)
     transform.add_upstream_node(data_gate)
 
     def trainer(variant: str) -> tfx.components.Trainer:
@@ -132,34 +134,36 @@ def create_pipeline(config: configs.PipelineConfig,
             custom_config=config.trainer_config(variant))
 
     # The model that is evaluated and pushed.
-    main_trainer = trainer(config.model_variant)
+    main_trainer = trainer(config.model_variant).with_id(nodes.TRAINER)
     # The tutorial's other models, trained on the same data for the comparison table.
-    compare_trainers = [trainer(v).with_id(f'Trainer.{v}') for v in config.compare_variants]
+    compare_trainers = [trainer(v).with_id(nodes.compared_trainer(v))
+                        for v in config.compare_variants]
 
     # The last blessed model, the baseline for the no-regression check.
     baseline_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id('latest_blessed_model_resolver')
+    ).with_id(nodes.BASELINE_RESOLVER)
 
     # TFMA metrics on the eval split; blesses the model or not.
     evaluator = tfx.components.Evaluator(
         examples=examples, model=main_trainer.outputs['model'],
         baseline_model=baseline_resolver.outputs['model'],
-        example_splits=[features.EVAL_SPLIT], eval_config=eval_config(config))
+        example_splits=[features.EVAL_SPLIT],
+        eval_config=eval_config(config)).with_id(nodes.EVALUATOR)
 
     # The held-out test split: measured once, never gated, tuned or early-stopped on.
     test_evaluators = [tfx.components.Evaluator(
         examples=examples, model=main_trainer.outputs['model'],
         example_splits=[features.TEST_SPLIT], eval_config=eval_config(config, gate=False),
-    ).with_id(TEST_EVALUATOR_ID)] if config.has_test_split else []
+    ).with_id(nodes.TEST_EVALUATOR)] if config.has_test_split else []
 
     # What the training and eval images and the model's answers look like: pushed with
     # the model, the reference that serving.monitor compares traffic with.
     reference_profile = ReferenceProfile(
         examples=examples, model=main_trainer.outputs['model'],
-        max_images=config.profile_images)
+        max_images=config.profile_images).with_id(nodes.REFERENCE_PROFILE)
 
     # A blessed model -> <serving_dir>/<model_name>/<version>/, atomically, with warmup.
     pusher = ImagePusher(
@@ -168,7 +172,8 @@ def create_pipeline(config: configs.PipelineConfig,
         reference_profile=reference_profile.outputs['reference_profile'],
         base_directory=os.path.join(config.serving_dir, config.model_name),
         model_name=config.model_name, warmup_images=config.warmup_images,
-        push_label=config.push_label, model_config_file=config.model_config_file)
+        push_label=config.push_label,
+        model_config_file=config.model_config_file).with_id(nodes.PUSHER)
 
     components = [*data, transform, main_trainer, *compare_trainers, baseline_resolver,
                   evaluator, *test_evaluators, reference_profile, pusher]

@@ -45,21 +45,22 @@ from models import profile
 from models import model as trainer_model
 from models import preprocessing
 from pipeline import configs
+from pipeline import nodes
 from pipeline import pipeline as pipeline_def
 from reports import class_accuracy
-from reports import html
+from pages import html
 from reports import mlmd_runs
-from reports import plots
+from pages import plots
 
 # Node ids of pipeline/pipeline.py (TFX's default id is the component's class name).
-EXAMPLE_GEN_NODE = 'ImageExampleGen'
-DATA_REPORT_NODE = 'DataReport'
-TRANSFORM_NODE = 'Transform'
-TRAINER_NODE = 'Trainer'
-EVALUATOR_NODE = 'Evaluator'
-TEST_EVALUATOR_NODE = pipeline_def.TEST_EVALUATOR_ID
-REFERENCE_PROFILE_NODE = 'ReferenceProfile'
-PUSHER_NODE = 'ImagePusher'
+EXAMPLE_GEN_NODE = nodes.EXAMPLE_GEN
+DATA_REPORT_NODE = nodes.DATA_REPORT
+TRANSFORM_NODE = nodes.TRANSFORM
+TRAINER_NODE = nodes.TRAINER
+EVALUATOR_NODE = nodes.EVALUATOR
+TEST_EVALUATOR_NODE = nodes.TEST_EVALUATOR
+REFERENCE_PROFILE_NODE = nodes.REFERENCE_PROFILE
+PUSHER_NODE = nodes.PUSHER
 
 # Custom properties of the PushedModel artifact (set by TFX's Pusher and ours).
 PUSHED_PROPERTY = 'pushed'
@@ -286,7 +287,7 @@ def blessed(run: mlmd_runs.PipelineRun) -> Optional[bool]:
 
 
 @dataclasses.dataclass
-class Prediction:
+class Misclassified:
     """One eval image the model got wrong."""
     path: str
     image: bytes
@@ -296,7 +297,7 @@ class Prediction:
 
 
 def predict_eval_split(model_uri: str, examples_uri: str, labels: Sequence[str],
-                       max_images: int) -> Tuple[List[Prediction], int]:
+                       max_images: int) -> Tuple[List[Misclassified], int]:
     """Runs the exported model's serving_default over the eval split.
 
     Args:
@@ -310,7 +311,7 @@ def predict_eval_split(model_uri: str, examples_uri: str, labels: Sequence[str],
     """
     loaded = tf.saved_model.load(path_utils.serving_model_path(model_uri))
     serve = loaded.signatures[features.SERVING_SIGNATURE]
-    errors: List[Prediction] = []
+    errors: List[Misclassified] = []
     seen = 0
     batch: List[Tuple[bytes, int, str]] = []
 
@@ -320,7 +321,7 @@ def predict_eval_split(model_uri: str, examples_uri: str, labels: Sequence[str],
         for (image, label, path), probs in zip(batch, probabilities):
             predicted = int(np.argmax(probs))
             if predicted != label:
-                errors.append(Prediction(path, image, labels[label], labels[predicted],
+                errors.append(Misclassified(path, image, labels[label], labels[predicted],
                                          float(probs[predicted])))
         batch.clear()
 

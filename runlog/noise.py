@@ -68,3 +68,14 @@ def quiet_tensorflow() -> None:
     """For scripts: TensorFlow's C++ INFO/WARNING lines off, and imported without its noise."""
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     import_tensorflow()
+
+
+def quiet_logs(verbose: bool) -> None:
+    """For scripts without a Console: absl and Python logging at WARNING, TensorFlow
+    imported without its noise (everything, at INFO, when verbose)."""
+    import logging  # pylint: disable=import-outside-toplevel
+    from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel
+    absl_logging.set_verbosity(absl_logging.INFO if verbose else absl_logging.WARNING)
+    logging.getLogger().setLevel(logging.INFO if verbose else logging.WARNING)
+    if not verbose:
+        quiet_tensorflow()

@@ -10,26 +10,11 @@ gRPC transport uses the code as is.
 import enum
 import re
 
+import grpc
 
-class Code(enum.IntEnum):
-    """Canonical error codes (tensorflow/core/protobuf/error_codes.proto)."""
-    OK = 0
-    CANCELLED = 1
-    UNKNOWN = 2
-    INVALID_ARGUMENT = 3
-    DEADLINE_EXCEEDED = 4
-    NOT_FOUND = 5
-    ALREADY_EXISTS = 6
-    PERMISSION_DENIED = 7
-    RESOURCE_EXHAUSTED = 8
-    FAILED_PRECONDITION = 9
-    ABORTED = 10
-    OUT_OF_RANGE = 11
-    UNIMPLEMENTED = 12
-    INTERNAL = 13
-    UNAVAILABLE = 14
-    DATA_LOSS = 15
-    UNAUTHENTICATED = 16
+
+# The canonical codes (tensorflow/core/protobuf/error_codes.proto), as gRPC numbers them.
+Code = enum.IntEnum('Code', {status.name: status.value[0] for status in grpc.StatusCode})
 
 
 # TF Serving's ToHTTPStatusCode, verbatim in meaning.

@@ -17,6 +17,7 @@ import re
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Set, Tuple
 
 import numpy as np
+from tensorflow.core.framework import types_pb2
 
 from serving import errors
 
@@ -29,47 +30,36 @@ B64_KEY = 'b64'
 BYTES_SUFFIX = '_bytes'
 _MAX_DEBUG_CHARS = 256
 
-# tensorflow/core/framework/types.proto enum values; fixed by the proto.
+# tensorflow/core/framework/types.proto's DataType values.
 DT_FLOAT, DT_DOUBLE, DT_INT32, DT_UINT8, DT_INT16, DT_INT8, DT_STRING = (
-    1, 2, 3, 4, 5, 6, 7)
+    types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE, types_pb2.DT_INT32, types_pb2.DT_UINT8,
+    types_pb2.DT_INT16, types_pb2.DT_INT8, types_pb2.DT_STRING)
 DT_INT64, DT_BOOL, DT_BFLOAT16, DT_UINT16, DT_HALF, DT_UINT32, DT_UINT64 = (
-    9, 10, 14, 17, 19, 22, 23)
-
-_DTYPE_NAMES = {
-    DT_FLOAT: 'float', DT_DOUBLE: 'double', DT_INT32: 'int32',
-    DT_UINT8: 'uint8', DT_INT16: 'int16', DT_INT8: 'int8',
-    DT_STRING: 'string', DT_INT64: 'int64', DT_BOOL: 'bool',
-    DT_BFLOAT16: 'bfloat16', DT_UINT16: 'uint16', DT_HALF: 'half',
-    DT_UINT32: 'uint32', DT_UINT64: 'uint64',
-}
-_NUMPY_DTYPES = {
-    DT_FLOAT: np.float32, DT_DOUBLE: np.float64, DT_INT32: np.int32,
-    DT_UINT8: np.uint8, DT_INT16: np.int16, DT_INT8: np.int8,
-    DT_STRING: object, DT_INT64: np.int64, DT_BOOL: np.bool_,
-    DT_UINT16: np.uint16, DT_HALF: np.float16, DT_UINT32: np.uint32,
-    DT_UINT64: np.uint64,
-}
+    types_pb2.DT_INT64, types_pb2.DT_BOOL, types_pb2.DT_BFLOAT16, types_pb2.DT_UINT16,
+    types_pb2.DT_HALF, types_pb2.DT_UINT32, types_pb2.DT_UINT64)
 _FLOAT_TYPES = (DT_FLOAT, DT_DOUBLE, DT_HALF, DT_BFLOAT16)
 _INT_TYPES = (DT_INT8, DT_UINT8, DT_INT16, DT_UINT16, DT_INT32, DT_UINT32,
               DT_INT64, DT_UINT64)
+# The types a JSON tensor may hold (others are UNIMPLEMENTED, as in TF Serving).
+_SUPPORTED = set(_FLOAT_TYPES + _INT_TYPES + (DT_STRING, DT_BOOL))
 
 
 def dtype_name(dtype: int) -> str:
     """TensorFlow's DataTypeString for an enum value ('float', 'string')."""
-    return _DTYPE_NAMES.get(dtype, f'type_{dtype}')
+    try:
+        return types_pb2.DataType.Name(dtype)[len('DT_'):].lower()
+    except ValueError:
+        return f'type_{dtype}'
 
 
 def numpy_dtype(dtype: int):
     """The numpy dtype holding values of a TF dtype (object for strings)."""
-    if dtype == DT_BFLOAT16:
-        import tensorflow as tf  # pylint: disable=import-outside-toplevel
-        return tf.bfloat16.as_numpy_dtype
-    try:
-        return _NUMPY_DTYPES[dtype]
-    except KeyError:
+    if dtype not in _SUPPORTED:
         raise errors.ServingError(
             errors.Code.UNIMPLEMENTED,
-            f'Tensors of type {dtype_name(dtype)} are not supported') from None
+            f'Tensors of type {dtype_name(dtype)} are not supported')
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    return tf.as_dtype(dtype).as_numpy_dtype
 
 
 class _JsonError(Exception):

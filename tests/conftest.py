@@ -15,7 +15,7 @@ SMALL = {'train': {'cats': 20, 'dogs': 20}, 'validation': {'cats': 30, 'dogs': 3
 
 
 @dataclasses.dataclass
-class PipelineRun:
+class PipelineFixture:
     config: configs.PipelineConfig
     metadata_path: str
     work_dir: pathlib.Path
@@ -29,18 +29,18 @@ class PipelineRun:
         return mlmd_runs.latest_run(self.metadata_path, config.pipeline_name)
 
 
-def make_run(work_dir: pathlib.Path, counts, **overrides) -> PipelineRun:
+def make_run(work_dir: pathlib.Path, counts, **overrides) -> PipelineFixture:
     root = data.make_root(work_dir / 'data', counts)
     # The tutorial's 160 rather than the weights' 224: quicker, and what serving tests expect.
     settings = dict(epochs=3, batch_size=8, accuracy_threshold=0.6, weights=str(data.WEIGHTS),
                     warmup_images=3, image_size=(160, 160))
     settings.update(overrides)
     config = configs.local(str(work_dir), str(root), presplit=True, **settings)
-    return PipelineRun(config, configs.metadata_path(str(work_dir)), work_dir)
+    return PipelineFixture(config, configs.metadata_path(str(work_dir)), work_dir)
 
 
 @pytest.fixture(scope='session')
 def small_run(tmp_path_factory):
-    """The whole pipeline, run once on SMALL (40 train / 60 eval photos); (PipelineRun, MLMD run)."""
+    """The whole pipeline, run once on SMALL (40 train / 60 eval photos); (PipelineFixture, MLMD run)."""
     pipeline_run = make_run(tmp_path_factory.mktemp('e2e'), SMALL)
     return pipeline_run, pipeline_run.run()

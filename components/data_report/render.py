@@ -12,8 +12,8 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from models import features
-from reports import html
-from reports import plots
+from pages import html
+from pages import plots
 
 _LIST_LIMIT = 200
 

@@ -12,11 +12,9 @@ from tfx.types import standard_artifacts
 
 from components.image_example_gen import driver
 from components.image_example_gen import executor
-from components.image_example_gen import records
 from components.image_example_gen import spec
 from models import features
 
-DEFAULT_EVAL_FRACTION = 0.2   # of each class, when the root has no split folders
 _BUCKETS = 1000              # resolution of the split shares in the output config
 
 
@@ -34,9 +32,10 @@ class ImageExampleGen(example_gen_component.FileBasedExampleGen):
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
     def __init__(self, input_base: str, labels: Sequence[str], *, presplit: bool,
-                 test_folder: bool = False, eval_fraction: float = DEFAULT_EVAL_FRACTION,
-                 test_fraction: float = 0.0, max_bad_fraction: float = 0.05,
-                 max_pixels: int = records.DEFAULT_MAX_PIXELS):
+                 test_folder: bool = False, eval_fraction: float = features.EVAL_FRACTION,
+                 test_fraction: float = 0.0,
+                 max_bad_fraction: float = features.MAX_BAD_FRACTION,
+                 max_pixels: int = features.MAX_PIXELS):
         """Builds the component; bad arguments fail here, not at run time.
 
         Args:
@@ -57,9 +56,7 @@ class ImageExampleGen(example_gen_component.FileBasedExampleGen):
         Raises:
           ValueError: on an invalid argument.
         """
-        labels = list(labels)
-        if len(labels) < 2 or len(set(labels)) != len(labels):
-            raise ValueError(f'labels must be at least two distinct names, got {labels}')
+        labels = features.class_names(labels)
         if not 0.0 <= max_bad_fraction <= 1.0:
             raise ValueError(f'max_bad_fraction must be in [0, 1], got {max_bad_fraction}')
         if max_pixels <= 0:

@@ -16,10 +16,6 @@ from PIL import Image
 
 from models import features
 
-# Default cap on decoded pixels (about 10000 x 10000); larger files are reported
-# as bad instead of being decoded, which keeps a worker's memory bounded.
-DEFAULT_MAX_PIXELS = 100_000_000
-
 
 class BadImageError(ValueError):
     """A file that cannot be used as an image; `reason` says why."""
@@ -47,7 +43,7 @@ def _first_line(message: str) -> str:
     return line.split(' [Op:')[0]
 
 
-def inspect_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
+def inspect_image(data: bytes, *, max_pixels: int = features.MAX_PIXELS) -> ImageInfo:
     """Validates encoded image bytes by decoding them fully.
 
     Args:

@@ -29,6 +29,8 @@ from components.image_pusher import spec
 from components.image_pusher import validation_text
 from models import features
 from models import profile
+from tfserving import version_labels
+from tfserving import warmup_file
 
 SAVED_MODEL_PB = 'saved_model.pb'
 STAGING_PREFIX = '.staging-'
@@ -175,8 +177,7 @@ class Executor(pusher_executor.Executor):
 
         def add_warmup(staging_dir: str) -> None:
             if warmup_images:
-                from serving import warmup  # pylint: disable=import-outside-toplevel
-                warmup.write_warmup_file(staging_dir, warmup_images, model_name=model_name,
+                warmup_file.write_warmup_file(staging_dir, warmup_images, model_name=model_name,
                                          signature_name=features.SERVING_SIGNATURE)
             if profile_uri:
                 extra = os.path.join(staging_dir, features.ASSETS_EXTRA)
@@ -197,13 +198,12 @@ class Executor(pusher_executor.Executor):
 
         label = exec_properties.get(spec.PUSH_LABEL_KEY)
         if label:
-            from serving import labels  # pylint: disable=import-outside-toplevel
             config_file = exec_properties[spec.MODEL_CONFIG_FILE_KEY]
-            labels.ensure_model(config_file, model_name, base_directory)
-            if label == labels.CANARY:
-                labels.push_canary(config_file, model_name, version)
+            version_labels.ensure_model(config_file, model_name, base_directory)
+            if label == version_labels.CANARY:
+                version_labels.push_canary(config_file, model_name, version)
             else:
-                labels.set_label(config_file, model_name, label, version)
+                version_labels.set_label(config_file, model_name, label, version)
             logging.info('Version %d labelled %r in %s', version, label, config_file)
 
         io_utils.copy_dir(model_path, os.path.join(model_push.uri, 'model'))

@@ -33,9 +33,7 @@ def for_classes(template: schema_pb2.Schema, labels: Sequence[str]) -> schema_pb
       ValueError: fewer than two distinct labels, or a template without the
         label features and the label-name string domain.
     """
-    labels = list(labels)
-    if len(labels) < 2 or len(set(labels)) != len(labels):
-        raise ValueError(f'labels must be at least two distinct names, got {labels}')
+    labels = features.class_names(labels)
     schema = schema_pb2.Schema()
     schema.CopyFrom(template)
     names = {f.name for f in schema.feature}

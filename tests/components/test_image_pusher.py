@@ -15,7 +15,7 @@ from tfx.utils import proto_utils
 from components.image_pusher import executor
 from components.image_pusher import spec
 from models import features
-from serving import labels
+from tfserving import version_labels as labels
 from tests import data
 from tests.serving import standin_model
 

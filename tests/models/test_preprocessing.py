@@ -42,3 +42,12 @@ def test_default_size_is_the_tutorials():
     photo = data.photos('train', 'cats', 1)[0].read_bytes()
     out = preprocessing.preprocessing_fn({features.IMAGE_KEY: tf.constant([photo])})
     assert out[features.transformed_name(features.IMAGE_KEY)].shape == (1, *features.IMAGE_SIZE, 3)
+
+
+def test_uint8_cache_form_round_trips_within_half_a_grey_level():
+    images = tf.random.uniform((2, 8, 8, 3), minval=-1.0, maxval=1.0, seed=3)
+    pixels = preprocessing.to_uint8(images)
+    assert pixels.dtype == tf.uint8
+    back = preprocessing.from_uint8(pixels)
+    assert float(tf.reduce_max(tf.abs(back - images))) <= 0.5 / 127.5 + 1e-6
+    assert preprocessing.to_uint8(tf.constant([-1.0, 1.0])).numpy().tolist() == [0, 255]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reports import html
-from reports import plots
+from pages import html
+from pages import plots
 
 
 def _png(data: bytes) -> Image.Image:

@@ -33,8 +33,8 @@ from tensorflow_serving.apis import regression_pb2
 
 from models import features
 from serving import client as client_lib
-from serving import labels as labels_lib
-from serving import warmup
+from tfserving import version_labels as labels_lib
+from tfserving import warmup_file
 from tests.serving import server_process
 from tests.serving import standin_model
 
@@ -99,7 +99,7 @@ def api(tmp_path_factory, exported_models, image_paths, image_bytes):
     image_base = root / MODEL
     image_base.mkdir()
     server_process.copy_version(exported_models.image_v1, image_base, 1)
-    warmup.write_warmup_file(str(image_base / '1'),
+    warmup_file.write_warmup_file(str(image_base / '1'),
                              [image_bytes[p] for p in image_paths[:3]],
                              model_name=MODEL)
     server_process.copy_version(exported_models.image_v2, image_base, 2)
@@ -682,9 +682,8 @@ def test_warmup_file_parses_with_tf_serving_protos(api, image_paths,
 
 def test_server_replayed_the_warmup_file(api):
     log = api.server.log()
-    warmup_file = api.image_base / '1' / 'assets.extra' / (
-        'tf_serving_warmup_requests')
-    assert (f'Finished reading warmup data for model at {warmup_file}. Number '
+    path = api.image_base / '1' / 'assets.extra' / 'tf_serving_warmup_requests'
+    assert (f'Finished reading warmup data for model at {path}. Number '
             'of warmup records read: 3.') in log
     assert ('No warmup data file found at '
             f'{api.image_base / "2" / "assets.extra"}') in log
@@ -692,13 +691,13 @@ def test_server_replayed_the_warmup_file(api):
 
 def test_write_warmup_file_refuses_bad_input(tmp_path, exported_models):
     with pytest.raises(ValueError, match='holds no saved_model.pb'):
-        warmup.write_warmup_file(str(tmp_path), [b'x'], model_name=MODEL)
+        warmup_file.write_warmup_file(str(tmp_path), [b'x'], model_name=MODEL)
     with pytest.raises(ValueError, match='1001 warmup images'):
-        warmup.build_predict_logs([b'x'] * 1001, model_name=MODEL)
+        warmup_file.build_predict_logs([b'x'] * 1001, model_name=MODEL)
     with pytest.raises(ValueError, match='is empty'):
-        warmup.build_predict_logs([], model_name=MODEL)
+        warmup_file.build_predict_logs([], model_name=MODEL)
     with pytest.raises(ValueError, match='warmup image 1 must be non-empty'):
-        warmup.build_predict_logs([b'x', b''], model_name=MODEL)
+        warmup_file.build_predict_logs([b'x', b''], model_name=MODEL)
 
 
 # ----------------------------------------------------------------- metrics

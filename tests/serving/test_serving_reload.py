@@ -22,7 +22,7 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from models import features
-from serving import warmup
+from tfserving import warmup_file
 from tests.serving import server_process
 
 MODEL = 'cats_dogs'
@@ -130,7 +130,7 @@ def test_not_ready_until_loaded_and_warmed(reload, exported_models,
     staged = reload.root / 'v1_with_warmup'
     shutil.copytree(exported_models.image_v1, staged)
     images = [image_bytes[p] for p in image_paths]
-    warmup.write_warmup_file(str(staged), (images * 4)[:WARMUP_RECORDS],
+    warmup_file.write_warmup_file(str(staged), (images * 4)[:WARMUP_RECORDS],
                              model_name=MODEL)
     server_process.copy_version(str(staged), reload.base, 1)
     warmup_line = (f'Finished reading warmup data for model at '

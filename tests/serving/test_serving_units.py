@@ -10,7 +10,7 @@ import pytest
 from serving import batching
 from serving import errors
 from serving import json_tensor
-from serving import labels
+from tfserving import version_labels as labels
 from serving import model_store
 
 CONFIG = """

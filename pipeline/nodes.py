@@ -1,0 +1,21 @@
+"""Node ids of the pipeline, in one place: pipeline.py sets them, the runner's summary,
+the run report and the benchmarks look nodes up by them."""
+
+EXAMPLE_GEN = 'ImageExampleGen'
+STATISTICS_GEN = 'StatisticsGen'
+SCHEMA_GEN = 'ImageSchemaGen'
+EXAMPLE_VALIDATOR = 'ExampleValidator'
+DATA_REPORT = 'DataReport'
+DATA_GATE = 'DataGate'
+TRANSFORM = 'Transform'
+TRAINER = 'Trainer'                    # compared variants: 'Trainer.<variant>'
+BASELINE_RESOLVER = 'latest_blessed_model_resolver'
+EVALUATOR = 'Evaluator'
+TEST_EVALUATOR = 'Evaluator.test'      # only with a held-out test split
+REFERENCE_PROFILE = 'ReferenceProfile'
+PUSHER = 'ImagePusher'
+
+
+def compared_trainer(variant: str) -> str:
+    """The node id of the Trainer of a compared model variant."""
+    return f'{TRAINER}.{variant}'
