@@ -46,14 +46,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument('--output-filename',
                         help='file name of the spec (default: <pipeline name>.json)')
     data = parser.add_argument_group('data layout (compiling reads nothing from the data root)')
-    data.add_argument('--labels', nargs='+', metavar='LABEL',
+    data.add_argument('--class-names', nargs='+', metavar='NAME',
                       help='class folder names (default: the tutorial\'s cats dogs)')
     data.add_argument('--presplit', action=argparse.BooleanOptionalAction, default=True,
                       help='the data root has train/ and validation/ (default: yes)')
     data.add_argument('--test-folder', action='store_true',
                       help='the pre-split data root also has test/, a held-out test split')
     data.add_argument('--inspect-data-root', action='store_true',
-                      help='read labels and layout from the data root through tf.io.gfile '
+                      help='read class names and layout from the data root through tf.io.gfile '
                            '(needs Cloud Storage credentials here)')
     parser.add_argument('--pipeline-name')
     cli.add_run_flags(parser, weights_help="'imagenet' (default; downloaded by the Trainer "
@@ -76,14 +76,14 @@ def build_config(args: argparse.Namespace):
     from models import features  # pylint: disable=import-outside-toplevel
     from pipeline import configs  # pylint: disable=import-outside-toplevel
 
-    labels = tuple(args.labels) if args.labels else features.LABELS
+    class_names = tuple(args.class_names) if args.class_names else features.CLASS_NAMES
     presplit, test_folder = args.presplit, args.test_folder
     if args.inspect_data_root:
         # Lists every file under the root (no image is read), with the same checks
         # and messages as the local runner.
         from components.image_example_gen import layout  # pylint: disable=import-outside-toplevel
         root = layout.inspect_data_root(args.data_root)
-        labels, presplit, test_folder = root.labels, root.presplit, root.test_folder
+        class_names, presplit, test_folder = root.class_names, root.presplit, root.test_folder
     overrides = cli.run_overrides(args)
     if args.pipeline_name:
         overrides['pipeline_name'] = args.pipeline_name
@@ -91,7 +91,7 @@ def build_config(args: argparse.Namespace):
         project=args.project, region=args.region, image=args.image,
         data_root=args.data_root, pipeline_root=args.pipeline_root,
         serving_dir=args.serving_dir, temp_location=args.temp_location,
-        labels=labels, presplit=presplit, test_folder=test_folder,
+        class_names=class_names, presplit=presplit, test_folder=test_folder,
         extra_beam_args=tuple(args.beam_args), **overrides)
 
 

@@ -8,6 +8,7 @@ Re-running reuses cached component outputs (same inputs, same settings).
 """
 
 import argparse
+import contextlib
 import logging as std_logging
 import os
 import sys
@@ -48,7 +49,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument('--metadata-path')
     parser.add_argument('--serving-dir')
     cli.add_run_flags(parser, weights_help="'imagenet' or a weights file (default: ../shared's)")
-    parser.add_argument('--push-label', help="e.g. canary (needs --model-config-file)")
+    parser.add_argument('--version-label', help="e.g. canary (needs --model-config-file)")
     parser.add_argument('--model-config-file')
     parser.add_argument('--beam-arg', action='append', dest='beam_args', default=None,
                         help='a Beam pipeline argument, repeatable (replaces the defaults)')
@@ -69,12 +70,13 @@ def build_config(args: argparse.Namespace):
         **cli.run_overrides(args),
         'pipeline_root': args.pipeline_root, 'serving_dir': args.serving_dir,
         'weights': args.weights or default_weights(),
-        'push_label': args.push_label, 'model_config_file': args.model_config_file,
+        'version_label': args.version_label, 'model_config_file': args.model_config_file,
         'beam_pipeline_args': tuple(args.beam_args) if args.beam_args else None,
     }
     overrides = {k: os.path.abspath(v) if k.endswith(('_root', '_dir')) and v else v
                  for k, v in overrides.items() if v is not None}
-    return configs.local(work_dir, root.root, presplit=root.presplit, labels=root.labels,
+    return configs.local(work_dir, root.root, presplit=root.presplit, class_names=root.class_names,
+                         images=root.images,
                          test_folder=root.test_folder, **overrides)
 
 
@@ -96,11 +98,23 @@ def run(config, metadata_path: str, con=None) -> None:
         con.node_ids = [component.id for component in dsl_pipeline.components]
         con.node_state = lambda node_id: _node_state(mlmd_runs, metadata_path,
                                                      config.pipeline_name, node_id)
-    # TFX hands sys.argv to absl flags and to Beam's options in every executor:
-    # our own flags (or pytest's -v) must not reach them.
+    with _executor_argv():
+        tfx.orchestration.LocalDagRunner().run(dsl_pipeline)
+
+
+@contextlib.contextmanager
+def _executor_argv():
+    """sys.argv as TFX's executors should see it: the program name only.
+
+    TFX passes the process's own arguments to every executor as extra flags
+    (tfx/orchestration/portable/python_executor_operator.py) and to absl
+    (tfx/dsl/components/base/base_beam_executor.py). Ours (or pytest's) are not
+    theirs. This is the one place that touches process-wide state, for the
+    duration of a run only.
+    """
     argv, sys.argv = sys.argv, sys.argv[:1]
     try:
-        tfx.orchestration.LocalDagRunner().run(dsl_pipeline)
+        yield
     finally:
         sys.argv = argv
 
@@ -136,7 +150,7 @@ def header(config) -> List[str]:
     (height, width), reason = config.input_size()
     return [f'data root: {config.data_root}',
             f'layout: {layout_text}',
-            f'classes ({len(config.labels)}): {", ".join(config.labels)}',
+            f'classes ({len(config.class_names)}): {", ".join(config.class_names)}',
             f'input size: {height}x{width}, {reason}']
 
 
@@ -174,7 +188,7 @@ def summarize(config, metadata_path: str) -> List[str]:
                      f"images: {'blessed' if blessed else 'NOT blessed'}")
         if result.confusion is not None:
             lines += class_accuracy.worse_sentences(
-                class_accuracy.per_class(result.confusion, config.labels))
+                class_accuracy.per_class(result.confusion, config.class_names))
     test = run_info.output(nodes.TEST_EVALUATOR, 'evaluation')
     if test is not None:
         result = run_report.load_evaluation(test.uri)
@@ -182,7 +196,7 @@ def summarize(config, metadata_path: str) -> List[str]:
                      f'{int(result.example_count)} images (never trained, tuned or gated on)')
         if result.confusion is not None:
             lines += class_accuracy.worse_sentences(
-                class_accuracy.per_class(result.confusion, config.labels), 'test')
+                class_accuracy.per_class(result.confusion, config.class_names), 'test')
     pushed = run_report.push_result(run_info)
     if pushed is not None:
         if pushed['pushed']:
@@ -206,12 +220,9 @@ def failure_line(failure: BaseException, con, config, metadata_path: str) -> str
     from components import artifacts  # pylint: disable=import-outside-toplevel
     from pipeline import nodes  # pylint: disable=import-outside-toplevel
     from reports import mlmd_runs  # pylint: disable=import-outside-toplevel
+    from pipeline import console  # pylint: disable=import-outside-toplevel
     message = str(failure).strip()
-    lines = [line.strip(' -') for line in message.splitlines() if line.strip(' -')]
-    reason = lines[0] if lines else type(failure).__name__
-    if len(lines) > 2:  # a heading and a list of problems (DataGate)
-        reason = f'{reason} {lines[1]} (and {len(lines) - 3} more)' if len(lines) > 3 else (
-            f'{reason} {lines[1]}')
+    reason = console.reason_line(message) if message else type(failure).__name__
     where = []
     run_info = mlmd_runs.latest_run(metadata_path, config.pipeline_name) if os.path.exists(
         metadata_path) else None

@@ -45,11 +45,11 @@ def sha256_of(path: pathlib.Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def unseen_photos(unseen_dir: pathlib.Path, data_root: str, labels):
+def unseen_photos(unseen_dir: pathlib.Path, data_root: str, class_names):
     """(path, class index) of photos under unseen_dir/<class>/ whose bytes are not in data_root."""
     seen = {sha256_of(p) for p in pathlib.Path(data_root).rglob('*') if p.is_file()}
     photos, skipped = [], 0
-    for index, label in enumerate(labels):
+    for index, label in enumerate(class_names):
         for path in sorted((unseen_dir / label).rglob('*')):
             if not path.is_file():
                 continue
@@ -89,8 +89,9 @@ def run_once(name: str, args, work_dir: str, con) -> dict:
     overrides = dict(SETTINGS[name])
     if args.epochs:
         overrides.setdefault('epochs', args.epochs)
-    config = configs.local(work_dir, root.root, presplit=root.presplit, labels=root.labels,
-                           test_folder=root.test_folder, accuracy_threshold=0.0,
+    config = configs.local(work_dir, root.root, presplit=root.presplit,
+                           class_names=root.class_names,
+                           test_folder=root.test_folder, images=root.images, accuracy_threshold=0.0,
                            enable_cache=False, **overrides)
     size, _ = config.input_size()
     con.say(f'--- {name}: input {size[0]}x{size[1]}, {overrides or "the defaults"}')
@@ -103,12 +104,12 @@ def run_once(name: str, args, work_dir: str, con) -> dict:
     evaluation = run_report.load_evaluation(run.output(nodes.EVALUATOR, 'evaluation').uri)
     history = run_report.read_history(run.nodes[nodes.TRAINER])
     model_dir = path_utils.serving_model_path(run.output(nodes.TRAINER, 'model').uri)
-    photos, skipped = unseen_photos(pathlib.Path(args.unseen), args.data_root, root.labels)
+    photos, skipped = unseen_photos(pathlib.Path(args.unseen), args.data_root, root.class_names)
     predicted = predict(model_dir, photos)
-    confusion = np.zeros((len(root.labels),) * 2)
+    confusion = np.zeros((len(root.class_names),) * 2)
     for (_, truth), guess in zip(photos, predicted):
         confusion[truth, guess] += 1
-    per_class = class_accuracy.per_class(confusion, root.labels)
+    per_class = class_accuracy.per_class(confusion, root.class_names)
     correct = int(np.trace(confusion))
     from scipy import stats  # pylint: disable=import-outside-toplevel
     interval = stats.binomtest(correct, len(photos)).proportion_ci(method='wilson')

@@ -31,17 +31,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench import photos  # pylint: disable=wrong-import-position
+
 SUBFOLDERS = ('', 'Urlaub 2019', 'phone export/DCIM')
 CLASS_NAMES = {'cats': 'Katzen', 'dogs': 'Hunde'}
 SYNTHETIC = 'Sonstiges (synthetisch)'
-
-
-def _link(src: pathlib.Path, dest: pathlib.Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dest)
-    except OSError:
-        shutil.copyfile(src, dest)
 
 
 def _synthetic(index: int) -> bytes:
@@ -62,19 +56,19 @@ def build_root(source: pathlib.Path, dest: pathlib.Path, synthetic: bool) -> int
     """Writes the user-like root; returns the number of files written."""
     written = 0
     for label, name in CLASS_NAMES.items():
-        photos = sorted(source.glob(f'*/{label}/*.jpg'))
-        for i, photo in enumerate(photos):
+        originals = sorted(source.glob(f'*/{label}/*.jpg'))
+        for i, photo in enumerate(originals):
             folder = dest / name / SUBFOLDERS[i % 3]
             stem = photo.stem if i % 3 else photo.stem.upper()
-            _link(photo, folder / f'{stem}{".JPG" if i % 3 == 0 else photo.suffix}')
+            photos.link(photo, folder / f'{stem}{".JPG" if i % 3 == 0 else photo.suffix}')
             written += 1
         for junk in ('.DS_Store', 'Thumbs.db', 'Urlaub 2019/notes.txt'):
             (dest / name / junk).parent.mkdir(parents=True, exist_ok=True)
             (dest / name / junk).write_bytes(b'not a photo\n')
             written += 1
         (dest / '__MACOSX' / name).mkdir(parents=True, exist_ok=True)
-        (dest / '__MACOSX' / name / f'._{photos[0].name}').write_bytes(b'\0' * 82)
-        broken = photos[1].read_bytes()
+        (dest / '__MACOSX' / name / f'._{originals[0].name}').write_bytes(b'\0' * 82)
+        broken = originals[1].read_bytes()
         (dest / name / 'phone export' / 'DCIM' / 'IMG_0001.JPG').write_bytes(
             broken[:len(broken) // 4])
         written += 2
@@ -128,7 +122,8 @@ def main() -> int:
         written = build_root(pathlib.Path(args.source), data_root, args.synthetic_class)
         root = layout.inspect_data_root(str(data_root))
         config = configs.local(str(work_dir), root.root, presplit=root.presplit,
-                               labels=root.labels, epochs=args.epochs, accuracy_threshold=0.0,
+                               class_names=root.class_names, images=root.images,
+                               epochs=args.epochs, accuracy_threshold=0.0,
                                enable_cache=False)
         metadata_path = configs.metadata_path(str(work_dir))
         start = time.perf_counter()
@@ -137,7 +132,7 @@ def main() -> int:
         results = read_results(config, metadata_path)
     report, verdict, evaluation = results
 
-    print(f'data root: {data_root} (from {args.source}); classes: {", ".join(root.labels)}')
+    print(f'data root: {data_root} (from {args.source}); classes: {", ".join(root.class_names)}')
     print(f"files: {written} written = {report['files']} in the report = {report['images']} "
           f"used + {len(report['bad_files'])} bad + {len(report['ignored_files'])} ignored")
     for reason, count in report['ignored_by_reason'].items():
@@ -151,7 +146,7 @@ def main() -> int:
     print(f"data verdict: {'PASSED' if verdict['passed'] else 'FAILED'}; rules: "
           f"{json.dumps(verdict['label_rules'], ensure_ascii=False)}")
     recalls = collections.OrderedDict(
-        (label, evaluation.metrics.get(('recall', i))) for i, label in enumerate(root.labels))
+        (label, evaluation.metrics.get(('recall', i))) for i, label in enumerate(root.class_names))
     print(f'eval accuracy {evaluation.accuracy:.4f} on {int(evaluation.example_count)} images; '
           'recall per class: ' + ', '.join(f'{label} {value:.3f}' for label, value in
                                             recalls.items() if value is not None))

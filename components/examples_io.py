@@ -8,10 +8,10 @@ import tensorflow as tf
 from models import features
 
 
-def read_labels(examples_uri: str) -> List[str]:
+def read_class_names(examples_uri: str) -> List[str]:
     """Class names from labels.txt in the Examples artifact (line number = label)."""
     from components.image_example_gen import spec  # pylint: disable=import-outside-toplevel
-    with tf.io.gfile.GFile(os.path.join(examples_uri, spec.LABELS_FILE)) as f:
+    with tf.io.gfile.GFile(os.path.join(examples_uri, spec.CLASS_NAMES_FILE)) as f:
         return [line.rstrip('\n') for line in f if line.rstrip('\n')]
 
 
@@ -37,15 +37,15 @@ def value(example: tf.train.Example, key: str):
     return feature.int64_list.value[0]
 
 
-def samples_per_label(examples_uri: str, split: str, labels: Sequence[str],
+def samples_per_label(examples_uri: str, split: str, class_names: Sequence[str],
                       count: int) -> Dict[str, List[Tuple[bytes, str]]]:
     """The first `count` (image bytes, path) of each class, in file order.
 
     Reads the split once and stops early when every class is full.
     """
-    found: Dict[str, List[Tuple[bytes, str]]] = {label: [] for label in labels}
+    found: Dict[str, List[Tuple[bytes, str]]] = {label: [] for label in class_names}
     for example in iter_examples(examples_uri, split):
-        label = labels[value(example, features.LABEL_KEY)]
+        label = class_names[value(example, features.LABEL_KEY)]
         if len(found[label]) < count:
             found[label].append((value(example, features.IMAGE_KEY),
                                  value(example, features.PATH_KEY).decode()))

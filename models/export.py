@@ -20,7 +20,7 @@ from models import builders
 from models import features
 
 CLASSIFY_METHOD_NAME = 'tensorflow/serving/classify'
-LABELS_FILE = os.path.join(features.ASSETS_EXTRA, 'labels.txt')
+CLASS_NAMES_FILE = os.path.join(features.ASSETS_EXTRA, 'labels.txt')
 
 _IMAGE_SPEC = {features.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)}
 
@@ -40,9 +40,9 @@ class ServingModule(tf.Module):
 
 
 def make_signatures(model: keras.Model, module: ServingModule,
-                    tf_transform_output: tft.TFTransformOutput, labels: Sequence[str]):
-    """The serving signatures, closing over model, Transform layer and labels."""
-    label_names = tf.constant(list(labels))
+                    tf_transform_output: tft.TFTransformOutput, class_names: Sequence[str]):
+    """The serving signatures, closing over model, Transform layer and class names."""
+    names = tf.constant(list(class_names))
     image_xf = features.transformed_name(features.IMAGE_KEY)
 
     def probabilities(image_bytes):
@@ -54,13 +54,13 @@ def make_signatures(model: keras.Model, module: ServingModule,
         probs = probabilities(image_bytes)
         index = tf.argmax(probs, axis=-1)
         return {features.PROBABILITIES_OUTPUT: probs, features.CLASS_INDEX_OUTPUT: index,
-                features.LABEL_OUTPUT: tf.gather(label_names, index)}
+                features.CLASS_NAME_OUTPUT: tf.gather(names, index)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.EXAMPLES_INPUT)])
     def classify_examples(inputs):
         parsed = tf.io.parse_example(inputs, _IMAGE_SPEC)
         probs = probabilities(parsed[features.IMAGE_KEY])
-        classes = tf.tile(label_names[tf.newaxis, :], [tf.shape(probs)[0], 1])
+        classes = tf.tile(names[tf.newaxis, :], [tf.shape(probs)[0], 1])
         return {features.CLASSES_OUTPUT: classes, features.SCORES_OUTPUT: probs}
 
     raw_spec = tf_transform_output.raw_feature_spec()
@@ -101,12 +101,12 @@ def set_classify_method_name(export_dir: str) -> None:
 
 
 def export_model(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
-                 labels: Sequence[str], export_dir: str) -> None:
+                 class_names: Sequence[str], export_dir: str) -> None:
     """Saves the served model: signatures, classify method name, labels.txt."""
     module = ServingModule(model, tf_transform_output)
-    signatures = make_signatures(model, module, tf_transform_output, labels)
+    signatures = make_signatures(model, module, tf_transform_output, class_names)
     tf.saved_model.save(module, export_dir, signatures=signatures)
     set_classify_method_name(export_dir)
-    tf.io.gfile.makedirs(os.path.join(export_dir, os.path.dirname(LABELS_FILE)))
-    with tf.io.gfile.GFile(os.path.join(export_dir, LABELS_FILE), 'w') as f:
-        f.write('\n'.join(labels) + '\n')
+    tf.io.gfile.makedirs(os.path.join(export_dir, os.path.dirname(CLASS_NAMES_FILE)))
+    with tf.io.gfile.GFile(os.path.join(export_dir, CLASS_NAMES_FILE), 'w') as f:
+        f.write('\n'.join(class_names) + '\n')

@@ -1,4 +1,4 @@
-"""The data's facts, in one place: feature keys, labels, image size, signatures.
+"""The data's facts, in one place: feature keys, class names, image size, signatures.
 
 Everything else (ExampleGen, schema test, preprocessing, trainer, TFMA config,
 serving) imports these names instead of restating them.
@@ -6,7 +6,7 @@ serving) imports these names instead of restating them.
 
 # Default class names: the tutorial's folder names, sorted. A folder per class;
 # label index = position here (what `image_dataset_from_directory` does too).
-LABELS = ('cats', 'dogs')
+CLASS_NAMES = ('cats', 'dogs')
 
 # Default model input size (the tutorial's IMG_SIZE).
 IMAGE_SIZE = (160, 160)
@@ -16,7 +16,7 @@ AUGMENTATIONS = ('none', 'light', 'tutorial', 'strong')
 
 # Raw features written by ImageExampleGen (one tf.train.Example per image).
 IMAGE_KEY = 'image'            # encoded bytes, exactly as read from the file
-LABEL_KEY = 'label'            # int64 index into the labels
+LABEL_KEY = 'label'            # int64 index into the class names (the training target)
 LABEL_NAME_KEY = 'label_name'  # the class folder name
 PATH_KEY = 'path'              # path relative to the data root, '/'-separated
 HEIGHT_KEY = 'height'          # decoded height in pixels
@@ -57,7 +57,7 @@ EXAMPLES_SIGNATURE = 'classification'         # serialized tf.train.Example in (
 EXAMPLES_INPUT = 'inputs'                     # TF Serving's classify input key
 PROBABILITIES_OUTPUT = 'probabilities'
 CLASS_INDEX_OUTPUT = 'class_index'
-LABEL_OUTPUT = 'label'
+CLASS_NAME_OUTPUT = 'label'                     # the class name (a contract: clients read "label")
 CLASSES_OUTPUT = 'classes'                    # TF Serving's classify output keys
 SCORES_OUTPUT = 'scores'
 TRANSFORM_SIGNATURE = 'transform_features'    # raw serialized Example -> transformed features
@@ -68,15 +68,15 @@ ASSETS_EXTRA = 'assets.extra'
 EMBEDDING_OUTPUT = 'embedding'                # the input of the model's last layer (monitoring)
 
 
-def class_names(labels) -> list:
+def class_names(names) -> list:
     """The class names as a list, checked: at least two, all distinct.
 
     Raises:
-      ValueError: naming the labels.
+      ValueError: naming the names given.
     """
-    names = list(labels)
+    names = list(names)
     if len(names) < 2 or len(set(names)) != len(names):
-        raise ValueError(f'labels must be at least two distinct names, got {names}')
+        raise ValueError(f'class names must be at least two distinct names, got {names}')
     return names
 
 

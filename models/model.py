@@ -1,14 +1,16 @@
 """run_fn (Trainer): datasets, model, fit, optional fine-tuning, history, export.
 
 Input pipeline: raw examples -> Transform graph (decode, resize, scale) in
-parallel -> cached in memory as uint8 pixels when it fits (later epochs skip JPEG
-decoding) -> shuffled -> batched -> scaled back -> prefetched. Augmentation runs inside the model, on the
+parallel -> cached as uint8 pixels (later epochs skip JPEG decoding): in memory up
+to CACHE_BUDGET_BYTES, else in a local file, so memory stays flat -> shuffled ->
+batched -> scaled back -> prefetched. Augmentation runs inside the model, on the
 training pass only.
 """
 
 import dataclasses
 import json
 import os
+import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -27,9 +29,10 @@ from models import preprocessing
 from runlog import progress
 
 HISTORY_FILE = 'history.json'
-# Decoded training images are kept in memory (as uint8 pixels) up to this size.
-CACHE_BUDGET_BYTES = 2 << 30
-# Images in the shuffle buffer of a split too large for the cache.
+# Decoded training images are kept in memory (as uint8 pixels) up to this size;
+# a larger split is cached in a local file instead.
+CACHE_BUDGET_BYTES = 1 << 30
+# Images in the shuffle buffer of a split too large for the memory cache.
 SHUFFLE_BUFFER = 1024
 _IMAGE_XF = features.transformed_name(features.IMAGE_KEY)
 _LABEL_XF = features.transformed_name(features.LABEL_KEY)
@@ -38,7 +41,7 @@ _LABEL_XF = features.transformed_name(features.LABEL_KEY)
 @dataclasses.dataclass(frozen=True)
 class TrainerSettings:
     """The knobs of PipelineConfig.trainer_config(), typed."""
-    labels: Sequence[str]
+    class_names: Sequence[str]
     image_size: Sequence[int]
     model_variant: str
     weights: Optional[str]
@@ -137,15 +140,57 @@ def count_records(files: Sequence[str], limit: int) -> int:
     return int(records.reduce(np.int64(0), lambda count, _: count + 1))
 
 
-def cache_limit(tf_transform_output: tft.TFTransformOutput) -> int:
-    """How many decoded images (uint8) fit CACHE_BUDGET_BYTES, plus one."""
+def cache_limit(tf_transform_output: tft.TFTransformOutput,
+                budget_bytes: int = CACHE_BUDGET_BYTES) -> int:
+    """How many decoded images (uint8) fit budget_bytes, plus one."""
     height, width = tf_transform_output.transformed_feature_spec()[_IMAGE_XF].shape[-3:-1]
-    return CACHE_BUDGET_BYTES // (height * width * 3) + 1
+    return budget_bytes // (height * width * 3) + 1
+
+
+def input_pipeline(decoded: tf.data.Dataset, batch_size: int, *, training: bool, seed: int,
+                   count: Optional[int], limit: int,
+                   cache_dir: Optional[str] = None) -> tf.data.Dataset:
+    """(image, label) pairs, decoded and scaled -> batches, cached after the first epoch.
+
+    Decoded pixels are kept as uint8 (a quarter of float32) and scaled back per batch:
+    in memory when the split has fewer than `limit` images (shuffled whole), else in
+    a file under cache_dir (memory stays flat however large the split is; the
+    shuffle buffer is bounded; the examples' order is already random, ImageExampleGen
+    reshuffles). Without a count or cache_dir nothing is cached.
+
+    Args:
+      decoded: unbatched (float image in [-1, 1], label) pairs.
+      batch_size: examples per batch.
+      training: shuffle every epoch.
+      seed: shuffle seed.
+      count: examples in the split, counted up to `limit`; None: unknown.
+      limit: the split is cached in memory below this count.
+      cache_dir: where a larger split is cached (removed by the caller).
+
+    Returns:
+      A finite dataset (one epoch per iteration).
+    """
+    in_memory = count is not None and count < limit
+    cached = in_memory or (count is not None and cache_dir is not None)
+    dataset = decoded
+    if cached:
+        dataset = dataset.map(lambda image, label: (preprocessing.to_uint8(image), label),
+                              num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.cache() if in_memory else dataset.cache(
+            os.path.join(cache_dir, 'pixels'))
+    if training:
+        dataset = dataset.shuffle(max(count, 1) if in_memory else SHUFFLE_BUFFER, seed=seed,
+                                  reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size)
+    if cached:
+        dataset = dataset.map(lambda images, labels: (preprocessing.from_uint8(images), labels),
+                              num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def make_dataset(files: Sequence[str], data_accessor, tf_transform_output: tft.TFTransformOutput,
                  batch_size: int, *, training: bool, seed: int,
-                 count: Optional[int] = None) -> tf.data.Dataset:
+                 count: Optional[int] = None, cache_dir: Optional[str] = None) -> tf.data.Dataset:
     """(image_xf, label) batches of one split, decoded by the Transform graph.
 
     Args:
@@ -155,8 +200,8 @@ def make_dataset(files: Sequence[str], data_accessor, tf_transform_output: tft.T
       batch_size: examples per batch.
       training: shuffle every epoch.
       seed: shuffle seed.
-      count: examples in the split, counted up to cache_limit(); the split is
-        cached when it is below that (None: no cache).
+      count: examples in the split, counted up to cache_limit(); None: no cache.
+      cache_dir: a local folder for the cache of a split too large for memory.
 
     Returns:
       A finite dataset (one epoch per iteration).
@@ -172,22 +217,9 @@ def make_dataset(files: Sequence[str], data_accessor, tf_transform_output: tft.T
                                  features.LABEL_KEY: raw_features[features.LABEL_KEY]})
         return transformed[_IMAGE_XF], transformed[_LABEL_XF]
 
-    dataset = raw.map(transform, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
-    cached = count is not None and count < cache_limit(tf_transform_output)
-    if cached:
-        # Kept as uint8 pixels (a quarter of float32) and scaled back per batch.
-        dataset = dataset.map(lambda image, label: (preprocessing.to_uint8(image), label),
-                              num_parallel_calls=tf.data.AUTOTUNE).cache()
-    if training:
-        # A cached split is shuffled whole; otherwise a bounded buffer keeps the
-        # memory flat however large the split is.
-        dataset = dataset.shuffle(max(count, 1) if cached else SHUFFLE_BUFFER, seed=seed,
-                                  reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
-    if cached:
-        dataset = dataset.map(lambda images, labels: (preprocessing.from_uint8(images), labels),
-                              num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    decoded = raw.map(transform, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    return input_pipeline(decoded, batch_size, training=training, seed=seed, count=count,
+                          limit=cache_limit(tf_transform_output), cache_dir=cache_dir)
 
 
 def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset,
@@ -199,7 +231,7 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
     """
     start = time.perf_counter()
     keras.utils.set_random_seed(settings.seed)
-    model = builders.build(settings.model_variant, settings.image_size, len(settings.labels),
+    model = builders.build(settings.model_variant, settings.image_size, len(settings.class_names),
                            weights=settings.weights, dropout=settings.dropout,
                            learning_rate=settings.learning_rate, seed=settings.seed,
                            augment=settings.augmentation,
@@ -269,16 +301,20 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     cache_eval = settings.model_variant != 'transfer'
     limit = cache_limit(tf_transform_output)
     datasets = {}
-    for name, files, training in (('train', fn_args.train_files, True),
-                                  ('eval', fn_args.eval_files, False)):
-        datasets[name] = make_dataset(
-            files, fn_args.data_accessor, tf_transform_output, settings.batch_size,
-            training=training, seed=settings.seed,
-            count=count_records(files, limit) if training or cache_eval else None)
-    model, history = train(settings, datasets['train'], datasets['eval'],
-                           log_dir=fn_args.model_run_dir)
+    # A split too large for memory is cached on this machine's disk for the run only.
+    with tempfile.TemporaryDirectory(prefix='trainer-cache-') as cache_root:
+        for name, files, training in (('train', fn_args.train_files, True),
+                                      ('eval', fn_args.eval_files, False)):
+            cache_dir = os.path.join(cache_root, name)
+            tf.io.gfile.makedirs(cache_dir)
+            datasets[name] = make_dataset(
+                files, fn_args.data_accessor, tf_transform_output, settings.batch_size,
+                training=training, seed=settings.seed, cache_dir=cache_dir,
+                count=count_records(files, limit) if training or cache_eval else None)
+        model, history = train(settings, datasets['train'], datasets['eval'],
+                               log_dir=fn_args.model_run_dir)
     trained = time.perf_counter()
-    export.export_model(model, tf_transform_output, settings.labels, fn_args.serving_model_dir)
+    export.export_model(model, tf_transform_output, settings.class_names, fn_args.serving_model_dir)
     history['settings'] = dataclasses.asdict(settings)
     history['seconds'].update(total=time.perf_counter() - start,
                               fit=sum(history['epoch_seconds']),

@@ -84,9 +84,10 @@ def model_outputs(embedding_signature, images: Sequence[bytes],
     return np.concatenate(probabilities), np.concatenate(embeddings)
 
 
-def prediction_fields(probabilities: np.ndarray, labels: Sequence[str]) -> List[Dict[str, Any]]:
+def prediction_fields(probabilities: np.ndarray,
+                      class_names: Sequence[str]) -> List[Dict[str, Any]]:
     """predicted (class name) and confidence (max probability) per row of probabilities."""
-    return [{'predicted': labels[int(np.argmax(p))], 'confidence': float(np.max(p))}
+    return [{'predicted': class_names[int(np.argmax(p))], 'confidence': float(np.max(p))}
             for p in probabilities]
 
 

@@ -42,14 +42,14 @@ def label_counts(counts_by_split: Mapping[str, Mapping[str, int]],
                  title: str = 'Images per class') -> bytes:
     """Grouped bar chart: one group per class, one bar per split, counts on the bars."""
     splits = list(counts_by_split)
-    labels = sorted({label for counts in counts_by_split.values() for label in counts})
-    fig, ax = _subplots(figsize=(1.6 + 1.4 * len(labels), 3.2))
+    class_names = sorted({label for counts in counts_by_split.values() for label in counts})
+    fig, ax = _subplots(figsize=(1.6 + 1.4 * len(class_names), 3.2))
     width = 0.8 / max(len(splits), 1)
     for i, split in enumerate(splits):
-        values = [counts_by_split[split].get(label, 0) for label in labels]
-        bars = ax.bar(np.arange(len(labels)) + i * width, values, width, label=split)
+        values = [counts_by_split[split].get(label, 0) for label in class_names]
+        bars = ax.bar(np.arange(len(class_names)) + i * width, values, width, label=split)
         ax.bar_label(bars)
-    ax.set_xticks(np.arange(len(labels)) + width * (len(splits) - 1) / 2, labels)
+    ax.set_xticks(np.arange(len(class_names)) + width * (len(splits) - 1) / 2, class_names)
     ax.set_ylabel('images')
     ax.set_title(title)
     ax.legend()
@@ -113,16 +113,16 @@ def history_curves(history: Mapping[str, Sequence[float]], title: str) -> bytes:
     return _png(fig)
 
 
-def confusion_matrix(matrix: Sequence[Sequence[float]], labels: Sequence[str]) -> bytes:
+def confusion_matrix(matrix: Sequence[Sequence[float]], class_names: Sequence[str]) -> bytes:
     """Counts with true label on rows and predicted label on columns."""
     values = np.asarray(matrix, dtype=float)
-    fig, ax = _subplots(figsize=(1.5 + 1.1 * len(labels), 1.2 + 1.1 * len(labels)))
+    fig, ax = _subplots(figsize=(1.5 + 1.1 * len(class_names), 1.2 + 1.1 * len(class_names)))
     ax.imshow(values, cmap='Blues')
     for (i, j), v in np.ndenumerate(values):
         ax.text(j, i, f'{v:g}', ha='center', va='center',
                 color='white' if v > values.max() / 2 else 'black')
-    ax.set_xticks(range(len(labels)), labels)
-    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xticks(range(len(class_names)), class_names)
+    ax.set_yticks(range(len(class_names)), class_names)
     ax.set_xlabel('predicted')
     ax.set_ylabel('true')
     ax.set_title('Confusion matrix')

@@ -150,7 +150,7 @@ class Console:
         if self.running is not None:
             node_id, self.running = self.running, None
             self.failed_node = node_id
-            first = reason.strip().splitlines()[0] if reason.strip() else 'unknown error'
+            first = reason_line(reason)
             seconds = time.perf_counter() - self._started.get(node_id, time.perf_counter())
             self._end_line(node_id, f'FAILED after {seconds:.1f} s: {first}')
 
@@ -261,3 +261,21 @@ class Console:
         for folder in self._created:
             if os.path.isdir(folder) and not os.listdir(folder):
                 os.rmdir(folder)
+
+
+def reason_line(message: str) -> str:
+    """A failure's message as one line.
+
+    TF's graph-function errors start with "in user code:" and end with the error
+    itself (e.g. "NameError: name 'x' is not defined"): that last line is the
+    reason. A heading followed by a list of problems (DataGate) gives the heading,
+    the first problem and how many more.
+    """
+    lines = [line.strip(' -') for line in message.strip().splitlines() if line.strip(' -')]
+    if not lines:
+        return 'unknown error'
+    if lines[0].rstrip(':') == 'in user code' and len(lines) > 1:
+        return lines[-1]
+    if len(lines) > 3:
+        return f'{lines[0]} {lines[1]} (and {len(lines) - 3} more)'
+    return ' '.join(lines[:2]) if len(lines) > 2 else lines[0]

@@ -38,10 +38,10 @@ class DataStage(NamedTuple):
 
 def data_components(config: configs.PipelineConfig) -> DataStage:
     """ImageExampleGen through DataGate: everything that validates the data."""
-    labels_json = json.dumps(list(config.labels))
+    class_names_json = json.dumps(list(config.class_names))
     # Image folders -> tf.train.Examples, with labels.txt and a report on every file.
     example_gen = ImageExampleGen(
-        input_base=config.data_root, labels=config.labels, presplit=config.presplit,
+        input_base=config.data_root, class_names=config.class_names, presplit=config.presplit,
         test_folder=config.test_folder, eval_fraction=config.eval_fraction,
         test_fraction=config.test_fraction, max_bad_fraction=config.max_bad_fraction,
         max_pixels=config.max_pixels).with_id(nodes.EXAMPLE_GEN)
@@ -50,7 +50,7 @@ def data_components(config: configs.PipelineConfig) -> DataStage:
         examples=example_gen.outputs['examples']).with_id(nodes.STATISTICS_GEN)
     # The curated schema, its label domain set to this data set's classes.
     schema_gen = ImageSchemaGen(schema_file=config.schema_path,
-                                labels=labels_json).with_id(nodes.SCHEMA_GEN)
+                                class_names=class_names_json).with_id(nodes.SCHEMA_GEN)
     # Statistics against the schema, per split.
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs['statistics'],
@@ -61,7 +61,7 @@ def data_components(config: configs.PipelineConfig) -> DataStage:
         statistics=statistics_gen.outputs['statistics'],
         schema=schema_gen.outputs['schema'],
         anomalies=example_validator.outputs['anomalies'],
-        labels_json=labels_json,
+        class_names_json=class_names_json,
         balance_tolerance=config.balance_tolerance,
         label_false_alarm_rate=config.label_false_alarm_rate,
         max_cross_split_duplicates=config.max_cross_split_duplicates,
@@ -75,7 +75,7 @@ def data_components(config: configs.PipelineConfig) -> DataStage:
 def eval_config(config: configs.PipelineConfig, *, gate: bool = True) -> tfma.EvalConfig:
     """TFMA: accuracy, per-class metrics, confusion matrix; with gate=True the accuracy
     gate (absolute and against the last blessed model)."""
-    class_ids = list(range(len(config.labels)))
+    class_ids = list(range(len(config.class_names)))
     threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(
             lower_bound={'value': config.accuracy_threshold}),
@@ -172,7 +172,7 @@ def create_pipeline(config: configs.PipelineConfig,
         reference_profile=reference_profile.outputs['reference_profile'],
         base_directory=os.path.join(config.serving_dir, config.model_name),
         model_name=config.model_name, warmup_images=config.warmup_images,
-        push_label=config.push_label,
+        version_label=config.version_label,
         model_config_file=config.model_config_file).with_id(nodes.PUSHER)
 
     components = [*data, transform, main_trainer, *compare_trainers, baseline_resolver,

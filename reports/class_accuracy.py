@@ -38,12 +38,12 @@ class ClassAccuracy:
         return self.worse_p is not None and self.worse_p < WORSE_ALPHA / self.classes
 
 
-def per_class(confusion: np.ndarray, labels: Sequence[str]) -> List[ClassAccuracy]:
+def per_class(confusion: np.ndarray, class_names: Sequence[str]) -> List[ClassAccuracy]:
     """Accuracy per class (rows of the confusion matrix are the true classes)."""
     confusion = np.asarray(confusion, dtype=float)
     total_correct, total = float(np.trace(confusion)), float(confusion.sum())
     rows = []
-    for i, label in enumerate(labels):
+    for i, label in enumerate(class_names):
         n = int(round(confusion[i].sum())) if i < len(confusion) else 0
         k = int(round(confusion[i, i])) if i < len(confusion) else 0
         rest_n, rest_k = int(round(total - n)), int(round(total_correct - k))
@@ -60,7 +60,7 @@ def per_class(confusion: np.ndarray, labels: Sequence[str]) -> List[ClassAccurac
             worse_p = float(worse_p)
         rows.append(ClassAccuracy(label, k, n, low, high,
                                   rest_k / rest_n if rest_n else float('nan'), worse_p,
-                                  len(labels)))
+                                  len(class_names)))
     return rows
 
 

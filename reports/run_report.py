@@ -296,14 +296,14 @@ class Misclassified:
     probability: float
 
 
-def predict_eval_split(model_uri: str, examples_uri: str, labels: Sequence[str],
+def predict_eval_split(model_uri: str, examples_uri: str, class_names: Sequence[str],
                        max_images: int) -> Tuple[List[Misclassified], int]:
     """Runs the exported model's serving_default over the eval split.
 
     Args:
       model_uri: the Trainer's Model artifact.
       examples_uri: the Examples artifact.
-      labels: class names (label index = position).
+      class_names: class names (label index = position).
       max_images: cap on the images predicted.
 
     Returns:
@@ -321,7 +321,7 @@ def predict_eval_split(model_uri: str, examples_uri: str, labels: Sequence[str],
         for (image, label, path), probs in zip(batch, probabilities):
             predicted = int(np.argmax(probs))
             if predicted != label:
-                errors.append(Misclassified(path, image, labels[label], labels[predicted],
+                errors.append(Misclassified(path, image, class_names[label], class_names[predicted],
                                          float(probs[predicted])))
         batch.clear()
 
@@ -348,7 +348,7 @@ class _Context:
     runs: List[mlmd_runs.PipelineRun]
     out_dir: str
     max_eval_images: int
-    labels: List[str] = dataclasses.field(default_factory=list)
+    class_names: List[str] = dataclasses.field(default_factory=list)
     samples: Dict[str, List[Tuple[bytes, str]]] = dataclasses.field(default_factory=dict)
     evaluation: Optional[Evaluation] = None
     test_evaluation: Optional[Evaluation] = None   # the held-out test split, when there is one
@@ -413,19 +413,19 @@ def _data(ctx: _Context) -> List[Any]:
     # The train split first, then the others as ExampleGen named them.
     splits = sorted(image_report['splits'], key=lambda split: split != features.TRAIN_SPLIT)
     counts = {split: dict(image_report['splits'][split]['by_label']) for split in splits}
-    labels = ctx.labels
+    class_names = ctx.class_names
     rows = [[split, image_report['splits'][split]['images']] +
-            [counts[split].get(label, 0) for label in labels] for split in counts]
+            [counts[split].get(label, 0) for label in class_names] for split in counts]
     parts = [
         html.paragraph(f'{image_report["images"]} images, split by '
-                       f'{image_report["split_method"]}; classes: {", ".join(labels)}.'),
-        html.table(rows, ['split', 'images'] + labels),
+                       f'{image_report["split_method"]}; classes: {", ".join(class_names)}.'),
+        html.table(rows, ['split', 'images'] + class_names),
         html.image(plots.label_counts(counts, 'Images per class and split'),
                    'images per class and split'),
     ]
     if ctx.samples:
         grid = [(label, [(plots.decode_thumbnail(data), f'{label}: {path.split("/")[-1]}')
-                         for data, path in ctx.samples[label]]) for label in labels]
+                         for data, path in ctx.samples[label]]) for label in class_names]
         parts += [html.paragraph(f'Sample images per class ({features.TRAIN_SPLIT} split):'),
                   html.image(plots.image_grid(grid), 'sample images per class')]
 
@@ -477,7 +477,7 @@ def _augmentation(ctx: _Context) -> List[Any]:
     image_size = settings.get('image_size') or transform_config.get(
         'image_size') or features.IMAGE_SIZE
     seed = settings.get('seed')
-    label = next(lbl for lbl in ctx.labels if ctx.samples.get(lbl))
+    label = next(lbl for lbl in ctx.class_names if ctx.samples.get(lbl))
     data, path = ctx.samples[label][0]
     # The Transform output the model sees: decoded, resized, scaled to [-1, 1].
     image = preprocessing.preprocess_images(tf.constant([data]), image_size)
@@ -589,13 +589,13 @@ def _evaluation(ctx: _Context) -> List[Any]:
              if evaluation.example_count is not None else '-', '-']]
     parts.append(html.table(rows, ['metric', 'value', 'change vs baseline']))
     class_rows = []
-    for class_id, label in enumerate(ctx.labels):
+    for class_id, label in enumerate(ctx.class_names):
         class_rows.append([class_id, label] + [fmt(evaluation.metrics.get((name, class_id)))
                                                for name in PER_CLASS_METRICS])
     parts += [html.paragraph('Per class (one class vs the rest):'),
               html.table(class_rows, ['class id', 'class'] + list(PER_CLASS_METRICS))]
     if evaluation.confusion is not None:
-        names = [ctx.labels[i] if i < len(ctx.labels) else str(i)
+        names = [ctx.class_names[i] if i < len(ctx.class_names) else str(i)
                  for i in range(len(evaluation.confusion))]
         parts += _accuracy_by_class(evaluation.confusion, names)
         parts += [
@@ -644,7 +644,7 @@ def _evaluation(ctx: _Context) -> List[Any]:
                       'were never trained on, early-stopped on or gated on: the number to '
                       'quote.')]
         if test.confusion is not None:
-            names = [ctx.labels[i] if i < len(ctx.labels) else str(i)
+            names = [ctx.class_names[i] if i < len(ctx.class_names) else str(i)
                      for i in range(len(test.confusion))]
             parts += _accuracy_by_class(test.confusion, names, features.TEST_SPLIT)
     return parts
@@ -677,7 +677,7 @@ def _errors(ctx: _Context) -> List[Any]:
     if ctx.max_eval_images <= 0:
         return [html.paragraph('Skipped: no eval image is to be predicted '
                                '(max_eval_images is 0).', 'muted')]
-    errors, seen = predict_eval_split(model.uri, examples.uri, ctx.labels, ctx.max_eval_images)
+    errors, seen = predict_eval_split(model.uri, examples.uri, ctx.class_names, ctx.max_eval_images)
     image_report = _read_json(os.path.join(examples.uri, example_gen_spec.REPORT_FILE))
     total = image_report['splits'][features.EVAL_SPLIT]['images'] if image_report else seen
     scope = f'{seen} of the {total}' if seen < total else f'all {seen}'
@@ -841,10 +841,10 @@ def build_report(metadata_path: str, pipeline_name: str, out_dir: str, *,
     ctx = _Context(run=chosen[0], runs=runs, out_dir=out_dir, max_eval_images=max_eval_images)
     examples = ctx.output(EXAMPLE_GEN_NODE, standard_component_specs.EXAMPLES_KEY)
     if examples is not None:
-        ctx.labels = examples_io.read_labels(examples.uri)
+        ctx.class_names = examples_io.read_class_names(examples.uri)
         try:
             ctx.samples = examples_io.samples_per_label(
-                examples.uri, features.TRAIN_SPLIT, ctx.labels, SAMPLES_PER_CLASS)
+                examples.uri, features.TRAIN_SPLIT, ctx.class_names, SAMPLES_PER_CLASS)
         except FileNotFoundError as e:
             logging.warning('No sample images: %s', e)
     evaluation = ctx.output(EVALUATOR_NODE, standard_component_specs.EVALUATION_KEY)

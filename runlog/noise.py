@@ -65,9 +65,12 @@ def import_tensorflow() -> None:
 
 
 def quiet_tensorflow() -> None:
-    """For scripts: TensorFlow's C++ INFO/WARNING lines off, and imported without its noise."""
+    """For scripts: TensorFlow's C++ INFO/WARNING lines off, imported without its noise,
+    and its Python logger's deprecation notices (raised inside TFMA, TFT, TFX) off."""
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     import_tensorflow()
+    import logging  # pylint: disable=import-outside-toplevel
+    logging.getLogger('tensorflow').setLevel(logging.ERROR)
 
 
 def quiet_logs(verbose: bool) -> None:

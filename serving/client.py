@@ -5,7 +5,7 @@ its probability, one line per image:
 
     python -m serving.client --url http://127.0.0.1:8501 --model cats_dogs \\
         cat.jpg dog.jpg
-    python -m serving.client --grpc 127.0.0.1:8500 --model cats_dogs --label stable \\
+    python -m serving.client --grpc 127.0.0.1:8500 --model cats_dogs --version_label stable \\
         cat.jpg
 
 Output lines are `<path>\\t<label>\\t<probability>`. The REST path needs
@@ -40,11 +40,11 @@ class Prediction:
 
 
 def _prediction(label: Optional[str], probabilities: Sequence[float],
-                labels: Sequence[str]) -> Prediction:
+                class_names: Sequence[str]) -> Prediction:
     probabilities = [float(p) for p in probabilities]
     best = max(range(len(probabilities)), key=probabilities.__getitem__)
     if label is None:
-        label = labels[best] if best < len(labels) else str(best)
+        label = class_names[best] if best < len(class_names) else str(best)
     return Prediction(label, probabilities[best], probabilities)
 
 
@@ -52,37 +52,37 @@ class RestClient:
     """TF Serving's REST predict API."""
 
     def __init__(self, url: str, model_name: str, *,
-                 version: Optional[int] = None, label: Optional[str] = None,
+                 version: Optional[int] = None, version_label: Optional[str] = None,
                  signature_name: str = '', timeout: float = 30.0,
-                 labels: Sequence[str] = features.LABELS):
+                 class_names: Sequence[str] = ()):
         """Args:
           url: server root, e.g. http://127.0.0.1:8501.
           model_name: the served model's name.
           version: a version number, or
-          label: a version label (not both).
+          version_label: a version label such as 'stable' (not both).
           signature_name: '' for serving_default.
           timeout: seconds per request.
-          labels: class names, used only if the response has no label output.
+          class_names: class names, used only if the response has no label output.
 
         Raises:
-          ValueError: for both version and label, or a URL that is not http.
+          ValueError: for both version and version_label, or a URL that is not http.
         """
         import requests  # pylint: disable=import-outside-toplevel
-        if version is not None and label:
-            raise ValueError(f'Pass a version or a label, not both: {version}, '
-                             f'{label!r}')
+        if version is not None and version_label:
+            raise ValueError(f'Pass a version or a version label, not both: {version}, '
+                             f'{version_label!r}')
         if not url.startswith(('http://', 'https://')):
             raise ValueError(f'REST url must start with http:// or https://, '
                              f'got {url!r}')
         path = f'/v1/models/{model_name}'
         if version is not None:
             path += f'/versions/{version}'
-        elif label:
-            path += f'/labels/{label}'
+        elif version_label:
+            path += f'/labels/{version_label}'
         self.model_url = url.rstrip('/') + path
         self.signature_name = signature_name
         self.timeout = timeout
-        self.labels = tuple(labels)
+        self.class_names = tuple(class_names)
         self._session = requests.Session()
 
     def _request(self, method: str, url: str, **kwargs) -> Dict[str, Any]:
@@ -122,10 +122,10 @@ class RestClient:
         for row in doc['predictions']:
             if isinstance(row, dict):
                 results.append(_prediction(
-                    row.get(features.LABEL_OUTPUT),
-                    row[features.PROBABILITIES_OUTPUT], self.labels))
+                    row.get(features.CLASS_NAME_OUTPUT),
+                    row[features.PROBABILITIES_OUTPUT], self.class_names))
             else:
-                results.append(_prediction(None, row, self.labels))
+                results.append(_prediction(None, row, self.class_names))
         return results
 
     def close(self) -> None:
@@ -137,25 +137,25 @@ class GrpcClient:
     """TF Serving's gRPC PredictionService."""
 
     def __init__(self, target: str, model_name: str, *,
-                 version: Optional[int] = None, label: Optional[str] = None,
+                 version: Optional[int] = None, version_label: Optional[str] = None,
                  signature_name: str = '', timeout: float = 30.0,
-                 labels: Sequence[str] = features.LABELS):
+                 class_names: Sequence[str] = ()):
         """Args as RestClient's; `target` is host:port of the gRPC server.
 
         Raises:
-          ValueError: for both version and label.
+          ValueError: for both version and version_label.
         """
         import grpc  # pylint: disable=import-outside-toplevel
         from tensorflow_serving.apis import prediction_service_pb2_grpc
-        if version is not None and label:
-            raise ValueError(f'Pass a version or a label, not both: {version}, '
-                             f'{label!r}')
+        if version is not None and version_label:
+            raise ValueError(f'Pass a version or a version label, not both: {version}, '
+                             f'{version_label!r}')
         self.model_name = model_name
         self.version = version
-        self.label = label
+        self.version_label = version_label
         self.signature_name = signature_name
         self.timeout = timeout
-        self.labels = tuple(labels)
+        self.class_names = tuple(class_names)
         self._channel = grpc.insecure_channel(target, options=[
             ('grpc.max_receive_message_length', 64 * 2**20),
             ('grpc.max_send_message_length', 64 * 2**20)])
@@ -166,8 +166,8 @@ class GrpcClient:
         spec.name = self.model_name
         if self.version is not None:
             spec.version.value = self.version
-        elif self.label:
-            spec.version_label = self.label
+        elif self.version_label:
+            spec.version_label = self.version_label
         if self.signature_name:
             spec.signature_name = self.signature_name
 
@@ -186,11 +186,11 @@ class GrpcClient:
             raise ClientError(error.code().name, error.details()) from None
         probabilities = tf.make_ndarray(
             response.outputs[features.PROBABILITIES_OUTPUT])
-        labels = None
-        if features.LABEL_OUTPUT in response.outputs:
-            labels = [v.decode('utf-8') for v in tf.make_ndarray(
-                response.outputs[features.LABEL_OUTPUT])]
-        return [_prediction(labels[i] if labels else None, row, self.labels)
+        class_names = None
+        if features.CLASS_NAME_OUTPUT in response.outputs:
+            class_names = [v.decode('utf-8') for v in tf.make_ndarray(
+                response.outputs[features.CLASS_NAME_OUTPUT])]
+        return [_prediction(class_names[i] if class_names else None, row, self.class_names)
                 for i, row in enumerate(probabilities)]
 
     def close(self) -> None:
@@ -234,7 +234,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--model', required=True, help='Model name.')
     route = parser.add_mutually_exclusive_group()
     route.add_argument('--version', type=int, default=None)
-    route.add_argument('--label', default=None, help='Version label.')
+    route.add_argument('--version_label', default=None, help="Version label, e.g. 'stable'.")
     parser.add_argument('--signature_name', default='')
     parser.add_argument('--batch_size', type=int, default=1,
                         help='Images per request.')
@@ -242,7 +242,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help='Seconds per request.')
     parser.add_argument('images', nargs='+', help='Image files.')
     args = parser.parse_args(argv)
-    kwargs = dict(version=args.version, label=args.label,
+    kwargs = dict(version=args.version, version_label=args.version_label,
                   signature_name=args.signature_name, timeout=args.timeout)
     try:
         client = (RestClient(args.url, args.model, **kwargs) if args.url

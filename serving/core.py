@@ -306,18 +306,16 @@ class ServingCore:
     @staticmethod
     def _predictions_from_outputs(outputs: Mapping[str, np.ndarray]):
         probabilities = outputs.get(features.PROBABILITIES_OUTPUT)
-        labels = outputs.get(features.LABEL_OUTPUT)
+        names = outputs.get(features.CLASS_NAME_OUTPUT)
         if probabilities is None or np.ndim(probabilities) != 2:
             return []
         predictions = []
         for row, scores in enumerate(probabilities):
             best = int(np.argmax(scores))
-            if labels is not None and np.ndim(labels) == 1:
-                label = labels[row]
+            if names is not None and np.ndim(names) == 1:
+                label = names[row]
                 label = label.decode('utf-8', 'replace') if isinstance(
                     label, bytes) else str(label)
-            elif len(scores) == len(features.LABELS):
-                label = features.LABELS[best]
             else:
                 label = str(best)
             predictions.append(

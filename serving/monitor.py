@@ -95,7 +95,7 @@ def select_images(records: Sequence[Dict[str, Any]], version: Optional[str]
     return images, counts
 
 
-def traffic_profile(images: Sequence[Dict[str, Any]], model_dir: str, labels: Sequence[str]):
+def traffic_profile(images: Sequence[Dict[str, Any]], model_dir: str, class_names: Sequence[str]):
     """Rows (as the reference's) and embeddings of the logged images.
 
     With image bytes every row key is recomputed with the served model; without
@@ -110,7 +110,7 @@ def traffic_profile(images: Sequence[Dict[str, Any]], model_dir: str, labels: Se
         signature = tf.saved_model.load(model_dir).signatures[features.EMBEDDING_SIGNATURE]
         probabilities, embeddings = profile.model_outputs(signature, data)
         rows = [{**profile.image_row(d), **answer}
-                for d, answer in zip(data, profile.prediction_fields(probabilities, labels))]
+                for d, answer in zip(data, profile.prediction_fields(probabilities, class_names))]
         return rows, embeddings, True
     rows = []
     for image in images:
@@ -179,7 +179,7 @@ def monitor(request_log: str, model_dir: str, out_dir: str, *, false_alarm_rate:
         raise MonitorError(
             f'{len(images)} logged images of version {version or "any"} in {request_log} '
             f'(of {counts["records"]} records); at least {min_images} are needed to compare')
-    rows, embeddings, with_bytes = traffic_profile(images, model_dir, reference['labels'])
+    rows, embeddings, with_bytes = traffic_profile(images, model_dir, reference['class_names'])
     comparison = drift.compare(reference, rows, embeddings, false_alarm_rate=false_alarm_rate,
                                resamples=resamples)
 

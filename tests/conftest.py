@@ -35,7 +35,8 @@ def make_run(work_dir: pathlib.Path, counts, **overrides) -> PipelineFixture:
     settings = dict(epochs=3, batch_size=8, accuracy_threshold=0.6, weights=str(data.WEIGHTS),
                     warmup_images=3, image_size=(160, 160))
     settings.update(overrides)
-    config = configs.local(str(work_dir), str(root), presplit=True, **settings)
+    images = sum(sum(split.values()) for split in counts.values())
+    config = configs.local(str(work_dir), str(root), presplit=True, images=images, **settings)
     return PipelineFixture(config, configs.metadata_path(str(work_dir)), work_dir)
 
 

@@ -90,7 +90,7 @@ def synthetic_image(index: int, size=(120, 90)) -> bytes:
 # A user's own root: three classes whose names are not the tutorial's (capitals,
 # a space, an accent), images at several depths, upper- and mixed-case
 # extensions, bad files and files that are no images.
-ANY_LABELS = ('Chats domestiques', 'dogs', 'Été')
+ANY_CLASS_NAMES = ('Chats domestiques', 'dogs', 'Été')
 
 
 def make_any_root(dest: pathlib.Path, per_class: int) -> Dict[str, Dict[str, str]]:

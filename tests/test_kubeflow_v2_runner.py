@@ -136,7 +136,7 @@ def test_spec_holds_the_configured_paths_and_image(spec):
     assert destination == {
         'filesystem': {'base_directory': 'gs://test-bucket/serving/image_classifier'}}
     assert _parameter(spec, 'ImageSchemaGen', 'schema_file') == '/pipeline/schema/schema.pbtxt'
-    assert json.loads(_parameter(spec, 'ImageSchemaGen', 'labels')) == ['cats', 'dogs']
+    assert json.loads(_parameter(spec, 'ImageSchemaGen', 'class_names')) == ['cats', 'dogs']
     assert json.loads(_parameter(spec, 'Trainer', 'custom_config'))['weights'] == 'imagenet'
     images = {name: _executor(spec, name).get('container', {}).get('image')
               for name in _tasks(spec)}
@@ -156,7 +156,7 @@ def test_vertex_preset_rejects_local_paths(field):
 
 def test_vertex_preset_uses_the_curated_schema_for_any_labels():
     assert configs.vertex(**CLOUD).schema_path == configs.IMAGE_CURATED_SCHEMA
-    assert configs.vertex(**CLOUD, labels=('ant', 'bee', 'fly')).schema_path == (
+    assert configs.vertex(**CLOUD, class_names=('ant', 'bee', 'fly')).schema_path == (
         configs.IMAGE_CURATED_SCHEMA)
 
 
@@ -183,7 +183,7 @@ def test_cli_writes_the_spec_and_prints_its_path(tmp_path):
     result = subprocess.run(
         [sys.executable, str(data.PROJECT_ROOT / 'kubeflow_v2_runner.py'),
          *_cli_flags(output_dir), '--output-filename', 'cli.json',
-         '--labels', 'ant', 'bee', 'fly', '--no-presplit', '--epochs', '3',
+         '--class-names', 'ant', 'bee', 'fly', '--no-presplit', '--epochs', '3',
          '--beam-arg=--max_num_workers=4'],
         capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -191,12 +191,12 @@ def test_cli_writes_the_spec_and_prints_its_path(tmp_path):
     assert f'pipeline spec: {path}' in result.stdout.splitlines()
     assert sorted(p.name for p in tmp_path.iterdir()) == ['out']  # nothing in the cwd
     spec = json.loads(path.read_text())
-    assert json.loads(_parameter(spec, 'ImageExampleGen', 'labels')) == ['ant', 'bee', 'fly']
+    assert json.loads(_parameter(spec, 'ImageExampleGen', 'class_names')) == ['ant', 'bee', 'fly']
     assert json.loads(_parameter(spec, 'ImageExampleGen', 'input_config')) == {
         'splits': [{'name': 'single_split', 'pattern': '*'}]}
     assert json.loads(_parameter(spec, 'Trainer', 'custom_config'))['epochs'] == 3
-    # Other labels: the curated schema with their domain.
-    assert json.loads(_parameter(spec, 'ImageSchemaGen', 'labels')) == ['ant', 'bee', 'fly']
+    # Other class names: the curated schema with their domain.
+    assert json.loads(_parameter(spec, 'ImageSchemaGen', 'class_names')) == ['ant', 'bee', 'fly']
     assert 'SchemaGen' not in _tasks(spec)
     for name in BEAM_COMPONENTS:
         args = _beam_args(_executor(spec, name)['container']['args'])
@@ -235,12 +235,12 @@ def test_inspect_data_root_takes_labels_and_layout_from_the_root(monkeypatch):
 
     def inspect(root):
         seen.append(root)
-        return layout.DataRoot(root=root, presplit=False, labels=('ant', 'bee', 'fly'))
+        return layout.DataRoot(root=root, presplit=False, class_names=('ant', 'bee', 'fly'))
 
     monkeypatch.setattr(layout, 'inspect_data_root', inspect)
     args = kubeflow_v2_runner.parse_args(_cli_flags('out') + ['--inspect-data-root'])
     config = kubeflow_v2_runner.build_config(args)
     assert seen == [CLOUD['data_root']]
-    assert (config.labels, config.presplit, config.schema_path) == (
+    assert (config.class_names, config.presplit, config.schema_path) == (
         ('ant', 'bee', 'fly'), False, configs.IMAGE_CURATED_SCHEMA)
     assert config.beam_pipeline_args == tuple(DATAFLOW_ARGS)

@@ -37,3 +37,22 @@ def test_bad_data_root_gives_one_line_error(tmp_path, layout, message):
     errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
     assert len(errors) == 1 and message in errors[0] and str(root) in errors[0]
     assert not (tmp_path / 'work').exists()
+
+
+def test_beam_runs_in_process_for_small_data_sets_and_in_workers_for_large(tmp_path):
+    import local_runner  # pylint: disable=import-outside-toplevel
+    from pipeline import configs  # pylint: disable=import-outside-toplevel
+    root = data.make_root(tmp_path / 'root', {'train': {'cats': 3, 'dogs': 2}}, presplit=False)
+    (root / 'dogs' / 'notes.txt').write_text('not an image')
+    config = local_runner.build_config(local_runner.parse_args(
+        ['--data-root', str(root), '--work-dir', str(tmp_path / 'work')]))
+    assert config.beam_pipeline_args == configs.IN_MEMORY_BEAM_ARGS
+    assert configs.local_beam_args(5) == configs.IN_MEMORY_BEAM_ARGS
+    assert configs.local_beam_args(configs.IN_MEMORY_MAX_IMAGES + 1) == (
+        configs.MULTI_PROCESS_BEAM_ARGS)
+    assert configs.local_beam_args(None) == configs.MULTI_PROCESS_BEAM_ARGS
+    # An explicit --beam-arg wins.
+    config = local_runner.build_config(local_runner.parse_args(
+        ['--data-root', str(root), '--work-dir', str(tmp_path / 'work'),
+         '--beam-arg=--direct_running_mode=multi_threading']))
+    assert config.beam_pipeline_args == ('--direct_running_mode=multi_threading',)

@@ -1,4 +1,5 @@
-"""The curated schema template agrees with models/features.py; ImageSchemaGen fills its labels."""
+"""The curated schema template agrees with models/features.py; ImageSchemaGen fills its
+class names."""
 
 import json
 
@@ -22,14 +23,14 @@ def test_template_holds_every_raw_feature_with_scalar_shapes():
     assert serving == [features.IMAGE_KEY]
 
 
-@pytest.mark.parametrize('labels', [('cats', 'dogs'), ('Golden Retriever', 'cat', 'Été'),
+@pytest.mark.parametrize('class_names', [('cats', 'dogs'), ('Golden Retriever', 'cat', 'Été'),
                                     tuple(f'class {i:02d}' for i in range(12))])
-def test_for_classes_sets_both_label_domains(labels):
+def test_for_classes_sets_both_label_domains(class_names):
     template = tfdv.load_schema_text(configs.CURATED_SCHEMA)
-    schema = class_schema.for_classes(template, labels)
-    assert tuple(tfdv.get_domain(schema, features.LABEL_NAME_KEY).value) == labels
+    schema = class_schema.for_classes(template, class_names)
+    assert tuple(tfdv.get_domain(schema, features.LABEL_NAME_KEY).value) == class_names
     label = tfdv.get_feature(schema, features.LABEL_KEY)
-    assert (label.int_domain.min, label.int_domain.max) == (0, len(labels) - 1)
+    assert (label.int_domain.min, label.int_domain.max) == (0, len(class_names) - 1)
     # Only the label domains change; the template itself is left as it was.
     template_again = tfdv.load_schema_text(configs.CURATED_SCHEMA)
     assert template == template_again
@@ -50,9 +51,9 @@ def test_for_classes_rejects_bad_labels_and_templates():
 def test_component_writes_the_schema_artifact(tmp_path):
     artifact = standard_artifacts.Schema()
     artifact.uri = str(tmp_path)
-    labels = ['ant', 'bee', 'fly']
+    class_names = ['ant', 'bee', 'fly']
     executor = component.ImageSchemaGen.EXECUTOR_SPEC.executor_class()
     executor.Do({}, {'schema': [artifact]},
-                {'schema_file': configs.CURATED_SCHEMA, 'labels': json.dumps(labels)})
+                {'schema_file': configs.CURATED_SCHEMA, 'class_names': json.dumps(class_names)})
     written = tfdv.load_schema_text(str(tmp_path / class_schema.SCHEMA_FILE))
-    assert list(tfdv.get_domain(written, features.LABEL_NAME_KEY).value) == labels
+    assert list(tfdv.get_domain(written, features.LABEL_NAME_KEY).value) == class_names

@@ -13,7 +13,7 @@ moves to it. Pass `server_url` to wait in between; without it both land in
 one write, which our server handles (it retries labels until the version
 is up) but the real TF Serving may refuse.
 
-The CLI is `python -m serving.labels` (push-canary, promote, set, show).
+The CLI is `python -m serving.version_labels` (push-canary, promote, set, show).
 """
 
 import argparse
@@ -256,7 +256,7 @@ def promote_canary(config_path: str, model_name: str, *,
 
 def main(argv: Optional[List[str]] = None) -> int:
     """CLI: push-canary, promote, set, show."""
-    parser = argparse.ArgumentParser(prog='python -m serving.labels',
+    parser = argparse.ArgumentParser(prog='python -m serving.version_labels',
                                      description=__doc__.split('\n')[0])
     commands = parser.add_subparsers(dest='command', required=True)
     for name in ('push-canary', 'promote', 'set', 'show'):

@@ -27,13 +27,13 @@ def _feature_stats(stats: statistics_pb2.DatasetFeatureStatistics, name: str):
     return None
 
 
-def label_counts(stats: statistics_pb2.DatasetFeatureStatistics, labels: Sequence[str],
+def label_counts(stats: statistics_pb2.DatasetFeatureStatistics, class_names: Sequence[str],
                  key: str = features.LABEL_NAME_KEY) -> Dict[str, int]:
     """Examples per class, read from the label-name feature's rank histogram."""
     feature = _feature_stats(stats, key)
     if feature is None:
         raise ValueError(f'statistics have no feature {key!r}')
-    counts = {label: 0 for label in labels}
+    counts = {label: 0 for label in class_names}
     for bucket in feature.string_stats.rank_histogram.buckets:
         counts[bucket.label] = int(bucket.sample_count)
     return counts

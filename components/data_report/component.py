@@ -20,7 +20,7 @@ class DataReport(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
     def __init__(self, examples: channel.Channel, statistics: channel.Channel,
-                 schema: channel.Channel, anomalies: channel.Channel, *, labels_json: str,
+                 schema: channel.Channel, anomalies: channel.Channel, *, class_names_json: str,
                  balance_tolerance: float, label_false_alarm_rate: float,
                  max_cross_split_duplicates: int, sample_images_per_class: int = 3,
                  report: Optional[channel.Channel] = None):
@@ -36,7 +36,7 @@ class DataReport(base_component.BaseComponent):
                              f'got {max_cross_split_duplicates}')
         spec = DataReportSpec(
             examples=examples, statistics=statistics, schema=schema, anomalies=anomalies,
-            labels=labels_json, balance_tolerance=float(balance_tolerance),
+            class_names=class_names_json, balance_tolerance=float(balance_tolerance),
             label_false_alarm_rate=float(label_false_alarm_rate),
             max_cross_split_duplicates=int(max_cross_split_duplicates),
             sample_images_per_class=int(sample_images_per_class),

@@ -39,18 +39,18 @@ def _write(path: str, content: str) -> None:
 def build_verdict(stats: Dict[str, Any], anomalies: Dict[str, anomalies_pb2.Anomalies],
                   schema, image_report: Dict[str, Any], exec_properties: Dict[str, Any]):
     """All checks of the data set; returns (verdict dict, label drift Anomalies)."""
-    labels = json.loads(exec_properties[spec.LABELS_KEY])
+    class_names = json.loads(exec_properties[spec.CLASS_NAMES_KEY])
     alpha = exec_properties[spec.LABEL_FALSE_ALARM_RATE_KEY]
-    counts = {split: checks.label_counts(s.datasets[0], labels) for split, s in stats.items()}
+    counts = {split: checks.label_counts(s.datasets[0], class_names) for split, s in stats.items()}
     problems = []
     for split, split_anomalies in anomalies.items():
         problems += checks.anomaly_problems(split_anomalies, f'{split} split')
     tolerance = exec_properties[spec.BALANCE_TOLERANCE_KEY]
     problems += checks.balance_problems(counts, tolerance, alpha)
     rules = {'balance': {
-        split: {'images': sum(c.values()), 'expected_share': 1 / len(labels),
+        split: {'images': sum(c.values()), 'expected_share': 1 / len(class_names),
                 'tolerance': tolerance,
-                'chance_margin': checks.balance_margin(sum(c.values()), len(labels), alpha)}
+                'chance_margin': checks.balance_margin(sum(c.values()), len(class_names), alpha)}
         for split, c in counts.items()}}
     drift = anomalies_pb2.Anomalies()
     if features.TRAIN_SPLIT in stats and features.EVAL_SPLIT in stats:
@@ -87,7 +87,7 @@ class Executor(base_executor.BaseExecutor):
         anomalies_artifacts = input_dict[spec.ANOMALIES_KEY]
         schema_uri = artifact_utils.get_single_uri(input_dict[spec.SCHEMA_KEY])
         report = artifact_utils.get_single_instance(output_dict[spec.REPORT_KEY])
-        labels = json.loads(exec_properties[spec.LABELS_KEY])
+        class_names = json.loads(exec_properties[spec.CLASS_NAMES_KEY])
 
         splits = artifact_utils.decode_split_names(examples.split_names)
         stats = {s: tfdv.load_stats_binary(os.path.join(
@@ -104,7 +104,7 @@ class Executor(base_executor.BaseExecutor):
         html_path = os.path.join(report.uri, artifacts.REPORT_HTML)
         verdict['report'] = html_path
         samples = examples_io.samples_per_label(
-            examples.uri, splits[0], labels, exec_properties[spec.SAMPLES_PER_CLASS_KEY])
+            examples.uri, splits[0], class_names, exec_properties[spec.SAMPLES_PER_CLASS_KEY])
         tf.io.gfile.makedirs(report.uri)
         _write(os.path.join(report.uri, artifacts.VERDICT_JSON),
                json.dumps(verdict, indent=1, sort_keys=True))

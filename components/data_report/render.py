@@ -126,9 +126,9 @@ def render(*, verdict: Dict[str, Any], stats: Dict[str, statistics_pb2.DatasetFe
         total = sum(counts[split].values())
         rows.append([split, total] + [
             f'{n} ({n / total:.1%})' if total else '0' for n in counts[split].values()])
-    labels = list(next(iter(counts.values())))
+    class_names = list(next(iter(counts.values())))
     sections.append(html.Section('Labels', [
-        html.table(rows, ['split', 'images'] + labels),
+        html.table(rows, ['split', 'images'] + class_names),
         html.image(plots.label_counts(counts), 'images per class and split'),
         *[html.paragraph(text) for text in label_rule_sentences(verdict)],
         html.paragraph('Train vs eval label distribution (TFDV drift comparator, '

@@ -10,7 +10,7 @@ STATISTICS_KEY = 'statistics'
 SCHEMA_KEY = 'schema'
 ANOMALIES_KEY = 'anomalies'
 REPORT_KEY = 'report'
-LABELS_KEY = 'labels'                          # JSON list of class names
+CLASS_NAMES_KEY = 'class_names'                     # JSON list of class names
 BALANCE_TOLERANCE_KEY = 'balance_tolerance'
 LABEL_FALSE_ALARM_RATE_KEY = 'label_false_alarm_rate'  # of the balance and drift checks
 MAX_CROSS_SPLIT_DUPLICATES_KEY = 'max_cross_split_duplicates'
@@ -19,7 +19,7 @@ SAMPLES_PER_CLASS_KEY = 'sample_images_per_class'
 
 class DataReportSpec(component_spec.ComponentSpec):
     PARAMETERS = {
-        LABELS_KEY: component_spec.ExecutionParameter(type=str),
+        CLASS_NAMES_KEY: component_spec.ExecutionParameter(type=str),
         BALANCE_TOLERANCE_KEY: component_spec.ExecutionParameter(type=float),
         LABEL_FALSE_ALARM_RATE_KEY: component_spec.ExecutionParameter(type=float),
         MAX_CROSS_SPLIT_DUPLICATES_KEY: component_spec.ExecutionParameter(type=int),

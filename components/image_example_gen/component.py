@@ -31,7 +31,7 @@ class ImageExampleGen(example_gen_component.FileBasedExampleGen):
     # BeamExecutorSpec, so pipeline-level beam_pipeline_args reach this executor.
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
-    def __init__(self, input_base: str, labels: Sequence[str], *, presplit: bool,
+    def __init__(self, input_base: str, class_names: Sequence[str], *, presplit: bool,
                  test_folder: bool = False, eval_fraction: float = features.EVAL_FRACTION,
                  test_fraction: float = 0.0,
                  max_bad_fraction: float = features.MAX_BAD_FRACTION,
@@ -40,7 +40,7 @@ class ImageExampleGen(example_gen_component.FileBasedExampleGen):
 
         Args:
           input_base: the data root.
-          labels: class folder names, sorted; the index is the label.
+          class_names: class folder names, sorted; the index is the label.
           presplit: the root holds train/ and validation/ folders (validation
             becomes the eval split); otherwise each class is split by the
             hash of its images' bytes (stratified; identical images always
@@ -56,7 +56,7 @@ class ImageExampleGen(example_gen_component.FileBasedExampleGen):
         Raises:
           ValueError: on an invalid argument.
         """
-        labels = features.class_names(labels)
+        class_names = features.class_names(class_names)
         if not 0.0 <= max_bad_fraction <= 1.0:
             raise ValueError(f'max_bad_fraction must be in [0, 1], got {max_bad_fraction}')
         if max_pixels <= 0:
@@ -102,7 +102,7 @@ class ImageExampleGen(example_gen_component.FileBasedExampleGen):
             output_config=output_config,
             output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
             output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
-            labels=json.dumps(labels),
+            class_names=json.dumps(class_names),
             max_bad_fraction=float(max_bad_fraction),
             max_pixels=int(max_pixels),
             examples=channel.Channel(type=standard_artifacts.Examples))

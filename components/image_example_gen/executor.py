@@ -36,10 +36,11 @@ from models import features
 
 _MANIFEST_TAG = 'manifest'
 _MANIFEST_NAME = 'files'
+_LISTING_NAME = 'listing.jsonl'    # every path under the data root, JSON strings
 
 
 def labels_from_exec_properties(exec_properties: Dict[str, Any]) -> List[str]:
-    return features.class_names(json.loads(exec_properties[spec.LABELS_KEY]))
+    return features.class_names(json.loads(exec_properties[spec.CLASS_NAMES_KEY]))
 
 
 class SplitPlan:
@@ -77,10 +78,10 @@ class SplitPlan:
 class _ReadImageFn(beam.DoFn):
     """Reads one candidate image; emits (entry, Example) or a manifest entry."""
 
-    def __init__(self, input_base: str, labels: List[str], max_pixels: int):
+    def __init__(self, input_base: str, class_names: List[str], max_pixels: int):
         super().__init__()
         self._input_base = input_base
-        self._labels = labels
+        self._class_names = class_names
         self._max_pixels = max_pixels
 
     def process(self, placement: layout.Placement) -> Iterator[Any]:
@@ -102,11 +103,11 @@ class _ReadImageFn(beam.DoFn):
             logging.warning('Bad image %s: %s', placement.path, entry['reason'])
             yield beam.pvalue.TaggedOutput(_MANIFEST_TAG, entry)
             return
-        label = self._labels.index(placement.label)
+        label = self._class_names.index(placement.label)
         entry.update(status=summary.OK, label=label, sha256=info.sha256, height=info.height,
                      width=info.width, channels=info.channels, format=info.format,
                      bytes=len(data))
-        yield entry, records.make_example(data, placement.path, label, self._labels, info)
+        yield entry, records.make_example(data, placement.path, label, self._class_names, info)
 
 
 def _group_copies(pair: Tuple[str, Any]) -> Tuple[str, List[int]]:
@@ -150,6 +151,17 @@ def _read_manifest(prefix: str) -> Iterator[Dict[str, Any]]:
                 yield json.loads(line)
 
 
+def _write_lines(path: str, lines: Iterator[str]) -> int:
+    """Writes one line per item; returns how many."""
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    count = 0
+    with tf.io.gfile.GFile(path, 'w') as f:
+        for line in lines:
+            f.write(line + '\n')
+            count += 1
+    return count
+
+
 def _write_text(path: str, text: str) -> None:
     tf.io.gfile.makedirs(os.path.dirname(path))
     with tf.io.gfile.GFile(path, 'w') as f:
@@ -160,6 +172,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     """Reads image folders; writes examples, labels.txt and image_report.json."""
 
     _manifest_prefix: Optional[str] = None
+    _listing_path: Optional[str] = None
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
         raise NotImplementedError('ImageExampleGen splits in GenerateExamplesByBeam')
@@ -169,17 +182,22 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                                ) -> Dict[str, beam.pvalue.PCollection]:
         """Every file under the data root -> Examples per split, and the manifest."""
         input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
-        labels = labels_from_exec_properties(exec_properties)
+        class_names = labels_from_exec_properties(exec_properties)
         plan = SplitPlan(exec_properties)
         split_dirs = None if plan.by_hash else tuple(plan.folder_splits)
-        placements = [layout.place(path, split_dirs=split_dirs, labels=labels)
-                      for path in layout.list_files(input_base)]
-        logging.info('ImageExampleGen: %d files under %s', len(placements), input_base)
+        # The listing goes to a file that Beam reads, not into the pipeline graph
+        # (beam.Create would put every path into the job: Dataflow refuses jobs
+        # over 10 MB, about 100,000 paths).
+        files = _write_lines(self._listing_path,
+                             (json.dumps(path) for path in layout.list_files(input_base)))
+        logging.info('ImageExampleGen: %d files under %s', files, input_base)
         read = (pipeline
-                | 'ListFiles' >> beam.Create(placements)
+                | 'ReadListing' >> beam.io.ReadFromText(self._listing_path)
+                | 'Place' >> beam.Map(lambda line: layout.place(
+                    json.loads(line), split_dirs=split_dirs, class_names=class_names))
                 | 'Reshuffle' >> beam.Reshuffle()
                 | 'ReadImage' >> beam.ParDo(_ReadImageFn(
-                    input_base, labels, exec_properties[spec.MAX_PIXELS_KEY])).with_outputs(
+                    input_base, class_names, exec_properties[spec.MAX_PIXELS_KEY])).with_outputs(
                         _MANIFEST_TAG, main='images'))
         if plan.by_hash:
             assigned = read['images'] | 'SplitByHash' >> _SplitByHash(plan)  # pylint: disable=no-value-for-parameter
@@ -200,19 +218,21 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     def Do(self, input_dict, output_dict, exec_properties) -> None:
         examples = artifact_utils.get_single_instance(
             output_dict[standard_component_specs.EXAMPLES_KEY])
-        labels = labels_from_exec_properties(exec_properties)
+        class_names = labels_from_exec_properties(exec_properties)
         plan = SplitPlan(exec_properties)
         self._manifest_prefix = os.path.join(examples.uri, spec.MANIFEST_DIR, _MANIFEST_NAME)
+        self._listing_path = os.path.join(examples.uri, spec.MANIFEST_DIR, _LISTING_NAME)
         super().Do(input_dict, output_dict, exec_properties)
 
         report = summary.summarize(
-            _read_manifest(self._manifest_prefix), labels, plan.names, hash_split=plan.by_hash,
+            _read_manifest(self._manifest_prefix), class_names, plan.names, hash_split=plan.by_hash,
             eval_fraction=plan.eval_fraction, test_fraction=plan.test_fraction,
             max_bad_fraction=exec_properties[spec.MAX_BAD_FRACTION_KEY])
         report_text = json.dumps(report, indent=1, sort_keys=True, ensure_ascii=False)
         report_path = os.path.join(examples.uri, spec.REPORT_FILE)
         _write_text(report_path, report_text)
-        _write_text(os.path.join(examples.uri, spec.LABELS_FILE), '\n'.join(labels) + '\n')
+        _write_text(os.path.join(examples.uri, spec.CLASS_NAMES_FILE),
+                    '\n'.join(class_names) + '\n')
         logging.info('ImageExampleGen: %d files: %d images, %d bad, %d ignored',
                      report['files'], report['images'], len(report['bad_files']),
                      len(report['ignored_files']))

@@ -38,8 +38,9 @@ class DataRoot:
     """A checked data root."""
     root: str
     presplit: bool
-    labels: Tuple[str, ...]
+    class_names: Tuple[str, ...]
     test_folder: bool = False   # a pre-split root with test/ holding images of a class
+    images: int = 0             # image files in class folders (before any is decoded)
 
     @property
     def split_dirs(self) -> Optional[Tuple[str, ...]]:
@@ -75,14 +76,14 @@ def is_image_name(name: str) -> bool:
 
 
 def place(path: str, *, split_dirs: Optional[Sequence[str]],
-          labels: Sequence[str]) -> Placement:
+          class_names: Sequence[str]) -> Placement:
     """Decides what one file under the data root is.
 
     Args:
       path: '/'-separated path relative to the data root.
       split_dirs: the split folders of a pre-split root (DataRoot.split_dirs);
         None when class folders are at the top.
-      labels: the class folder names.
+      class_names: the class folder names.
 
     Returns:
       The Placement; `ignored` names the first rule the file breaks.
@@ -102,7 +103,7 @@ def place(path: str, *, split_dirs: Optional[Sequence[str]],
         split_dir, folders = folders[0], folders[1:]
     if not folders:
         return Placement(path, split_dir, ignored='not inside a class folder')
-    if folders[0] not in labels:
+    if folders[0] not in class_names:
         return Placement(path, split_dir,
                          ignored=f'folder {folders[0]}/ is not one of the classes')
     if not is_image_name(name):
@@ -157,27 +158,28 @@ def inspect_data_root(root: str) -> DataRoot:
             'with the same class folders, or put the class folders at the top level')
     presplit = bool(split_dirs)
     parents = split_dirs if presplit else ['']
-    labels = sorted({c for parent in parents for c in _class_folders(root, parent)})
-    if not labels:
+    class_names = sorted({c for parent in parents for c in _class_folders(root, parent)})
+    if not class_names:
         raise DataRootError(f'data root {root} has no class folders (expected {_EXPECTED})')
-    if len(labels) == 1:
+    if len(class_names) == 1:
         raise DataRootError(
-            f'data root {root} has only one class folder ({labels[0]}); '
+            f'data root {root} has only one class folder ({class_names[0]}); '
             'a classifier needs at least two')
-    candidate = DataRoot(root=root, presplit=presplit, labels=tuple(labels),
+    candidate = DataRoot(root=root, presplit=presplit, class_names=tuple(class_names),
                          test_folder=presplit and features.TEST_DIR in top)
     images: Dict[Tuple[Optional[str], str], int] = collections.Counter()
     for path in list_files(root):
-        placement = place(path, split_dirs=candidate.split_dirs, labels=labels)
+        placement = place(path, split_dirs=candidate.split_dirs, class_names=class_names)
         if placement.ignored is None:
             images[placement.split_dir, placement.label] += 1
     for parent in parents:
-        for label in labels:
+        for label in class_names:
             if not images[parent or None, label]:
                 folder = posixpath.join(root, parent, label) if parent else posixpath.join(
                     root, label)
                 raise DataRootError(
                     f'class folder {folder} is missing or has no image files at any depth '
                     f'({", ".join(features.IMAGE_EXTENSIONS)})')
-    has_test = any(images[features.TEST_DIR, label] for label in labels)
-    return dataclasses.replace(candidate, test_folder=candidate.test_folder and has_test)
+    has_test = any(images[features.TEST_DIR, label] for label in class_names)
+    return dataclasses.replace(candidate, test_folder=candidate.test_folder and has_test,
+                               images=sum(images.values()))

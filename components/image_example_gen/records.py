@@ -92,15 +92,15 @@ def _int(value: int) -> tf.train.Feature:
     return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
 
 
-def make_example(data: bytes, rel_path: str, label: int, labels: Sequence[str],
+def make_example(data: bytes, rel_path: str, label: int, class_names: Sequence[str],
                  info: ImageInfo) -> tf.train.Example:
     """Builds the tf.train.Example for one validated image.
 
     Args:
       data: encoded bytes, stored exactly as read.
       rel_path: path relative to the data root.
-      label: index into labels.
-      labels: class names.
+      label: index into class_names.
+      class_names: class names.
       info: the result of `inspect_image(data)`.
 
     Returns:
@@ -109,7 +109,7 @@ def make_example(data: bytes, rel_path: str, label: int, labels: Sequence[str],
     feature = {
         features.IMAGE_KEY: _bytes(data),
         features.LABEL_KEY: _int(label),
-        features.LABEL_NAME_KEY: _bytes(labels[label].encode()),
+        features.LABEL_NAME_KEY: _bytes(class_names[label].encode()),
         features.PATH_KEY: _bytes(rel_path.encode()),
         features.HEIGHT_KEY: _int(info.height),
         features.WIDTH_KEY: _int(info.width),

@@ -4,12 +4,12 @@ from tfx.types import component_spec
 from tfx.types import standard_component_specs
 
 # Execution properties of ImageExampleGen beyond FileBasedExampleGen's.
-LABELS_KEY = 'labels'                      # JSON list of class names; index = label
+CLASS_NAMES_KEY = 'class_names'                 # JSON list of class names; index = label
 MAX_BAD_FRACTION_KEY = 'max_bad_fraction'  # share of unreadable files that fails the run
 MAX_PIXELS_KEY = 'max_pixels'              # larger images are reported as bad, not decoded
 
 # Files written into the Examples artifact beside the Split-* folders.
-LABELS_FILE = 'labels.txt'                 # one class name per line, line number = label
+CLASS_NAMES_FILE = 'labels.txt'                 # one class name per line, line number = label
 REPORT_FILE = 'image_report.json'          # counts, bad files, duplicates
 MANIFEST_DIR = 'image_manifest'            # one JSON line per input file
 
@@ -19,7 +19,7 @@ class ImageExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
 
     PARAMETERS = {
         **standard_component_specs.FileBasedExampleGenSpec.PARAMETERS,
-        LABELS_KEY: component_spec.ExecutionParameter(type=str),
+        CLASS_NAMES_KEY: component_spec.ExecutionParameter(type=str),
         MAX_BAD_FRACTION_KEY: component_spec.ExecutionParameter(type=float),
         MAX_PIXELS_KEY: component_spec.ExecutionParameter(type=int),
     }

@@ -19,7 +19,7 @@ class BadDataError(RuntimeError):
     """Too many files could not be read as images."""
 
 
-def summarize(entries: Iterable[Dict[str, Any]], labels: Sequence[str],
+def summarize(entries: Iterable[Dict[str, Any]], class_names: Sequence[str],
               split_names: Sequence[str], *, max_bad_fraction: float,
               hash_split: bool, eval_fraction: float = 0.0,
               test_fraction: float = 0.0) -> Dict[str, Any]:
@@ -27,7 +27,7 @@ def summarize(entries: Iterable[Dict[str, Any]], labels: Sequence[str],
 
     Args:
       entries: manifest entries; ok entries carry the split they went to.
-      labels: class names.
+      class_names: class names.
       split_names: output split names, in order.
       max_bad_fraction: the allowed share of bad files among image files.
       hash_split: whether splits come from hashing (duplicates then share a split).
@@ -41,7 +41,7 @@ def summarize(entries: Iterable[Dict[str, Any]], labels: Sequence[str],
       classes) and the bad fraction.
     """
     entries = sorted(entries, key=lambda e: e['path'])
-    splits = {name: {'images': 0, 'by_label': {label: 0 for label in labels}}
+    splits = {name: {'images': 0, 'by_label': {label: 0 for label in class_names}}
               for name in split_names}
     bad, ignored = [], []
     by_hash = collections.defaultdict(list)
@@ -65,7 +65,7 @@ def summarize(entries: Iterable[Dict[str, Any]], labels: Sequence[str],
     good = sum(s['images'] for s in splits.values())
     readable = good + len(bad)
     return {
-        'labels': list(labels),
+        'class_names': list(class_names),
         'split_method': (f'per class by hash of the image bytes ({eval_fraction:.0%} of each '
                          'class to eval' + (f', {test_fraction:.0%} to test' if test_fraction
                                              else '') + ')' if hash_split else 'folders'),

@@ -27,7 +27,7 @@ class ImagePusher(base_component.BaseComponent):
                  evaluation: Optional[channel.BaseChannel] = None,
                  examples: Optional[channel.BaseChannel] = None,
                  reference_profile: Optional[channel.BaseChannel] = None, warmup_images: int = 5,
-                 push_label: Optional[str] = None, model_config_file: Optional[str] = None):
+                 version_label: Optional[str] = None, model_config_file: Optional[str] = None):
         """Args: model and blessing channels; where and under which name to push;
         evaluation (for the not-pushed reason); examples and how many eval images
         to write as TF Serving warmup requests; the reference profile to push beside
@@ -35,15 +35,15 @@ class ImagePusher(base_component.BaseComponent):
         ('canary') set in the TF Serving model config file."""
         if not 0 <= warmup_images <= 1000:
             raise ValueError(f'warmup_images must be in [0, 1000], got {warmup_images}')
-        if push_label and not model_config_file:
-            raise ValueError('push_label needs model_config_file (where labels live)')
+        if version_label and not model_config_file:
+            raise ValueError('version_label needs model_config_file (where labels live)')
         component_spec = spec.ImagePusherSpec(
             model=model, model_blessing=model_blessing, evaluation=evaluation,
             examples=examples, reference_profile=reference_profile,
             push_destination=pusher_pb2.PushDestination(
                 filesystem=pusher_pb2.PushDestination.Filesystem(
                     base_directory=base_directory)),
-            model_name=model_name, warmup_images=int(warmup_images), push_label=push_label,
+            model_name=model_name, warmup_images=int(warmup_images), version_label=version_label,
             model_config_file=model_config_file,
             pushed_model=channel.Channel(type=standard_artifacts.PushedModel))
         super().__init__(spec=component_spec)

@@ -196,20 +196,20 @@ class Executor(pusher_executor.Executor):
             logging.info('Model pushed as version %d: %s (%d warmup requests)', version,
                          serving_path, len(warmup_images))
 
-        label = exec_properties.get(spec.PUSH_LABEL_KEY)
-        if label:
+        version_label = exec_properties.get(spec.VERSION_LABEL_KEY)
+        if version_label:
             config_file = exec_properties[spec.MODEL_CONFIG_FILE_KEY]
             version_labels.ensure_model(config_file, model_name, base_directory)
-            if label == version_labels.CANARY:
+            if version_label == version_labels.CANARY:
                 version_labels.push_canary(config_file, model_name, version)
             else:
-                version_labels.set_label(config_file, model_name, label, version)
-            logging.info('Version %d labelled %r in %s', version, label, config_file)
+                version_labels.set_label(config_file, model_name, version_label, version)
+            logging.info('Version %d labelled %r in %s', version, version_label, config_file)
 
         io_utils.copy_dir(model_path, os.path.join(model_push.uri, 'model'))
         io_utils.write_string_file(result_path, json.dumps(
-            {'pushed': True, 'version': version, 'path': serving_path, 'label': label},
-            indent=1))
+            {'pushed': True, 'version': version, 'path': serving_path,
+             'version_label': version_label}, indent=1))
         self._MarkPushed(model_push, pushed_destination=serving_path,
                          pushed_version=str(version))
 

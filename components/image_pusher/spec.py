@@ -13,7 +13,7 @@ EXAMPLES_KEY = 'examples'
 REFERENCE_PROFILE_KEY = 'reference_profile'  # copied into the version's assets.extra/
 MODEL_NAME_KEY = 'model_name'
 WARMUP_IMAGES_KEY = 'warmup_images'          # eval images replayed as warmup (0: none)
-PUSH_LABEL_KEY = 'push_label'                # e.g. 'canary': label the new version
+VERSION_LABEL_KEY = 'version_label'                # e.g. 'canary': label the new version
 MODEL_CONFIG_FILE_KEY = 'model_config_file'  # TF Serving model config to update
 
 # Written into the PushedModel artifact, pushed or not.
@@ -25,7 +25,7 @@ class ImagePusherSpec(standard_component_specs.PusherSpec):
         **standard_component_specs.PusherSpec.PARAMETERS,
         MODEL_NAME_KEY: component_spec.ExecutionParameter(type=str),
         WARMUP_IMAGES_KEY: component_spec.ExecutionParameter(type=int),
-        PUSH_LABEL_KEY: component_spec.ExecutionParameter(type=str, optional=True),
+        VERSION_LABEL_KEY: component_spec.ExecutionParameter(type=str, optional=True),
         MODEL_CONFIG_FILE_KEY: component_spec.ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {

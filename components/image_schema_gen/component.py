@@ -19,7 +19,7 @@ from components.image_schema_gen import schema as class_schema
 @component
 def ImageSchemaGen(  # pylint: disable=invalid-name
         schema: OutputArtifact[standard_artifacts.Schema],
-        schema_file: Parameter[str], labels: Parameter[str]) -> None:
-    """Writes `schema_file` with the label domain of `labels` (a JSON list of class names)."""
-    curated = class_schema.for_classes(tfdv.load_schema_text(schema_file), json.loads(labels))
+        schema_file: Parameter[str], class_names: Parameter[str]) -> None:
+    """Writes `schema_file` with the label domain of `class_names` (a JSON list of class names)."""
+    curated = class_schema.for_classes(tfdv.load_schema_text(schema_file), json.loads(class_names))
     tfdv.write_schema_text(curated, os.path.join(schema.uri, class_schema.SCHEMA_FILE))

@@ -19,21 +19,21 @@ from models import features
 SCHEMA_FILE = 'schema.pbtxt'
 
 
-def for_classes(template: schema_pb2.Schema, labels: Sequence[str]) -> schema_pb2.Schema:
+def for_classes(template: schema_pb2.Schema, class_names: Sequence[str]) -> schema_pb2.Schema:
     """A copy of the template whose label domains are exactly these classes.
 
     Args:
       template: the curated schema.
-      labels: class names; the index is the label.
+      class_names: class names; the index is the label.
 
     Returns:
       The schema for this data set.
 
     Raises:
-      ValueError: fewer than two distinct labels, or a template without the
+      ValueError: fewer than two distinct class names, or a template without the
         label features and the label-name string domain.
     """
-    labels = features.class_names(labels)
+    class_names = features.class_names(class_names)
     schema = schema_pb2.Schema()
     schema.CopyFrom(template)
     names = {f.name for f in schema.feature}
@@ -42,7 +42,7 @@ def for_classes(template: schema_pb2.Schema, labels: Sequence[str]) -> schema_pb
         raise ValueError(f'the schema template has no feature {sorted(missing)}')
     label = tfdv.get_feature(schema, features.LABEL_KEY)
     label.int_domain.min = 0
-    label.int_domain.max = len(labels) - 1
+    label.int_domain.max = len(class_names) - 1
     label.int_domain.is_categorical = True
     label_name = tfdv.get_feature(schema, features.LABEL_NAME_KEY)
     if not label_name.domain:
@@ -50,5 +50,5 @@ def for_classes(template: schema_pb2.Schema, labels: Sequence[str]) -> schema_pb
                          'domain to fill with the class names')
     domain = tfdv.get_domain(schema, features.LABEL_NAME_KEY)
     del domain.value[:]
-    domain.value.extend(labels)
+    domain.value.extend(class_names)
     return schema

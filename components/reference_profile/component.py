@@ -47,7 +47,7 @@ def _negated(sha: str) -> str:
     return sha.translate(str.maketrans('0123456789abcdef', 'fedcba9876543210'))
 
 
-def build_profile(examples_uri: str, model_dir: str, labels: List[str],
+def build_profile(examples_uri: str, model_dir: str, class_names: List[str],
                   max_images: int) -> Dict:
     """The reference profile of the sampled train and eval images under a model."""
     import numpy as np  # pylint: disable=import-outside-toplevel
@@ -58,9 +58,9 @@ def build_profile(examples_uri: str, model_dir: str, labels: List[str],
         sample = sample_split(examples_uri, split, max_images)
         probabilities, split_embeddings = profile.model_outputs(
             signature, [data for data, _ in sample])
-        answers = profile.prediction_fields(probabilities, labels)
+        answers = profile.prediction_fields(probabilities, class_names)
         for (data, label), answer in zip(sample, answers):
-            row = {'split': split, 'label': labels[label], **profile.image_row(data)}
+            row = {'split': split, 'label': class_names[label], **profile.image_row(data)}
             if split == features.EVAL_SPLIT:
                 row.update(answer)
             rows.append(row)
@@ -68,7 +68,7 @@ def build_profile(examples_uri: str, model_dir: str, labels: List[str],
     matrix = np.concatenate([e for e in embeddings if len(e)])
     pca = profile.fit_pca(matrix)
     return {
-        'labels': labels,
+        'class_names': class_names,
         'created': datetime.datetime.now(datetime.timezone.utc).isoformat(),
         'model': model_dir,
         'rows': rows,
@@ -84,7 +84,7 @@ def ReferenceProfile(  # pylint: disable=invalid-name
         max_images: Parameter[int] = DEFAULT_MAX_IMAGES) -> None:
     """Writes reference_profile.json for the model and the data it learnt from."""
     from tfx.utils import path_utils  # pylint: disable=import-outside-toplevel
-    labels = examples_io.read_labels(examples.uri)
-    result = build_profile(examples.uri, path_utils.serving_model_path(model.uri), labels,
+    class_names = examples_io.read_class_names(examples.uri)
+    result = build_profile(examples.uri, path_utils.serving_model_path(model.uri), class_names,
                            max_images)
     profile.save(result, os.path.join(reference_profile.uri, profile.PROFILE_FILE))

@@ -20,12 +20,12 @@ from components.image_example_gen import spec
 from models import features
 from tests import data
 
-LABELS = ['cats', 'dogs']
+CLASS_NAMES = ['cats', 'dogs']
 
 
 def run_executor(root, out_dir, **kwargs):
     """Runs Executor.Do as the launcher would, with exec properties from the component."""
-    gen = component.ImageExampleGen(str(root), kwargs.pop('labels', LABELS), **kwargs)
+    gen = component.ImageExampleGen(str(root), kwargs.pop('class_names', CLASS_NAMES), **kwargs)
     exec_properties = {k: proto_utils.proto_to_json(v) if isinstance(v, message.Message) else v
                        for k, v in gen.exec_properties.items() if v is not None}
     examples = standard_artifacts.Examples()
@@ -88,7 +88,7 @@ def test_make_example_round_trips():
     path = data.photos('train', 'dogs', 1)[0]
     payload = path.read_bytes()
     info = records.inspect_image(payload)
-    example = records.make_example(payload, 'train/dogs/dog.0.jpg', 1, LABELS, info)
+    example = records.make_example(payload, 'train/dogs/dog.0.jpg', 1, CLASS_NAMES, info)
     assert set(example.features.feature) == set(features.RAW_FEATURE_KEYS)
     assert feature(example, features.IMAGE_KEY) == payload
     assert feature(example, features.LABEL_KEY) == 1
@@ -137,8 +137,8 @@ def test_executor_presplit_with_bad_and_odd_files(tmp_path):
     [dup] = report['duplicates']
     assert sorted(f['path'] for f in dup['files']) == [
         f'train/cats/{source.name}', 'validation/cats/copy_of_cat.jpg']
-    with open(os.path.join(examples.uri, spec.LABELS_FILE)) as f:
-        assert f.read().split() == LABELS
+    with open(os.path.join(examples.uri, spec.CLASS_NAMES_FILE)) as f:
+        assert f.read().split() == CLASS_NAMES
 
 
 def test_executor_hash_split_is_deterministic_and_keeps_duplicates_together(tmp_path):
@@ -174,10 +174,10 @@ def test_executor_hash_split_is_deterministic_and_keeps_duplicates_together(tmp_
 def test_executor_accounts_for_every_file_of_a_messy_root(tmp_path):
     root = tmp_path / 'root'
     expected = data.make_any_root(root, per_class=6)
-    labels = list(data.ANY_LABELS)
-    assert list(layout.inspect_data_root(str(root)).labels) == labels
+    class_names = list(data.ANY_CLASS_NAMES)
+    assert list(layout.inspect_data_root(str(root)).class_names) == class_names
 
-    examples = run_executor(root, tmp_path / 'out', presplit=False, labels=labels,
+    examples = run_executor(root, tmp_path / 'out', presplit=False, class_names=class_names,
                             max_bad_fraction=0.5)
 
     written = {}
@@ -185,7 +185,7 @@ def test_executor_accounts_for_every_file_of_a_messy_root(tmp_path):
         for example in read_examples(examples, split_name):
             path = feature(example, features.PATH_KEY).decode()
             assert feature(example, features.IMAGE_KEY) == (root / path).read_bytes()
-            written[path] = labels[feature(example, features.LABEL_KEY)]
+            written[path] = class_names[feature(example, features.LABEL_KEY)]
     assert written == expected['images']
     report = report_of(examples)
     assert {b['path'] for b in report['bad_files']} == set(expected['bad'])
@@ -194,7 +194,7 @@ def test_executor_accounts_for_every_file_of_a_messy_root(tmp_path):
     on_disk = sum(len(files) for _, _, files in os.walk(root))
     assert report['files'] == on_disk == sum(len(v) for v in expected.values())
     assert report['images'] + len(report['bad_files']) + len(report['ignored_files']) == on_disk
-    assert report['splits']['eval']['by_label'] == {label: 1 for label in labels}
+    assert report['splits']['eval']['by_label'] == {label: 1 for label in class_names}
 
 
 def test_executor_presplit_reads_nested_folders_and_a_test_folder(tmp_path):
@@ -210,7 +210,7 @@ def test_executor_presplit_reads_nested_folders_and_a_test_folder(tmp_path):
     (root / 'extra').mkdir()
     (root / 'extra' / 'e.jpg').write_bytes(b'x')
     found = layout.inspect_data_root(str(root))
-    assert (found.presplit, found.test_folder, found.labels) == (True, True, ('cats', 'dogs'))
+    assert (found.presplit, found.test_folder, found.class_names) == (True, True, ('cats', 'dogs'))
 
     examples = run_executor(root, tmp_path / 'out', presplit=True, test_folder=True)
     train_paths = {feature(e, features.PATH_KEY).decode() for e in read_examples(examples, 'train')}
@@ -262,7 +262,7 @@ def test_executor_reads_through_tf_gfile(tmp_path):
         for src in data.photos(split, label, count):
             with tf.io.gfile.GFile(f'{ram_root}/{split}/{label}/{src.name}', 'wb') as f:
                 f.write(src.read_bytes())
-    assert layout.inspect_data_root(ram_root).labels == ('cats', 'dogs')
+    assert layout.inspect_data_root(ram_root).class_names == ('cats', 'dogs')
     examples = run_executor(ram_root, tmp_path / 'out', presplit=True)
     assert len(read_examples(examples, 'train')) == 6
     assert len(read_examples(examples, 'eval')) == 2
@@ -272,14 +272,14 @@ def test_component_rejects_bad_arguments():
     with pytest.raises(ValueError, match='at least two distinct'):
         component.ImageExampleGen('/data', ['cats'], presplit=True)
     with pytest.raises(ValueError, match='max_bad_fraction'):
-        component.ImageExampleGen('/data', LABELS, presplit=True, max_bad_fraction=2)
+        component.ImageExampleGen('/data', CLASS_NAMES, presplit=True, max_bad_fraction=2)
     with pytest.raises(ValueError, match='eval_fraction must be in'):
-        component.ImageExampleGen('/data', LABELS, presplit=False, eval_fraction=0.0)
+        component.ImageExampleGen('/data', CLASS_NAMES, presplit=False, eval_fraction=0.0)
     with pytest.raises(ValueError, match='their sum below 1'):
-        component.ImageExampleGen('/data', LABELS, presplit=False, eval_fraction=0.5,
+        component.ImageExampleGen('/data', CLASS_NAMES, presplit=False, eval_fraction=0.5,
                                   test_fraction=0.5)
     with pytest.raises(ValueError, match='test_fraction applies only'):
-        component.ImageExampleGen('/data', LABELS, presplit=True, test_fraction=0.1)
+        component.ImageExampleGen('/data', CLASS_NAMES, presplit=True, test_fraction=0.1)
 
 
 @pytest.mark.parametrize('make,message', [

@@ -105,7 +105,7 @@ def _run(tmp_path, model_dir, *, blessed, name, **properties):
 def test_blessed_model_is_pushed_with_warmup_and_canary_label(tmp_path, model_dir):
     config_file = str(tmp_path / 'models.config')
     pushed, base = _run(tmp_path, model_dir, blessed=True, name='push1',
-                        push_label='canary', model_config_file=config_file)
+                        version_label='canary', model_config_file=config_file)
     version = int(pushed.get_string_custom_property('pushed_version'))
     assert pushed.get_int_custom_property('pushed') == 1
     assert executor.existing_versions(base) == [version]

@@ -14,7 +14,7 @@ from components.image_example_gen import split
 from models import features
 
 NAMES = (features.TRAIN_SPLIT, features.EVAL_SPLIT)
-LABELS = ('Chats domestiques', 'dogs', 'Été')
+CLASS_NAMES = ('Chats domestiques', 'dogs', 'Été')
 
 
 def sha(i: int) -> str:
@@ -40,7 +40,7 @@ def sha(i: int) -> str:
 ])
 def test_place_accounts_for_every_kind_of_file(path, presplit, expected):
     split_dirs = layout.SPLIT_DIRS if presplit else None
-    placement = layout.place(path, split_dirs=split_dirs, labels=LABELS)
+    placement = layout.place(path, split_dirs=split_dirs, class_names=CLASS_NAMES)
     label, reason = expected
     assert placement.path == path
     if reason is None:
@@ -59,7 +59,7 @@ def test_list_files_and_inspect_read_nested_folders(tmp_path):
         (tmp_path / name).write_bytes(b'x')
     assert layout.list_files(str(tmp_path)) == sorted(files)
     root = layout.inspect_data_root(str(tmp_path))
-    assert (root.presplit, root.labels) == (False, ('a b', 'b'))
+    assert (root.presplit, root.class_names, root.images) == (False, ('a b', 'b'), 3)
 
 
 def test_a_class_with_images_only_in_sub_folders_is_a_class(tmp_path):
@@ -70,7 +70,7 @@ def test_a_class_with_images_only_in_sub_folders_is_a_class(tmp_path):
         layout.inspect_data_root(str(tmp_path))
     (tmp_path / 'birds' / 'nested').mkdir()
     (tmp_path / 'birds' / 'nested' / 'c.GIF').write_bytes(b'x')
-    assert layout.inspect_data_root(str(tmp_path)).labels == ('birds', 'cats', 'dogs')
+    assert layout.inspect_data_root(str(tmp_path)).class_names == ('birds', 'cats', 'dogs')
 
 
 def test_fingerprint_sees_a_change_at_any_depth(tmp_path):

@@ -47,7 +47,7 @@ def any_run(tmp_path_factory):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     # The config the runner built from these flags (paths, names, classes, splits).
     config = configs.local(str(work / 'work'), str(root), presplit=False,
-                           labels=data.ANY_LABELS, test_fraction=0.2)
+                           class_names=data.ANY_CLASS_NAMES, test_fraction=0.2)
     run = mlmd_runs.latest_run(configs.metadata_path(str(work / 'work')), config.pipeline_name)
     return config, run, expected, result
 
@@ -68,16 +68,16 @@ def test_every_file_is_ingested_bad_or_ignored(any_run):
             for i in report['ignored_files']} == expected['ignored']
     # Stratified: each class keeps its share in every split.
     assert {split: counts['by_label'] for split, counts in report['splits'].items()} == {
-        'train': {label: 12 for label in data.ANY_LABELS},
-        'eval': {label: 4 for label in data.ANY_LABELS},
-        'test': {label: 4 for label in data.ANY_LABELS}}
+        'train': {label: 12 for label in data.ANY_CLASS_NAMES},
+        'eval': {label: 4 for label in data.ANY_CLASS_NAMES},
+        'test': {label: 4 for label in data.ANY_CLASS_NAMES}}
 
     ingested = {}
     from components import examples_io  # pylint: disable=import-outside-toplevel
     for split in (features.TRAIN_SPLIT, features.EVAL_SPLIT, features.TEST_SPLIT):
         for example in examples_io.iter_examples(examples.uri, split):
             path = examples_io.value(example, features.PATH_KEY).decode()
-            label = data.ANY_LABELS[examples_io.value(example, features.LABEL_KEY)]
+            label = data.ANY_CLASS_NAMES[examples_io.value(example, features.LABEL_KEY)]
             ingested[path] = label
     assert ingested == expected['images']
 
@@ -99,8 +99,8 @@ def test_pushed_model_serves_the_class_names_over_rest(any_run, tmp_path):
     assert mlmd_runs.custom_property(pushed, 'pushed') == 1, mlmd_runs.custom_property(
         pushed, 'not_pushed_reason')
     version_dir = mlmd_runs.custom_property(pushed, 'pushed_destination')
-    with open(os.path.join(version_dir, export.LABELS_FILE), encoding='utf-8') as f:
-        assert f.read().splitlines() == list(data.ANY_LABELS)
+    with open(os.path.join(version_dir, export.CLASS_NAMES_FILE), encoding='utf-8') as f:
+        assert f.read().splitlines() == list(data.ANY_CLASS_NAMES)
 
     server = ServerProcess([f'--model_name={config.model_name}',
                             f'--model_base_path={os.path.dirname(version_dir)}'],
@@ -120,9 +120,9 @@ def test_pushed_model_serves_the_class_names_over_rest(any_run, tmp_path):
             probabilities = row[features.PROBABILITIES_OUTPUT]
             assert len(probabilities) == 3
             best = max(range(3), key=probabilities.__getitem__)
-            assert row[features.LABEL_OUTPUT] == data.ANY_LABELS[best]
+            assert row[features.CLASS_NAME_OUTPUT] == data.ANY_CLASS_NAMES[best]
         # The synthetic class is unlike any photo: the model must have learnt it.
-        assert predictions[2][features.LABEL_OUTPUT] == 'Été'
+        assert predictions[2][features.CLASS_NAME_OUTPUT] == 'Été'
 
         example = {features.IMAGE_KEY: {'b64': base64.b64encode(images[0]).decode()}}
         response = requests.post(f'{server.url}/v1/models/{config.model_name}:classify',
@@ -130,7 +130,7 @@ def test_pushed_model_serves_the_class_names_over_rest(any_run, tmp_path):
                                        'examples': [example]}, timeout=60)
         response.raise_for_status()
         [result] = response.json()['results']
-        assert [name for name, _ in result] == list(data.ANY_LABELS)
+        assert [name for name, _ in result] == list(data.ANY_CLASS_NAMES)
     finally:
         server.stop()
 
@@ -144,7 +144,7 @@ def test_the_console_shows_components_epochs_and_a_summary(any_run):
     assert lines[:4] == [f'data root: {config.data_root}',
                          'layout: one folder per class, 20% of each class to eval and 20% to test '
                          'by content hash',
-                         f'classes (3): {", ".join(data.ANY_LABELS)}',
+                         f'classes (3): {", ".join(data.ANY_CLASS_NAMES)}',
                          'input size: 96x96, set explicitly (--image-size)']
     node_ids = [c.id for c in pipeline_def.create_pipeline(config).components]
     assert set(node_ids) == set(run.nodes)

@@ -91,8 +91,8 @@ def test_pushed_model_classifies_raw_jpeg_bytes(small_run):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
     index = out[features.CLASS_INDEX_OUTPUT].numpy()
     np.testing.assert_array_equal(index, probs.argmax(axis=1))
-    assert [l.decode() for l in out[features.LABEL_OUTPUT].numpy()] == [
-        pipeline_run.config.labels[i] for i in index]
+    assert [l.decode() for l in out[features.CLASS_NAME_OUTPUT].numpy()] == [
+        pipeline_run.config.class_names[i] for i in index]
 
     examples = tf.constant([tf.train.Example(features=tf.train.Features(feature={
         features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[p.read_bytes()]))

@@ -220,12 +220,12 @@ def test_data_section_matches_the_example_gen_and_data_report(small_run, first_r
     path, page, _ = first_report
     examples = run.output('ImageExampleGen', 'examples').uri
     image_report = read_json(os.path.join(examples, example_gen_spec.REPORT_FILE))
-    labels = list(pipeline_run.config.labels)
+    class_names = list(pipeline_run.config.class_names)
 
     rows = page.table('data', 'split')
-    assert rows[0] == ['split', 'images'] + labels
+    assert rows[0] == ['split', 'images'] + class_names
     got = {row[0]: [int(v) for v in row[1:]] for row in rows[1:]}
-    assert got == {split: [s['images']] + [s['by_label'][label] for label in labels]
+    assert got == {split: [s['images']] + [s['by_label'][label] for label in class_names]
                    for split, s in image_report['splits'].items()}
     assert got['train'] == [40, 20, 20]
 
@@ -274,11 +274,11 @@ def test_evaluation_section_matches_tfma_blessing_and_push(small_run, first_repo
 
     per_class = page.table('evaluation', 'class id')
     assert per_class[0] == ['class id', 'class', 'precision', 'recall', 'auc']
-    for class_id, label in enumerate(pipeline_run.config.labels):
+    for class_id, label in enumerate(pipeline_run.config.class_names):
         assert per_class[1 + class_id] == [str(class_id), label] + [
             f'{metrics[(name, class_id)]:.4f}' for name in ('precision', 'recall', 'auc')]
 
-    matrix = tfma_confusion(evaluation, len(pipeline_run.config.labels))
+    matrix = tfma_confusion(evaluation, len(pipeline_run.config.class_names))
     shown = page.table('evaluation', 'true \\ predicted')
     assert [[float(v) for v in row[1:]] for row in shown[1:]] == matrix.tolist()
     assert matrix.sum() == eval_images

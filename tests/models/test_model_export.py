@@ -26,7 +26,7 @@ def photo_dataset(split, per_class, batch_size=8):
 
 
 def settings(**overrides):
-    values = dict(labels=['cats', 'dogs'], image_size=list(SIZE), model_variant='transfer',
+    values = dict(class_names=['cats', 'dogs'], image_size=list(SIZE), model_variant='transfer',
                   weights=str(data.WEIGHTS), epochs=2, batch_size=8, learning_rate=1e-3,
                   dropout=0.2, fine_tune_layers=0, fine_tune_epochs=0,
                   fine_tune_learning_rate=1e-5, seed=1, augmentation='tutorial',
@@ -102,7 +102,7 @@ def test_served_signatures_match_the_model_on_transform_output(tmp_path):
     served = loaded.signatures[features.SERVING_SIGNATURE](**{features.SERVING_INPUT: raw})
     np.testing.assert_allclose(served[features.PROBABILITIES_OUTPUT].numpy(), expected,
                                atol=1e-5)
-    assert [l.decode() for l in served[features.LABEL_OUTPUT].numpy()] == [
+    assert [l.decode() for l in served[features.CLASS_NAME_OUTPUT].numpy()] == [
         ['cats', 'dogs'][i] for i in expected.argmax(axis=1)]
     assert (tmp_path / 'export' / 'assets.extra' / 'labels.txt').read_text() == 'cats\ndogs\n'
 
@@ -131,3 +131,38 @@ def test_count_records_reads_the_split_and_stops_at_the_limit(tmp_path):
     assert trainer.count_records(pattern, limit=5) == 5
     with pytest.raises(FileNotFoundError, match='no files match'):
         trainer.count_records([str(tmp_path / 'missing' / '*')], limit=5)
+
+
+def _pairs(n):
+    images = tf.random.stateless_uniform((n, 4, 4, 3), seed=(1, 2), minval=-1.0, maxval=1.0)
+    return tf.data.Dataset.from_tensor_slices((images, tf.range(n, dtype=tf.int64)))
+
+
+def _epoch(dataset):
+    images, labels = zip(*[(i.numpy(), l.numpy()) for i, l in dataset])
+    return np.concatenate(images), np.concatenate(labels)
+
+
+@pytest.mark.parametrize('count, limit, where', [
+    (40, 100, 'memory'),       # fits: cached in memory, no file
+    (40, 10, 'file'),          # too large for memory: cached in a file under cache_dir
+    (None, 100, 'none'),       # not counted: read and decoded every epoch
+])
+def test_input_pipeline_caches_in_memory_or_in_a_file(tmp_path, count, limit, where):
+    decoded = _pairs(40)
+    dataset = trainer.input_pipeline(decoded, 8, training=True, seed=3, count=count, limit=limit,
+                                     cache_dir=str(tmp_path))
+    first_images, first = _epoch(dataset)
+    second_images, second = _epoch(dataset)
+    assert sorted(first) == sorted(second) == list(range(40))
+    assert list(first) != list(second)                 # reshuffled every epoch
+    source_images, source_labels = _epoch(decoded.batch(40))
+    expected = {int(label): image for image, label in zip(source_images, source_labels)}
+    cached = where != 'none'
+    for images, labels in ((first_images, first), (second_images, second)):
+        for image, label in zip(images, labels):
+            # uint8 pixels when cached: within half a step of 255 levels over [-1, 1].
+            np.testing.assert_allclose(image, expected[int(label)],
+                                       atol=1.0 / 127.5 if cached else 1e-6)
+    files = os.listdir(tmp_path)
+    assert bool(files) == (where == 'file'), files

@@ -40,7 +40,7 @@ class ExportedModels:
 def image_paths() -> List[str]:
     """Three cats then three dogs from the validation photos (read in place)."""
     paths = []
-    for label in features.LABELS:
+    for label in features.CLASS_NAMES:
         files = sorted((VALIDATION / label).glob('*.jpg'))[:3]
         assert len(files) == 3, f'missing photos under {VALIDATION / label}'
         paths.extend(str(path) for path in files)
@@ -72,10 +72,10 @@ def exported_models(tmp_path_factory, image_bytes, small_run) -> ExportedModels:
     image_v1 = mlmd_runs.custom_property(pushed, 'pushed_destination')
     image_v2 = str(root / 'image_v2')
     config = pipeline_run.config
-    model = builders.build_transfer_model(config.image_size, len(config.labels),
+    model = builders.build_transfer_model(config.image_size, len(config.class_names),
                                           weights=config.weights, seed=7)
     transform_output = tft.TFTransformOutput(run.output('Transform', 'transform_graph').uri)
-    export.export_model(model, transform_output, config.labels, image_v2)
+    export.export_model(model, transform_output, config.class_names, image_v2)
     regression = str(root / 'regression')
     standin_model.export_regression_model(regression)
     return ExportedModels(image_v1, image_v2, regression,

@@ -48,14 +48,14 @@ class _ImageModel(tf.Module):
     """Encoded image -> 32x32 RGB -> fixed random dense -> softmax."""
 
     def __init__(self, seed: int, bias: Sequence[float],
-                 labels: Tuple[str, ...]):
+                 class_names: Tuple[str, ...]):
         super().__init__()
         rng = np.random.RandomState(seed)
         size = STANDIN_IMAGE_SIZE[0] * STANDIN_IMAGE_SIZE[1] * 3
         self.kernel = tf.Variable(
-            rng.normal(0.0, 0.01, size=(size, len(labels))).astype(np.float32))
+            rng.normal(0.0, 0.01, size=(size, len(class_names))).astype(np.float32))
         self.bias = tf.Variable(np.asarray(bias, dtype=np.float32))
-        self.labels = tf.constant(labels)
+        self.class_names = tf.constant(class_names)
 
     def _probabilities(self, image_bytes):
         def pixels(data):
@@ -75,7 +75,7 @@ class _ImageModel(tf.Module):
         return {
             features.PROBABILITIES_OUTPUT: probabilities,
             features.CLASS_INDEX_OUTPUT: class_index,
-            features.LABEL_OUTPUT: tf.gather(self.labels, class_index),
+            features.CLASS_NAME_OUTPUT: tf.gather(self.class_names, class_index),
         }
 
     @tf.function(input_signature=[tf.TensorSpec(
@@ -86,7 +86,7 @@ class _ImageModel(tf.Module):
         probabilities = self._probabilities(parsed[features.IMAGE_KEY])
         batch = tf.shape(probabilities)[0]
         return {
-            features.CLASSES_OUTPUT: tf.tile(self.labels[tf.newaxis],
+            features.CLASSES_OUTPUT: tf.tile(self.class_names[tf.newaxis],
                                              [batch, 1]),
             features.SCORES_OUTPUT: probabilities,
         }
@@ -94,7 +94,7 @@ class _ImageModel(tf.Module):
 
 def export_image_model(export_dir: str, *, seed: int = 0,
                        bias: Sequence[float] = (3.0, 0.0),
-                       labels: Tuple[str, ...] = features.LABELS):
+                       class_names: Tuple[str, ...] = features.CLASS_NAMES):
     """Exports the stand-in image classifier; returns the tf.Module.
 
     Args:
@@ -102,9 +102,9 @@ def export_image_model(export_dir: str, *, seed: int = 0,
       seed: seeds the dense layer.
       bias: logit bias per class; (3, 0) makes nearly every image a 'cat',
         (0, 3) a 'dog', so tests can tell versions apart.
-      labels: class names.
+      class_names: class names.
     """
-    module = _ImageModel(seed, bias, labels)
+    module = _ImageModel(seed, bias, class_names)
     tf.saved_model.save(module, export_dir, signatures={
         features.SERVING_SIGNATURE: module.serve,
         features.EXAMPLES_SIGNATURE: module.classify,

@@ -1,11 +1,15 @@
 """The REST and gRPC APIs of the real server process, endpoint by endpoint.
 
-One server (module fixture) serves a config file with two models:
+Each test stands alone: it passes run by itself or in any order with the others.
+
+One server (module fixture `api`) serves a config file with two models:
 `cats_dogs` (versions 1 and 2, labels stable -> 1, canary -> 2, and next -> 3
 which is not loaded, allowed by --allow_version_labels_for_unavailable_models)
 and `half` (half-plus-two, with a regress signature). Version 1 carries a
-warmup file. Tests run in file order; the label promotion and canary push
-near the end change the config, and the last test stops the server.
+warmup file. The tests that only read share it; the tests that change the
+config or stop the server start one of their own (fixture `own_api`), so what
+they do is never seen by another test. Tests that count (metrics, request log)
+count what their own requests add.
 """
 
 import base64
@@ -41,24 +45,22 @@ from tests.serving import standin_model
 MODEL = 'cats_dogs'
 HALF = 'half'
 MAX_BODY = 200_000
-CONFIG = """
-model_config_list {{
+IMAGE_CONFIG = """
   config {{
     name: '{model}'
-    base_path: '{image_base}'
+    base_path: '{base}'
     model_platform: 'tensorflow'
     model_version_policy {{ specific {{ versions: 1 versions: 2 }} }}
-    version_labels {{ key: 'stable' value: 1 }}
-    version_labels {{ key: 'canary' value: 2 }}
+    version_labels {{ key: 'stable' value: {stable} }}
+    version_labels {{ key: 'canary' value: {canary} }}
     version_labels {{ key: 'next' value: 3 }}
-  }}
+  }}"""
+HALF_CONFIG = """
   config {{
-    name: '{half}'
-    base_path: '{half_base}'
+    name: '{model}'
+    base_path: '{base}'
     model_platform: 'tensorflow'
-  }}
-}}
-"""
+  }}"""
 
 
 class Api:
@@ -70,6 +72,7 @@ class Api:
         self.request_log = request_log
         self.image_base = image_base
         self.url = server.url
+        self._channels = []
 
     def get(self, path):
         return requests.get(self.url + path, timeout=30)
@@ -78,13 +81,23 @@ class Api:
         data = body if isinstance(body, (bytes, str)) else json.dumps(body)
         return requests.post(self.url + path, data=data, timeout=30)
 
+    def _channel(self):
+        self._channels.append(grpc.insecure_channel(self.server.grpc_target))
+        return self._channels[-1]
+
     def stub(self):
-        channel = grpc.insecure_channel(self.server.grpc_target)
-        return prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        return prediction_service_pb2_grpc.PredictionServiceStub(
+            self._channel())
 
     def model_stub(self):
-        channel = grpc.insecure_channel(self.server.grpc_target)
-        return model_service_pb2_grpc.ModelServiceStub(channel)
+        return model_service_pb2_grpc.ModelServiceStub(self._channel())
+
+    def stop(self):
+        """Closes our gRPC channels, stops the server, returns its exit code."""
+        # An open channel holds a graceful stop up for seconds.
+        for channel in self._channels:
+            channel.close()
+        return self.server.stop()
 
     def log_lines(self):
         if not self.request_log.exists():
@@ -93,22 +106,32 @@ class Api:
                 self.request_log.read_text().splitlines()]
 
 
-@pytest.fixture(scope='module')
-def api(tmp_path_factory, exported_models, image_paths, image_bytes):
-    root = tmp_path_factory.mktemp('api')
-    image_base = root / MODEL
-    image_base.mkdir()
-    server_process.copy_version(exported_models.image_v1, image_base, 1)
-    warmup_file.write_warmup_file(str(image_base / '1'),
-                             [image_bytes[p] for p in image_paths[:3]],
-                             model_name=MODEL)
-    server_process.copy_version(exported_models.image_v2, image_base, 2)
-    half_base = root / HALF
-    half_base.mkdir()
-    server_process.copy_version(exported_models.regression, half_base, 1)
+def start_api(root, exported_models, image_paths, image_bytes, *,
+              image=True, half=True, stable=1, canary=2) -> Api:
+    """Publishes the models under `root`, writes the config, serves it.
+
+    `image` and `half` choose the models (see the module docstring); `stable`
+    and `canary` are the image model's labels. Returns once the server is
+    ready; the caller stops it.
+    """
+    entries = []
+    image_base = root / MODEL if image else None
+    if image:
+        image_base.mkdir()
+        server_process.copy_version(exported_models.image_v1, image_base, 1)
+        warmup_file.write_warmup_file(
+            str(image_base / '1'), [image_bytes[p] for p in image_paths[:3]],
+            model_name=MODEL)
+        server_process.copy_version(exported_models.image_v2, image_base, 2)
+        entries.append(IMAGE_CONFIG.format(model=MODEL, base=image_base,
+                                           stable=stable, canary=canary))
+    if half:
+        half_base = root / HALF
+        half_base.mkdir()
+        server_process.copy_version(exported_models.regression, half_base, 1)
+        entries.append(HALF_CONFIG.format(model=HALF, base=half_base))
     config_path = root / 'models.config'
-    config_path.write_text(CONFIG.format(model=MODEL, image_base=image_base,
-                                         half=HALF, half_base=half_base))
+    config_path.write_text('model_config_list {%s\n}\n' % ''.join(entries))
     request_log = root / 'requests.jsonl'
     server = server_process.ServerProcess([
         f'--model_config_file={config_path}',
@@ -121,9 +144,43 @@ def api(tmp_path_factory, exported_models, image_paths, image_bytes):
     ], root / 'server.log').start()
     try:
         server.wait_ready()
-        yield Api(server, config_path, request_log, image_base)
-    finally:
+    except BaseException:
         server.stop()
+        raise
+    return Api(server, config_path, request_log, image_base)
+
+
+@pytest.fixture(scope='module')
+def api(tmp_path_factory, exported_models, image_paths, image_bytes):
+    """The shared server (both models): its users must leave it unchanged."""
+    shared = start_api(tmp_path_factory.mktemp('api'), exported_models,
+                       image_paths, image_bytes)
+    try:
+        yield shared
+    finally:
+        shared.stop()
+
+
+@pytest.fixture
+def own_api(tmp_path, exported_models, image_paths, image_bytes):
+    """Starts a server of the test's own, for a test that changes or stops it.
+
+    `own_api(**options)` takes start_api's options (serve only what the test
+    needs: each image model version takes seconds to load). The server stops
+    after the test.
+    """
+    started = []
+
+    def start(**options) -> Api:
+        root = tmp_path / f'server{len(started)}'
+        root.mkdir()
+        started.append(start_api(root, exported_models, image_paths,
+                                 image_bytes, **options))
+        return started[-1]
+
+    yield start
+    for own in started:
+        own.stop()
 
 
 def b64(data: bytes) -> dict:
@@ -136,7 +193,7 @@ def assert_prediction(row, expected_probabilities):
                                atol=1e-6)
     best = int(np.argmax(expected_probabilities))
     assert row[features.CLASS_INDEX_OUTPUT] == best
-    assert row[features.LABEL_OUTPUT] == features.LABELS[best]
+    assert row[features.CLASS_NAME_OUTPUT] == features.CLASS_NAMES[best]
 
 
 # ------------------------------------------------------------------ status
@@ -197,11 +254,11 @@ def test_metadata_describes_the_signatures(api):
         'dim': [{'size': '-1', 'name': ''}], 'unknown_rank': False}
     assert set(serving['outputs']) == {features.PROBABILITIES_OUTPUT,
                                        features.CLASS_INDEX_OUTPUT,
-                                       features.LABEL_OUTPUT}
+                                       features.CLASS_NAME_OUTPUT}
     probabilities = serving['outputs'][features.PROBABILITIES_OUTPUT]
     assert probabilities['dtype'] == 'DT_FLOAT'
     assert [d['size'] for d in probabilities['tensor_shape']['dim']] == [
-        '-1', str(len(features.LABELS))]
+        '-1', str(len(features.CLASS_NAMES))]
     assert serving['outputs'][features.CLASS_INDEX_OUTPUT]['dtype'] == 'DT_INT64'
     classification = signatures[features.EXAMPLES_SIGNATURE]
     assert classification['method_name'] == standin_model.CLASSIFY_METHOD
@@ -233,7 +290,7 @@ def test_predict_row_format_with_b64(api, exported_models, image_paths,
     assert len(predictions) == len(image_paths)
     for path, row in zip(image_paths, predictions):
         assert set(row) == {features.PROBABILITIES_OUTPUT,
-                            features.CLASS_INDEX_OUTPUT, features.LABEL_OUTPUT}
+                            features.CLASS_INDEX_OUTPUT, features.CLASS_NAME_OUTPUT}
         assert_prediction(row, exported_models.expected_v2[path])
 
 
@@ -257,7 +314,7 @@ def test_predict_columnar_format(api, exported_models, image_paths,
     assert response.status_code == 200
     outputs = response.json()['outputs']
     assert set(outputs) == {features.PROBABILITIES_OUTPUT,
-                            features.CLASS_INDEX_OUTPUT, features.LABEL_OUTPUT}
+                            features.CLASS_INDEX_OUTPUT, features.CLASS_NAME_OUTPUT}
     for index, path in enumerate(image_paths[2:4]):
         assert_prediction({name: outputs[name][index] for name in outputs},
                           exported_models.expected_v2[path])
@@ -324,7 +381,7 @@ def test_classify_examples(api, exported_models, image_paths, image_bytes):
     results = response.json()['results']
     assert len(results) == 2
     for path, classes in zip(paths, results):
-        assert [label for label, _ in classes] == list(features.LABELS)
+        assert [label for label, _ in classes] == list(features.CLASS_NAMES)
         np.testing.assert_allclose([score for _, score in classes],
                                    exported_models.expected_v2[path],
                                    rtol=1e-5, atol=1e-6)
@@ -509,8 +566,8 @@ def test_grpc_predict_equals_rest_predict(api, image_paths, image_bytes):
             response.outputs[features.PROBABILITIES_OUTPUT])[0]
         assert grpc_probabilities.dtype == np.float32
         np.testing.assert_array_equal(grpc_probabilities, rest_probabilities)
-        assert tf.make_ndarray(response.outputs[features.LABEL_OUTPUT])[
-            0].decode() == rest.json()['predictions'][0][features.LABEL_OUTPUT]
+        assert tf.make_ndarray(response.outputs[features.CLASS_NAME_OUTPUT])[
+            0].decode() == rest.json()['predictions'][0][features.CLASS_NAME_OUTPUT]
 
 
 def test_grpc_routes_by_version_label(api, exported_models, image_paths,
@@ -531,9 +588,9 @@ def test_grpc_routes_by_version_label(api, exported_models, image_paths,
 
 def test_grpc_output_filter(api, image_paths, image_bytes):
     request = _grpc_predict_request([image_bytes[image_paths[0]]])
-    request.output_filter.append(features.LABEL_OUTPUT)
+    request.output_filter.append(features.CLASS_NAME_OUTPUT)
     response = api.stub().Predict(request, 10.0)
-    assert list(response.outputs) == [features.LABEL_OUTPUT]
+    assert list(response.outputs) == [features.CLASS_NAME_OUTPUT]
 
 
 @pytest.mark.parametrize('change,code,message', [
@@ -553,7 +610,8 @@ def test_grpc_output_filter(api, image_paths, image_bytes):
      grpc.StatusCode.INVALID_ARGUMENT,
      'input size does not match signature: 2!=1 len({extra,image_bytes}) != '
      'len({image_bytes}). Sent extra: {extra}. Missing but required: {}.'),
-])
+], ids=['unknown_model', 'unknown_version', 'unknown_signature', 'wrong_dtype',
+        'extra_input'])
 def test_grpc_errors(api, image_paths, image_bytes, change, code, message):
     request = _grpc_predict_request([image_bytes[image_paths[0]]])
     change(request)
@@ -595,7 +653,7 @@ def test_grpc_metadata_status_classify_regress(api, exported_models,
     result = stub.Classify(classify, 10.0)
     assert result.model_spec.version.value == 2
     [classes] = result.result.classifications
-    assert [c.label for c in classes.classes] == list(features.LABELS)
+    assert [c.label for c in classes.classes] == list(features.CLASS_NAMES)
     np.testing.assert_allclose([c.score for c in classes.classes],
                                exported_models.expected_v2[path], rtol=1e-5,
                                atol=1e-6)
@@ -617,7 +675,7 @@ def test_client_cli_over_rest(api, exported_models, image_paths):
     paths = image_paths[2:5]
     result = subprocess.run(
         [sys.executable, '-m', 'serving.client', '--url', api.url, '--model',
-         MODEL, '--label', 'stable'] + paths,
+         MODEL, '--version_label', 'stable'] + paths,
         cwd=str(server_process.PROJECT_ROOT), capture_output=True, text=True,
         timeout=120, check=False,
         env=server_process.subprocess_env())
@@ -628,7 +686,7 @@ def test_client_cli_over_rest(api, exported_models, image_paths):
         shown_path, label, probability = line.split('\t')
         expected = exported_models.expected_v1[path]
         assert shown_path == path
-        assert label == features.LABELS[int(np.argmax(expected))]
+        assert label == features.CLASS_NAMES[int(np.argmax(expected))]
         assert abs(float(probability) - float(np.max(expected))) <= 2e-6
 
 
@@ -655,7 +713,7 @@ def test_grpc_client(api, exported_models, image_paths):
     assert len(results) == 4
     for path, prediction in zip(image_paths, results):
         expected = exported_models.expected_v1[path]
-        assert prediction.label == features.LABELS[int(np.argmax(expected))]
+        assert prediction.label == features.CLASS_NAMES[int(np.argmax(expected))]
         np.testing.assert_allclose(prediction.probabilities, expected,
                                    rtol=1e-5, atol=1e-6)
 
@@ -802,7 +860,7 @@ def test_request_log_records_each_request(api, exported_models, image_paths,
     [row] = ok.json()['predictions']
     image = {'bytes': len(data), 'sha256': hashlib.sha256(data).hexdigest(),
              'height': int(shape[0]), 'width': int(shape[1]),
-             'label': row[features.LABEL_OUTPUT],
+             'label': row[features.CLASS_NAME_OUTPUT],
              'score': max(row[features.PROBABILITIES_OUTPUT])}
     first = lines[0]
     assert first['model'] == MODEL and first['version'] == 1
@@ -827,8 +885,9 @@ def test_request_log_records_each_request(api, exported_models, image_paths,
 # ----------------------------------------------------- labels, live config
 
 
-def test_promote_canary_moves_stable_without_restart(api, exported_models,
+def test_promote_canary_moves_stable_without_restart(own_api, exported_models,
                                                      image_paths, image_bytes):
+    api = own_api(half=False)
     assert labels_lib.promote_canary(str(api.config_path), MODEL) == 2
     assert labels_lib.labels_of(str(api.config_path), MODEL) == {
         'stable': 2, 'canary': 2, 'next': 3}
@@ -846,7 +905,9 @@ def test_promote_canary_moves_stable_without_restart(api, exported_models,
 
 
 def test_push_canary_waits_for_the_version_then_labels_it(
-        api, exported_models, image_paths, image_bytes):
+        own_api, exported_models, image_paths, image_bytes):
+    # As after a promotion: stable and canary both on version 2.
+    api = own_api(half=False, stable=2)
     server_process.copy_version(exported_models.image_v1, api.image_base, 3)
     labels_lib.push_canary(str(api.config_path), MODEL, 3,
                            server_url=api.url, timeout_seconds=60)
@@ -871,22 +932,30 @@ def test_push_canary_waits_for_the_version_then_labels_it(
     assert states == {'3': 'AVAILABLE', '2': 'AVAILABLE', '1': 'END'}
 
 
-def test_grpc_reload_config_request(api):
+def test_grpc_reload_config_request(own_api):
+    api = own_api(image=False)
     request = model_management_pb2.ReloadConfigRequest()
     request.config.CopyFrom(labels_lib.read_config(str(api.config_path)))
+    [config] = request.config.model_config_list.config
+    config.version_labels['stable'] = 1
+    assert api.get(f'/v1/models/{HALF}/labels/stable').status_code == 400
     response = api.model_stub().HandleReloadConfigRequest(request, 60.0)
     assert response.status.error_code == 0
-    duplicate = request.config.model_config_list.config.add()
-    duplicate.CopyFrom(request.config.model_config_list.config[0])
+    ok = {'error_code': 'OK', 'error_message': ''}
+    stable = {'model_version_status': [
+        {'version': '1', 'state': 'AVAILABLE', 'status': ok}]}
+    assert api.get(f'/v1/models/{HALF}/labels/stable').json() == stable
+    request.config.model_config_list.config.add().CopyFrom(config)
     with pytest.raises(grpc.RpcError) as raised:
         api.model_stub().HandleReloadConfigRequest(request, 60.0)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert raised.value.details() == (
-        f'Illegal to list model {MODEL} multiple times in config list')
-    assert api.get(f'/v1/models/{MODEL}/labels/canary').json()[
-        'model_version_status'][0]['version'] == '3'
+        f'Illegal to list model {HALF} multiple times in config list')
+    # The refused config changed nothing: the label the reload added stays.
+    assert api.get(f'/v1/models/{HALF}/labels/stable').json() == stable
 
 
-def test_sigterm_stops_the_server_gracefully(api):
+def test_sigterm_stops_the_server_gracefully(own_api):
+    api = own_api(image=False)
     assert api.server.stop() == 0
     assert 'Server stopped' in api.server.log()
