@@ -140,11 +140,10 @@ def count_records(files: Sequence[str], limit: int) -> int:
     return int(records.reduce(np.int64(0), lambda count, _: count + 1))
 
 
-def cache_limit(tf_transform_output: tft.TFTransformOutput,
-                budget_bytes: int = CACHE_BUDGET_BYTES) -> int:
-    """How many decoded images (uint8) fit budget_bytes, plus one."""
+def cache_limit(tf_transform_output: tft.TFTransformOutput) -> int:
+    """How many decoded images (uint8) fit CACHE_BUDGET_BYTES, plus one."""
     height, width = tf_transform_output.transformed_feature_spec()[_IMAGE_XF].shape[-3:-1]
-    return budget_bytes // (height * width * 3) + 1
+    return CACHE_BUDGET_BYTES // (height * width * 3) + 1
 
 
 def input_pipeline(decoded: tf.data.Dataset, batch_size: int, *, training: bool, seed: int,
@@ -189,7 +188,7 @@ def input_pipeline(decoded: tf.data.Dataset, batch_size: int, *, training: bool,
 
 
 def make_dataset(files: Sequence[str], data_accessor, tf_transform_output: tft.TFTransformOutput,
-                 batch_size: int, *, training: bool, seed: int,
+                 batch_size: int, *, training: bool, seed: int, limit: int,
                  count: Optional[int] = None, cache_dir: Optional[str] = None) -> tf.data.Dataset:
     """(image_xf, label) batches of one split, decoded by the Transform graph.
 
@@ -200,7 +199,8 @@ def make_dataset(files: Sequence[str], data_accessor, tf_transform_output: tft.T
       batch_size: examples per batch.
       training: shuffle every epoch.
       seed: shuffle seed.
-      count: examples in the split, counted up to cache_limit(); None: no cache.
+      limit: cache_limit(): the split is cached in memory below this count.
+      count: examples in the split, counted up to `limit`; None: no cache.
       cache_dir: a local folder for the cache of a split too large for memory.
 
     Returns:
@@ -219,7 +219,7 @@ def make_dataset(files: Sequence[str], data_accessor, tf_transform_output: tft.T
 
     decoded = raw.map(transform, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
     return input_pipeline(decoded, batch_size, training=training, seed=seed, count=count,
-                          limit=cache_limit(tf_transform_output), cache_dir=cache_dir)
+                          limit=limit, cache_dir=cache_dir)
 
 
 def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset,
@@ -309,7 +309,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             tf.io.gfile.makedirs(cache_dir)
             datasets[name] = make_dataset(
                 files, fn_args.data_accessor, tf_transform_output, settings.batch_size,
-                training=training, seed=settings.seed, cache_dir=cache_dir,
+                training=training, seed=settings.seed, limit=limit, cache_dir=cache_dir,
                 count=count_records(files, limit) if training or cache_eval else None)
         model, history = train(settings, datasets['train'], datasets['eval'],
                                log_dir=fn_args.model_run_dir)

@@ -39,7 +39,7 @@ _MANIFEST_NAME = 'files'
 _LISTING_NAME = 'listing.jsonl'    # every path under the data root, JSON strings
 
 
-def labels_from_exec_properties(exec_properties: Dict[str, Any]) -> List[str]:
+def class_names_from_exec_properties(exec_properties: Dict[str, Any]) -> List[str]:
     return features.class_names(json.loads(exec_properties[spec.CLASS_NAMES_KEY]))
 
 
@@ -182,7 +182,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                                ) -> Dict[str, beam.pvalue.PCollection]:
         """Every file under the data root -> Examples per split, and the manifest."""
         input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
-        class_names = labels_from_exec_properties(exec_properties)
+        class_names = class_names_from_exec_properties(exec_properties)
         plan = SplitPlan(exec_properties)
         split_dirs = None if plan.by_hash else tuple(plan.folder_splits)
         # The listing goes to a file that Beam reads, not into the pipeline graph
@@ -218,7 +218,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     def Do(self, input_dict, output_dict, exec_properties) -> None:
         examples = artifact_utils.get_single_instance(
             output_dict[standard_component_specs.EXAMPLES_KEY])
-        class_names = labels_from_exec_properties(exec_properties)
+        class_names = class_names_from_exec_properties(exec_properties)
         plan = SplitPlan(exec_properties)
         self._manifest_prefix = os.path.join(examples.uri, spec.MANIFEST_DIR, _MANIFEST_NAME)
         self._listing_path = os.path.join(examples.uri, spec.MANIFEST_DIR, _LISTING_NAME)
