@@ -1,10 +1,13 @@
-"""The forward-pass limit: frozen MobileNetV2 inference (160x160 unless --image-size), images/s.
+"""The forward-pass limit: frozen MobileNetV2 inference at the pipeline's input size, images/s.
 
     python bench/forward_limit.py [--data-root DIR] [--images N]
 
 Decodes and resizes the images first, then times only the base model (plus
 pooling) at several batch sizes; the best is the most training can reach with
 a frozen base on this machine (every training image crosses it once an epoch).
+Then the same with the tutorial's augmentation (random flip and rotation, in
+training mode) before the base, at the Trainer's batch size: what a training
+step must compute besides the small head, so the most an epoch can reach.
 """
 
 import argparse
@@ -20,10 +23,24 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BATCH_SIZES = (16, 32, 64, 128)
 
 
-def measure(data_root: str, images: int, weights: str, size: int, repeats: int = 2):
-    """images/s per batch size."""
+def _best_rate(step, pixels, batch_size: int, repeats: int) -> float:
+    """images/s of step over all pixels in batches, the best of `repeats` passes."""
+    step(pixels[:batch_size])  # trace + warm up
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for i in range(0, len(pixels), batch_size):
+            step(pixels[i:i + batch_size])
+        best = max(best, len(pixels) / (time.perf_counter() - start))
+    return best
+
+
+def measure(data_root: str, images: int, weights: str, size: int, train_batch_size: int,
+            repeats: int = 2):
+    """(images/s per batch size, images/s with the augmentation at the Trainer's batch size)."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     import tf_keras as keras  # pylint: disable=import-outside-toplevel
+    from models import builders  # pylint: disable=import-outside-toplevel
     from models import preprocessing  # pylint: disable=import-outside-toplevel
 
     paths = sorted(glob.glob(os.path.join(data_root, 'train', '*', '*.jpg')))[:images]
@@ -32,43 +49,42 @@ def measure(data_root: str, images: int, weights: str, size: int, repeats: int =
     base = keras.applications.MobileNetV2(input_shape=(size, size, 3), include_top=False,
                                           weights=weights)
     model = keras.Sequential([base, keras.layers.GlobalMaxPooling2D()])
-    results = {}
-    for batch_size in BATCH_SIZES:
-        step = tf.function(lambda x: model(x, training=False))
-        step(pixels[:batch_size])  # trace + warm up
-        best = 0.0
-        for _ in range(repeats):
-            start = time.perf_counter()
-            for i in range(0, len(paths), batch_size):
-                step(pixels[i:i + batch_size])
-            best = max(best, len(paths) / (time.perf_counter() - start))
-        results[batch_size] = best
-    return results
+    results = {batch_size: _best_rate(tf.function(lambda x: model(x, training=False)),
+                                      pixels, batch_size, repeats)
+               for batch_size in BATCH_SIZES}
+    augmentation = builders.augmentation(seed=0)
+    augmented = _best_rate(
+        tf.function(lambda x: model(augmentation(x, training=True), training=False)),
+        pixels, train_batch_size, repeats)
+    return results, augmented
 
 
 def main() -> int:
     from pipeline import configs  # pylint: disable=import-outside-toplevel
-    from models import features  # pylint: disable=import-outside-toplevel
+    from bench import photos  # pylint: disable=import-outside-toplevel
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--data-root',
                         default=str(configs.SHARED / 'datasets' / 'cats_and_dogs_filtered'))
     parser.add_argument('--images', type=int, default=512)
-    parser.add_argument('--image-size', type=int, default=features.IMAGE_SIZE[0],
+    parser.add_argument('--image-size', type=int, default=photos.pipeline_image_size(),
                         help='square input size')
     parser.add_argument('--weights', default=configs.SHARED_WEIGHTS)
     parser.add_argument('--json')
     args = parser.parse_args()
     from runlog import noise  # pylint: disable=import-outside-toplevel
     noise.quiet_tensorflow()
-    results = measure(args.data_root, args.images, args.weights, args.image_size)
+    results, augmented = measure(args.data_root, args.images, args.weights, args.image_size,
+                                 configs.PipelineConfig.batch_size)
     for batch_size, rate in results.items():
         print(f'batch {batch_size:4d}: {rate:6.1f} images/s')
     best = max(results, key=results.get)
     if args.json:
         with open(args.json, 'w') as f:
             json.dump({'images_per_second': results[best], 'batch_size': best,
-                       'by_batch_size': results}, f)
-    print(f'forward-pass limit: {results[best]:.1f} images/s at batch {best}')
+                       'by_batch_size': results, 'augmented_images_per_second': augmented},
+                      f)
+    print(f'forward-pass limit: {results[best]:.1f} images/s at batch {best}; with the '
+          f'augmentation: {augmented:.1f} images/s')
     return 0
 
 

@@ -3,7 +3,7 @@
     python bench/notebook_peer.py --data-root DIR --epochs N [--json OUT]
 
 What the notebook does: image_dataset_from_directory (batch 32, 160x160,
-shuffled; --image-size, default 160), prefetch, MobileNetV2 preprocessing, flip + rotation augmentation,
+shuffled; --image-size, default the pipeline's 224), prefetch, MobileNetV2 preprocessing, flip + rotation augmentation,
 the frozen base, GlobalMaxPooling2D, Dropout 0.2, Dense(2), Adam, fit with the
 validation set, then accuracy on the validation photos. tf_keras (Keras 2, the
 Keras the tutorial was written for and the pipeline uses). Weights from the file
@@ -24,11 +24,11 @@ BATCH_SIZE = 32
 
 def main() -> int:
     from pipeline import configs  # pylint: disable=import-outside-toplevel
-    from models import features  # pylint: disable=import-outside-toplevel
+    from bench import photos  # pylint: disable=import-outside-toplevel
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--data-root', required=True, help='with train/ and validation/')
     parser.add_argument('--epochs', type=int, default=10)
-    parser.add_argument('--image-size', type=int, default=features.IMAGE_SIZE[0],
+    parser.add_argument('--image-size', type=int, default=photos.pipeline_image_size(),
                         help='square input size')
     parser.add_argument('--weights', default=configs.SHARED_WEIGHTS)
     parser.add_argument('--json', help='write the results here')

@@ -1,4 +1,4 @@
-"""Shared by the bench scripts that build data roots from ../shared photos."""
+"""Shared by the bench scripts: data roots built from ../shared photos, the default input size."""
 
 import os
 import pathlib
@@ -12,3 +12,11 @@ def link(src: pathlib.Path, dest: pathlib.Path) -> None:
         os.link(src, dest)
     except OSError:
         shutil.copyfile(src, dest)
+
+
+def pipeline_image_size() -> int:
+    """The square input size a default run picks (the shared weights' own: 224)."""
+    from models import weights  # pylint: disable=import-outside-toplevel
+    from pipeline import configs  # pylint: disable=import-outside-toplevel
+    (size, _), _ = weights.input_size(configs.SHARED_WEIGHTS, 'transfer', None)
+    return size

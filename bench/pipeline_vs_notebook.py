@@ -1,6 +1,6 @@
 """The pipeline beside the plain notebook, in one run, on the same photos.
 
-    python bench/pipeline_vs_notebook.py [--data-root DIR] [--epochs N] [--image-size 160]
+    python bench/pipeline_vs_notebook.py [--data-root DIR] [--epochs N] [--image-size 224]
 
 Runs, one after the other on the same machine:
   1. the forward-pass limit of the frozen base (bench/forward_limit.py),
@@ -70,13 +70,14 @@ def pipeline_results(work_dir):
 def main() -> int:
     from pipeline import configs  # pylint: disable=import-outside-toplevel
     from pipeline import nodes  # pylint: disable=import-outside-toplevel
-    from models import features  # pylint: disable=import-outside-toplevel
+    from bench import photos  # pylint: disable=import-outside-toplevel
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--data-root',
                         default=str(configs.SHARED / 'datasets' / 'cats_and_dogs_filtered'))
     parser.add_argument('--epochs', type=int, default=10)
-    parser.add_argument('--image-size', type=int, default=features.IMAGE_SIZE[0],
-                        help='square input size, the same for all three')
+    parser.add_argument('--image-size', type=int, default=photos.pipeline_image_size(),
+                        help='square input size, the same for all three; default: what the '
+                        'pipeline picks for the shared weights (224)')
     parser.add_argument('--work-dir', help='default: a new temporary folder')
     args = parser.parse_args()
     work = args.work_dir or tempfile.mkdtemp(prefix='bench_vs_notebook_')
@@ -108,13 +109,14 @@ def main() -> int:
     noise.quiet_tensorflow()
     run, history, evaluation, train_images = pipeline_results(pipeline_work)
     trainer_seconds = run.nodes[nodes.TRAINER].seconds
-    fit_seconds = sum(history['epoch_seconds'])
+    fit_seconds = history['seconds']['fit']
     pipe_rate = train_images * args.epochs / fit_seconds
     steady = history['epoch_seconds'][1:] or history['epoch_seconds']
     steady_rate = train_images / (sum(steady) / len(steady))
 
     print(f"\nforward-pass limit: {limit['images_per_second']:.1f} images/s "
-          f"(batch {limit['batch_size']})")
+          f"(batch {limit['batch_size']}); with the tutorial's augmentation before the base: "
+          f"{limit['augmented_images_per_second']:.1f} images/s")
     print('\n                         notebook   pipeline')
     print(f"accuracy (validation)    {peer['accuracy']:8.4f}   "
           f"{evaluation.accuracy:8.4f}   ({int(evaluation.example_count)} photos)")
@@ -123,8 +125,10 @@ def main() -> int:
     print(f"train images/s (fit)     {peer['train_images_per_second']:8.1f}   {pipe_rate:8.1f}")
     print(f'peak memory (GiB)        {peer_peak / 2**30:8.2f}   {pipe_peak / 2**30:8.2f}')
     print(f"\npipeline train throughput after epoch 1: {steady_rate:.1f} images/s = "
-          f"{steady_rate / limit['images_per_second']:.2f} x the forward-pass limit "
-          f"(notebook: {peer['train_images_per_second'] / limit['images_per_second']:.2f} x)")
+          f"{steady_rate / limit['images_per_second']:.2f} x the forward-pass limit, "
+          f"{steady_rate / limit['augmented_images_per_second']:.2f} x the limit with the "
+          f"augmentation (notebook: {peer['train_images_per_second'] / limit['images_per_second']:.2f}"
+          f" x, {peer['train_images_per_second'] / limit['augmented_images_per_second']:.2f} x)")
     print('time per component (s): ' + ', '.join(
         f'{node} {n.seconds:.0f}' for node, n in run.nodes.items()))
     print(f'Trainer component {trainer_seconds:.0f} s, of which fit {fit_seconds:.0f} s')

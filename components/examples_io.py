@@ -15,9 +15,19 @@ def read_class_names(examples_uri: str) -> List[str]:
         return [line.rstrip('\n') for line in f if line.rstrip('\n')]
 
 
+def split_dir(examples_uri: str, split: str) -> str:
+    """The folder of one split in an Examples artifact (TFX's layout)."""
+    return os.path.join(examples_uri, f'Split-{split}')
+
+
+def split_pattern(examples_uri: str, split: str) -> str:
+    """The file pattern of one split's TFRecord files."""
+    return os.path.join(split_dir(examples_uri, split), '*')
+
+
 def split_files(examples_uri: str, split: str) -> List[str]:
     """The TFRecord files of one split, sorted."""
-    return sorted(tf.io.gfile.glob(os.path.join(examples_uri, f'Split-{split}', '*')))
+    return sorted(tf.io.gfile.glob(split_pattern(examples_uri, split)))
 
 
 def iter_examples(examples_uri: str, split: str) -> Iterator[tf.train.Example]:
@@ -26,7 +36,12 @@ def iter_examples(examples_uri: str, split: str) -> Iterator[tf.train.Example]:
     if not files:
         raise FileNotFoundError(f'no files for split {split!r} under {examples_uri}')
     for record in tf.data.TFRecordDataset(files, compression_type='GZIP'):
-        yield tf.train.Example.FromString(record.numpy())
+        yield parse(record.numpy())
+
+
+def parse(record: bytes) -> tf.train.Example:
+    """One serialized Example."""
+    return tf.train.Example.FromString(record)
 
 
 def value(example: tf.train.Example, key: str):

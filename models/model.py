@@ -10,6 +10,7 @@ training pass only.
 import dataclasses
 import json
 import os
+import shutil
 import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence
@@ -32,6 +33,9 @@ HISTORY_FILE = 'history.json'
 # Decoded training images are kept in memory (as uint8 pixels) up to this size;
 # a larger split is cached in a local file instead.
 CACHE_BUDGET_BYTES = 1 << 30
+# A split too large for memory is cached in a file only when it fits the local
+# disk with this much to spare; else it is decoded again every epoch.
+CACHE_DISK_HEADROOM_BYTES = 2 << 30
 # Images in the shuffle buffer of a split too large for the memory cache.
 SHUFFLE_BUFFER = 1024
 _IMAGE_XF = features.transformed_name(features.IMAGE_KEY)
@@ -127,7 +131,7 @@ class FrozenFeatureValidation(keras.callbacks.Callback):
 
 
 def count_records(files: Sequence[str], limit: int) -> int:
-    """Records in a split's gzipped TFRecord files, counting no further than `limit`.
+    """Records in a split's gzipped TFRecord files, counting no further than `limit` (-1: all).
 
     The Trainer reads only its declared input (the split's files, as FnArgs
     names them): the count decides whether the decoded split fits the cache, so
@@ -140,10 +144,20 @@ def count_records(files: Sequence[str], limit: int) -> int:
     return int(records.reduce(np.int64(0), lambda count, _: count + 1))
 
 
+def image_bytes(tf_transform_output: tft.TFTransformOutput) -> int:
+    """Bytes of one decoded image in the cache (uint8 pixels)."""
+    height, width = tf_transform_output.transformed_feature_spec()[_IMAGE_XF].shape[-3:-1]
+    return height * width * 3
+
+
 def cache_limit(tf_transform_output: tft.TFTransformOutput) -> int:
     """How many decoded images (uint8) fit CACHE_BUDGET_BYTES, plus one."""
-    height, width = tf_transform_output.transformed_feature_spec()[_IMAGE_XF].shape[-3:-1]
-    return CACHE_BUDGET_BYTES // (height * width * 3) + 1
+    return CACHE_BUDGET_BYTES // image_bytes(tf_transform_output) + 1
+
+
+def file_cache_fits(count: int, bytes_per_image: int, free_bytes: int) -> bool:
+    """Whether the decoded split fits the cache's disk, CACHE_DISK_HEADROOM_BYTES to spare."""
+    return count * bytes_per_image + CACHE_DISK_HEADROOM_BYTES <= free_bytes
 
 
 def input_pipeline(decoded: tf.data.Dataset, batch_size: int, *, training: bool, seed: int,
@@ -227,7 +241,9 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
     """Builds and fits the model (then fine-tunes when asked).
 
     Returns:
-      (model, history dict: per-epoch metric lists plus 'epoch_seconds').
+      (model, history dict: per-epoch metric lists, 'epoch_seconds', and 'seconds':
+      wall seconds of the model build, the eval features and fit (all epochs,
+      with what Keras does between them)).
     """
     start = time.perf_counter()
     keras.utils.set_random_seed(settings.seed)
@@ -253,11 +269,14 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
         start = time.perf_counter()
         validation = FrozenFeatureValidation(model, eval_ds)
         seconds['eval_features'] = time.perf_counter() - start
+        start = time.perf_counter()
         fit = model.fit(train_ds, epochs=settings.epochs, verbose=2,
                         callbacks=[validation] + first_phase)
     else:
+        start = time.perf_counter()
         fit = model.fit(train_ds, validation_data=eval_ds, epochs=settings.epochs,
                         callbacks=first_phase, verbose=2)
+    seconds['fit'] = time.perf_counter() - start
     history = {k: [float(v) for v in values] for k, values in fit.history.items()}
     trained = len(history.get('loss', []))
     if stopper is not None:
@@ -271,6 +290,7 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
                           callbacks=callbacks, verbose=2)
         for key, values in tuned.history.items():
             history.setdefault(key, []).extend(float(v) for v in values)
+        seconds['fit'] = time.perf_counter() - start
     history['epoch_seconds'] = timer.seconds
     history['seconds'] = seconds
     history['fine_tune_from_epoch'] = trained if settings.fine_tune_epochs else None
@@ -301,23 +321,33 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     cache_eval = settings.model_variant != 'transfer'
     limit = cache_limit(tf_transform_output)
     datasets = {}
-    # A split too large for memory is cached on this machine's disk for the run only.
+    # A split too large for memory is cached on this machine's disk for the run only,
+    # when it fits there.
     with tempfile.TemporaryDirectory(prefix='trainer-cache-') as cache_root:
         for name, files, training in (('train', fn_args.train_files, True),
                                       ('eval', fn_args.eval_files, False)):
+            count = count_records(files, limit) if training or cache_eval else None
             cache_dir = os.path.join(cache_root, name)
-            tf.io.gfile.makedirs(cache_dir)
+            if count is not None and count >= limit:
+                count = count_records(files, -1)
+                free = shutil.disk_usage(cache_root).free
+                if not file_cache_fits(count, image_bytes(tf_transform_output), free):
+                    progress.logger().info('%s split: %d decoded images do not fit the %.1f GB free '
+                                    'on %s; decoding them every epoch instead', name, count,
+                                    free / 1e9, cache_root)
+                    cache_dir = None
+            if cache_dir:
+                tf.io.gfile.makedirs(cache_dir)
             datasets[name] = make_dataset(
                 files, fn_args.data_accessor, tf_transform_output, settings.batch_size,
                 training=training, seed=settings.seed, limit=limit, cache_dir=cache_dir,
-                count=count_records(files, limit) if training or cache_eval else None)
+                count=count)
         model, history = train(settings, datasets['train'], datasets['eval'],
                                log_dir=fn_args.model_run_dir)
     trained = time.perf_counter()
     export.export_model(model, tf_transform_output, settings.class_names, fn_args.serving_model_dir)
     history['settings'] = dataclasses.asdict(settings)
     history['seconds'].update(total=time.perf_counter() - start,
-                              fit=sum(history['epoch_seconds']),
                               export=time.perf_counter() - trained)
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), 'w') as f:

@@ -10,6 +10,7 @@ import pathlib
 from typing import Optional, Tuple
 
 from models import features
+from models import profile
 from models import weights as weights_lib
 
 PIPELINE_NAME = 'image-classification'
@@ -94,7 +95,7 @@ class PipelineConfig:
 
     # Evaluator, ReferenceProfile and Pusher
     accuracy_threshold: float = 0.9
-    profile_images: int = 1000          # train and eval images each in the reference profile
+    profile_images: int = profile.REFERENCE_IMAGES  # train and eval images each in the reference profile
     regression_tolerance: float = 0.01
     version_label: Optional[str] = None
     model_config_file: Optional[str] = None

@@ -115,6 +115,41 @@ def _group_copies(pair: Tuple[str, Any]) -> Tuple[str, List[int]]:
     return sha, sorted(set(labels))
 
 
+def _in_cut_bucket(owned: Tuple[int, str], cuts: Dict[int, Tuple[split.Cut, split.Cut]]
+                   ) -> Iterator[Tuple[Tuple[int, int], str]]:
+    """((class, 0 for eval / 1 for test), sha) for a hash in the bucket of a boundary."""
+    label, sha = owned
+    for which, cut in enumerate(cuts.get(label, (None, None))):
+        if cut is not None and cut[0] == split.bucket(sha):
+            yield (label, which), sha
+
+
+def _boundaries_of(pair: Tuple[int, Any]) -> Tuple[int, split.Boundaries]:
+    label, found = pair
+    hashes = dict(found)
+    return label, (hashes.get(0), hashes.get(1))
+
+
+@beam.ptransform_fn
+def ClassBoundaries(owned: beam.pvalue.PCollection, plan: SplitPlan):  # pylint: disable=invalid-name
+    """(class, unique sha) -> (class, Boundaries), never grouping a whole class (split.py)."""
+    cuts = (owned
+            | 'ClassBucket' >> beam.Map(lambda pair: ((pair[0], split.bucket(pair[1])), 1))
+            | 'CountPerBucket' >> beam.CombinePerKey(sum)
+            | 'ByClass' >> beam.Map(lambda pair: (pair[0][0], (pair[0][1], pair[1])))
+            | 'BucketCountsOfClass' >> beam.GroupByKey()
+            | 'Cuts' >> beam.Map(lambda pair: (pair[0], split.cuts(
+                pair[1], plan.eval_fraction, plan.test_fraction))))
+    return (owned
+            | 'InCutBucket' >> beam.FlatMap(_in_cut_bucket, cuts=beam.pvalue.AsDict(cuts))
+            | 'GroupCutBucket' >> beam.GroupByKey()
+            | 'BoundaryHash' >> beam.Map(lambda pair, cuts: (pair[0][0], (
+                pair[0][1], split.boundary_in_bucket(pair[1], cuts[pair[0][0]][pair[0][1]][1]))),
+                cuts=beam.pvalue.AsDict(cuts))
+            | 'GroupBoundaries' >> beam.GroupByKey()
+            | 'Boundaries' >> beam.Map(_boundaries_of))
+
+
 @beam.ptransform_fn
 def _SplitByHash(images: beam.pvalue.PCollection, plan: SplitPlan):  # pylint: disable=invalid-name
     """(entry, Example) -> (split name, entry, Example), per class by content hash."""
@@ -127,10 +162,7 @@ def _SplitByHash(images: beam.pvalue.PCollection, plan: SplitPlan):  # pylint: d
               | 'Owner' >> beam.Map(lambda pair: (pair[0], split.owner(pair[1]))))
     boundaries = (copies
                   | 'ByOwner' >> beam.Map(lambda pair: (split.owner(pair[1]), pair[0]))
-                  | 'GroupByClass' >> beam.GroupByKey()
-                  | 'Boundaries' >> beam.Map(lambda pair: (
-                      pair[0], split.boundaries(pair[1], plan.eval_fraction,
-                                                plan.test_fraction))))
+                  | 'ClassBoundaries' >> ClassBoundaries(plan))  # pylint: disable=no-value-for-parameter
     return images | 'Assign' >> beam.Map(
         lambda image, bounds, owned: (
             split.split_of(image[0]['sha256'], image[0]['label'], bounds, owned, plan.names),

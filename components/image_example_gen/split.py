@@ -9,12 +9,24 @@ round(n * test_fraction) to test, the rest to train. So:
   two classes counts for the class that sorts first;
 - adding or removing one image moves at most one other image between splits
   (with a test split: at most one across each boundary).
+
+A class's boundary hash is found without holding all its hashes in one place
+(at a million photos per class that would be one worker's memory): hashes are
+counted per bucket (their first BUCKET_CHARS hex digits; sha256 spreads them
+evenly), the counts say which bucket holds the boundary and at which rank
+(`cuts`), and only that bucket's hashes are sorted (`boundary_in_bucket`).
+The result is exactly `boundaries`.
 """
 
 from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 # Boundaries of one class: the largest hash that goes to eval, then to test (None: none).
 Boundaries = Tuple[Optional[str], Optional[str]]
+# Where a boundary falls: (bucket, 0-based rank of the boundary hash among the bucket's hashes).
+Cut = Optional[Tuple[str, int]]
+# 16**4 = 65,536 buckets: the counts of a class stay small, and a bucket of a class
+# of 50 million images holds about 760 hashes.
+BUCKET_CHARS = 4
 
 
 def split_counts(images: int, eval_fraction: float, test_fraction: float = 0.0) -> Tuple[int, int]:
@@ -50,6 +62,41 @@ def boundaries(hashes: Iterable[str], eval_fraction: float,
     evals, tests = split_counts(len(ordered), eval_fraction, test_fraction)
     return (ordered[evals - 1] if evals else None,
             ordered[evals + tests - 1] if tests else None)
+
+
+def bucket(sha256: str) -> str:
+    """The bucket of a hash: its first BUCKET_CHARS hex digits."""
+    return sha256[:BUCKET_CHARS]
+
+
+def cuts(bucket_counts: Iterable[Tuple[str, int]], eval_fraction: float,
+         test_fraction: float = 0.0) -> Tuple[Cut, Cut]:
+    """Where a class's eval and test boundaries fall, from its hash count per bucket.
+
+    Args:
+      bucket_counts: (bucket, unique hashes of the class in it) pairs.
+      eval_fraction: the share of each class that goes to eval.
+      test_fraction: the share of each class that goes to test.
+    """
+    ordered = sorted(bucket_counts)
+    evals, tests = split_counts(sum(count for _, count in ordered), eval_fraction,
+                                test_fraction)
+    return _locate(ordered, evals), (_locate(ordered, evals + tests) if tests else None)
+
+
+def _locate(ordered: Sequence[Tuple[str, int]], k: int) -> Cut:
+    """(bucket, rank in it) of the k-th smallest hash (1-based); None for k = 0."""
+    seen = 0
+    for name, count in ordered:
+        if k and seen + count >= k:
+            return name, k - seen - 1
+        seen += count
+    return None
+
+
+def boundary_in_bucket(hashes: Iterable[str], rank: int) -> str:
+    """The boundary hash: the rank-th smallest unique hash of its bucket."""
+    return sorted(set(hashes))[rank]
 
 
 def owner(labels: Iterable[int]) -> int:

@@ -7,13 +7,18 @@ eval images (the train images' answers would be too confident), and the
 model's embeddings of all of them, reduced by PCA. The Pusher copies the
 profile into the pushed version's assets.extra/, where `python -m
 serving.monitor` finds it.
+
+The sample is picked by Beam (`Top.Smallest` per split: each worker keeps at
+most `max_images` records), so the splits are never read in one process; only
+the sample goes through the model here.
 """
 
 import datetime
-import heapq
 import os
 from typing import Dict, List, Tuple
 
+import apache_beam as beam
+from tfx.dsl.component.experimental.annotations import BeamComponentParameter
 from tfx.dsl.component.experimental.annotations import InputArtifact
 from tfx.dsl.component.experimental.annotations import OutputArtifact
 from tfx.dsl.component.experimental.annotations import Parameter
@@ -25,37 +30,51 @@ from components import examples_io
 from models import features
 from models import profile
 
-DEFAULT_MAX_IMAGES = 1000
+SPLITS = (features.TRAIN_SPLIT, features.EVAL_SPLIT)
+# The sample, written by Beam under the output artifact while the component runs.
+_SAMPLE_DIR = '.sample'
 
 
-def sample_split(examples_uri: str, split: str, max_images: int) -> List[Tuple[bytes, int]]:
-    """(image bytes, label) of the max_images images with the smallest sha256 of a split."""
-    kept: List[Tuple[str, bytes, int]] = []   # a max-heap on sha256 via negated keys
-    for example in examples_io.iter_examples(examples_uri, split):
-        sha = examples_io.value(example, features.SHA256_KEY).decode()
-        item = (_negated(sha), examples_io.value(example, features.IMAGE_KEY),
-                int(examples_io.value(example, features.LABEL_KEY)))
-        if len(kept) < max_images:
-            heapq.heappush(kept, item)
-        elif item[0] > kept[0][0]:
-            heapq.heapreplace(kept, item)
-    return [(data, label) for _, data, label in sorted(kept, reverse=True)]
+def _by_sha(record: bytes) -> Tuple[str, bytes]:
+    example = examples_io.parse(record)
+    return examples_io.value(example, features.SHA256_KEY).decode(), record
 
 
-def _negated(sha: str) -> str:
-    """A key that orders hex digests in reverse (for a max-heap on heapq's min-heap)."""
-    return sha.translate(str.maketrans('0123456789abcdef', 'fedcba9876543210'))
+@beam.ptransform_fn
+def SampleToFiles(pipeline: beam.Pipeline, examples_uri: str, sample_uri: str,  # pylint: disable=invalid-name
+                  max_images: int):
+    """Writes the max_images records with the smallest sha256 of each split under sample_uri,
+    laid out as an Examples artifact (examples_io reads them back)."""
+    for split in SPLITS:
+        _ = (pipeline
+             | f'Read[{split}]' >> beam.io.ReadFromTFRecord(
+                 examples_io.split_pattern(examples_uri, split))
+             | f'BySha[{split}]' >> beam.Map(_by_sha)
+             | f'Smallest[{split}]' >> beam.combiners.Top.Smallest(
+                 max_images, key=lambda pair: pair[0])
+             | f'Records[{split}]' >> beam.FlatMap(lambda pairs: [record for _, record in pairs])
+             | f'Write[{split}]' >> beam.io.WriteToTFRecord(
+                 os.path.join(examples_io.split_dir(sample_uri, split), 'sample'),
+                 file_name_suffix='.gz', num_shards=1))
 
 
-def build_profile(examples_uri: str, model_dir: str, class_names: List[str],
-                  max_images: int) -> Dict:
+def read_sample(sample_uri: str, split: str) -> List[Tuple[bytes, int]]:
+    """(image bytes, label) of a split's sample, by sha256."""
+    rows = sorted((examples_io.value(example, features.SHA256_KEY),
+                   examples_io.value(example, features.IMAGE_KEY),
+                   int(examples_io.value(example, features.LABEL_KEY)))
+                  for example in examples_io.iter_examples(sample_uri, split))
+    return [(data, label) for _, data, label in rows]
+
+
+def build_profile(sample_uri: str, model_dir: str, class_names: List[str]) -> Dict:
     """The reference profile of the sampled train and eval images under a model."""
     import numpy as np  # pylint: disable=import-outside-toplevel
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     signature = tf.saved_model.load(model_dir).signatures[features.EMBEDDING_SIGNATURE]
     rows, embeddings = [], []
-    for split in (features.TRAIN_SPLIT, features.EVAL_SPLIT):
-        sample = sample_split(examples_uri, split, max_images)
+    for split in SPLITS:
+        sample = read_sample(sample_uri, split)
         probabilities, split_embeddings = profile.model_outputs(
             signature, [data for data, _ in sample])
         answers = profile.prediction_fields(probabilities, class_names)
@@ -76,15 +95,21 @@ def build_profile(examples_uri: str, model_dir: str, class_names: List[str],
     }
 
 
-@component
+@component(use_beam=True)
 def ReferenceProfile(  # pylint: disable=invalid-name
         examples: InputArtifact[standard_artifacts.Examples],
         model: InputArtifact[standard_artifacts.Model],
         reference_profile: OutputArtifact[artifacts.ReferenceProfile],
-        max_images: Parameter[int] = DEFAULT_MAX_IMAGES) -> None:
+        max_images: Parameter[int] = profile.REFERENCE_IMAGES,
+        beam_pipeline: BeamComponentParameter[beam.Pipeline] = None) -> None:
     """Writes reference_profile.json for the model and the data it learnt from."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from tfx.utils import path_utils  # pylint: disable=import-outside-toplevel
     class_names = examples_io.read_class_names(examples.uri)
-    result = build_profile(examples.uri, path_utils.serving_model_path(model.uri), class_names,
-                           max_images)
+    sample_uri = os.path.join(reference_profile.uri, _SAMPLE_DIR)
+    with beam_pipeline as pipeline:
+        _ = pipeline | 'Sample' >> SampleToFiles(  # pylint: disable=no-value-for-parameter
+            examples.uri, sample_uri, max_images)
+    result = build_profile(sample_uri, path_utils.serving_model_path(model.uri), class_names)
+    tf.io.gfile.rmtree(sample_uri)
     profile.save(result, os.path.join(reference_profile.uri, profile.PROFILE_FILE))

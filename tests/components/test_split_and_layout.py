@@ -5,6 +5,7 @@ import hashlib
 import os
 import random
 import time
+import types
 
 import pytest
 
@@ -132,3 +133,42 @@ def test_split_counts_with_a_test_share():
     counts = collections.Counter((assigned[s], label) for s, label in images)
     assert all(counts['eval', c] == 10 and counts['test', c] == 5 and counts['train', c] == 35
                for c in range(3))
+
+
+def crowded_hashes(rng: random.Random, n: int) -> list:
+    """n distinct hex digests that share a few buckets (so ranks inside a bucket matter)."""
+    prefixes = [f'{rng.randrange(16 ** split.BUCKET_CHARS):0{split.BUCKET_CHARS}x}'
+                for _ in range(3)]
+    return sorted({rng.choice(prefixes) + sha(rng.random())[split.BUCKET_CHARS:]
+                   for _ in range(n)} | {sha(rng.random()) for _ in range(n // 3)})
+
+
+@pytest.mark.parametrize('test_fraction', [0.0, 0.1])
+def test_boundaries_from_bucket_counts_are_exactly_the_sorted_ones(test_fraction):
+    rng = random.Random(7)
+    for n in [0, 1, 2, 3, 5, 17, 100, 999]:
+        hashes = crowded_hashes(rng, n)
+        counts = collections.Counter(split.bucket(h) for h in hashes)
+        cuts = split.cuts(counts.items(), 0.2, test_fraction)
+        found = tuple(
+            split.boundary_in_bucket([h for h in hashes if split.bucket(h) == cut[0]], cut[1])
+            if cut else None for cut in cuts)
+        assert found == split.boundaries(hashes, 0.2, test_fraction), n
+
+
+def test_class_boundaries_on_beam_are_exactly_the_sorted_ones():
+    """The Beam transform (counts per bucket, then one bucket's hashes) on the DirectRunner."""
+    import apache_beam as beam  # pylint: disable=import-outside-toplevel
+    from apache_beam.testing import util as beam_testing  # pylint: disable=import-outside-toplevel
+    from components.image_example_gen import executor  # pylint: disable=import-outside-toplevel
+    rng = random.Random(11)
+    per_class = {label: crowded_hashes(rng, n) for label, n in enumerate([1, 2, 40, 700])}
+    plan = types.SimpleNamespace(eval_fraction=0.2, test_fraction=0.1)
+    expected = [(label, split.boundaries(hashes, 0.2, 0.1))
+                for label, hashes in per_class.items() if len(hashes) > 1]
+    with beam.Pipeline() as pipeline:
+        found = (pipeline
+                 | beam.Create([(label, h) for label, hashes in per_class.items()
+                                for h in hashes])
+                 | executor.ClassBoundaries(plan))  # pylint: disable=no-value-for-parameter
+        beam_testing.assert_that(found, beam_testing.equal_to(expected))

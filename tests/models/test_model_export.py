@@ -166,3 +166,18 @@ def test_input_pipeline_caches_in_memory_or_in_a_file(tmp_path, count, limit, wh
                                        atol=1.0 / 127.5 if cached else 1e-6)
     files = os.listdir(tmp_path)
     assert bool(files) == (where == 'file'), files
+
+
+def test_file_cache_only_when_the_decoded_split_fits_the_disk():
+    image = 224 * 224 * 3
+    spare = trainer.CACHE_DISK_HEADROOM_BYTES
+    assert trainer.file_cache_fits(10_000, image, 10_000 * image + spare)
+    assert not trainer.file_cache_fits(10_000, image, 10_000 * image + spare - 1)
+    assert not trainer.file_cache_fits(1_000_000, image, 100 * 2**30)   # 150 GB of pixels
+
+
+def test_count_records_counts_everything_with_minus_one(tmp_path):
+    with tf.io.TFRecordWriter(str(tmp_path / 'data.gz'), options='GZIP') as writer:
+        for i in range(12):
+            writer.write(b'x')
+    assert trainer.count_records([str(tmp_path / '*')], limit=-1) == 12
