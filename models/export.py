@@ -73,14 +73,16 @@ def make_signatures(model: keras.Model, module: ServingModule,
 
     # The input of the model's last layer (for the transfer model, the frozen base's
     # pooled features): what a monitor compares between training and served images.
-    embedding_model = keras.Model(model.inputs, model.get_layer(builders.HEAD_LAYER).input)
+    # One graph with both outputs, so the base runs once for the two.
+    embedding_and_logits = keras.Model(
+        model.inputs, [model.get_layer(builders.HEAD_LAYER).input, model.outputs[0]])
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.SERVING_INPUT)])
     def embed_images(image_bytes):
         pixels = module.tft_layer({features.IMAGE_KEY: image_bytes})[image_xf]
-        return {features.EMBEDDING_OUTPUT: embedding_model(pixels, training=False),
-                features.PROBABILITIES_OUTPUT: tf.nn.softmax(model(pixels, training=False),
-                                                             axis=-1)}
+        embedding, logits = embedding_and_logits(pixels, training=False)
+        return {features.EMBEDDING_OUTPUT: embedding,
+                features.PROBABILITIES_OUTPUT: tf.nn.softmax(logits, axis=-1)}
 
     return {features.SERVING_SIGNATURE: serve_images,
             features.EXAMPLES_SIGNATURE: classify_examples,

@@ -25,7 +25,7 @@ CLOUD = dict(project='test-project', region='europe-west4', image=IMAGE,
 DATAFLOW_ARGS = ['--runner=DataflowRunner', '--project=test-project', '--region=europe-west4',
                  '--temp_location=gs://test-bucket/tmp', f'--sdk_container_image={IMAGE}']
 # The components whose executor is a BeamExecutorSpec.
-BEAM_COMPONENTS = {'ImageExampleGen', 'StatisticsGen', 'Transform', 'Evaluator'}
+BEAM_COMPONENTS = {'ImageExampleGen', 'StatisticsGen', 'Transform', 'Evaluator', 'ReferenceProfile'}
 COMPARE = ('cnn',)
 def _cli_flags(output_dir) -> list:
     return ['--project', CLOUD['project'], '--region', CLOUD['region'], '--image', IMAGE,

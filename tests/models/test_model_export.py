@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras as keras
 from tensorflow.core.protobuf import saved_model_pb2
 
 from models import builders
@@ -105,6 +106,15 @@ def test_served_signatures_match_the_model_on_transform_output(tmp_path):
     assert [l.decode() for l in served[features.CLASS_NAME_OUTPUT].numpy()] == [
         ['cats', 'dogs'][i] for i in expected.argmax(axis=1)]
     assert (tmp_path / 'export' / 'assets.extra' / 'labels.txt').read_text() == 'cats\ndogs\n'
+    embedded = loaded.signatures[features.EMBEDDING_SIGNATURE](**{features.SERVING_INPUT: raw})
+    np.testing.assert_allclose(embedded[features.PROBABILITIES_OUTPUT].numpy(), expected,
+                               atol=1e-5)
+    # The head's input: the frozen base's pooled features.
+    features_model = keras.Model(model.inputs, model.get_layer(builders.HEAD_LAYER).input)
+    np.testing.assert_allclose(
+        embedded[features.EMBEDDING_OUTPUT].numpy(),
+        features_model(preprocessing.preprocess_images(raw, SIZE), training=False).numpy(),
+        atol=1e-4)
 
     saved_model = saved_model_pb2.SavedModel()
     saved_model.ParseFromString((tmp_path / 'export' / 'saved_model.pb').read_bytes())
