@@ -162,7 +162,7 @@ def file_cache_fits(count: int, bytes_per_image: int, free_bytes: int) -> bool:
 
 def input_pipeline(decoded: tf.data.Dataset, batch_size: int, *, training: bool, seed: int,
                    count: Optional[int], limit: int,
-                   cache_dir: Optional[str] = None) -> tf.data.Dataset:
+                   cache_dir: Optional[str] = None, repeat: bool = False) -> tf.data.Dataset:
     """(image, label) pairs, decoded and scaled -> batches, cached after the first epoch.
 
     Decoded pixels are kept as uint8 (a quarter of float32) and scaled back per batch:
@@ -179,9 +179,13 @@ def input_pipeline(decoded: tf.data.Dataset, batch_size: int, *, training: bool,
       count: examples in the split, counted up to `limit`; None: unknown.
       limit: the split is cached in memory below this count.
       cache_dir: where a larger split is cached (removed by the caller).
+      repeat: repeat the epochs forever (reshuffled each time), for fit() with
+        steps_per_epoch(count): one iterator for the whole fit. A new iterator
+        per epoch costs a pause between epochs, sometimes as long as an epoch,
+        while the previous one's background threads wind down (measured).
 
     Returns:
-      A finite dataset (one epoch per iteration).
+      One epoch per iteration, or endless epochs with `repeat`.
     """
     in_memory = count is not None and count < limit
     cached = in_memory or (count is not None and cache_dir is not None)
@@ -195,15 +199,23 @@ def input_pipeline(decoded: tf.data.Dataset, batch_size: int, *, training: bool,
         dataset = dataset.shuffle(max(count, 1) if in_memory else SHUFFLE_BUFFER, seed=seed,
                                   reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
+    if repeat:
+        dataset = dataset.repeat()
     if cached:
         dataset = dataset.map(lambda images, labels: (preprocessing.from_uint8(images), labels),
                               num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
+def steps_per_epoch(count: int, batch_size: int) -> int:
+    """Batches in one epoch of `count` examples (the last one may be short)."""
+    return max(1, -(-count // batch_size))
+
+
 def make_dataset(files: Sequence[str], data_accessor, tf_transform_output: tft.TFTransformOutput,
                  batch_size: int, *, training: bool, seed: int, limit: int,
-                 count: Optional[int] = None, cache_dir: Optional[str] = None) -> tf.data.Dataset:
+                 count: Optional[int] = None, cache_dir: Optional[str] = None,
+                 repeat: bool = False) -> tf.data.Dataset:
     """(image_xf, label) batches of one split, decoded by the Transform graph.
 
     Args:
@@ -216,9 +228,10 @@ def make_dataset(files: Sequence[str], data_accessor, tf_transform_output: tft.T
       limit: cache_limit(): the split is cached in memory below this count.
       count: examples in the split, counted up to `limit`; None: no cache.
       cache_dir: a local folder for the cache of a split too large for memory.
+      repeat: endless epochs (input_pipeline).
 
     Returns:
-      A finite dataset (one epoch per iteration).
+      One epoch per iteration, or endless epochs with `repeat`.
     """
     raw = data_accessor.tf_dataset_factory(
         files, tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=1,
@@ -233,12 +246,15 @@ def make_dataset(files: Sequence[str], data_accessor, tf_transform_output: tft.T
 
     decoded = raw.map(transform, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
     return input_pipeline(decoded, batch_size, training=training, seed=seed, count=count,
-                          limit=limit, cache_dir=cache_dir)
+                          limit=limit, cache_dir=cache_dir, repeat=repeat)
 
 
 def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset,
-          log_dir: Optional[str] = None):
+          log_dir: Optional[str] = None, train_steps: Optional[int] = None):
     """Builds and fits the model (then fine-tunes when asked).
+
+    train_steps: batches per epoch when train_ds repeats endlessly (steps_per_epoch);
+    None when each iteration of train_ds is one epoch.
 
     Returns:
       (model, history dict: per-epoch metric lists, 'epoch_seconds', and 'seconds':
@@ -270,12 +286,12 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
         validation = FrozenFeatureValidation(model, eval_ds)
         seconds['eval_features'] = time.perf_counter() - start
         start = time.perf_counter()
-        fit = model.fit(train_ds, epochs=settings.epochs, verbose=2,
+        fit = model.fit(train_ds, epochs=settings.epochs, verbose=2, steps_per_epoch=train_steps,
                         callbacks=[validation] + first_phase)
     else:
         start = time.perf_counter()
         fit = model.fit(train_ds, validation_data=eval_ds, epochs=settings.epochs,
-                        callbacks=first_phase, verbose=2)
+                        steps_per_epoch=train_steps, callbacks=first_phase, verbose=2)
     seconds['fit'] = time.perf_counter() - start
     history = {k: [float(v) for v in values] for k, values in fit.history.items()}
     trained = len(history.get('loss', []))
@@ -286,7 +302,7 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
                                      settings.fine_tune_learning_rate,
                                      settings.label_smoothing)
         tuned = model.fit(train_ds, validation_data=eval_ds, initial_epoch=trained,
-                          epochs=trained + settings.fine_tune_epochs,
+                          epochs=trained + settings.fine_tune_epochs, steps_per_epoch=train_steps,
                           callbacks=callbacks, verbose=2)
         for key, values in tuned.history.items():
             history.setdefault(key, []).extend(float(v) for v in values)
@@ -320,7 +336,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     # caching it would only hold memory.
     cache_eval = settings.model_variant != 'transfer'
     limit = cache_limit(tf_transform_output)
-    datasets = {}
+    datasets, train_steps = {}, None
     # A split too large for memory is cached on this machine's disk for the run only,
     # when it fits there.
     with tempfile.TemporaryDirectory(prefix='trainer-cache-') as cache_root:
@@ -332,18 +348,21 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                 count = count_records(files, -1)
                 free = shutil.disk_usage(cache_root).free
                 if not file_cache_fits(count, image_bytes(tf_transform_output), free):
-                    progress.logger().info('%s split: %d decoded images do not fit the %.1f GB free '
-                                    'on %s; decoding them every epoch instead', name, count,
-                                    free / 1e9, cache_root)
+                    progress.logger().info(
+                        '%s split: %d decoded images do not fit the %.1f GB free on %s; '
+                        'decoding them every epoch instead', name, count, free / 1e9, cache_root)
                     cache_dir = None
             if cache_dir:
                 tf.io.gfile.makedirs(cache_dir)
+            repeat = training and count is not None
+            if repeat:
+                train_steps = steps_per_epoch(count, settings.batch_size)
             datasets[name] = make_dataset(
                 files, fn_args.data_accessor, tf_transform_output, settings.batch_size,
                 training=training, seed=settings.seed, limit=limit, cache_dir=cache_dir,
-                count=count)
+                count=count, repeat=repeat)
         model, history = train(settings, datasets['train'], datasets['eval'],
-                               log_dir=fn_args.model_run_dir)
+                               log_dir=fn_args.model_run_dir, train_steps=train_steps)
     trained = time.perf_counter()
     export.export_model(model, tf_transform_output, settings.class_names, fn_args.serving_model_dir)
     history['settings'] = dataclasses.asdict(settings)

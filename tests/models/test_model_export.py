@@ -191,3 +191,17 @@ def test_count_records_counts_everything_with_minus_one(tmp_path):
         for i in range(12):
             writer.write(b'x')
     assert trainer.count_records([str(tmp_path / '*')], limit=-1) == 12
+
+
+@pytest.mark.parametrize('count, limit', [(40, 100), (40, 10)])   # in memory, in a file
+def test_repeated_pipeline_gives_reshuffled_whole_epochs(tmp_path, count, limit):
+    dataset = trainer.input_pipeline(_pairs(count), 16, training=True, seed=3, count=count,
+                                     limit=limit, cache_dir=str(tmp_path), repeat=True)
+    steps = trainer.steps_per_epoch(count, 16)
+    assert steps == 3                                       # 16 + 16 + 8
+    batches = [labels.numpy() for _, labels in dataset.take(3 * steps)]
+    assert [len(b) for b in batches] == [16, 16, 8] * 3    # each epoch ends on its short batch
+    epochs = [np.concatenate(batches[i * steps:(i + 1) * steps]) for i in range(3)]
+    for epoch in epochs:
+        assert sorted(epoch) == list(range(count))
+    assert list(epochs[0]) != list(epochs[1]) != list(epochs[2])
