@@ -134,8 +134,9 @@ def main() -> int:
     print(f'Trainer component {trainer_seconds:.0f} s, of which fit {fit_seconds:.0f} s')
     print(f'pipeline peak memory: {pipe_peak / 2**30:.2f} GiB (process tree, sampled 4/s)')
     print(f'HEADLINE: pipeline/notebook wall time {pipe_wall / peer_wall:.2f}x '
-          f'(overhead {pipe_wall - peer_wall:.0f} s), accuracy '
-          f"{evaluation.accuracy:.4f} vs {peer['accuracy']:.4f}")
+          f'(overhead {pipe_wall - peer_wall:.0f} s), peak memory {pipe_peak / peer_peak:.2f}x, '
+          f"accuracy {evaluation.accuracy:.4f} vs {peer['accuracy']:.4f}, training after epoch 1 "
+          f"{steady_rate / limit['augmented_images_per_second']:.2f}x of the augmented limit")
     return 0
 
 
