@@ -64,7 +64,8 @@ def build_config(args: argparse.Namespace):
     from pipeline import configs  # pylint: disable=import-outside-toplevel
 
     data_root = os.path.abspath(args.data_root) if args.data_root else default_data_root()
-    root = layout.inspect_data_root(data_root)
+    # Counted only as far as the choice of Beam's running mode needs.
+    root = layout.inspect_data_root(data_root, count_up_to=configs.IN_MEMORY_MAX_IMAGES + 1)
     work_dir = os.path.abspath(args.work_dir)
     overrides = {
         **cli.run_overrides(args),

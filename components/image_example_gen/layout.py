@@ -40,7 +40,8 @@ class DataRoot:
     presplit: bool
     class_names: Tuple[str, ...]
     test_folder: bool = False   # a pre-split root with test/ holding images of a class
-    images: int = 0             # image files in class folders (before any is decoded)
+    images: int = 0             # image files in class folders (before any is decoded),
+                                # counted up to inspect_data_root's count_up_to
 
     @property
     def split_dirs(self) -> Optional[Tuple[str, ...]]:
@@ -131,11 +132,34 @@ def _class_folders(root: str, parent: str) -> List[str]:
                   and tf.io.gfile.isdir(posixpath.join(path, name)))
 
 
-def inspect_data_root(root: str) -> DataRoot:
+def _class_images(root: str, parent: str, label: str, enough: int) -> int:
+    """Image files of one class folder (any depth, as `place` counts them), at most `enough`."""
+    folder = posixpath.join(parent, label) if parent else label
+    start = posixpath.join(root, folder)
+    found = 0
+    for path, _, files in tf.io.gfile.walk(start):
+        relative = posixpath.relpath(path.replace('\\', '/').rstrip('/'), root.rstrip('/'))
+        for name in files:
+            placed = place(posixpath.join(relative, name), split_dirs=[parent] if parent else None,
+                           class_names=[label])
+            found += placed.ignored is None
+            if found >= enough:
+                return found
+    return found
+
+
+def inspect_data_root(root: str, count_up_to: Optional[int] = None) -> DataRoot:
     """Checks a data root and returns its layout and class names.
+
+    Each class folder is walked only until it shows an image and, with
+    `count_up_to`, until that many images are counted in all: a runner's check
+    of a million-photo root reads a few folders, not every path (ImageExampleGen
+    lists them all, in its own job).
 
     Args:
       root: local path or any tf.io.gfile URL (gs://, ram://).
+      count_up_to: stop counting images here (DataRoot.images is then at most
+        this); None counts them all.
 
     Returns:
       DataRoot with sorted class folder names.
@@ -168,10 +192,15 @@ def inspect_data_root(root: str) -> DataRoot:
     candidate = DataRoot(root=root, presplit=presplit, class_names=tuple(class_names),
                          test_folder=presplit and features.TEST_DIR in top)
     images: Dict[Tuple[Optional[str], str], int] = collections.Counter()
-    for path in list_files(root):
-        placement = place(path, split_dirs=candidate.split_dirs, class_names=class_names)
-        if placement.ignored is None:
-            images[placement.split_dir, placement.label] += 1
+    folders = [(parent, label) for parent in parents for label in class_names]
+    if candidate.test_folder:
+        folders += [(features.TEST_DIR, label) for label in class_names]
+    for parent, label in folders:
+        if tf.io.gfile.isdir(posixpath.join(root, parent, label) if parent else
+                             posixpath.join(root, label)):
+            left = None if count_up_to is None else count_up_to - sum(images.values())
+            images[parent or None, label] = _class_images(
+                root, parent, label, max(1, left) if left is not None else float('inf'))
     for parent in parents:
         for label in class_names:
             if not images[parent or None, label]:
@@ -181,5 +210,6 @@ def inspect_data_root(root: str) -> DataRoot:
                     f'class folder {folder} is missing or has no image files at any depth '
                     f'({", ".join(features.IMAGE_EXTENSIONS)})')
     has_test = any(images[features.TEST_DIR, label] for label in class_names)
+    total = sum(images.values())
     return dataclasses.replace(candidate, test_folder=candidate.test_folder and has_test,
-                               images=sum(images.values()))
+                               images=total if count_up_to is None else min(total, count_up_to))

@@ -1,6 +1,7 @@
 """Pure parts of ImageExampleGen: where each file goes, and the stratified content-hash split."""
 
 import collections
+import dataclasses
 import hashlib
 import os
 import random
@@ -61,6 +62,27 @@ def test_list_files_and_inspect_read_nested_folders(tmp_path):
     assert layout.list_files(str(tmp_path)) == sorted(files)
     root = layout.inspect_data_root(str(tmp_path))
     assert (root.presplit, root.class_names, root.images) == (False, ('a b', 'b'), 3)
+
+
+@pytest.mark.parametrize('presplit', [False, True])
+def test_inspect_counts_only_up_to_its_limit_but_checks_every_class(tmp_path, presplit):
+    splits = ['train/', 'validation/', 'test/'] if presplit else ['']
+    for split in splits:
+        for i in range(30):
+            for name in (f'{split}cats/{i}.jpg', f'{split}dogs/sub/{i}.png'):
+                (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+                (tmp_path / name).write_bytes(b'x')
+    everything = layout.inspect_data_root(str(tmp_path))
+    assert everything.images == 60 * len(splits)
+    assert everything.test_folder == presplit
+    counted = layout.inspect_data_root(str(tmp_path), count_up_to=7)
+    assert counted.images == 7
+    assert counted == dataclasses.replace(everything, images=7)
+    # A class folder without images is still found, however early counting stopped.
+    (tmp_path / splits[0] / 'birds' / 'deep').mkdir(parents=True)
+    (tmp_path / splits[0] / 'birds' / 'deep' / '.hidden.jpg').write_bytes(b'x')
+    with pytest.raises(layout.DataRootError, match='birds is missing or has no image files'):
+        layout.inspect_data_root(str(tmp_path), count_up_to=7)
 
 
 def test_a_class_with_images_only_in_sub_folders_is_a_class(tmp_path):
