@@ -37,6 +37,7 @@ from models import features
 _MANIFEST_TAG = 'manifest'
 _MANIFEST_NAME = 'files'
 _LISTING_NAME = 'listing.jsonl'    # every path under the data root, JSON strings
+_DUPLICATES_NAME = 'duplicates'     # duplicate groups (summary.duplicate_group), JSON lines
 
 
 def class_names_from_exec_properties(exec_properties: Dict[str, Any]) -> List[str]:
@@ -176,7 +177,7 @@ def _with_split(assigned: Tuple[Any, ...]) -> Dict[str, Any]:
     return {**entry, 'split': name}
 
 
-def _read_manifest(prefix: str) -> Iterator[Dict[str, Any]]:
+def _read_jsonl(prefix: str) -> Iterator[Dict[str, Any]]:
     for path in sorted(tf.io.gfile.glob(prefix + '*.jsonl')):
         with tf.io.gfile.GFile(path) as f:
             for line in f:
@@ -204,6 +205,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     """Reads image folders; writes examples, labels.txt and image_report.json."""
 
     _manifest_prefix: Optional[str] = None
+    _duplicates_prefix: Optional[str] = None
     _listing_path: Optional[str] = None
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
@@ -237,11 +239,21 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             assigned = read['images'] | 'SplitByFolder' >> beam.Map(
                 lambda image: (plan.folder_splits[image[0]['split_dir']], *image))
         if self._manifest_prefix:
-            _ = ((read[_MANIFEST_TAG], assigned | 'EntryWithSplit' >> beam.Map(_with_split))
+            entries = assigned | 'EntryWithSplit' >> beam.Map(_with_split)
+            _ = ((read[_MANIFEST_TAG], entries)
                  | 'AllEntries' >> beam.Flatten()
                  | 'ManifestToJson' >> beam.Map(json.dumps, sort_keys=True)
                  | 'WriteManifest' >> beam.io.WriteToText(self._manifest_prefix,
                                                           file_name_suffix='.jsonl'))
+            # Copies found by grouping on the hash here, spread over the workers.
+            _ = (entries
+                 | 'CopyBySha' >> beam.Map(lambda entry: (entry['sha256'], summary.copy_of(entry)))
+                 | 'GroupBySha' >> beam.GroupByKey()
+                 | 'DuplicateGroups' >> beam.FlatMap(
+                     lambda pair: filter(None, [summary.duplicate_group(*pair)]))
+                 | 'DuplicatesToJson' >> beam.Map(json.dumps, sort_keys=True)
+                 | 'WriteDuplicates' >> beam.io.WriteToText(self._duplicates_prefix,
+                                                            file_name_suffix='.jsonl'))
         parts = assigned | 'Partition' >> beam.Partition(
             lambda image, count: plan.names.index(image[0]), len(plan.names))
         return {name: parts[i] | f'Example[{name}]' >> beam.Map(lambda image: image[2])
@@ -254,10 +266,12 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         plan = SplitPlan(exec_properties)
         self._manifest_prefix = os.path.join(examples.uri, spec.MANIFEST_DIR, _MANIFEST_NAME)
         self._listing_path = os.path.join(examples.uri, spec.MANIFEST_DIR, _LISTING_NAME)
+        self._duplicates_prefix = os.path.join(examples.uri, spec.MANIFEST_DIR, _DUPLICATES_NAME)
         super().Do(input_dict, output_dict, exec_properties)
 
         report = summary.summarize(
-            _read_manifest(self._manifest_prefix), class_names, plan.names, hash_split=plan.by_hash,
+            _read_jsonl(self._manifest_prefix), _read_jsonl(self._duplicates_prefix),
+            class_names, plan.names, hash_split=plan.by_hash,
             eval_fraction=plan.eval_fraction, test_fraction=plan.test_fraction,
             max_bad_fraction=exec_properties[spec.MAX_BAD_FRACTION_KEY])
         report_text = json.dumps(report, indent=1, sort_keys=True, ensure_ascii=False)

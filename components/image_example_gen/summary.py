@@ -4,10 +4,15 @@ A manifest entry is a dict with keys: path, status ('ok', 'bad' or 'ignored'),
 reason, label_name, split_dir; ok entries add split, label, sha256, height, width,
 channels, format, bytes. There is one entry per file under the data root, so
 files = images + bad + ignored.
+
+The report is built streaming: ingested images are only counted (bad and
+ignored files are listed); duplicate groups come grouped by hash from Beam
+(`duplicate_group` for each sha256 with more than one file), never from a
+table of every image's hash in one process.
 """
 
 import collections
-from typing import Any, Dict, Iterable, List, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 OK, BAD, IGNORED = 'ok', 'bad', 'ignored'
 
@@ -19,14 +24,30 @@ class BadDataError(RuntimeError):
     """Too many files could not be read as images."""
 
 
-def summarize(entries: Iterable[Dict[str, Any]], class_names: Sequence[str],
-              split_names: Sequence[str], *, max_bad_fraction: float,
-              hash_split: bool, eval_fraction: float = 0.0,
+def copy_of(entry: Dict[str, Any]) -> Dict[str, Any]:
+    """What a duplicate group says about one ingested file."""
+    return {'split': entry['split'], 'path': entry['path'], 'label_name': entry['label_name']}
+
+
+def duplicate_group(sha256: str, copies: Iterable[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """The duplicate group of one content hash (copies: `copy_of` each file); None for one file."""
+    files = sorted(copies, key=lambda f: f['path'])
+    if len(files) < 2:
+        return None
+    return {'sha256': sha256, 'files': files,
+            'cross_split': len({f['split'] for f in files}) > 1,
+            'cross_class': len({f['label_name'] for f in files}) > 1}
+
+
+def summarize(entries: Iterable[Dict[str, Any]], duplicates: Iterable[Dict[str, Any]],
+              class_names: Sequence[str], split_names: Sequence[str], *,
+              max_bad_fraction: float, hash_split: bool, eval_fraction: float = 0.0,
               test_fraction: float = 0.0) -> Dict[str, Any]:
     """Builds the report of one ExampleGen run.
 
     Args:
       entries: manifest entries; ok entries carry the split they went to.
+      duplicates: the `duplicate_group`s of the run.
       class_names: class names.
       split_names: output split names, in order.
       max_bad_fraction: the allowed share of bad files among image files.
@@ -40,28 +61,23 @@ def summarize(entries: Iterable[Dict[str, Any]], class_names: Sequence[str],
       counts per reason), duplicate groups (whether they cross splits or
       classes) and the bad fraction.
     """
-    entries = sorted(entries, key=lambda e: e['path'])
     splits = {name: {'images': 0, 'by_label': {label: 0 for label in class_names}}
               for name in split_names}
     bad, ignored = [], []
-    by_hash = collections.defaultdict(list)
+    files = 0
     for entry in entries:
+        files += 1
         if entry['status'] == OK:
             split = splits[entry['split']]
             split['images'] += 1
             split['by_label'][entry['label_name']] += 1
-            by_hash[entry['sha256']].append({'split': entry['split'], 'path': entry['path'],
-                                             'label_name': entry['label_name']})
         elif entry['status'] == BAD:
             bad.append({'path': entry['path'], 'reason': entry['reason']})
         else:
             ignored.append({'path': entry['path'], 'reason': entry['reason']})
-    duplicates = []
-    for sha, files in sorted(by_hash.items()):
-        if len(files) > 1:
-            duplicates.append({'sha256': sha, 'files': files,
-                               'cross_split': len({f['split'] for f in files}) > 1,
-                               'cross_class': len({f['label_name'] for f in files}) > 1})
+    bad.sort(key=lambda f: f['path'])
+    ignored.sort(key=lambda f: f['path'])
+    duplicates = sorted(duplicates, key=lambda d: d['sha256'])
     good = sum(s['images'] for s in splits.values())
     readable = good + len(bad)
     return {
@@ -70,7 +86,7 @@ def summarize(entries: Iterable[Dict[str, Any]], class_names: Sequence[str],
                          'class to eval' + (f', {test_fraction:.0%} to test' if test_fraction
                                              else '') + ')' if hash_split else 'folders'),
         'splits': splits,
-        'files': len(entries),
+        'files': files,
         'images': good,
         'bad_files': bad,
         'ignored_files': ignored,

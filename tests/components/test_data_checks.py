@@ -1,5 +1,6 @@
 """DataReport's label checks allow for sample size: balanced random splits pass, imbalance stops."""
 
+import collections
 import hashlib
 import random
 
@@ -9,6 +10,7 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from components.data_report import checks
 from components.image_example_gen import split
+from components.image_example_gen import summary
 from components.image_schema_gen import schema as class_schema
 from models import features
 from pipeline import configs
@@ -132,3 +134,24 @@ def test_margins_shrink_with_more_images_and_grow_with_confidence():
     assert large < 0.05 < small
     with pytest.raises(ValueError, match='false_alarm_rate'):
         checks.z_bound(0.0, 2)
+
+
+def test_report_streams_entries_and_takes_duplicate_groups_from_the_hash_grouping():
+    ok = [{'path': f'{label}/{i}.jpg', 'status': summary.OK, 'split': split, 'label_name': label,
+           'sha256': 'same' if i == 0 else f'{label}{i}'}
+          for label, split in (('cats', 'train'), ('dogs', 'eval')) for i in range(3)]
+    others = [{'path': 'z.txt', 'status': summary.IGNORED, 'reason': 'not an image'},
+              {'path': 'cats/b.jpg', 'status': summary.BAD, 'reason': 'truncated'},
+              {'path': 'a.txt', 'status': summary.IGNORED, 'reason': 'not an image'}]
+    copies = collections.defaultdict(list)
+    for entry in ok:
+        copies[entry['sha256']].append(summary.copy_of(entry))
+    groups = [g for sha, files in copies.items() if (g := summary.duplicate_group(sha, files))]
+    assert len(groups) == 1 and groups[0]['cross_split'] and groups[0]['cross_class']
+    assert summary.duplicate_group('x', copies['cats1']) is None
+    report = summary.summarize((e for e in ok + others), iter(groups), ['cats', 'dogs'],
+                               ['train', 'eval'], max_bad_fraction=0.5, hash_split=False)
+    assert report['files'] == 9 and report['images'] == 6
+    assert [f['path'] for f in report['ignored_files']] == ['a.txt', 'z.txt']
+    assert report['duplicates'] == groups and report['cross_split_duplicates'] == 1
+    assert report['splits']['eval']['by_label'] == {'cats': 0, 'dogs': 3}
