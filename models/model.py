@@ -134,8 +134,8 @@ def count_records(files: Sequence[str], limit: int) -> int:
     """Records in a split's gzipped TFRecord files, counting no further than `limit` (-1: all).
 
     The Trainer reads only its declared input (the split's files, as FnArgs
-    names them): the count decides whether the decoded split fits the cache, so
-    it can stop at the first record that would not.
+    names them): the count decides where the decoded split is cached and how
+    many steps an epoch has.
     """
     paths = sorted(p for pattern in files for p in tf.io.gfile.glob(pattern))
     if not paths:
@@ -176,7 +176,7 @@ def input_pipeline(decoded: tf.data.Dataset, batch_size: int, *, training: bool,
       batch_size: examples per batch.
       training: shuffle every epoch.
       seed: shuffle seed.
-      count: examples in the split, counted up to `limit`; None: unknown.
+      count: examples in the split; None: unknown.
       limit: the split is cached in memory below this count.
       cache_dir: where a larger split is cached (removed by the caller).
       repeat: repeat the epochs forever (reshuffled each time), for fit() with
@@ -226,7 +226,7 @@ def make_dataset(files: Sequence[str], data_accessor, tf_transform_output: tft.T
       training: shuffle every epoch.
       seed: shuffle seed.
       limit: cache_limit(): the split is cached in memory below this count.
-      count: examples in the split, counted up to `limit`; None: no cache.
+      count: examples in the split; None: no cache.
       cache_dir: a local folder for the cache of a split too large for memory.
       repeat: endless epochs (input_pipeline).
 
@@ -342,10 +342,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     with tempfile.TemporaryDirectory(prefix='trainer-cache-') as cache_root:
         for name, files, training in (('train', fn_args.train_files, True),
                                       ('eval', fn_args.eval_files, False)):
-            count = count_records(files, limit) if training or cache_eval else None
+            # Counted whole, once: the count picks the cache and gives the steps per epoch.
+            count = count_records(files, -1) if training or cache_eval else None
             cache_dir = os.path.join(cache_root, name)
             if count is not None and count >= limit:
-                count = count_records(files, -1)
                 free = shutil.disk_usage(cache_root).free
                 if not file_cache_fits(count, image_bytes(tf_transform_output), free):
                     progress.logger().info(

@@ -117,12 +117,13 @@ def _group_copies(pair: Tuple[str, Any]) -> Tuple[str, List[int]]:
 
 
 def _in_cut_bucket(owned: Tuple[int, str], cuts: Dict[int, Tuple[split.Cut, split.Cut]]
-                   ) -> Iterator[Tuple[Tuple[int, int], str]]:
-    """((class, 0 for eval / 1 for test), sha) for a hash in the bucket of a boundary."""
+                   ) -> Iterator[Tuple[Tuple[int, int, int], str]]:
+    """((class, 0 for eval / 1 for test, rank in the bucket), sha) for a hash in the
+    bucket of a boundary."""
     label, sha = owned
     for which, cut in enumerate(cuts.get(label, (None, None))):
         if cut is not None and cut[0] == split.bucket(sha):
-            yield (label, which), sha
+            yield (label, which, cut[1]), sha
 
 
 def _boundaries_of(pair: Tuple[int, Any]) -> Tuple[int, split.Boundaries]:
@@ -144,9 +145,8 @@ def ClassBoundaries(owned: beam.pvalue.PCollection, plan: SplitPlan):  # pylint:
     return (owned
             | 'InCutBucket' >> beam.FlatMap(_in_cut_bucket, cuts=beam.pvalue.AsDict(cuts))
             | 'GroupCutBucket' >> beam.GroupByKey()
-            | 'BoundaryHash' >> beam.Map(lambda pair, cuts: (pair[0][0], (
-                pair[0][1], split.boundary_in_bucket(pair[1], cuts[pair[0][0]][pair[0][1]][1]))),
-                cuts=beam.pvalue.AsDict(cuts))
+            | 'BoundaryHash' >> beam.Map(lambda pair: (pair[0][0], (
+                pair[0][1], split.boundary_in_bucket(pair[1], pair[0][2]))))
             | 'GroupBoundaries' >> beam.GroupByKey()
             | 'Boundaries' >> beam.Map(_boundaries_of))
 

@@ -14,8 +14,9 @@ paths, gs://, ram://).
 
 import collections
 import dataclasses
+import math
 import posixpath
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -114,15 +115,21 @@ def place(path: str, *, split_dirs: Optional[Sequence[str]],
     return Placement(path, split_dir, folders[0])
 
 
+def _files_under(root: str, folder: str = '') -> Iterator[str]:
+    """Every file under root/folder at any depth, as '/'-separated paths relative to root.
+
+    Lazy, one directory listing at a time, so a caller may stop early.
+    """
+    root = root.rstrip('/')
+    for path, _, files in tf.io.gfile.walk(posixpath.join(root, folder) if folder else root):
+        relative = posixpath.relpath(path.replace('\\', '/').rstrip('/'), root)
+        for name in files:
+            yield name if relative == '.' else posixpath.join(relative, name)
+
+
 def list_files(root: str) -> List[str]:
     """Every file under root at any depth, as sorted '/'-separated relative paths."""
-    root = root.rstrip('/')
-    found = []
-    for folder, _, files in tf.io.gfile.walk(root):
-        relative = posixpath.relpath(folder.replace('\\', '/').rstrip('/'), root)
-        for name in files:
-            found.append(name if relative == '.' else posixpath.join(relative, name))
-    return sorted(found)
+    return sorted(_files_under(root))
 
 
 def _class_folders(root: str, parent: str) -> List[str]:
@@ -132,19 +139,14 @@ def _class_folders(root: str, parent: str) -> List[str]:
                   and tf.io.gfile.isdir(posixpath.join(path, name)))
 
 
-def _class_images(root: str, parent: str, label: str, enough: int) -> int:
+def _class_images(root: str, parent: str, label: str, enough: float) -> int:
     """Image files of one class folder (any depth, as `place` counts them), at most `enough`."""
-    folder = posixpath.join(parent, label) if parent else label
-    start = posixpath.join(root, folder)
     found = 0
-    for path, _, files in tf.io.gfile.walk(start):
-        relative = posixpath.relpath(path.replace('\\', '/').rstrip('/'), root.rstrip('/'))
-        for name in files:
-            placed = place(posixpath.join(relative, name), split_dirs=[parent] if parent else None,
-                           class_names=[label])
-            found += placed.ignored is None
-            if found >= enough:
-                return found
+    for path in _files_under(root, posixpath.join(parent, label)):
+        found += place(path, split_dirs=[parent] if parent else None,
+                       class_names=[label]).ignored is None
+        if found >= enough:
+            break
     return found
 
 
@@ -196,11 +198,11 @@ def inspect_data_root(root: str, count_up_to: Optional[int] = None) -> DataRoot:
     if candidate.test_folder:
         folders += [(features.TEST_DIR, label) for label in class_names]
     for parent, label in folders:
-        if tf.io.gfile.isdir(posixpath.join(root, parent, label) if parent else
-                             posixpath.join(root, label)):
-            left = None if count_up_to is None else count_up_to - sum(images.values())
-            images[parent or None, label] = _class_images(
-                root, parent, label, max(1, left) if left is not None else float('inf'))
+        if tf.io.gfile.isdir(posixpath.join(root, parent, label)):
+            # At least the one image that shows the class is there.
+            enough = (math.inf if count_up_to is None
+                      else max(1, count_up_to - sum(images.values())))
+            images[parent or None, label] = _class_images(root, parent, label, enough)
     for parent in parents:
         for label in class_names:
             if not images[parent or None, label]:
