@@ -2,7 +2,8 @@
 
 We override `GenerateExamplesByBeam`, the base executor's hook for custom
 splitting; the base `Do` still writes the splits. One Beam graph lists every
-file under the data root (any depth), places it (`layout.place`), reads and
+file under the data root (any depth, spread over the workers by folder:
+`ListFiles`), places it (`layout.place`), reads and
 checks the candidate images, splits a root without split folders per class by
 content hash (`split.py`), and writes one manifest line per file (ingested
 with its split, bad with the reason, or ignored with the reason). After the
@@ -36,7 +37,7 @@ from models import features
 
 _MANIFEST_TAG = 'manifest'
 _MANIFEST_NAME = 'files'
-_LISTING_NAME = 'listing.jsonl'    # every path under the data root, JSON strings
+_FOLDERS_TAG = 'folders'
 _DUPLICATES_NAME = 'duplicates'     # duplicate groups (summary.duplicate_group), JSON lines
 
 
@@ -177,22 +178,47 @@ def _with_split(assigned: Tuple[Any, ...]) -> Dict[str, Any]:
     return {**entry, 'split': name}
 
 
+def _list_level(folder: str, root: str) -> Iterator[Any]:
+    """The files directly in one folder, and its sub-folders as a tagged output."""
+    files, folders = layout.list_level(root, folder)
+    yield from files
+    for sub_folder in folders:
+        yield beam.pvalue.TaggedOutput(_FOLDERS_TAG, sub_folder)
+
+
+@beam.ptransform_fn
+def ListFiles(pbegin: beam.pvalue.PBegin, root: str):  # pylint: disable=invalid-name
+    """Every file under root at any depth, as `layout.list_files` names them, unsorted.
+
+    Only the top level of root is listed here, while the graph is built; its
+    files go into the graph, its folders are the seeds (a handful of class or
+    split folders). Each seed is listed one level deep on a worker, then each
+    of its sub-folders is walked whole on a worker: a pre-split root is listed
+    in parallel per class folder, a class-folder root per first-level
+    sub-folder of a class. The Reshuffles stop Beam from fusing the steps, so
+    each folder can go to a different worker. Nothing is pruned: files in
+    hidden folders are listed, for `layout.place` to report as ignored.
+    """
+    top_files, seeds = layout.list_level(root)
+    logging.info('ImageExampleGen: %d files and %d folders at the top of %s',
+                 len(top_files), len(seeds), root)
+    seed_level = (pbegin
+                  | 'Seeds' >> beam.Create(sorted(seeds))
+                  | 'ReshuffleSeeds' >> beam.Reshuffle()
+                  | 'ListSeed' >> beam.FlatMap(_list_level, root).with_outputs(
+                      _FOLDERS_TAG, main='files'))
+    walked = (seed_level[_FOLDERS_TAG]
+              | 'ReshuffleFolders' >> beam.Reshuffle()
+              | 'WalkFolder' >> beam.FlatMap(lambda folder: layout.files_under(root, folder)))
+    return ((pbegin | 'TopFiles' >> beam.Create(top_files), seed_level['files'], walked)
+            | 'AllFiles' >> beam.Flatten())
+
+
 def _read_jsonl(prefix: str) -> Iterator[Dict[str, Any]]:
     for path in sorted(tf.io.gfile.glob(prefix + '*.jsonl')):
         with tf.io.gfile.GFile(path) as f:
             for line in f:
                 yield json.loads(line)
-
-
-def _write_lines(path: str, lines: Iterator[str]) -> int:
-    """Writes one line per item; returns how many."""
-    tf.io.gfile.makedirs(os.path.dirname(path))
-    count = 0
-    with tf.io.gfile.GFile(path, 'w') as f:
-        for line in lines:
-            f.write(line + '\n')
-            count += 1
-    return count
 
 
 def _write_text(path: str, text: str) -> None:
@@ -206,7 +232,6 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
 
     _manifest_prefix: Optional[str] = None
     _duplicates_prefix: Optional[str] = None
-    _listing_path: Optional[str] = None
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
         raise NotImplementedError('ImageExampleGen splits in GenerateExamplesByBeam')
@@ -219,16 +244,12 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         class_names = class_names_from_exec_properties(exec_properties)
         plan = SplitPlan(exec_properties)
         split_dirs = None if plan.by_hash else tuple(plan.folder_splits)
-        # The listing goes to a file that Beam reads, not into the pipeline graph
-        # (beam.Create would put every path into the job: Dataflow refuses jobs
-        # over 10 MB, about 100,000 paths).
-        files = _write_lines(self._listing_path,
-                             (json.dumps(path) for path in layout.list_files(input_base)))
-        logging.info('ImageExampleGen: %d files under %s', files, input_base)
+        # Listed in Beam, not here: one process takes hours on 100M photos, and
+        # beam.Create of every path would exceed Dataflow's 10 MB job limit.
         read = (pipeline
-                | 'ReadListing' >> beam.io.ReadFromText(self._listing_path)
-                | 'Place' >> beam.Map(lambda line: layout.place(
-                    json.loads(line), split_dirs=split_dirs, class_names=class_names))
+                | 'ListFiles' >> ListFiles(input_base)  # pylint: disable=no-value-for-parameter
+                | 'Place' >> beam.Map(lambda path: layout.place(
+                    path, split_dirs=split_dirs, class_names=class_names))
                 | 'Reshuffle' >> beam.Reshuffle()
                 | 'ReadImage' >> beam.ParDo(_ReadImageFn(
                     input_base, class_names, exec_properties[spec.MAX_PIXELS_KEY])).with_outputs(
@@ -265,7 +286,6 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         class_names = class_names_from_exec_properties(exec_properties)
         plan = SplitPlan(exec_properties)
         self._manifest_prefix = os.path.join(examples.uri, spec.MANIFEST_DIR, _MANIFEST_NAME)
-        self._listing_path = os.path.join(examples.uri, spec.MANIFEST_DIR, _LISTING_NAME)
         self._duplicates_prefix = os.path.join(examples.uri, spec.MANIFEST_DIR, _DUPLICATES_NAME)
         super().Do(input_dict, output_dict, exec_properties)
 

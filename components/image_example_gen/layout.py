@@ -7,9 +7,9 @@ Accepted layouts (a class folder holds its images at any depth):
 
 Every file under the root is placed by `place`: a candidate image of a class
 (read later: ingested, or bad with a reason), or ignored with the reason. So
-every file the user gave is accounted for. Pure except `list_files` and
-`inspect_data_root`, which read the file system through tf.io.gfile (local
-paths, gs://, ram://).
+every file the user gave is accounted for. Pure except `list_level`,
+`files_under`, `list_files` and `inspect_data_root`, which read the file system
+through tf.io.gfile (local paths, gs://, ram://).
 """
 
 import collections
@@ -115,21 +115,56 @@ def place(path: str, *, split_dirs: Optional[Sequence[str]],
     return Placement(path, split_dir, folders[0])
 
 
-def _files_under(root: str, folder: str = '') -> Iterator[str]:
+def _relative(root: str, path: str) -> str:
+    """A folder gfile's walk gave under root (no trailing '/'), relative to root.
+
+    '/'-separated, '' for root itself: the walk may end a folder with '/'
+    (gs://) and joins with '\\' on Windows.
+    """
+    relative = posixpath.relpath(path.replace('\\', '/').rstrip('/'), root)
+    return '' if relative == '.' else relative
+
+
+def list_level(root: str, folder: str = '') -> Tuple[List[str], List[str]]:
+    """Files and sub-folders directly in root/folder: one directory listing, no deeper.
+
+    Args:
+      root: the data root; local path or any tf.io.gfile URL.
+      folder: '/'-separated path relative to root, as this function or
+        `files_under` name folders; '' for the root itself.
+
+    Returns:
+      (files, folders): files as `list_files` names them; sub-folders as paths
+      relative to root to pass back as `folder` (here or to `files_under`).
+      Both empty if root/folder does not exist.
+    """
+    root = root.rstrip('/')
+    # The walk's first step lists this folder only; it goes no deeper unless advanced.
+    level = next(tf.io.gfile.walk(posixpath.join(root, folder) if folder else root), None)
+    if level is None:
+        return [], []
+    path, folders, files = level
+    relative = _relative(root, path)
+    return ([posixpath.join(relative, name) if relative else name for name in files],
+            [posixpath.join(folder, name.rstrip('/')) if folder else name.rstrip('/')
+             for name in folders])
+
+
+def files_under(root: str, folder: str = '') -> Iterator[str]:
     """Every file under root/folder at any depth, as '/'-separated paths relative to root.
 
     Lazy, one directory listing at a time, so a caller may stop early.
     """
     root = root.rstrip('/')
     for path, _, files in tf.io.gfile.walk(posixpath.join(root, folder) if folder else root):
-        relative = posixpath.relpath(path.replace('\\', '/').rstrip('/'), root)
+        relative = _relative(root, path)
         for name in files:
-            yield name if relative == '.' else posixpath.join(relative, name)
+            yield posixpath.join(relative, name) if relative else name
 
 
 def list_files(root: str) -> List[str]:
     """Every file under root at any depth, as sorted '/'-separated relative paths."""
-    return sorted(_files_under(root))
+    return sorted(files_under(root))
 
 
 def _class_folders(root: str, parent: str) -> List[str]:
@@ -142,7 +177,7 @@ def _class_folders(root: str, parent: str) -> List[str]:
 def _class_images(root: str, parent: str, label: str, enough: float) -> int:
     """Image files of one class folder (any depth, as `place` counts them), at most `enough`."""
     found = 0
-    for path in _files_under(root, posixpath.join(parent, label)):
+    for path in files_under(root, posixpath.join(parent, label)):
         found += place(path, split_dirs=[parent] if parent else None,
                        class_names=[label]).ignored is None
         if found >= enough:
