@@ -89,18 +89,20 @@ def run(config, metadata_path: str, con=None) -> None:
       metadata_path: the SQLite MLMD file.
       con: a pipeline.console.Console to number components and show their state.
     """
-    from tfx import v1 as tfx  # pylint: disable=import-outside-toplevel
+    # Not `from tfx import v1`: it loads the Google Cloud extensions too (pipeline.py).
+    from tfx.orchestration import metadata  # pylint: disable=import-outside-toplevel
+    from tfx.orchestration.local import local_dag_runner  # pylint: disable=import-outside-toplevel
     from pipeline import pipeline as pipeline_def  # pylint: disable=import-outside-toplevel
     from reports import mlmd_runs  # pylint: disable=import-outside-toplevel
     os.makedirs(os.path.dirname(metadata_path) or '.', exist_ok=True)
     dsl_pipeline = pipeline_def.create_pipeline(
-        config, tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path))
+        config, metadata.sqlite_metadata_connection_config(metadata_path))
     if con is not None:
         con.node_ids = [component.id for component in dsl_pipeline.components]
         con.node_state = lambda node_id: _node_state(mlmd_runs, metadata_path,
                                                      config.pipeline_name, node_id)
     with _executor_argv():
-        tfx.orchestration.LocalDagRunner().run(dsl_pipeline)
+        local_dag_runner.LocalDagRunner().run(dsl_pipeline)
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ from typing import Dict, Iterator, List, Sequence, Tuple
 import tensorflow as tf
 
 from models import features
+from models import tf_data
 
 
 def read_class_names(examples_uri: str) -> List[str]:
@@ -35,7 +36,9 @@ def iter_examples(examples_uri: str, split: str) -> Iterator[tf.train.Example]:
     files = split_files(examples_uri, split)
     if not files:
         raise FileNotFoundError(f'no files for split {split!r} under {examples_uri}')
-    for record in tf.data.TFRecordDataset(files, compression_type='GZIP'):
+    records = tf.data.TFRecordDataset(files, compression_type='GZIP').with_options(
+        tf_data.no_autotune_thread())
+    for record in records:
         yield parse(record.numpy())
 
 

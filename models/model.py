@@ -20,13 +20,14 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 from absl import logging
-from tfx import v1 as tfx
+from tfx.components.trainer import fn_args_utils
 from tfx_bsl.public import tfxio
 
 from models import builders
 from models import export
 from models import features
 from models import preprocessing
+from models import tf_data
 from runlog import progress
 
 HISTORY_FILE = 'history.json'
@@ -113,12 +114,15 @@ class FrozenFeatureValidation(keras.callbacks.Callback):
 
     def __init__(self, model: keras.Model, eval_ds: tf.data.Dataset):
         super().__init__()
-        features_model = keras.Model(model.inputs, model.get_layer(builders.POOL_LAYER).output)
-        # predict() runs Keras' compiled predict function: eager calls run op by op
-        # and a tf.function of our own traces the model slower.
-        self._features = tf.constant(features_model.predict(eval_ds.map(lambda x, y: x),
-                                                            verbose=0))
-        self._labels = tf.concat([y for y in eval_ds.map(lambda x, y: y)], axis=0)
+        # One pass over the eval split: the labels go through the features model
+        # beside the images (each image is decoded once). predict() runs Keras'
+        # compiled predict function: eager calls run op by op and a tf.function
+        # of our own traces the model slower.
+        labels = keras.Input(shape=(), dtype=eval_ds.element_spec[1].dtype)
+        features_model = keras.Model([*model.inputs, labels],
+                                     [model.get_layer(builders.POOL_LAYER).output, labels])
+        pooled, labels = features_model.predict(eval_ds.map(lambda x, y: ((x, y),)), verbose=0)
+        self._features, self._labels = tf.constant(pooled), tf.constant(labels)
         self._head = model.get_layer(builders.HEAD_LAYER)
         self._loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -130,8 +134,8 @@ class FrozenFeatureValidation(keras.callbacks.Callback):
             tf.cast(tf.equal(predicted, self._labels), tf.float32)))
 
 
-def count_records(files: Sequence[str], limit: int) -> int:
-    """Records in a split's gzipped TFRecord files, counting no further than `limit` (-1: all).
+def count_records(files: Sequence[str]) -> int:
+    """Records in a split's gzipped TFRecord files.
 
     The Trainer reads only its declared input (the split's files, as FnArgs
     names them): the count decides where the decoded split is cached and how
@@ -140,7 +144,7 @@ def count_records(files: Sequence[str], limit: int) -> int:
     paths = sorted(p for pattern in files for p in tf.io.gfile.glob(pattern))
     if not paths:
         raise FileNotFoundError(f'no files match {list(files)}')
-    records = tf.data.TFRecordDataset(paths, compression_type='GZIP').take(limit)
+    records = tf.data.TFRecordDataset(paths, compression_type='GZIP')
     return int(records.reduce(np.int64(0), lambda count, _: count + 1))
 
 
@@ -180,9 +184,9 @@ def input_pipeline(decoded: tf.data.Dataset, batch_size: int, *, training: bool,
       limit: the split is cached in memory below this count.
       cache_dir: where a larger split is cached (removed by the caller).
       repeat: repeat the epochs forever (reshuffled each time), for fit() with
-        steps_per_epoch(count): one iterator for the whole fit. A new iterator
-        per epoch costs a pause between epochs, sometimes as long as an epoch,
-        while the previous one's background threads wind down (measured).
+        steps_per_epoch(count): one iterator for the whole fit instead of one
+        per epoch. Autotuning is off (tf_data.no_autotune_thread): with it, each
+        iterator's end paused up to a minute.
 
     Returns:
       One epoch per iteration, or endless epochs with `repeat`.
@@ -204,7 +208,7 @@ def input_pipeline(decoded: tf.data.Dataset, batch_size: int, *, training: bool,
     if cached:
         dataset = dataset.map(lambda images, labels: (preprocessing.from_uint8(images), labels),
                               num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(tf_data.no_autotune_thread())
 
 
 def steps_per_epoch(count: int, batch_size: int) -> int:
@@ -326,7 +330,7 @@ def keep_autograph_out_of_tf_keras() -> None:
         autograph_config.CONVERSION_RULES = (rule,) + tuple(autograph_config.CONVERSION_RULES)
 
 
-def run_fn(fn_args: tfx.components.FnArgs) -> None:
+def run_fn(fn_args: fn_args_utils.FnArgs) -> None:
     """TFX Trainer entry point."""
     start = time.perf_counter()
     keep_autograph_out_of_tf_keras()
@@ -343,7 +347,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         for name, files, training in (('train', fn_args.train_files, True),
                                       ('eval', fn_args.eval_files, False)):
             # Counted whole, once: the count picks the cache and gives the steps per epoch.
-            count = count_records(files, -1) if training or cache_eval else None
+            count = count_records(files) if training or cache_eval else None
             cache_dir = os.path.join(cache_root, name)
             if count is not None and count >= limit:
                 free = shutil.disk_usage(cache_root).free

@@ -9,9 +9,22 @@ import os
 from typing import NamedTuple, Optional
 
 import tensorflow_model_analysis as tfma
-from tfx import v1 as tfx
+# The modules tfx.v1 re-exports, imported directly: `from tfx import v1` also
+# loads the Google Cloud extensions (aiplatform), 2-4 s of every run's start-up.
+from tfx.components.evaluator.component import Evaluator
+from tfx.components.example_validator.component import ExampleValidator
+from tfx.components.statistics_gen.component import StatisticsGen
+from tfx.components.trainer.component import Trainer
+from tfx.components.transform.component import Transform
 from tfx.dsl.components.base import base_node
 from tfx.dsl.components.base import executor_spec
+from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
+    LatestBlessedModelStrategy)
+from tfx.orchestration import pipeline as tfx_pipeline
+from tfx.proto import trainer_pb2
+from tfx.types import channel
+from tfx.types import standard_artifacts
 
 from components.data_gate.component import DataGate
 from components.data_report.component import DataReport
@@ -46,13 +59,13 @@ def data_components(config: configs.PipelineConfig) -> DataStage:
         test_fraction=config.test_fraction, max_bad_fraction=config.max_bad_fraction,
         max_pixels=config.max_pixels).with_id(nodes.EXAMPLE_GEN)
     # Per-split feature statistics (TFDV).
-    statistics_gen = tfx.components.StatisticsGen(
+    statistics_gen = StatisticsGen(
         examples=example_gen.outputs['examples']).with_id(nodes.STATISTICS_GEN)
     # The curated schema, its label domain set to this data set's classes.
     schema_gen = ImageSchemaGen(schema_file=config.schema_path,
                                 class_names=class_names_json).with_id(nodes.SCHEMA_GEN)
     # Statistics against the schema, per split.
-    example_validator = tfx.components.ExampleValidator(
+    example_validator = ExampleValidator(
         statistics=statistics_gen.outputs['statistics'],
         schema=schema_gen.outputs['schema']).with_id(nodes.EXAMPLE_VALIDATOR)
     # Label balance, train/eval label drift, leakage, anomalies -> verdict + HTML report.
@@ -102,7 +115,7 @@ def eval_config(config: configs.PipelineConfig, *, gate: bool = True) -> tfma.Ev
 
 
 def create_pipeline(config: configs.PipelineConfig,
-                    metadata_connection_config: Optional[object] = None) -> tfx.dsl.Pipeline:
+                    metadata_connection_config: Optional[object] = None) -> tfx_pipeline.Pipeline:
     """The whole pipeline: data validation, Transform, Trainer(s), Evaluator, Pusher.
 
     Args:
@@ -118,19 +131,19 @@ def create_pipeline(config: configs.PipelineConfig,
 
     # Decode, resize and scale images; the same graph runs inside the served model.
     # Not materialized: Trainer reads the raw examples and applies this graph itself.
-    transform = tfx.components.Transform(
+    transform = Transform(
         examples=examples, schema=schema_gen.outputs['schema'],
         preprocessing_fn=configs.PREPROCESSING_FN, custom_config=config.transform_config(),
         materialize=False, disable_statistics=True).with_id(nodes.TRANSFORM)
     transform.add_upstream_node(data_gate)
 
-    def trainer(variant: str) -> tfx.components.Trainer:
-        return tfx.components.Trainer(
+    def trainer(variant: str) -> Trainer:
+        return Trainer(
             run_fn=configs.RUN_FN, examples=examples,
             transform_graph=transform.outputs['transform_graph'],
             schema=schema_gen.outputs['schema'],
-            train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT]),
-            eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
+            train_args=trainer_pb2.TrainArgs(splits=[features.TRAIN_SPLIT]),
+            eval_args=trainer_pb2.EvalArgs(splits=[features.EVAL_SPLIT]),
             custom_config=config.trainer_config(variant))
 
     # The model that is evaluated and pushed.
@@ -140,21 +153,21 @@ def create_pipeline(config: configs.PipelineConfig,
                         for v in config.compare_variants]
 
     # The last blessed model, the baseline for the no-regression check.
-    baseline_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    baseline_resolver = Resolver(
+        strategy_class=LatestBlessedModelStrategy,
+        model=channel.Channel(type=standard_artifacts.Model),
+        model_blessing=channel.Channel(type=standard_artifacts.ModelBlessing),
     ).with_id(nodes.BASELINE_RESOLVER)
 
     # TFMA metrics on the eval split; blesses the model or not.
-    evaluator = tfx.components.Evaluator(
+    evaluator = Evaluator(
         examples=examples, model=main_trainer.outputs['model'],
         baseline_model=baseline_resolver.outputs['model'],
         example_splits=[features.EVAL_SPLIT],
         eval_config=eval_config(config)).with_id(nodes.EVALUATOR)
 
     # The held-out test split: measured once, never gated, tuned or early-stopped on.
-    test_evaluators = [tfx.components.Evaluator(
+    test_evaluators = [Evaluator(
         examples=examples, model=main_trainer.outputs['model'],
         example_splits=[features.TEST_SPLIT], eval_config=eval_config(config, gate=False),
     ).with_id(nodes.TEST_EVALUATOR)] if config.has_test_split else []
@@ -182,7 +195,7 @@ def create_pipeline(config: configs.PipelineConfig,
     for component in components:
         if isinstance(getattr(component, 'executor_spec', None), executor_spec.BeamExecutorSpec):
             component.with_beam_pipeline_args(list(config.beam_pipeline_args))
-    return tfx.dsl.Pipeline(
+    return tfx_pipeline.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=components,

@@ -2,9 +2,10 @@
 
 For a sample of the train and eval images (at most `max_images` per split, the
 ones with the smallest sha256, so the same sample on every run), one row of
-image properties each (models/profile.py), the trained model's answers on the
-eval images (the train images' answers would be too confident), and the
-model's embeddings of all of them, reduced by PCA. The Pusher copies the
+image properties each (models/profile.py); for the eval images only, the
+trained model's answers and embeddings, reduced by PCA (the train images'
+answers would be too confident, and their embeddings too close to what a
+fine-tuned base learnt; the model's pass is most of the component's cost). The Pusher copies the
 profile into the pushed version's assets.extra/, where `python -m
 serving.monitor` finds it.
 
@@ -69,22 +70,20 @@ def read_sample(sample_uri: str, split: str) -> List[Tuple[bytes, int]]:
 
 def build_profile(sample_uri: str, model_dir: str, class_names: List[str]) -> Dict:
     """The reference profile of the sampled train and eval images under a model."""
-    import numpy as np  # pylint: disable=import-outside-toplevel
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     signature = tf.saved_model.load(model_dir).signatures[features.EMBEDDING_SIGNATURE]
-    rows, embeddings = [], []
+    rows = []
     for split in SPLITS:
         sample = read_sample(sample_uri, split)
-        probabilities, split_embeddings = profile.model_outputs(
-            signature, [data for data, _ in sample])
-        answers = profile.prediction_fields(probabilities, class_names)
-        for (data, label), answer in zip(sample, answers):
-            row = {'split': split, 'label': class_names[label], **profile.image_row(data)}
-            if split == features.EVAL_SPLIT:
+        split_rows = [{'split': split, 'label': class_names[label], **profile.image_row(data)}
+                      for data, label in sample]
+        if split == features.EVAL_SPLIT:
+            probabilities, matrix = profile.model_outputs(signature,
+                                                          [data for data, _ in sample])
+            for row, answer in zip(split_rows,
+                                   profile.prediction_fields(probabilities, class_names)):
                 row.update(answer)
-            rows.append(row)
-        embeddings.append(split_embeddings)
-    matrix = np.concatenate([e for e in embeddings if len(e)])
+        rows += split_rows
     pca = profile.fit_pca(matrix)
     return {
         'class_names': class_names,

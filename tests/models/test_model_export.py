@@ -129,7 +129,7 @@ def test_served_signatures_match_the_model_on_transform_output(tmp_path):
                                preprocessing.preprocess_images(raw[:1], SIZE), atol=1e-6)
 
 
-def test_count_records_reads_the_split_and_stops_at_the_limit(tmp_path):
+def test_count_records_counts_every_shard_of_the_split(tmp_path):
     split = tmp_path / 'Split-train'
     split.mkdir()
     for shard, count in enumerate((3, 4)):
@@ -137,10 +137,9 @@ def test_count_records_reads_the_split_and_stops_at_the_limit(tmp_path):
             for i in range(count):
                 writer.write(f'record {i}'.encode())
     pattern = [str(split / '*')]
-    assert trainer.count_records(pattern, limit=100) == 7
-    assert trainer.count_records(pattern, limit=5) == 5
+    assert trainer.count_records(pattern) == 7
     with pytest.raises(FileNotFoundError, match='no files match'):
-        trainer.count_records([str(tmp_path / 'missing' / '*')], limit=5)
+        trainer.count_records([str(tmp_path / 'missing' / '*')])
 
 
 def _pairs(n):
@@ -162,6 +161,8 @@ def test_input_pipeline_caches_in_memory_or_in_a_file(tmp_path, count, limit, wh
     decoded = _pairs(40)
     dataset = trainer.input_pipeline(decoded, 8, training=True, seed=3, count=count, limit=limit,
                                      cache_dir=str(tmp_path))
+    # No autotuning thread: TF 2.16 waits up to a minute for it when an iterator goes.
+    assert dataset.options().autotune.enabled is False
     first_images, first = _epoch(dataset)
     second_images, second = _epoch(dataset)
     assert sorted(first) == sorted(second) == list(range(40))
@@ -184,13 +185,6 @@ def test_file_cache_only_when_the_decoded_split_fits_the_disk():
     assert trainer.file_cache_fits(10_000, image, 10_000 * image + spare)
     assert not trainer.file_cache_fits(10_000, image, 10_000 * image + spare - 1)
     assert not trainer.file_cache_fits(1_000_000, image, 100 * 2**30)   # 150 GB of pixels
-
-
-def test_count_records_counts_everything_with_minus_one(tmp_path):
-    with tf.io.TFRecordWriter(str(tmp_path / 'data.gz'), options='GZIP') as writer:
-        for i in range(12):
-            writer.write(b'x')
-    assert trainer.count_records([str(tmp_path / '*')], limit=-1) == 12
 
 
 @pytest.mark.parametrize('count, limit', [(40, 100), (40, 10)])   # in memory, in a file

@@ -115,7 +115,7 @@ def test_the_pushed_version_carries_its_reference_profile(traffic):
     assert splits.count(features.TRAIN_SPLIT) == 40 and splits.count(features.EVAL_SPLIT) == 60
     assert all(row.get('predicted') is not None for row in reference['rows']
                if row['split'] == features.EVAL_SPLIT)
-    assert len(reference['embedding']['reduced']) == 100
+    assert len(reference['embedding']['reduced']) == 60     # the eval images' only
 
 
 def test_in_distribution_traffic_is_not_flagged(traffic):
