@@ -24,6 +24,7 @@ from tfx.components.trainer import fn_args_utils
 from tfx_bsl.public import tfxio
 
 from models import builders
+from models import callbacks
 from models import export
 from models import features
 from models import preprocessing
@@ -71,25 +72,10 @@ class TrainerSettings:
         return cls(**{k: custom_config[k] for k in names})
 
 
-class EpochTimer(keras.callbacks.Callback):
-    """Records seconds per epoch into the history."""
-
-    def __init__(self):
-        super().__init__()
-        self.seconds: List[float] = []
-        self._start = 0.0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
-
-
 class EpochProgress(keras.callbacks.Callback):
     """One progress line per epoch: metrics and the time the timer measured."""
 
-    def __init__(self, timer: EpochTimer, total_epochs: int):
+    def __init__(self, timer: callbacks.EpochTimer, total_epochs: int):
         super().__init__()
         self._timer = timer
         self._total = total_epochs
@@ -272,9 +258,9 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
                            learning_rate=settings.learning_rate, seed=settings.seed,
                            augment=settings.augmentation,
                            label_smoothing=settings.label_smoothing)
-    timer = EpochTimer()
+    timer = callbacks.EpochTimer()
     total_epochs = settings.epochs + settings.fine_tune_epochs
-    callbacks = [timer, EpochProgress(timer, total_epochs)] + (
+    watchers = [timer, EpochProgress(timer, total_epochs)] + (
         [keras.callbacks.TensorBoard(log_dir)] if log_dir else [])
     seconds = {'build': time.perf_counter() - start}
     # Early stopping watches the eval loss (after validation wrote it) and keeps
@@ -282,7 +268,7 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
     stopper = (keras.callbacks.EarlyStopping(monitor='val_loss', restore_best_weights=True,
                                              patience=settings.early_stopping_patience)
                if settings.early_stopping_patience else None)
-    first_phase = callbacks + ([stopper] if stopper else [])
+    first_phase = watchers + ([stopper] if stopper else [])
     if settings.model_variant == 'transfer':
         # Frozen base: eval features once, then only the head per epoch. It
         # precedes the timer, so epoch times include validation.
@@ -307,7 +293,7 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
                                      settings.label_smoothing)
         tuned = model.fit(train_ds, validation_data=eval_ds, initial_epoch=trained,
                           epochs=trained + settings.fine_tune_epochs, steps_per_epoch=train_steps,
-                          callbacks=callbacks, verbose=2)
+                          callbacks=watchers, verbose=2)
         for key, values in tuned.history.items():
             history.setdefault(key, []).extend(float(v) for v in values)
         seconds['fit'] = time.perf_counter() - start
