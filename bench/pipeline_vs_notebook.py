@@ -25,30 +25,22 @@ import psutil
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, PROJECT)
 
+from bench import tree_sampler  # pylint: disable=wrong-import-position
+
 
 def run_measured(cmd, log_path):
     """Runs cmd; returns (wall seconds, peak RSS of the process tree in bytes)."""
     start = time.perf_counter()
-    peak = 0
     with open(log_path, 'w') as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT)
-        parent = psutil.Process(proc.pid)
-        while proc.poll() is None:
-            rss = 0
-            try:
-                for p in [parent] + parent.children(recursive=True):
-                    try:
-                        rss += p.memory_info().rss
-                    except psutil.Error:
-                        pass
-            except psutil.Error:
-                pass
-            peak = max(peak, rss)
-            time.sleep(0.25)
+        sampler = tree_sampler.TreeSampler(0.25, psutil.Process(proc.pid))
+        sampler.start()
+        proc.wait()
+        sampler.stop()
     wall = time.perf_counter() - start
     if proc.returncode:
         raise RuntimeError(f'{" ".join(cmd[:3])} failed ({proc.returncode}); see {log_path}')
-    return wall, peak
+    return wall, sampler.peak_rss()
 
 
 def pipeline_results(work_dir):

@@ -63,17 +63,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from typing import Dict, List, Optional
 
 import numpy as np
-import psutil
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, PROJECT)
 
 from bench import photos  # pylint: disable=wrong-import-position
+from bench import tree_sampler  # pylint: disable=wrong-import-position
 
 DEFAULT_SIZES = (500, 1000, 2000, 4000)
 QUICK_SIZES = (100, 200)
@@ -190,88 +189,6 @@ class PhotoPools:
 
 # -- measuring -----------------------------------------------------------------
 
-class TreeSampler:
-    """Samples RSS and cumulative CPU time of this process and all its descendants.
-
-    CPU: each live process's user + system time plus that of the children it has
-    reaped (children_user/system), summed; a child that exits and is reaped moves its
-    time into its parent's count, so the sum keeps it. Lost only: processes reparented
-    away from the tree (orphans) and what a process used between the last sample and
-    exiting unreaped.
-    """
-
-    def __init__(self, interval: float):
-        self.interval = interval
-        self.root = psutil.Process()
-        # (time.time(), tree RSS bytes, tree CPU seconds, this process's RSS bytes)
-        self.samples: List[tuple] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-
-    def sample(self) -> tuple:
-        rss, cpu, own_rss = 0, 0.0, 0
-        try:
-            procs = [self.root] + self.root.children(recursive=True)
-        except psutil.Error:
-            procs = [self.root]
-        for proc in procs:
-            try:
-                memory = proc.memory_info().rss
-                rss += memory
-                own_rss = memory if proc is self.root else own_rss
-            except psutil.Error:
-                pass
-            try:
-                t = proc.cpu_times()
-                cpu += t.user + t.system + t.children_user + t.children_system
-            except psutil.Error:
-                pass
-        point = (time.time(), rss, cpu, own_rss)
-        with self._lock:
-            self.samples.append(point)
-        return point
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.sample()
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name='scale-sampler', daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self.sample()
-
-    def window(self, start: float, end: float) -> dict:
-        """Wall, CPU, peak RSS (tree, this process) and the RSS at the start of a window."""
-        with self._lock:
-            points = sorted(self.samples)
-        inside = [p for p in points if start <= p[0] <= end]
-        if not inside:  # shorter than a sample: the nearest samples around it
-            inside = [p for p in points if p[0] <= start][-1:] + [
-                p for p in points if p[0] >= end][:1]
-        at_start = ([p for p in points if p[0] <= start][-1:] or inside[:1] or [(0,) * 4])[0]
-        return dict(wall=end - start, cpu=self._cpu_at(points, end) - self._cpu_at(points, start),
-                    peak=max((p[1] for p in inside), default=0),
-                    peak_main=max((p[3] for p in inside), default=0),
-                    start_rss=at_start[1], samples=len(inside))
-
-    @staticmethod
-    def _cpu_at(points: List[tuple], when: float) -> float:
-        before = [p for p in points if p[0] <= when]
-        after = [p for p in points if p[0] >= when]
-        if not before:
-            return after[0][2] if after else 0.0
-        if not after or after[0][0] == before[-1][0]:
-            return before[-1][2]
-        (t0, _, c0, _), (t1, _, c1, _) = before[-1], after[0]
-        return c0 + (c1 - c0) * (when - t0) / (t1 - t0)
-
-
 _STARTED = re.compile(r'^Component (\S+) is running\.$')
 _FINISHED = re.compile(r'^Component (\S+) is finished\.$')
 
@@ -282,7 +199,7 @@ class ComponentWindows(logging.Handler):
     At each, takes a sample at once, so short components have their ends measured.
     """
 
-    def __init__(self, sampler: TreeSampler):
+    def __init__(self, sampler: tree_sampler.TreeSampler):
         super().__init__(level=logging.INFO)
         self.sampler = sampler
         self.order: List[str] = []
@@ -324,7 +241,7 @@ def measure_one(n_train: int, data_root: str, work_dir: str, epochs: int, interv
                                images=root.images,
                                epochs=epochs, accuracy_threshold=0.0, enable_cache=False)
         metadata_path = configs.metadata_path(work_dir)
-        sampler = TreeSampler(interval)
+        sampler = tree_sampler.TreeSampler(interval)
         windows = ComponentWindows(sampler)
         logging.getLogger().addHandler(windows)
         start, baseline, _, _ = sampler.sample()

@@ -1,0 +1,95 @@
+"""Memory and CPU of a process tree, sampled in a background thread (bench/ only)."""
+
+import threading
+import time
+from typing import List, Optional
+
+import psutil
+
+
+class TreeSampler:
+    """Samples RSS and cumulative CPU time of a process (this one unless told) and all its
+    descendants.
+
+    CPU: each live process's user + system time plus that of the children it has
+    reaped (children_user/system), summed; a child that exits and is reaped moves its
+    time into its parent's count, so the sum keeps it. Lost only: processes reparented
+    away from the tree (orphans) and what a process used between the last sample and
+    exiting unreaped.
+    """
+
+    def __init__(self, interval: float, root: Optional[psutil.Process] = None):
+        self.interval = interval
+        self.root = root or psutil.Process()
+        # (time.time(), tree RSS bytes, tree CPU seconds, the root process's RSS bytes)
+        self.samples: List[tuple] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def sample(self) -> tuple:
+        rss, cpu, own_rss = 0, 0.0, 0
+        try:
+            procs = [self.root] + self.root.children(recursive=True)
+        except psutil.Error:
+            procs = [self.root]
+        for proc in procs:
+            try:
+                memory = proc.memory_info().rss
+                rss += memory
+                own_rss = memory if proc is self.root else own_rss
+            except psutil.Error:
+                pass
+            try:
+                t = proc.cpu_times()
+                cpu += t.user + t.system + t.children_user + t.children_system
+            except psutil.Error:
+                pass
+        point = (time.time(), rss, cpu, own_rss)
+        with self._lock:
+            self.samples.append(point)
+        return point
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name='tree-sampler', daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.sample()
+
+    def window(self, start: float, end: float) -> dict:
+        """Wall, CPU, peak RSS (tree, this process) and the RSS at the start of a window."""
+        with self._lock:
+            points = sorted(self.samples)
+        inside = [p for p in points if start <= p[0] <= end]
+        if not inside:  # shorter than a sample: the nearest samples around it
+            inside = [p for p in points if p[0] <= start][-1:] + [
+                p for p in points if p[0] >= end][:1]
+        at_start = ([p for p in points if p[0] <= start][-1:] or inside[:1] or [(0,) * 4])[0]
+        return dict(wall=end - start, cpu=self._cpu_at(points, end) - self._cpu_at(points, start),
+                    peak=max((p[1] for p in inside), default=0),
+                    peak_main=max((p[3] for p in inside), default=0),
+                    start_rss=at_start[1], samples=len(inside))
+
+    @staticmethod
+    def _cpu_at(points: List[tuple], when: float) -> float:
+        before = [p for p in points if p[0] <= when]
+        after = [p for p in points if p[0] >= when]
+        if not before:
+            return after[0][2] if after else 0.0
+        if not after or after[0][0] == before[-1][0]:
+            return before[-1][2]
+        (t0, _, c0, _), (t1, _, c1, _) = before[-1], after[0]
+        return c0 + (c1 - c0) * (when - t0) / (t1 - t0)
+
+    def peak_rss(self) -> int:
+        """The largest RSS of the whole tree sampled so far, in bytes."""
+        with self._lock:
+            return max((p[1] for p in self.samples), default=0)
