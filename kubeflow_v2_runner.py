@@ -118,7 +118,30 @@ def compile_pipeline(config, *, image: str, output_dir: str,
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
         output_dir=output_dir, output_filename=output_filename)
     runner.run(dsl_pipeline)
-    return os.path.join(output_dir, output_filename)
+    path = os.path.join(output_dir, output_filename)
+    never_cache_example_gen(path)
+    return path
+
+
+def never_cache_example_gen(spec_path: str) -> None:
+    """Turns Vertex AI's cache off for ImageExampleGen in a compiled spec.
+
+    On Vertex, TFX runs its own ExampleGen driver before the cache check, and it
+    fingerprints only what the split patterns match (`train/*`: the class folders),
+    not the photos inside them; a cached ImageExampleGen would then hide photos
+    added or changed since the last run. Locally our driver fingerprints every
+    file (components/image_example_gen/driver.py). The steps after ImageExampleGen
+    get its new Examples artifact each run, so their cache misses too.
+    """
+    import json  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from pipeline import nodes  # pylint: disable=import-outside-toplevel
+    with tf.io.gfile.GFile(spec_path) as f:
+        spec = json.load(f)
+    spec['pipelineSpec']['root']['dag']['tasks'][nodes.EXAMPLE_GEN]['cachingOptions'] = {
+        'enableCache': False}
+    with tf.io.gfile.GFile(spec_path, 'w') as f:
+        json.dump(spec, f, sort_keys=True)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -129,6 +129,15 @@ def test_dataflow_args_only_in_beam_components(spec):
             assert _beam_args(container['args']) == [], name
 
 
+def test_vertex_never_caches_example_gen_and_caches_the_rest(spec):
+    # TFX's ExampleGen driver on Vertex fingerprints `train/*` (the class folders), not
+    # the photos inside: a cache hit would hide changed photos.
+    caching = {name: task.get('cachingOptions', {}).get('enableCache')
+               for name, task in _tasks(spec).items() if 'cachingOptions' in task}
+    assert caching.pop('ImageExampleGen') is False
+    assert caching and all(caching.values()), caching
+
+
 def test_spec_holds_the_configured_paths_and_image(spec):
     assert spec['runtimeConfig']['gcsOutputDirectory'] == 'gs://test-bucket/pipeline_root'
     assert _parameter(spec, 'ImageExampleGen', 'input_base') == 'gs://test-bucket/cats_vs_dogs'
