@@ -34,8 +34,8 @@ CATEGORICAL_KEYS = ('format', 'predicted')
 PROFILE_FILE = 'reference_profile.json'
 EMBEDDING_DIMENSIONS = 16
 # Train and eval images each in a reference profile (a 95% interval of +-4.4
-# points on a class share; the model's pass over them is most of the profile's
-# cost).
+# points on a class share; the model's pass over the eval ones is most of the
+# profile's cost).
 REFERENCE_IMAGES = 500
 # Images are shrunk to at most this side before the pixel statistics (JPEGs are
 # decoded at a reduced scale directly): means and spreads barely change, and a

@@ -20,7 +20,7 @@ from components.image_example_gen import layout
 
 
 # A stat on object storage is one request (~20-50 ms on GCS): this many at once,
-# in chunks, so the driver's memory does not grow with the number of files.
+# submitted a chunk at a time, so the pending requests stay bounded.
 STAT_THREADS = 32
 _STAT_CHUNK = 10_000
 

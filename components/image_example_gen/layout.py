@@ -125,6 +125,18 @@ def _relative(root: str, path: str) -> str:
     return '' if relative == '.' else relative
 
 
+def _walk(root: str, folder: str) -> Iterator[Tuple[str, List[str], List[str]]]:
+    """tf.io.gfile.walk of root/folder, each folder given relative to root (_relative)."""
+    root = root.rstrip('/')
+    for path, folders, files in tf.io.gfile.walk(
+            posixpath.join(root, folder) if folder else root):
+        yield _relative(root, path), folders, files
+
+
+def _under(relative: str, name: str) -> str:
+    return posixpath.join(relative, name.rstrip('/')) if relative else name.rstrip('/')
+
+
 def list_level(root: str, folder: str = '') -> Tuple[List[str], List[str]]:
     """Files and sub-folders directly in root/folder: one directory listing, no deeper.
 
@@ -138,16 +150,13 @@ def list_level(root: str, folder: str = '') -> Tuple[List[str], List[str]]:
       relative to root to pass back as `folder` (here or to `files_under`).
       Both empty if root/folder does not exist.
     """
-    root = root.rstrip('/')
     # The walk's first step lists this folder only; it goes no deeper unless advanced.
-    level = next(tf.io.gfile.walk(posixpath.join(root, folder) if folder else root), None)
+    level = next(_walk(root, folder), None)
     if level is None:
         return [], []
-    path, folders, files = level
-    relative = _relative(root, path)
-    return ([posixpath.join(relative, name) if relative else name for name in files],
-            [posixpath.join(folder, name.rstrip('/')) if folder else name.rstrip('/')
-             for name in folders])
+    relative, folders, files = level
+    return [_under(relative, name) for name in files], [_under(relative, name)
+                                                        for name in folders]
 
 
 def files_under(root: str, folder: str = '') -> Iterator[str]:
@@ -155,11 +164,9 @@ def files_under(root: str, folder: str = '') -> Iterator[str]:
 
     Lazy, one directory listing at a time, so a caller may stop early.
     """
-    root = root.rstrip('/')
-    for path, _, files in tf.io.gfile.walk(posixpath.join(root, folder) if folder else root):
-        relative = _relative(root, path)
+    for relative, _, files in _walk(root, folder):
         for name in files:
-            yield posixpath.join(relative, name) if relative else name
+            yield _under(relative, name)
 
 
 def list_files(root: str) -> List[str]:

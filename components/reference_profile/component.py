@@ -72,24 +72,21 @@ def build_profile(sample_uri: str, model_dir: str, class_names: List[str]) -> Di
     """The reference profile of the sampled train and eval images under a model."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     signature = tf.saved_model.load(model_dir).signatures[features.EMBEDDING_SIGNATURE]
-    rows = []
-    for split in SPLITS:
-        sample = read_sample(sample_uri, split)
-        split_rows = [{'split': split, 'label': class_names[label], **profile.image_row(data)}
-                      for data, label in sample]
-        if split == features.EVAL_SPLIT:
-            probabilities, matrix = profile.model_outputs(signature,
-                                                          [data for data, _ in sample])
-            for row, answer in zip(split_rows,
-                                   profile.prediction_fields(probabilities, class_names)):
-                row.update(answer)
-        rows += split_rows
+    samples = {split: read_sample(sample_uri, split) for split in SPLITS}
+    rows = {split: [{'split': split, 'label': class_names[label], **profile.image_row(data)}
+                    for data, label in sample] for split, sample in samples.items()}
+    # Only the eval images go through the model.
+    probabilities, matrix = profile.model_outputs(
+        signature, [data for data, _ in samples[features.EVAL_SPLIT]])
+    for row, answer in zip(rows[features.EVAL_SPLIT],
+                           profile.prediction_fields(probabilities, class_names)):
+        row.update(answer)
     pca = profile.fit_pca(matrix)
     return {
         'class_names': class_names,
         'created': datetime.datetime.now(datetime.timezone.utc).isoformat(),
         'model': model_dir,
-        'rows': rows,
+        'rows': [row for split in SPLITS for row in rows[split]],
         'embedding': {**pca, 'reduced': profile.reduce(matrix, pca).round(5).tolist()},
     }
 
