@@ -5,7 +5,8 @@
 Runs, one after the other on the same machine:
   1. the forward-pass limit of the frozen base (bench/forward_limit.py),
   2. the peer: the tutorial notebook as a plain Keras script (bench/notebook_peer.py),
-  3. the whole pipeline (local_runner.py, no cache, run report off),
+  3. the whole pipeline (local_runner.py as `make run` runs it, run report included;
+     no cache),
 each in its own process, sampling the memory of its whole process tree. Prints
 accuracy of both on the same validation photos, wall times, the pipeline's
 overhead, time per component, training throughput beside the limit and peak
@@ -95,8 +96,8 @@ def main() -> int:
     pipeline_work = os.path.join(work, 'pipeline')
     pipe_wall, pipe_peak = run_measured(
         [py, 'local_runner.py', '--data-root', args.data_root, '--work-dir', pipeline_work,
-         '--epochs', str(args.epochs), '--image-size', size, size, '--accuracy-threshold', '0', '--no-cache',
-         '--no-report'], os.path.join(work, 'pipeline.log'))
+         '--epochs', str(args.epochs), '--image-size', size, size, '--accuracy-threshold', '0',
+         '--no-cache'], os.path.join(work, 'pipeline.log'))
     from runlog import noise  # pylint: disable=import-outside-toplevel
     noise.quiet_tensorflow()
     run, history, evaluation, train_images = pipeline_results(pipeline_work)

@@ -1,7 +1,7 @@
 """Reading tf.train.Examples back from an Examples artifact (reports, Pusher warmup)."""
 
 import os
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Collection, Dict, Iterator, List, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -69,4 +69,21 @@ def samples_per_label(examples_uri: str, split: str, class_names: Sequence[str],
                                  value(example, features.PATH_KEY).decode()))
         if all(len(v) >= count for v in found.values()):
             break
+    return found
+
+
+def images_by_path(examples_uri: str, split: str, paths: Collection[str]) -> Dict[str, bytes]:
+    """The image bytes of the examples of a split whose path is in `paths`.
+
+    Reads the split once, keeping only those images, and stops when all are found.
+    """
+    wanted, found = set(paths), {}
+    if not wanted:
+        return found
+    for example in iter_examples(examples_uri, split):
+        path = value(example, features.PATH_KEY).decode()
+        if path in wanted:
+            found[path] = value(example, features.IMAGE_KEY)
+            if len(found) == len(wanted):
+                break
     return found

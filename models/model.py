@@ -25,6 +25,7 @@ from tfx_bsl.public import tfxio
 
 from models import builders
 from models import callbacks
+from models import eval_answers
 from models import export
 from models import features
 from models import preprocessing
@@ -89,35 +90,63 @@ class EpochProgress(keras.callbacks.Callback):
                                seconds)
 
 
+def has_paths(eval_ds: tf.data.Dataset) -> bool:
+    """Whether eval_ds's elements are ((image, path), label) rather than (image, label)."""
+    return isinstance(eval_ds.element_spec[0], tuple)
+
+
+def without_paths(eval_ds: tf.data.Dataset) -> tf.data.Dataset:
+    """(image, label) elements, what fit() validates on."""
+    return eval_ds.map(lambda x, label: (x[0], label)) if has_paths(eval_ds) else eval_ds
+
+
+def predict_through(model: keras.Model, output: tf.Tensor, eval_ds: tf.data.Dataset):
+    """(output, labels, paths or None) for every element of eval_ds, in one pass.
+
+    output is a tensor of model's graph (the pooled features, the logits). The
+    labels and paths go through a wrapping model beside the images, so each
+    image is decoded once. predict() runs Keras' compiled predict function: eager
+    calls run op by op and a tf.function of our own traces the model slower.
+    """
+    labels = keras.Input(shape=(), dtype=eval_ds.element_spec[1].dtype)
+    extra = [labels]
+    if has_paths(eval_ds):
+        extra.append(keras.Input(shape=(), dtype=tf.string))
+        inputs = eval_ds.map(lambda x, label: ((x[0], label, x[1]),))
+    else:
+        inputs = eval_ds.map(lambda x, label: ((x, label),))
+    outputs = keras.Model([*model.inputs, *extra], [output, *extra]).predict(inputs, verbose=0)
+    return outputs[0], outputs[1], outputs[2] if len(outputs) > 2 else None
+
+
 class FrozenFeatureValidation(keras.callbacks.Callback):
     """Validation of a model whose base is frozen, at the cost of its head only.
 
     The eval images are not augmented, so the frozen base's pooled features of
     the eval split are the same every epoch: they are computed once, and each
     epoch evaluates only the Dense head on them. Writes val_loss and
-    val_accuracy into the epoch logs, as `fit(validation_data=...)` would.
+    val_accuracy into the epoch logs, as `fit(validation_data=...)` would; after
+    fit, `probabilities()` are the final head's answers on the eval split.
     """
 
     def __init__(self, model: keras.Model, eval_ds: tf.data.Dataset):
         super().__init__()
-        # One pass over the eval split: the labels go through the features model
-        # beside the images (each image is decoded once). predict() runs Keras'
-        # compiled predict function: eager calls run op by op and a tf.function
-        # of our own traces the model slower.
-        labels = keras.Input(shape=(), dtype=eval_ds.element_spec[1].dtype)
-        features_model = keras.Model([*model.inputs, labels],
-                                     [model.get_layer(builders.POOL_LAYER).output, labels])
-        pooled, labels = features_model.predict(eval_ds.map(lambda x, y: ((x, y),)), verbose=0)
-        self._features, self._labels = tf.constant(pooled), tf.constant(labels)
+        pooled, labels, self.paths = predict_through(
+            model, model.get_layer(builders.POOL_LAYER).output, eval_ds)
+        self._features, self.labels = tf.constant(pooled), tf.constant(labels)
         self._head = model.get_layer(builders.HEAD_LAYER)
         self._loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     def on_epoch_end(self, epoch, logs=None):
         logits = self._head(self._features)
-        predicted = tf.argmax(logits, axis=-1, output_type=self._labels.dtype)
-        logs['val_loss'] = float(self._loss(self._labels, logits))
+        predicted = tf.argmax(logits, axis=-1, output_type=self.labels.dtype)
+        logs['val_loss'] = float(self._loss(self.labels, logits))
         logs['val_accuracy'] = float(tf.reduce_mean(
-            tf.cast(tf.equal(predicted, self._labels), tf.float32)))
+            tf.cast(tf.equal(predicted, self.labels), tf.float32)))
+
+    def probabilities(self) -> np.ndarray:
+        """The head's class probabilities for every eval image, as it is now."""
+        return tf.nn.softmax(self._head(self._features), axis=-1).numpy()
 
 
 def count_records(files: Sequence[str]) -> int:
@@ -150,6 +179,13 @@ def file_cache_fits(count: int, bytes_per_image: int, free_bytes: int) -> bool:
     return count * bytes_per_image + CACHE_DISK_HEADROOM_BYTES <= free_bytes
 
 
+def _on_images(fn):
+    """fn applied to the images of (images, labels) or ((images, paths), labels) elements."""
+    def apply(x, labels):
+        return ((fn(x[0]), x[1]) if isinstance(x, tuple) else fn(x)), labels
+    return apply
+
+
 def input_pipeline(decoded: tf.data.Dataset, batch_size: int, *, training: bool, seed: int,
                    count: Optional[int], limit: int,
                    cache_dir: Optional[str] = None, repeat: bool = False) -> tf.data.Dataset:
@@ -162,7 +198,7 @@ def input_pipeline(decoded: tf.data.Dataset, batch_size: int, *, training: bool,
     reshuffles). Without a count or cache_dir nothing is cached.
 
     Args:
-      decoded: unbatched (float image in [-1, 1], label) pairs.
+      decoded: unbatched (float image in [-1, 1], label) pairs, or ((image, path), label).
       batch_size: examples per batch.
       training: shuffle every epoch.
       seed: shuffle seed.
@@ -181,7 +217,7 @@ def input_pipeline(decoded: tf.data.Dataset, batch_size: int, *, training: bool,
     cached = in_memory or (count is not None and cache_dir is not None)
     dataset = decoded
     if cached:
-        dataset = dataset.map(lambda image, label: (preprocessing.to_uint8(image), label),
+        dataset = dataset.map(_on_images(preprocessing.to_uint8),
                               num_parallel_calls=tf.data.AUTOTUNE)
         dataset = dataset.cache() if in_memory else dataset.cache(
             os.path.join(cache_dir, 'pixels'))
@@ -192,7 +228,7 @@ def input_pipeline(decoded: tf.data.Dataset, batch_size: int, *, training: bool,
     if repeat:
         dataset = dataset.repeat()
     if cached:
-        dataset = dataset.map(lambda images, labels: (preprocessing.from_uint8(images), labels),
+        dataset = dataset.map(_on_images(preprocessing.from_uint8),
                               num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(tf_data.no_autotune_thread())
 
@@ -205,8 +241,9 @@ def steps_per_epoch(count: int, batch_size: int) -> int:
 def make_dataset(files: Sequence[str], data_accessor, tf_transform_output: tft.TFTransformOutput,
                  batch_size: int, *, training: bool, seed: int, limit: int,
                  count: Optional[int] = None, cache_dir: Optional[str] = None,
-                 repeat: bool = False) -> tf.data.Dataset:
-    """(image_xf, label) batches of one split, decoded by the Transform graph.
+                 repeat: bool = False, with_paths: bool = False) -> tf.data.Dataset:
+    """(image_xf, label) batches of one split, decoded by the Transform graph;
+    ((image_xf, path), label) with_paths (the examples' path, for the eval answers).
 
     Args:
       files: the split's file patterns (FnArgs.train_files / eval_files).
@@ -219,6 +256,7 @@ def make_dataset(files: Sequence[str], data_accessor, tf_transform_output: tft.T
       count: examples in the split; None: no cache.
       cache_dir: a local folder for the cache of a split too large for memory.
       repeat: endless epochs (input_pipeline).
+      with_paths: carry each example's path beside its image.
 
     Returns:
       One epoch per iteration, or endless epochs with `repeat`.
@@ -232,7 +270,10 @@ def make_dataset(files: Sequence[str], data_accessor, tf_transform_output: tft.T
     def transform(raw_features):
         transformed = tft_layer({features.IMAGE_KEY: raw_features[features.IMAGE_KEY],
                                  features.LABEL_KEY: raw_features[features.LABEL_KEY]})
-        return transformed[_IMAGE_XF], transformed[_LABEL_XF]
+        images = transformed[_IMAGE_XF]
+        if with_paths:
+            images = (images, tf.reshape(raw_features[features.PATH_KEY], [-1]))
+        return images, transformed[_LABEL_XF]
 
     decoded = raw.map(transform, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
     return input_pipeline(decoded, batch_size, training=training, seed=seed, count=count,
@@ -245,11 +286,14 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
 
     train_steps: batches per epoch when train_ds repeats endlessly (steps_per_epoch);
     None when each iteration of train_ds is one epoch.
+    eval_ds: (image, label) or, for answers that name their images, ((image, path),
+    label) batches.
 
     Returns:
       (model, history dict: per-epoch metric lists, 'epoch_seconds', and 'seconds':
-      wall seconds of the model build, the eval features and fit (all epochs,
-      with what Keras does between them)).
+      wall seconds of the model build, the eval features, fit (all epochs, with what
+      Keras does between them) and the eval answers; the final model's answers on
+      the eval split (eval_answers.summarize)).
     """
     start = time.perf_counter()
     keras.utils.set_random_seed(settings.seed)
@@ -269,6 +313,7 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
                                              patience=settings.early_stopping_patience)
                if settings.early_stopping_patience else None)
     first_phase = watchers + ([stopper] if stopper else [])
+    validation = None
     if settings.model_variant == 'transfer':
         # Frozen base: eval features once, then only the head per epoch. It
         # precedes the timer, so epoch times include validation.
@@ -280,7 +325,7 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
                         callbacks=[validation] + first_phase)
     else:
         start = time.perf_counter()
-        fit = model.fit(train_ds, validation_data=eval_ds, epochs=settings.epochs,
+        fit = model.fit(train_ds, validation_data=without_paths(eval_ds), epochs=settings.epochs,
                         steps_per_epoch=train_steps, callbacks=first_phase, verbose=2)
     seconds['fit'] = time.perf_counter() - start
     history = {k: [float(v) for v in values] for k, values in fit.history.items()}
@@ -291,16 +336,27 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
         builders.unfreeze_top_layers(model, settings.fine_tune_layers,
                                      settings.fine_tune_learning_rate,
                                      settings.label_smoothing)
-        tuned = model.fit(train_ds, validation_data=eval_ds, initial_epoch=trained,
+        tuned = model.fit(train_ds, validation_data=without_paths(eval_ds), initial_epoch=trained,
                           epochs=trained + settings.fine_tune_epochs, steps_per_epoch=train_steps,
                           callbacks=watchers, verbose=2)
         for key, values in tuned.history.items():
             history.setdefault(key, []).extend(float(v) for v in values)
         seconds['fit'] = time.perf_counter() - start
+    # The final weights' answers (the best epoch's, with early stopping): the frozen
+    # features through the head, or one more pass when the base has changed or there is none.
+    start = time.perf_counter()
+    if validation is not None and not settings.fine_tune_epochs:
+        probabilities, labels, paths = validation.probabilities(), validation.labels, validation.paths
+    else:
+        logits, labels, paths = predict_through(model, model.outputs[0], eval_ds)
+        probabilities = tf.nn.softmax(logits, axis=-1).numpy()
+    answers = eval_answers.summarize(probabilities, np.asarray(labels), paths,
+                                     settings.class_names)
+    seconds['eval_answers'] = time.perf_counter() - start
     history['epoch_seconds'] = timer.seconds
     history['seconds'] = seconds
     history['fine_tune_from_epoch'] = trained if settings.fine_tune_epochs else None
-    return model, history
+    return model, history, answers
 
 
 def keep_autograph_out_of_tf_keras() -> None:
@@ -350,15 +406,15 @@ def run_fn(fn_args: fn_args_utils.FnArgs) -> None:
             datasets[name] = make_dataset(
                 files, fn_args.data_accessor, tf_transform_output, settings.batch_size,
                 training=training, seed=settings.seed, limit=limit, cache_dir=cache_dir,
-                count=count, repeat=repeat)
-        model, history = train(settings, datasets['train'], datasets['eval'],
-                               log_dir=fn_args.model_run_dir, train_steps=train_steps)
+                count=count, repeat=repeat, with_paths=not training)
+        model, history, answers = train(settings, datasets['train'], datasets['eval'],
+                                        log_dir=fn_args.model_run_dir, train_steps=train_steps)
     trained = time.perf_counter()
     export.export_model(model, tf_transform_output, settings.class_names, fn_args.serving_model_dir)
     history['settings'] = dataclasses.asdict(settings)
     history['seconds'].update(total=time.perf_counter() - start,
                               export=time.perf_counter() - trained)
-    tf.io.gfile.makedirs(fn_args.model_run_dir)
+    eval_answers.save(answers, fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), 'w') as f:
         json.dump(history, f, indent=1)
     logging.info('Training history: %s', {k: v for k, v in history.items() if k != 'settings'})

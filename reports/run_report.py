@@ -5,7 +5,7 @@
 
 Everything comes from ML Metadata (which executions ran, how long, their
 settings) and the artifacts they wrote (image_report.json, verdict.json,
-history.json, TFMA's evaluation, the exported model, the push result). Pictures
+history.json and the eval answers, TFMA's evaluation, the push result). Pictures
 are PNGs inlined as data URIs; the page fetches nothing and opens offline.
 
 Sections: Summary, Data, Augmentation preview, Training, Comparison (several
@@ -31,7 +31,6 @@ from tensorflow_model_analysis.writers import eval_config_writer
 from tfx.components.evaluator import constants as evaluator_constants
 from tfx.orchestration.portable.mlmd import execution_lib
 from tfx.types import standard_component_specs
-from tfx.utils import path_utils
 
 from components import artifacts
 from components import examples_io
@@ -40,6 +39,7 @@ from components.data_report import spec as data_report_spec
 from components.image_example_gen import spec as example_gen_spec
 from components.image_pusher import validation_text
 from models import builders
+from models import eval_answers
 from models import features
 from models import profile
 from models import model as trainer_model
@@ -83,12 +83,10 @@ VERSIONED_PACKAGES = ('tfx', 'tensorflow', 'apache-beam', 'tensorflow-model-anal
 
 SAMPLES_PER_CLASS = 4
 AUGMENTED_COPIES = 9
-MAX_EVAL_IMAGES = 1000     # eval images run through the model for the Errors section
 MAX_ERRORS_SHOWN = 24      # misclassified images pictured (the most confident first)
 ERRORS_PER_ROW = 6
 MAX_RUNS_LISTED = 30
 MAX_BAD_FILES_LISTED = 100
-_PREDICT_BATCH = 32
 _OK_STATES = ('COMPLETE', 'CACHED')
 
 
@@ -286,59 +284,6 @@ def blessed(run: mlmd_runs.PipelineRun) -> Optional[bool]:
         blessing, evaluator_constants.ARTIFACT_PROPERTY_BLESSED_KEY))
 
 
-@dataclasses.dataclass
-class Misclassified:
-    """One eval image the model got wrong."""
-    path: str
-    image: bytes
-    true_label: str
-    predicted_label: str
-    probability: float
-
-
-def predict_eval_split(model_uri: str, examples_uri: str, class_names: Sequence[str],
-                       max_images: int) -> Tuple[List[Misclassified], int]:
-    """Runs the exported model's serving_default over the eval split.
-
-    Args:
-      model_uri: the Trainer's Model artifact.
-      examples_uri: the Examples artifact.
-      class_names: class names (label index = position).
-      max_images: cap on the images predicted.
-
-    Returns:
-      (the misclassified images, the number of images predicted).
-    """
-    loaded = tf.saved_model.load(path_utils.serving_model_path(model_uri))
-    serve = loaded.signatures[features.SERVING_SIGNATURE]
-    errors: List[Misclassified] = []
-    seen = 0
-    batch: List[Tuple[bytes, int, str]] = []
-
-    def flush():
-        out = serve(**{features.SERVING_INPUT: tf.constant([b[0] for b in batch])})
-        probabilities = out[features.PROBABILITIES_OUTPUT].numpy()
-        for (image, label, path), probs in zip(batch, probabilities):
-            predicted = int(np.argmax(probs))
-            if predicted != label:
-                errors.append(Misclassified(path, image, class_names[label], class_names[predicted],
-                                         float(probs[predicted])))
-        batch.clear()
-
-    for example in examples_io.iter_examples(examples_uri, features.EVAL_SPLIT):
-        if seen >= max_images:
-            break
-        batch.append((examples_io.value(example, features.IMAGE_KEY),
-                      examples_io.value(example, features.LABEL_KEY),
-                      examples_io.value(example, features.PATH_KEY).decode()))
-        seen += 1
-        if len(batch) == _PREDICT_BATCH:
-            flush()
-    if batch:
-        flush()
-    return errors, seen
-
-
 # ---------------------------------------------------------------- the sections
 
 
@@ -347,7 +292,6 @@ class _Context:
     run: mlmd_runs.PipelineRun
     runs: List[mlmd_runs.PipelineRun]
     out_dir: str
-    max_eval_images: int
     class_names: List[str] = dataclasses.field(default_factory=list)
     samples: Dict[str, List[Tuple[bytes, str]]] = dataclasses.field(default_factory=dict)
     evaluation: Optional[Evaluation] = None
@@ -670,38 +614,39 @@ def _accuracy_by_class(confusion: np.ndarray, names: Sequence[str],
 
 
 def _errors(ctx: _Context) -> List[Any]:
-    model = ctx.output(TRAINER_NODE, standard_component_specs.MODEL_KEY)
+    model_run = ctx.output(TRAINER_NODE, standard_component_specs.MODEL_RUN_KEY)
     examples = ctx.output(EXAMPLE_GEN_NODE, standard_component_specs.EXAMPLES_KEY)
-    if model is None or examples is None:
+    if model_run is None or examples is None:
         return [ctx.missing(TRAINER_NODE, 'model')]
-    if ctx.max_eval_images <= 0:
-        return [html.paragraph('Skipped: no eval image is to be predicted '
-                               '(max_eval_images is 0).', 'muted')]
-    errors, seen = predict_eval_split(model.uri, examples.uri, ctx.class_names, ctx.max_eval_images)
-    image_report = _read_json(os.path.join(examples.uri, example_gen_spec.REPORT_FILE))
-    total = image_report['splits'][features.EVAL_SPLIT]['images'] if image_report else seen
-    scope = f'{seen} of the {total}' if seen < total else f'all {seen}'
+    answers = eval_answers.load(model_run.uri)
+    if answers is None:
+        return [html.paragraph(f'The Trainer recorded no answers on the {features.EVAL_SPLIT} '
+                               f'split ({eval_answers.ANSWERS_FILE}; runs before they were '
+                               'recorded).', 'muted')]
+    seen = answers['images']
+    errors = sorted(answers['misclassified'], key=lambda e: -e['probability'])
     parts = [html.paragraph(
-        f'{len(errors)} misclassified of {scope} {features.EVAL_SPLIT} images '
-        f'(serving_default of the exported model; accuracy on them '
-        f'{fmt(1 - len(errors) / seen) if seen else "-"}).')]
+        f'{len(errors)} misclassified of all {seen} {features.EVAL_SPLIT} images (the '
+        'final weights, the ones exported, answering on the split as the Trainer '
+        f'validated on it; accuracy on them {fmt(1 - len(errors) / seen) if seen else "-"}).')]
     if not errors:
         parts.append(html.paragraph('No misclassified image.', 'ok'))
         return parts
-    errors.sort(key=lambda e: -e.probability)
     shown = errors[:MAX_ERRORS_SHOWN]
-    tiles = [(plots.decode_thumbnail(e.image),
-              f'true {e.true_label}\npredicted {e.predicted_label} ({e.probability:.1%})')
-             for e in shown]
-    rows = [('', tiles[i:i + ERRORS_PER_ROW]) for i in range(0, len(tiles), ERRORS_PER_ROW)]
+    images = examples_io.images_by_path(examples.uri, features.EVAL_SPLIT,
+                                        [e['path'] for e in shown if e['path']])
+    tiles = [(plots.decode_thumbnail(images[e['path']]),
+              f"true {e['true_label']}\npredicted {e['predicted_label']} ({e['probability']:.1%})")
+             for e in shown if e['path'] in images]
     if len(errors) > len(shown):
         parts.append(html.paragraph(f'The {len(shown)} most confident mistakes are shown.',
                                     'muted'))
-    parts += [
-        html.image(plots.image_grid(rows), 'misclassified eval images'),
-        html.table([[e.path, e.true_label, e.predicted_label, f'{e.probability:.4f}']
-                    for e in shown], ['path', 'true label', 'predicted label', 'probability']),
-    ]
+    if tiles:
+        rows = [('', tiles[i:i + ERRORS_PER_ROW]) for i in range(0, len(tiles), ERRORS_PER_ROW)]
+        parts.append(html.image(plots.image_grid(rows), 'misclassified eval images'))
+    parts.append(html.table(
+        [[e['path'], e['true_label'], e['predicted_label'], f"{e['probability']:.4f}"]
+         for e in shown], ['path', 'true label', 'predicted label', 'probability']))
     return parts
 
 
@@ -815,7 +760,7 @@ def _section(heading: str, build, ctx: _Context, anchor: Optional[str] = None) -
 
 
 def build_report(metadata_path: str, pipeline_name: str, out_dir: str, *,
-                 run_id: Optional[str] = None, max_eval_images: int = MAX_EVAL_IMAGES) -> str:
+                 run_id: Optional[str] = None) -> str:
     """The HTML of a run's report.
 
     Args:
@@ -823,7 +768,6 @@ def build_report(metadata_path: str, pipeline_name: str, out_dir: str, *,
       pipeline_name: the pipeline's name in MLMD.
       out_dir: where the page will be written (links to artifacts are relative to it).
       run_id: the run to report (default: the latest).
-      max_eval_images: cap on the eval images predicted for the Errors section.
 
     Returns:
       The page.
@@ -838,7 +782,7 @@ def build_report(metadata_path: str, pipeline_name: str, out_dir: str, *,
     if not chosen:
         raise ValueError(f'no run {run_id!r} of pipeline {pipeline_name!r} in {metadata_path}; '
                          f'runs: {", ".join(r.run_id for r in runs)}')
-    ctx = _Context(run=chosen[0], runs=runs, out_dir=out_dir, max_eval_images=max_eval_images)
+    ctx = _Context(run=chosen[0], runs=runs, out_dir=out_dir)
     examples = ctx.output(EXAMPLE_GEN_NODE, standard_component_specs.EXAMPLES_KEY)
     if examples is not None:
         ctx.class_names = examples_io.read_class_names(examples.uri)
@@ -870,7 +814,7 @@ def build_report(metadata_path: str, pipeline_name: str, out_dir: str, *,
 
 
 def write_report(metadata_path: str, pipeline_name: str, out_path: str, *,
-                 run_id: Optional[str] = None, max_eval_images: int = MAX_EVAL_IMAGES) -> str:
+                 run_id: Optional[str] = None) -> str:
     """Writes a run's report (by default the latest run's).
 
     Args:
@@ -878,13 +822,12 @@ def write_report(metadata_path: str, pipeline_name: str, out_path: str, *,
       pipeline_name: the pipeline's name in MLMD.
       out_path: the HTML file to write (local or any tf.io.gfile URL).
       run_id: the run to report (default: the latest).
-      max_eval_images: cap on the eval images predicted for the Errors section.
 
     Returns:
       out_path.
     """
     page = build_report(metadata_path, pipeline_name, os.path.dirname(out_path) or '.',
-                        run_id=run_id, max_eval_images=max_eval_images)
+                        run_id=run_id)
     if os.path.dirname(out_path):
         tf.io.gfile.makedirs(os.path.dirname(out_path))
     with tf.io.gfile.GFile(out_path, 'w') as f:
@@ -904,16 +847,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--out', default=os.path.join(default_work, 'run_report.html'),
                         help='HTML file to write (default: %(default)s)')
     parser.add_argument('--run-id', help='the run to report (default: the latest)')
-    parser.add_argument('--max-eval-images', type=int, default=MAX_EVAL_IMAGES,
-                        help='eval images predicted for the Errors section (default: '
-                             '%(default)s)')
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if '://' not in args.metadata_path and not os.path.isfile(args.metadata_path):
         print(f'error: no metadata file {args.metadata_path}', file=sys.stderr)
         return 2
     try:
         path = write_report(args.metadata_path, args.pipeline_name, args.out,
-                            run_id=args.run_id, max_eval_images=args.max_eval_images)
+                            run_id=args.run_id)
     except ValueError as e:
         print(f'error: {e}', file=sys.stderr)
         return 2

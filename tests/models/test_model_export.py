@@ -37,27 +37,30 @@ def settings(**overrides):
 
 
 def test_frozen_feature_validation_equals_keras_evaluate():
-    train_ds, eval_ds = photo_dataset('train', 8), photo_dataset('validation', 6)
-    model, history = trainer.train(settings(), train_ds, eval_ds)
+    train_ds, (eval_ds, names) = photo_dataset('train', 8), photo_dataset_with_paths('validation', 6)
+    model, history, answers = trainer.train(settings(), train_ds, eval_ds)
     assert len(history['val_accuracy']) == len(history['epoch_seconds']) == 2
-    loss, accuracy = model.evaluate(eval_ds, verbose=0)
+    assert_answers_are_the_models(model, history, answers, eval_ds, names)
+    loss, accuracy = model.evaluate(trainer.without_paths(eval_ds), verbose=0)
     assert history['val_accuracy'][-1] == pytest.approx(accuracy, abs=1e-6)
     assert history['val_loss'][-1] == pytest.approx(loss, rel=1e-4)
 
 
 def test_fine_tuning_continues_the_history():
-    train_ds, eval_ds = photo_dataset('train', 4), photo_dataset('validation', 2)
-    _, history = trainer.train(settings(epochs=1, fine_tune_layers=5, fine_tune_epochs=1),
-                               train_ds, eval_ds)
+    train_ds, (eval_ds, names) = photo_dataset('train', 4), photo_dataset_with_paths('validation', 2)
+    model, history, answers = trainer.train(
+        settings(epochs=1, fine_tune_layers=5, fine_tune_epochs=1), train_ds, eval_ds)
     assert len(history['accuracy']) == len(history['val_accuracy']) == 2
     assert history['fine_tune_from_epoch'] == 1
+    # The base changed: the answers come from one more pass, not the first features.
+    assert_answers_are_the_models(model, history, answers, eval_ds, names)
 
 
 def test_early_stopping_keeps_the_epoch_with_the_lowest_eval_loss():
     train_ds, eval_ds = photo_dataset('train', 6), photo_dataset('validation', 4)
     # A learning rate this high makes the eval loss go up again within a few epochs.
-    model, history = trainer.train(settings(epochs=8, learning_rate=0.3,
-                                            early_stopping_patience=1), train_ds, eval_ds)
+    model, history, answers = trainer.train(settings(epochs=8, learning_rate=0.3,
+                                                   early_stopping_patience=1), train_ds, eval_ds)
     trained = len(history['val_loss'])
     best = history['best_epoch']
     assert 1 <= best <= trained
@@ -65,12 +68,47 @@ def test_early_stopping_keeps_the_epoch_with_the_lowest_eval_loss():
     assert trained == 8 or trained == best + 1    # stopped one epoch after the best
     loss, _ = model.evaluate(eval_ds, verbose=0)
     assert loss == pytest.approx(min(history['val_loss']), rel=1e-4)   # best weights restored
+    assert_answers_are_the_models(model, history, answers, eval_ds)   # no paths: None
+
+
+def photo_dataset_with_paths(split, per_class, batch_size=8):
+    """((image, path), label) batches, as the Trainer's eval split with_paths."""
+    paths = data.photos(split, 'cats', per_class) + data.photos(split, 'dogs', per_class)
+    images = preprocessing.preprocess_images(tf.constant([p.read_bytes() for p in paths]), SIZE)
+    names = tf.constant([f'{split}/{p.parent.name}/{p.name}' for p in paths])
+    labels = tf.constant([0] * per_class + [1] * per_class, tf.int64)
+    return tf.data.Dataset.from_tensor_slices(((images, names), labels)).batch(batch_size), names
+
+
+def assert_answers_are_the_models(model, history, answers, eval_ds, names=None):
+    """The Trainer's eval answers are what the final model predicts, image by image."""
+    images = eval_ds.map(lambda x, label: x[0] if isinstance(x, tuple) else x)
+    labels = np.concatenate([label.numpy() for _, label in eval_ds])
+    predicted = np.argmax(model.predict(images, verbose=0), axis=-1)
+    wrong = np.flatnonzero(predicted != labels)
+    assert answers['images'] == len(labels)
+    assert [a['path'] for a in answers['misclassified']] == [
+        names[i].numpy().decode() if names is not None else None for i in wrong]
+    for answer, i in zip(answers['misclassified'], wrong):
+        assert answer['true_label'] == ['cats', 'dogs'][labels[i]]
+        assert answer['predicted_label'] == ['cats', 'dogs'][predicted[i]]
+        assert 0.5 <= answer['probability'] <= 1.0
+    # The accuracy they imply is the last (or, with early stopping, the best) epoch's.
+    last = history['best_epoch'] - 1 if 'best_epoch' in history else -1
+    assert 1 - len(wrong) / len(labels) == pytest.approx(history['val_accuracy'][last], abs=1e-6)
+
+
+def test_eval_answers_of_a_model_without_a_frozen_base():
+    eval_ds, names = photo_dataset_with_paths('validation', 3)
+    model, history, answers = trainer.train(
+        settings(model_variant='cnn', weights=None, epochs=1), photo_dataset('train', 3), eval_ds)
+    assert_answers_are_the_models(model, history, answers, eval_ds, names)
 
 
 def test_label_smoothing_and_augmentation_strengths_train():
     train_ds, eval_ds = photo_dataset('train', 4), photo_dataset('validation', 2)
     for strength, smoothing in (('none', 0.1), ('strong', 0.0)):
-        model, history = trainer.train(settings(epochs=1, augmentation=strength,
+        model, history, _ = trainer.train(settings(epochs=1, augmentation=strength,
                                                 label_smoothing=smoothing), train_ds, eval_ds)
         assert np.isfinite(history['loss'][0])
         names = [layer.name for layer in model.layers]
