@@ -190,27 +190,27 @@ def _list_level(folder: str, root: str) -> Iterator[Any]:
 def ListFiles(pbegin: beam.pvalue.PBegin, root: str):  # pylint: disable=invalid-name
     """Every file under root at any depth, as `layout.list_files` names them, unsorted.
 
-    Only the top level of root is listed here, while the graph is built; its
-    files go into the graph, its folders are the seeds (a handful of class or
-    split folders). Each seed is listed one level deep on a worker, then each
+    Nothing is listed while the graph is built: one worker lists the top level
+    of root (its files are output, its folders are the seeds: a handful of class
+    or split folders), each seed is listed one level deep on a worker, then each
     of its sub-folders is walked whole on a worker: a pre-split root is listed
     in parallel per class folder, a class-folder root per first-level
     sub-folder of a class. The Reshuffles stop Beam from fusing the steps, so
     each folder can go to a different worker. Nothing is pruned: files in
     hidden folders are listed, for `layout.place` to report as ignored.
     """
-    top_files, seeds = layout.list_level(root)
-    logging.info('ImageExampleGen: %d files and %d folders at the top of %s',
-                 len(top_files), len(seeds), root)
-    seed_level = (pbegin
-                  | 'Seeds' >> beam.Create(sorted(seeds))
+    top_level = (pbegin
+                 | 'Root' >> beam.Create([''])
+                 | 'ListRoot' >> beam.FlatMap(_list_level, root).with_outputs(
+                     _FOLDERS_TAG, main='files'))
+    seed_level = (top_level[_FOLDERS_TAG]
                   | 'ReshuffleSeeds' >> beam.Reshuffle()
                   | 'ListSeed' >> beam.FlatMap(_list_level, root).with_outputs(
                       _FOLDERS_TAG, main='files'))
     walked = (seed_level[_FOLDERS_TAG]
               | 'ReshuffleFolders' >> beam.Reshuffle()
               | 'WalkFolder' >> beam.FlatMap(lambda folder: layout.files_under(root, folder)))
-    return ((pbegin | 'TopFiles' >> beam.Create(top_files), seed_level['files'], walked)
+    return ((top_level['files'], seed_level['files'], walked)
             | 'AllFiles' >> beam.Flatten())
 
 

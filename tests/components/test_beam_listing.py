@@ -55,6 +55,15 @@ def test_beam_listing_gives_exactly_the_paths_of_list_files(tmp_path, files, emp
         beam_testing.assert_that(found, beam_testing.equal_to(expected))
 
 
+def test_nothing_is_listed_while_the_graph_is_built(tmp_path):
+    # Files only appear after ListFiles is applied, before the pipeline runs: a listing
+    # made while building the graph (paths inside the job, Dataflow's 10 MB limit) misses them.
+    with test_pipeline.TestPipeline() as p:
+        found = p | executor.ListFiles(str(tmp_path))  # pylint: disable=no-value-for-parameter
+        make_tree(tmp_path, MESSY, EMPTY_FOLDERS)
+        beam_testing.assert_that(found, beam_testing.equal_to(sorted(MESSY)))
+
+
 def test_list_level_lists_one_folder_and_names_its_sub_folders(tmp_path):
     make_tree(tmp_path, MESSY, EMPTY_FOLDERS)
     root = str(tmp_path)
