@@ -225,6 +225,23 @@ def test_file_cache_only_when_the_decoded_split_fits_the_disk():
     assert not trainer.file_cache_fits(1_000_000, image, 100 * 2**30)   # 150 GB of pixels
 
 
+@pytest.mark.parametrize('limit', [100, 10])   # in memory, in a file
+def test_cached_eval_split_keeps_each_images_path(tmp_path, limit):
+    images, labels = next(iter(_pairs(12).batch(12)))
+    paths = tf.constant([f'validation/c/{i}.jpg' for i in range(12)])
+    decoded = tf.data.Dataset.from_tensor_slices(((images, paths), labels))
+    dataset = trainer.input_pipeline(decoded, 5, training=False, seed=3, count=12, limit=limit,
+                                     cache_dir=str(tmp_path))
+    for _ in range(2):                                  # filled, then read from the cache
+        batches = list(dataset)
+        got_paths = np.concatenate([x[1].numpy() for x, _ in batches])
+        got_labels = np.concatenate([label.numpy() for _, label in batches])
+        assert [p.decode() for p in got_paths] == [f'validation/c/{i}.jpg' for i in got_labels]
+        got_images = np.concatenate([x[0].numpy() for x, _ in batches])
+        np.testing.assert_allclose(got_images, images.numpy()[got_labels], atol=1.0 / 127.5)
+    assert trainer.without_paths(dataset).element_spec[0].shape.as_list() == [None, 4, 4, 3]
+
+
 @pytest.mark.parametrize('count, limit', [(40, 100), (40, 10)])   # in memory, in a file
 def test_repeated_pipeline_gives_reshuffled_whole_epochs(tmp_path, count, limit):
     dataset = trainer.input_pipeline(_pairs(count), 16, training=True, seed=3, count=count,
