@@ -19,10 +19,16 @@ from tests import transform_graph
 SIZE = (96, 96)
 
 
-def photo_dataset(split, per_class, batch_size=8):
+def _photos(split, per_class):
+    """(images, paths as the examples name them, labels) of per_class cats, then dogs."""
     paths = data.photos(split, 'cats', per_class) + data.photos(split, 'dogs', per_class)
     images = preprocessing.preprocess_images(tf.constant([p.read_bytes() for p in paths]), SIZE)
-    labels = tf.constant([0] * per_class + [1] * per_class, tf.int64)
+    names = tf.constant([f'{split}/{p.parent.name}/{p.name}' for p in paths])
+    return images, names, tf.constant([0] * per_class + [1] * per_class, tf.int64)
+
+
+def photo_dataset(split, per_class, batch_size=8):
+    images, _, labels = _photos(split, per_class)
     return tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)
 
 
@@ -73,10 +79,7 @@ def test_early_stopping_keeps_the_epoch_with_the_lowest_eval_loss():
 
 def photo_dataset_with_paths(split, per_class, batch_size=8):
     """((image, path), label) batches, as the Trainer's eval split with_paths."""
-    paths = data.photos(split, 'cats', per_class) + data.photos(split, 'dogs', per_class)
-    images = preprocessing.preprocess_images(tf.constant([p.read_bytes() for p in paths]), SIZE)
-    names = tf.constant([f'{split}/{p.parent.name}/{p.name}' for p in paths])
-    labels = tf.constant([0] * per_class + [1] * per_class, tf.int64)
+    images, names, labels = _photos(split, per_class)
     return tf.data.Dataset.from_tensor_slices(((images, names), labels)).batch(batch_size), names
 
 

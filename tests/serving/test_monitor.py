@@ -5,7 +5,6 @@ import base64
 import io
 import json
 import os
-import pathlib
 import subprocess
 import sys
 
