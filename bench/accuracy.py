@@ -38,6 +38,12 @@ SETTINGS = {
     '224-light-aug': dict(image_size=(224, 224), augmentation='light'),
     '224-strong-aug': dict(image_size=(224, 224), augmentation='strong'),
     '224-smoothing': dict(image_size=(224, 224), label_smoothing=0.1),
+    # The head on the frozen features of K augmented copies per photo (default 3), or
+    # the base on freshly augmented photos every epoch (0, the default until 2026-11-30).
+    'fresh-aug': dict(augmented_views=0),
+    'views-1': dict(augmented_views=1),
+    'views-2': dict(augmented_views=2),
+    'views-5': dict(augmented_views=5),
 }
 
 

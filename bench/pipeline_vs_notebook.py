@@ -1,16 +1,20 @@
 """The pipeline beside the plain notebook, in one run, on the same photos.
 
     python bench/pipeline_vs_notebook.py [--data-root DIR] [--epochs N] [--image-size 224]
+                                         [--augmented-views 3 0]
 
 Runs, one after the other on the same machine:
   1. the forward-pass limit of the frozen base (bench/forward_limit.py),
   2. the peer: the tutorial notebook as a plain Keras script (bench/notebook_peer.py),
   3. the whole pipeline (local_runner.py as `make run` runs it, run report included;
-     no cache),
+     no cache), once per --augmented-views value: the default 3 (the head trains on
+     the frozen features of 3 augmented copies of each photo), then 0 (the base
+     runs on freshly augmented photos every epoch, as the notebook),
 each in its own process, sampling the memory of its whole process tree. Prints
-accuracy of both on the same validation photos, wall times, the pipeline's
+accuracy of all on the same validation photos, wall times, the pipeline's
 overhead, time per component, training throughput beside the limit and peak
-memory; the headline ratio last. Default data: the tutorial's own set.
+memory; the headline ratio (the first pipeline run against the notebook) last.
+Default data: the tutorial's own set.
 """
 
 import argparse
@@ -71,6 +75,8 @@ def main() -> int:
     parser.add_argument('--image-size', type=int, default=photos.pipeline_image_size(),
                         help='square input size, the same for all three; default: what the '
                         'pipeline picks for the shared weights (224)')
+    parser.add_argument('--augmented-views', type=int, nargs='+', default=[3, 0],
+                        help='one pipeline run per value (the headline is the first)')
     parser.add_argument('--work-dir', help='default: a new temporary folder')
     args = parser.parse_args()
     work = args.work_dir or tempfile.mkdtemp(prefix='bench_vs_notebook_')
@@ -93,52 +99,72 @@ def main() -> int:
     with open(peer_json) as f:
         peer = json.load(f)
 
-    pipeline_work = os.path.join(work, 'pipeline')
-    pipe_wall, pipe_peak = run_measured(
-        [py, 'local_runner.py', '--data-root', args.data_root, '--work-dir', pipeline_work,
-         '--epochs', str(args.epochs), '--image-size', size, size, '--accuracy-threshold', '0',
-         '--no-cache'], os.path.join(work, 'pipeline.log'))
     from runlog import noise  # pylint: disable=import-outside-toplevel
-    noise.quiet_tensorflow()
-    run, history, evaluation, train_images = pipeline_results(pipeline_work)
-    trainer_seconds = run.nodes[nodes.TRAINER].seconds
-    fit_seconds = history['seconds']['fit']
-    pipe_rate = train_images * args.epochs / fit_seconds
-    steady = history['epoch_seconds'][1:] or history['epoch_seconds']
-    steady_rate = train_images / (sum(steady) / len(steady))
+    runs = []
+    for views in args.augmented_views:
+        pipeline_work = os.path.join(work, f'pipeline_views{views}')
+        wall, peak = run_measured(
+            [py, 'local_runner.py', '--data-root', args.data_root, '--work-dir', pipeline_work,
+             '--epochs', str(args.epochs), '--image-size', size, size, '--accuracy-threshold',
+             '0', '--augmented-views', str(views), '--no-cache'],
+            os.path.join(work, f'pipeline_views{views}.log'))
+        noise.quiet_tensorflow()
+        runs.append((views, wall, peak, *pipeline_results(pipeline_work)))
 
     print(f"\nforward-pass limit: {limit['images_per_second']:.1f} images/s "
           f"(batch {limit['batch_size']}); with the tutorial's augmentation before the base: "
           f"{limit['augmented_images_per_second']:.1f} images/s")
-    print('\n                         notebook   pipeline')
-    print(f"accuracy (validation)    {peer['accuracy']:8.4f}   "
-          f"{evaluation.accuracy:8.4f}   ({int(evaluation.example_count)} photos)")
-    print(f'wall time (s)            {peer_wall:8.1f}   {pipe_wall:8.1f}')
-    print(f"training fit (s)         {peer['fit_seconds']:8.1f}   {fit_seconds:8.1f}")
-    print(f"train images/s (fit)     {peer['train_images_per_second']:8.1f}   {pipe_rate:8.1f}")
-    print(f'peak memory (GiB)        {peer_peak / 2**30:8.2f}   {pipe_peak / 2**30:8.2f}')
-    print(f"\npipeline train throughput after epoch 1: {steady_rate:.1f} images/s = "
-          f"{steady_rate / limit['images_per_second']:.2f} x the forward-pass limit, "
-          f"{steady_rate / limit['augmented_images_per_second']:.2f} x the limit with the "
-          f"augmentation (notebook: {peer['train_images_per_second'] / limit['images_per_second']:.2f}"
-          f" x, {peer['train_images_per_second'] / limit['augmented_images_per_second']:.2f} x)")
-    print('time per component (s): ' + ', '.join(
-        f'{node} {n.seconds:.0f}' for node, n in run.nodes.items()))
-    print(f'Trainer component {trainer_seconds:.0f} s, of which fit {fit_seconds:.0f} s '
-          f"(epochs {sum(history['epoch_seconds']):.0f} s)")
+    names = ''.join(f'   views={views:<3d}' for views, *_ in runs)
+    print(f'\n                         notebook{names}')
+    print(f"accuracy (validation)    {peer['accuracy']:8.4f}" + ''.join(
+        f'   {evaluation.accuracy:10.4f}' for *_, evaluation, _ in runs)
+        + f'   ({int(runs[0][5].example_count)} photos)')
+    print(f'wall time (s)            {peer_wall:8.1f}' + ''.join(
+        f'   {wall:10.1f}' for _, wall, *_ in runs))
+    print(f"training fit (s)         {peer['fit_seconds']:8.1f}" + ''.join(
+        f"   {history['seconds']['fit']:10.1f}" for *_, history, _, _ in runs))
+    print(f"train images/s (fit)     {peer['train_images_per_second']:8.1f}" + ''.join(
+        f"   {images * args.epochs / history['seconds']['fit']:10.1f}"
+        for *_, history, _, images in runs))
+    print(f'peak memory (GiB)        {peer_peak / 2**30:8.2f}' + ''.join(
+        f'   {peak / 2**30:10.2f}' for _, _, peak, *_ in runs))
+    augmented = limit['augmented_images_per_second']
+    print(f"\nnotebook train throughput: {peer['train_images_per_second'] / augmented:.2f} x the "
+          'limit with the augmentation')
+    for views, wall, peak, run, history, evaluation, images in runs:
+        seconds = history['seconds']
+        if history.get('views'):
+            # One pass of the base over `views` augmented copies of every photo.
+            rate = images * history['views'] / seconds['train_features']
+            what = (f"the augmented copies' features ({history['views']} x {images} photos in "
+                    f"{seconds['train_features']:.0f} s; {sum(history['epoch_seconds']):.1f} s "
+                    'for all epochs of the head)')
+        else:
+            steady = history['epoch_seconds'][1:] or history['epoch_seconds']
+            rate = images / (sum(steady) / len(steady))
+            what = 'epochs after the first'
+        print(f'views={views}: {what}: {rate:.1f} images/s through the base = '
+              f'{rate / augmented:.2f} x the limit with the augmentation')
+        print(f'views={views}: time per component (s): ' + ', '.join(
+            f'{node} {n.seconds:.0f}' for node, n in run.nodes.items()))
+        print(f"views={views}: Trainer component {run.nodes[nodes.TRAINER].seconds:.0f} s, of "
+              f"which fit {seconds['fit']:.0f} s; outside fit {wall - seconds['fit']:.0f} s")
     # Keras makes new dataset iterators every epoch (train and validation); with tf.data's
     # autotuning on, as in the notebook, freeing one can wait for that thread's sleep (README).
     peer_pause = peer['fit_seconds'] - sum(peer['epoch_seconds'])
+    peer_busy = peer_wall - peer_pause
     print(f"notebook fit {peer['fit_seconds']:.0f} s, of which epochs "
           f"{sum(peer['epoch_seconds']):.0f} s and {peer_pause:.0f} s between them (freeing "
-          "tf.data iterators); without that wait the notebook would take "
-          f'{peer_wall - peer_pause:.0f} s: pipeline/notebook {pipe_wall / (peer_wall - peer_pause):.2f}x')
-    print(f'pipeline peak memory: {pipe_peak / 2**30:.2f} GiB (process tree, sampled 4/s)')
-    print(f'HEADLINE: pipeline/notebook wall time {pipe_wall / peer_wall:.2f}x '
-          f'({pipe_wall - peer_wall:+.0f} s; {pipe_wall / (peer_wall - peer_pause):.2f}x of the '
-          f'notebook without its waits between epochs), peak memory {pipe_peak / peer_peak:.2f}x, '
-          f"accuracy {evaluation.accuracy:.4f} vs {peer['accuracy']:.4f}, training after epoch 1 "
-          f"{steady_rate / limit['augmented_images_per_second']:.2f}x of the augmented limit")
+          f'tf.data iterators); without that wait the notebook would take {peer_busy:.0f} s')
+    for views, wall, peak, _, _, evaluation, _ in runs[1:]:
+        print(f'views={views}: pipeline/notebook wall time {wall / peer_wall:.2f}x '
+              f'({wall / peer_busy:.2f}x without the waits), peak memory '
+              f'{peak / peer_peak:.2f}x, accuracy {evaluation.accuracy:.4f}')
+    views, wall, peak, _, history, evaluation, _ = runs[0]
+    print(f'HEADLINE (views={views}): pipeline/notebook wall time {wall / peer_wall:.2f}x '
+          f'({wall - peer_wall:+.0f} s; {wall / peer_busy:.2f}x of the notebook without its '
+          f'waits between epochs), peak memory {peak / peer_peak:.2f}x, accuracy '
+          f"{evaluation.accuracy:.4f} vs {peer['accuracy']:.4f}")
     return 0
 
 

@@ -13,8 +13,13 @@ from models import features
 
 INPUT_NAME = features.transformed_name(features.IMAGE_KEY)
 BASE_MODEL_NAME = 'mobilenetv2_base'
+AUGMENTATION_LAYER = 'augmentation'
 POOL_LAYER = 'pool'      # the frozen base's pooled features (transfer model)
+HEAD_DROPOUT_LAYER = 'head_dropout'  # between the pooled features and the output (transfer model)
 HEAD_LAYER = 'logits'    # the Dense output layer of every model
+# Channels of MobileNetV2's last feature map (alpha 1.0, any input size): the length
+# of the transfer model's pooled features.
+POOLED_FEATURES = 1280
 
 
 def augmentation(seed: Optional[int] = None, strength: str = 'tutorial') -> keras.Sequential:
@@ -33,7 +38,7 @@ def augmentation(seed: Optional[int] = None, strength: str = 'tutorial') -> kera
     if strength == 'strong':
         layers += [keras.layers.RandomZoom(0.2, seed=seed),
                    keras.layers.RandomContrast(0.2, seed=seed)]
-    return keras.Sequential(layers, name='augmentation')
+    return keras.Sequential(layers, name=AUGMENTATION_LAYER)
 
 
 class SmoothedSparseCrossentropy(keras.losses.Loss):
@@ -101,9 +106,30 @@ def build_transfer_model(image_size: Sequence[int], num_classes: int, *, weights
     # training=False keeps BatchNorm in inference mode, also when fine-tuning.
     x = base(x, training=False)
     x = keras.layers.GlobalMaxPooling2D(name=POOL_LAYER)(x)
-    x = keras.layers.Dropout(dropout)(x)
+    x = keras.layers.Dropout(dropout, name=HEAD_DROPOUT_LAYER)(x)
     outputs = keras.layers.Dense(num_classes, name=HEAD_LAYER)(x)
     return compile_model(keras.Model(inputs, outputs, name='transfer'), learning_rate,
+                         label_smoothing)
+
+
+def pooled_features(model: keras.Model) -> keras.Model:
+    """The transfer model's input -> its frozen base's pooled features of the image
+    augmented as in training (a new draw every call); without augmentation layers,
+    of the image itself."""
+    images = model.inputs[0]
+    x = images
+    if AUGMENTATION_LAYER in {layer.name for layer in model.layers}:
+        x = model.get_layer(AUGMENTATION_LAYER)(images, training=True)
+    pooled = model.get_layer(POOL_LAYER)(model.get_layer(BASE_MODEL_NAME)(x, training=False))
+    return keras.Model(images, pooled, name='pooled_features')
+
+
+def head(model: keras.Model, learning_rate: float, label_smoothing: float = 0.0) -> keras.Model:
+    """The transfer model's layers after the pooled features (dropout, output), as a
+    compiled model of their own: training it trains the transfer model's head."""
+    pooled = keras.Input(shape=model.get_layer(POOL_LAYER).output.shape[1:])
+    outputs = model.get_layer(HEAD_LAYER)(model.get_layer(HEAD_DROPOUT_LAYER)(pooled))
+    return compile_model(keras.Model(pooled, outputs, name='head'), learning_rate,
                          label_smoothing)
 
 

@@ -5,9 +5,15 @@ parallel -> cached as uint8 pixels (later epochs skip JPEG decoding): in memory 
 to CACHE_BUDGET_BYTES, else in a local file, so memory stays flat -> shuffled ->
 batched -> scaled back -> prefetched. Augmentation runs inside the model, on the
 training pass only.
+
+The transfer model's base is frozen: by default (augmented_views) its pooled
+features of a few augmented copies of every training photo are computed in one
+pass, and the epochs train the head on them, one copy per photo and epoch,
+instead of running the base on freshly augmented photos every epoch.
 """
 
 import dataclasses
+import itertools
 import json
 import os
 import shutil
@@ -63,6 +69,7 @@ class TrainerSettings:
     augmentation: str
     label_smoothing: float
     early_stopping_patience: int
+    augmented_views: int
 
     @classmethod
     def from_custom_config(cls, custom_config: Dict[str, Any]) -> 'TrainerSettings':
@@ -147,6 +154,69 @@ class FrozenFeatureValidation(keras.callbacks.Callback):
     def probabilities(self) -> np.ndarray:
         """The head's class probabilities for every eval image, as it is now."""
         return tf.nn.softmax(self._head(self._features), axis=-1).numpy()
+
+
+def feature_views(settings: TrainerSettings, count: Optional[int]) -> int:
+    """How many augmented copies of each training photo the head trains on, their
+    frozen features computed once; 0: the base runs on every epoch's photos.
+
+    Only a transfer model has a frozen base. Without augmentation one copy is the
+    photo itself. The features must fit CACHE_BUDGET_BYTES (float32, count known).
+    """
+    if settings.model_variant != 'transfer' or not settings.augmented_views or count is None:
+        return 0
+    views = 1 if settings.augmentation == 'none' else settings.augmented_views
+    return views if count * views * builders.POOLED_FEATURES * 4 <= CACHE_BUDGET_BYTES else 0
+
+
+def view_features(model: keras.Model, train_ds: tf.data.Dataset, views: int,
+                  steps: Optional[int], batch_size: int):
+    """(features [photos, views, dimensions], labels [photos]): the frozen base's pooled
+    features of `views` augmented copies of every training photo.
+
+    One pass over the split (each photo decoded once): every batch goes through the
+    augmentation and the base `views` times in a row, so the base holds one batch's
+    activations at a time (copies side by side in one step ran in parallel and
+    held `views` times the memory). steps: batches in one pass of an endless train_ds.
+    """
+    batches = (train_ds.take(steps) if steps else train_ds).unbatch().batch(batch_size)
+    repeated = batches.flat_map(
+        lambda images, labels: tf.data.Dataset.from_tensors((images, labels)).repeat(views))
+    featurizer = builders.pooled_features(model)
+    pooled, labels, _ = predict_through(featurizer, featurizer.output, repeated)
+    return by_photo(pooled, views, batch_size), by_photo(np.asarray(labels), views, batch_size)[:, 0]
+
+
+def by_photo(rows: np.ndarray, views: int, batch_size: int) -> np.ndarray:
+    """Rows ordered batch by batch, each batch `views` times in a row -> [photos, views, ...]."""
+    photos = len(rows) // views
+    groups = []
+    for start in range(0, photos, batch_size):
+        size = min(batch_size, photos - start)
+        block = rows[start * views:(start + size) * views]
+        groups.append(np.swapaxes(block.reshape(views, size, *rows.shape[1:]), 0, 1))
+    return np.concatenate(groups)
+
+
+def view_batches(view_features_: np.ndarray, labels: np.ndarray, batch_size: int,
+                 seed: int) -> tf.data.Dataset:
+    """Endless (features, label) batches for fit() with steps_per_epoch: epoch e takes
+    copy e mod views of every photo, in a new random order each epoch. One
+    iterator for the whole fit, autotuning off (input_pipeline says why)."""
+    count, views, dimensions = view_features_.shape
+
+    def batches():
+        rng = np.random.default_rng(seed)
+        for epoch in itertools.count():
+            order = rng.permutation(count)
+            for start in range(0, count, batch_size):
+                chosen = order[start:start + batch_size]
+                yield view_features_[chosen, epoch % views], labels[chosen]
+
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=(
+        tf.TensorSpec((None, dimensions), tf.float32),
+        tf.TensorSpec((None,), tf.as_dtype(labels.dtype))))
+    return dataset.prefetch(2).with_options(tf_data.no_autotune_thread())
 
 
 def count_records(files: Sequence[str]) -> int:
@@ -281,19 +351,24 @@ def make_dataset(files: Sequence[str], data_accessor, tf_transform_output: tft.T
 
 
 def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset,
-          log_dir: Optional[str] = None, train_steps: Optional[int] = None):
+          log_dir: Optional[str] = None, train_steps: Optional[int] = None,
+          train_count: Optional[int] = None):
     """Builds and fits the model (then fine-tunes when asked).
 
     train_steps: batches per epoch when train_ds repeats endlessly (steps_per_epoch);
     None when each iteration of train_ds is one epoch.
     eval_ds: (image, label) or, for answers that name their images, ((image, path),
     label) batches.
+    train_count: photos in the train split; None: unknown (then the base runs every
+    epoch, whatever augmented_views asks).
 
     Returns:
-      (model, history dict: per-epoch metric lists, 'epoch_seconds', and 'seconds':
-      wall seconds of the model build, the eval features, fit (all epochs, with what
-      Keras does between them) and the eval answers; the final model's answers on
-      the eval split (eval_answers.summarize)).
+      (model, history dict: per-epoch metric lists, 'epoch_seconds', 'views' (the
+      augmented copies the head trained on; 0: the base ran every epoch), and
+      'seconds': wall seconds of the model build, the eval features, the training
+      copies' features, fit (those features and all epochs, with what Keras does
+      between them) and the eval answers; the final model's answers on the eval
+      split (eval_answers.summarize)).
     """
     start = time.perf_counter()
     keras.utils.set_random_seed(settings.seed)
@@ -313,16 +388,30 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
                                              patience=settings.early_stopping_patience)
                if settings.early_stopping_patience else None)
     first_phase = watchers + ([stopper] if stopper else [])
-    validation = None
+    validation, views = None, 0
     if settings.model_variant == 'transfer':
         # Frozen base: eval features once, then only the head per epoch. It
         # precedes the timer, so epoch times include validation.
         start = time.perf_counter()
         validation = FrozenFeatureValidation(model, eval_ds)
         seconds['eval_features'] = time.perf_counter() - start
+        views = feature_views(settings, train_count)
         start = time.perf_counter()
-        fit = model.fit(train_ds, epochs=settings.epochs, verbose=2, steps_per_epoch=train_steps,
-                        callbacks=[validation] + first_phase)
+        if views:
+            copies, labels = view_features(model, train_ds, views, train_steps,
+                                           settings.batch_size)
+            seconds['train_features'] = time.perf_counter() - start
+            progress.logger().info('frozen features of %d augmented cop%s of each of %d training '
+                                   'photos: %.1f s', views, 'y' if views == 1 else 'ies',
+                                   len(labels), seconds['train_features'])
+            fit = builders.head(model, settings.learning_rate, settings.label_smoothing).fit(
+                view_batches(copies, labels, settings.batch_size, settings.seed),
+                epochs=settings.epochs, verbose=2,
+                steps_per_epoch=steps_per_epoch(len(labels), settings.batch_size),
+                callbacks=[validation] + first_phase)
+        else:
+            fit = model.fit(train_ds, epochs=settings.epochs, verbose=2,
+                            steps_per_epoch=train_steps, callbacks=[validation] + first_phase)
     else:
         start = time.perf_counter()
         fit = model.fit(train_ds, validation_data=without_paths(eval_ds), epochs=settings.epochs,
@@ -354,6 +443,7 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
                                      settings.class_names)
     seconds['eval_answers'] = time.perf_counter() - start
     history['epoch_seconds'] = timer.seconds
+    history['views'] = views
     history['seconds'] = seconds
     history['fine_tune_from_epoch'] = trained if settings.fine_tune_epochs else None
     return model, history, answers
@@ -378,11 +468,11 @@ def run_fn(fn_args: fn_args_utils.FnArgs) -> None:
     keep_autograph_out_of_tf_keras()
     settings = TrainerSettings.from_custom_config(fn_args.custom_config)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    # The transfer model reads the eval split once (FrozenFeatureValidation):
-    # caching it would only hold memory.
+    # The transfer model reads the eval split once (FrozenFeatureValidation): caching
+    # it would only hold memory.
     cache_eval = settings.model_variant != 'transfer'
     limit = cache_limit(tf_transform_output)
-    datasets, train_steps = {}, None
+    datasets, train_steps, train_count = {}, None, None
     # A split too large for memory is cached on this machine's disk for the run only,
     # when it fits there.
     with tempfile.TemporaryDirectory(prefix='trainer-cache-') as cache_root:
@@ -390,8 +480,13 @@ def run_fn(fn_args: fn_args_utils.FnArgs) -> None:
                                       ('eval', fn_args.eval_files, False)):
             # Counted whole, once: the count picks the cache and gives the steps per epoch.
             count = count_records(files) if training or cache_eval else None
-            cache_dir = os.path.join(cache_root, name)
-            if count is not None and count >= limit:
+            if training:
+                train_count = count
+            # A head trained on the features of augmented copies reads the train split
+            # once, in order (view_batches shuffles); only fine-tuning reads it again.
+            once = training and feature_views(settings, count) and not settings.fine_tune_epochs
+            cache_dir = None if once else os.path.join(cache_root, name)
+            if cache_dir and count is not None and count >= limit:
                 free = shutil.disk_usage(cache_root).free
                 if not file_cache_fits(count, image_bytes(tf_transform_output), free):
                     progress.logger().info(
@@ -400,15 +495,17 @@ def run_fn(fn_args: fn_args_utils.FnArgs) -> None:
                     cache_dir = None
             if cache_dir:
                 tf.io.gfile.makedirs(cache_dir)
-            repeat = training and count is not None
+            repeat = training and count is not None and not once
             if repeat:
                 train_steps = steps_per_epoch(count, settings.batch_size)
             datasets[name] = make_dataset(
                 files, fn_args.data_accessor, tf_transform_output, settings.batch_size,
-                training=training, seed=settings.seed, limit=limit, cache_dir=cache_dir,
+                training=training and not once, seed=settings.seed,
+                limit=0 if once else limit, cache_dir=cache_dir,
                 count=count, repeat=repeat, with_paths=not training)
         model, history, answers = train(settings, datasets['train'], datasets['eval'],
-                                        log_dir=fn_args.model_run_dir, train_steps=train_steps)
+                                        log_dir=fn_args.model_run_dir, train_steps=train_steps,
+                                        train_count=train_count)
     trained = time.perf_counter()
     export.export_model(model, tf_transform_output, settings.class_names, fn_args.serving_model_dir)
     history['settings'] = dataclasses.asdict(settings)

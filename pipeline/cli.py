@@ -26,6 +26,11 @@ def add_run_flags(parser: argparse.ArgumentParser, *, weights_help: str) -> None
     parser.add_argument('--early-stopping-patience', type=int,
                         help='stop after this many epochs without a lower eval loss and keep '
                              'the best epoch (0: off); --epochs is then the most it runs')
+    parser.add_argument('--augmented-views', type=int,
+                        help='transfer model: train the head on the frozen base\'s features of '
+                             'this many augmented copies of each training photo, computed once '
+                             '(default 3); 0: run the base on freshly augmented photos every '
+                             'epoch, as the tutorial')
     parser.add_argument('--accuracy-threshold', type=float)
     parser.add_argument('--balance-tolerance', type=float,
                         help='accepted distance of a class share from 1/K (default 0.1)')
@@ -54,6 +59,7 @@ def run_overrides(args: argparse.Namespace) -> Dict[str, Any]:
         'weights': args.weights, 'accuracy_threshold': args.accuracy_threshold,
         'augmentation': args.augmentation, 'label_smoothing': args.label_smoothing,
         'early_stopping_patience': args.early_stopping_patience,
+        'augmented_views': args.augmented_views,
         'balance_tolerance': args.balance_tolerance,
         'label_false_alarm_rate': args.label_false_alarm_rate,
         'max_bad_fraction': args.max_bad_fraction,

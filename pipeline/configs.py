@@ -96,6 +96,10 @@ class PipelineConfig:
     augmentation: str = 'tutorial'      # none, light, tutorial (flip + rotation), strong
     label_smoothing: float = 0.0
     early_stopping_patience: int = 0    # epochs without a lower eval loss; 0: off
+    # Transfer model: its head trains on the frozen base's features of this many
+    # augmented copies of each training photo, computed once; 0: the base runs on
+    # freshly augmented photos every epoch (the tutorial's way). README: 3 by measurement.
+    augmented_views: int = 3
 
     # Evaluator, ReferenceProfile and Pusher
     accuracy_threshold: float = 0.9
@@ -135,6 +139,8 @@ class PipelineConfig:
         if not 0.0 <= self.label_smoothing < 1.0 or self.early_stopping_patience < 0:
             raise ValueError('label_smoothing must be in [0, 1) and early_stopping_patience '
                              f'>= 0, got {self.label_smoothing}, {self.early_stopping_patience}')
+        if self.augmented_views < 0:
+            raise ValueError(f'augmented_views must be >= 0, got {self.augmented_views}')
         if self.fine_tune_epochs and not self.fine_tune_layers:
             raise ValueError('fine_tune_epochs needs fine_tune_layers > 0')
 
@@ -167,6 +173,7 @@ class PipelineConfig:
             'augmentation': self.augmentation,
             'label_smoothing': self.label_smoothing,
             'early_stopping_patience': self.early_stopping_patience,
+            'augmented_views': self.augmented_views,
         }
 
     def transform_config(self) -> dict:

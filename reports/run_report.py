@@ -476,13 +476,18 @@ def _training(ctx: _Context) -> List[Any]:
                                         'muted'))
             continue
         tuned = history.get('fine_tune_from_epoch')
+        views = history.get('views')
+        copies = (f"; the head trained on the frozen base's features of {views} augmented "
+                  f"cop{'y' if views == 1 else 'ies'} of each training photo, computed once in "
+                  f"{(history.get('seconds') or {}).get('train_features', 0.0):.1f} s (epoch e "
+                  f'takes copy e mod {views})' if views else '')
         parts += [
             html.image(plots.history_curves(history, f'{variant}: training vs validation'),
                        f'{variant} accuracy and loss per epoch'),
             html.paragraph(
                 f"{len(history.get('accuracy') or [])} epochs, batch size "
                 f"{settings.get('batch_size', '-')}, learning rate "
-                f"{settings.get('learning_rate', '-')}"
+                f"{settings.get('learning_rate', '-')}" + copies
                 + (f'; fine-tuning from epoch {tuned + 1}' if tuned else '') + '.', 'muted'),
             html.table(_history_rows(history), ['epoch', 'accuracy', 'val_accuracy', 'loss',
                                                 'val_loss', 'seconds']),

@@ -59,6 +59,8 @@ def test_every_component_ran_and_wrote_its_artifacts(small_run):
         history = json.load(f)
     assert len(history['accuracy']) == len(history['val_accuracy']) == 3
     assert len(history['epoch_seconds']) == 3
+    # By default the head trained on the frozen features of 3 augmented copies per photo.
+    assert history['views'] == history['settings']['augmented_views'] == 3
 
     blessing = run.output('Evaluator', 'blessing')
     assert mlmd_runs.custom_property(blessing, 'blessed') == 1

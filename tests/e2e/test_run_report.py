@@ -257,6 +257,8 @@ def test_training_section_matches_history_json(small_run, first_report):
         assert row[1:5] == [f'{history[k][i]:.4f}'
                             for k in ('accuracy', 'val_accuracy', 'loss', 'val_loss')]
         assert row[5] == f"{history['epoch_seconds'][i]:.1f}"
+    assert (f"features of {history['views']} augmented copies of each training photo, computed "
+            f"once in {history['seconds']['train_features']:.1f} s") in page.text('training')
 
 
 def test_evaluation_section_matches_tfma_blessing_and_push(small_run, first_report):

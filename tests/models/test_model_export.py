@@ -37,7 +37,7 @@ def settings(**overrides):
                   weights=str(data.WEIGHTS), epochs=2, batch_size=8, learning_rate=1e-3,
                   dropout=0.2, fine_tune_layers=0, fine_tune_epochs=0,
                   fine_tune_learning_rate=1e-5, seed=1, augmentation='tutorial',
-                  label_smoothing=0.0, early_stopping_patience=0)
+                  label_smoothing=0.0, early_stopping_patience=0, augmented_views=0)
     values.update(overrides)
     return trainer.TrainerSettings.from_custom_config(values)
 
@@ -257,3 +257,87 @@ def test_repeated_pipeline_gives_reshuffled_whole_epochs(tmp_path, count, limit)
     for epoch in epochs:
         assert sorted(epoch) == list(range(count))
     assert list(epochs[0]) != list(epochs[1]) != list(epochs[2])
+
+
+def test_head_trained_on_augmented_copies_is_the_models_head():
+    train_ds, (eval_ds, names) = photo_dataset('train', 8), photo_dataset_with_paths('validation', 6)
+    model, history, answers = trainer.train(settings(epochs=3, augmented_views=2), train_ds,
+                                            eval_ds, train_count=16)
+    assert history['views'] == 2
+    assert history['seconds']['train_features'] <= history['seconds']['fit']
+    assert len(history['accuracy']) == len(history['val_accuracy']) == 3
+    # The head model shares the transfer model's layers: what it learnt, the model answers.
+    assert_answers_are_the_models(model, history, answers, eval_ds, names)
+    loss, accuracy = model.evaluate(trainer.without_paths(eval_ds), verbose=0)
+    assert history['val_accuracy'][-1] == pytest.approx(accuracy, abs=1e-6)
+    assert history['val_loss'][-1] == pytest.approx(loss, rel=1e-4)
+
+
+def test_fine_tuning_after_a_head_trained_on_augmented_copies():
+    train_ds, eval_ds = photo_dataset('train', 4), photo_dataset('validation', 2)
+    model, history, answers = trainer.train(
+        settings(epochs=2, augmented_views=2, fine_tune_layers=5, fine_tune_epochs=1),
+        train_ds, eval_ds, train_count=8)
+    assert history['views'] == 2 and history['fine_tune_from_epoch'] == 2
+    assert len(history['accuracy']) == len(history['val_accuracy']) == 3
+    assert_answers_are_the_models(model, history, answers, eval_ds)
+
+
+def test_augmented_copies_are_new_draws_of_the_augmentation():
+    model = builders.build_transfer_model(SIZE, 2, weights=str(data.WEIGHTS), seed=4)
+    train_ds = photo_dataset('train', 5, batch_size=4)          # batches of 4, 4, 2
+    copies, labels = trainer.view_features(model, train_ds, 3, None, batch_size=3)
+    assert copies.shape == (10, 3, builders.POOLED_FEATURES)
+    assert list(labels) == [0] * 5 + [1] * 5
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        assert np.abs(copies[:, a] - copies[:, b]).mean() > 0.05 * np.abs(copies).mean()
+    # Without augmentation every copy is the photo itself: the model's own pooled features,
+    # photo by photo.
+    plain = builders.build_transfer_model(SIZE, 2, weights=str(data.WEIGHTS), augment='none')
+    copy, labels = trainer.view_features(plain, train_ds, 2, None, batch_size=3)
+    pooled = keras.Model(plain.inputs, plain.get_layer(builders.POOL_LAYER).output).predict(
+        train_ds.map(lambda x, _: x), verbose=0)
+    assert list(labels) == [0] * 5 + [1] * 5
+    for view in range(2):
+        np.testing.assert_allclose(copy[:, view], pooled, rtol=1e-5, atol=1e-5)
+
+
+def test_rows_of_repeated_batches_regroup_by_photo():
+    # 5 photos in batches of 2 (2, 2, 1), each batch 3 times in a row; row = photo * 10 + copy.
+    rows = np.array([p * 10 + v for start, size in ((0, 2), (2, 2), (4, 1))
+                     for v in range(3) for p in range(start, start + size)])
+    assert trainer.by_photo(rows, 3, 2).tolist() == [[p * 10 + v for v in range(3)]
+                                                     for p in range(5)]
+
+
+def test_each_epoch_takes_the_next_copy_of_every_photo_in_a_new_order():
+    count, views, dims = 10, 3, 2
+    # Copy v of photo i holds (i, v), so every batch says which photos and copies it took.
+    copies = np.array([[[i, v] for v in range(views)] for i in range(count)], np.float32)
+    labels = np.arange(count, dtype=np.int64)
+    dataset = trainer.view_batches(copies, labels, 4, seed=7)
+    assert dataset.options().autotune.enabled is False
+    steps = trainer.steps_per_epoch(count, 4)
+    batches = list(dataset.take(5 * steps))
+    orders = []
+    for epoch in range(5):
+        x = np.concatenate([b[0].numpy() for b in batches[epoch * steps:(epoch + 1) * steps]])
+        y = np.concatenate([b[1].numpy() for b in batches[epoch * steps:(epoch + 1) * steps]])
+        assert sorted(y) == list(range(count))                  # every photo once
+        assert list(x[:, 0]) == list(y)                         # its own features
+        assert set(x[:, 1]) == {epoch % views}                  # copy e mod views
+        orders.append(list(y))
+    assert len({tuple(o) for o in orders}) == 5                 # reshuffled every epoch
+    assert dims == copies.shape[-1]
+
+
+def test_augmented_copies_only_for_a_frozen_base_whose_features_fit_the_budget():
+    per_copy = builders.POOLED_FEATURES * 4
+    fits = trainer.CACHE_BUDGET_BYTES // (3 * per_copy)
+    assert trainer.feature_views(settings(augmented_views=3), fits) == 3
+    assert trainer.feature_views(settings(augmented_views=3), fits + 1) == 0   # base every epoch
+    assert trainer.feature_views(settings(augmented_views=3), None) == 0
+    assert trainer.feature_views(settings(augmented_views=0), 100) == 0
+    assert trainer.feature_views(settings(augmented_views=3, model_variant='cnn'), 100) == 0
+    # Without augmentation all copies would be the same photo: one.
+    assert trainer.feature_views(settings(augmented_views=3, augmentation='none'), 100) == 1
