@@ -1,0 +1,115 @@
+"""How many augmented copies per photo the head needs: accuracy by copy count, several seeds.
+
+    python bench/augmented_views.py [--data-root DIR] [--copies 1 2 3 5] [--seeds 5]
+
+With the base frozen, one epoch of the tutorial's training is: every training
+photo through a fresh draw of the augmentation and the base, then the head. The
+Trainer instead computes the base's features of K augmented copies once and
+trains the head on them, epoch e taking copy e mod K (`--augmented-views K`).
+This script computes, with the Trainer's own functions, the features of
+`epochs` copies of every photo of <data-root>/train (as many draws as the
+tutorial's epochs make) and of <data-root>/validation without augmentation, then
+trains the head `--seeds` times per schedule on them: 'fresh' (a new copy every
+epoch: exactly the tutorial's fresh augmentation), 'none' (no augmentation) and
+each K of --copies. Prints the validation accuracy per seed, its mean and range,
+and what the copies cost through the base. Default data: the tutorial's own set.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def split_dataset(root: str, split: str, class_names, size, batch_size: int):
+    """(decoded [-1, 1] image, label) batches of <root>/<split>/<class>/*, and the count."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from models import preprocessing  # pylint: disable=import-outside-toplevel
+    paths, labels = [], []
+    for index, name in enumerate(class_names):
+        found = sorted(tf.io.gfile.glob(os.path.join(root, split, name, '*')))
+        paths += found
+        labels += [index] * len(found)
+    dataset = tf.data.Dataset.from_tensor_slices((paths, tf.constant(labels, tf.int64)))
+    dataset = dataset.map(lambda p, y: (preprocessing.decode_and_resize(tf.io.read_file(p), size),
+                                        y), num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.batch(batch_size).map(
+        lambda x, y: (preprocessing.scale_to_unit_range(x), y)).cache(), len(paths)
+
+
+def main() -> int:
+    from bench import photos  # pylint: disable=import-outside-toplevel
+    from pipeline import configs  # pylint: disable=import-outside-toplevel
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--data-root',
+                        default=str(configs.SHARED / 'datasets' / 'cats_and_dogs_filtered'))
+    parser.add_argument('--copies', type=int, nargs='+', default=[1, 2, 3, 5])
+    parser.add_argument('--seeds', type=int, default=5)
+    args = parser.parse_args()
+
+    from runlog import noise  # pylint: disable=import-outside-toplevel
+    noise.quiet_tensorflow()
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    import tf_keras as keras  # pylint: disable=import-outside-toplevel
+    from models import builders  # pylint: disable=import-outside-toplevel
+    from models import model as trainer  # pylint: disable=import-outside-toplevel
+
+    class_names = sorted(os.listdir(os.path.join(args.data_root, 'train')))
+    defaults = configs.PipelineConfig(data_root=args.data_root, pipeline_root='', serving_dir='',
+                                      class_names=tuple(class_names))
+    size = tuple(defaults.input_size()[0])
+    epochs, batch_size = defaults.epochs, defaults.batch_size
+    train_ds, train_count = split_dataset(args.data_root, 'train', class_names, size, batch_size)
+    eval_ds, eval_count = split_dataset(args.data_root, 'validation', class_names, size,
+                                        batch_size)
+    model = builders.build_transfer_model(size, len(class_names), weights=defaults.weights,
+                                          dropout=defaults.dropout, seed=defaults.seed,
+                                          augment=defaults.augmentation)
+    plain = builders.build_transfer_model(size, len(class_names), weights=defaults.weights,
+                                          augment='none')
+    start = time.perf_counter()
+    copies, labels = trainer.view_features(model, train_ds, epochs, None, batch_size)
+    copies_seconds = time.perf_counter() - start
+    unaugmented, _ = trainer.view_features(plain, train_ds, 1, None, batch_size)
+    eval_features, eval_labels = trainer.view_features(plain, eval_ds, 1, None, batch_size)
+    eval_features = eval_features[:, 0]
+    rate = copies.shape[0] * copies.shape[1] / copies_seconds
+    print(f'data: {args.data_root}: {train_count} train, {eval_count} validation photos; '
+          f'{size[0]}x{size[1]}; {epochs} epochs, batch {batch_size}, learning rate '
+          f'{defaults.learning_rate}, dropout {defaults.dropout}, augmentation '
+          f'{defaults.augmentation}')
+    print(f'{epochs} augmented copies of every train photo through the base: '
+          f'{copies_seconds:.0f} s ({rate:.0f} images/s); K copies cost K/{epochs} of the '
+          "tutorial's fresh augmentation through the base")
+
+    def accuracy(features, seed: int) -> float:
+        # A new transfer model as the Trainer builds it (its base is not used): its head.
+        keras.utils.set_random_seed(seed)
+        head_model = builders.head(
+            builders.build_transfer_model(size, len(class_names), weights=None,
+                                          dropout=defaults.dropout, augment='none'),
+            defaults.learning_rate, defaults.label_smoothing)
+        head_model.fit(trainer.view_batches(features, labels, batch_size, seed), epochs=epochs,
+                       steps_per_epoch=trainer.steps_per_epoch(len(labels), batch_size),
+                       verbose=0)
+        predicted = np.argmax(head_model.predict(eval_features, verbose=0), axis=-1)
+        return float(np.mean(predicted == eval_labels))
+
+    schedules = [('fresh', copies), ('none', unaugmented)] + [
+        (f'{k} copies', copies[:, :k]) for k in args.copies]
+    print(f'\n{"schedule":10s} {"mean":>6s} {"min-max":>13s}  accuracy per seed '
+          f'({eval_count} validation photos)')
+    summary = []
+    for name, features in schedules:
+        accuracies = [accuracy(features, seed) for seed in range(args.seeds)]
+        summary.append(f'{name} {np.mean(accuracies):.4f}')
+        print(f'{name:10s} {np.mean(accuracies):6.4f} {min(accuracies):.3f}-{max(accuracies):.3f}'
+              f'  ' + ' '.join(f'{a:.3f}' for a in accuracies), flush=True)
+    print('HEADLINE: mean validation accuracy by schedule: ' + ', '.join(summary))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
