@@ -19,7 +19,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -156,46 +156,65 @@ class FrozenFeatureValidation(keras.callbacks.Callback):
         return tf.nn.softmax(self._head(self._features), axis=-1).numpy()
 
 
-def feature_views(settings: TrainerSettings, count: Optional[int]) -> int:
-    """How many augmented copies of each training photo the head trains on, their
-    frozen features computed once; 0: the base runs on every epoch's photos.
+FEATURES_FILE = 'train_features.npy'
+
+
+def feature_views(settings: TrainerSettings, count: Optional[int],
+                  free_bytes: Optional[int] = None) -> Tuple[int, bool]:
+    """(how many augmented copies of each training photo the head trains on, their
+    frozen features computed once; whether they are kept in a file). (0, False): the
+    base runs on every epoch's photos.
 
     Only a transfer model has a frozen base. Without augmentation one copy is the
-    photo itself. The features must fit CACHE_BUDGET_BYTES (float32, count known).
+    photo itself. The features (float32) are kept in memory up to
+    CACHE_BUDGET_BYTES, else in a file when they fit free_bytes of local disk
+    (file_cache_fits); the count must be known.
     """
     if settings.model_variant != 'transfer' or not settings.augmented_views or count is None:
-        return 0
+        return 0, False
     views = 1 if settings.augmentation == 'none' else settings.augmented_views
-    return views if count * views * builders.POOLED_FEATURES * 4 <= CACHE_BUDGET_BYTES else 0
+    per_photo = views * builders.POOLED_FEATURES * 4
+    if count * per_photo <= CACHE_BUDGET_BYTES:
+        return views, False
+    if free_bytes is not None and file_cache_fits(count, per_photo, free_bytes):
+        return views, True
+    return 0, False
 
 
 def view_features(model: keras.Model, train_ds: tf.data.Dataset, views: int,
-                  steps: Optional[int], batch_size: int):
-    """(features [photos, views, dimensions], labels [photos]): the frozen base's pooled
+                  steps: Optional[int], batch_size: int, count: int,
+                  path: Optional[str] = None):
+    """(features [count, views, dimensions], labels [count]): the frozen base's pooled
     features of `views` augmented copies of every training photo.
 
     One pass over the split (each photo decoded once): every batch goes through the
     augmentation and the base `views` times in a row, so the base holds one batch's
-    activations at a time (copies side by side in one step ran in parallel and
-    held `views` times the memory). steps: batches in one pass of an endless train_ds.
+    activations at a time. The features are written as they come, into memory or,
+    with `path`, into a memory-mapped .npy file there (bounded memory at any count).
+    steps: batches in one pass of an endless train_ds.
+
+    Raises:
+      ValueError: the split does not hold `count` photos.
     """
-    batches = (train_ds.take(steps) if steps else train_ds).unbatch().batch(batch_size)
-    repeated = batches.flat_map(
-        lambda images, labels: tf.data.Dataset.from_tensors((images, labels)).repeat(views))
+    shape = (count, views, builders.POOLED_FEATURES)
+    store = (np.lib.format.open_memmap(path, mode='w+', dtype=np.float32, shape=shape)
+             if path else np.empty(shape, np.float32))
+    labels = np.empty(count, np.int64)
     featurizer = builders.pooled_features(model)
-    pooled, labels, _ = predict_through(featurizer, featurizer.output, repeated)
-    return by_photo(pooled, views, batch_size), by_photo(np.asarray(labels), views, batch_size)[:, 0]
-
-
-def by_photo(rows: np.ndarray, views: int, batch_size: int) -> np.ndarray:
-    """Rows ordered batch by batch, each batch `views` times in a row -> [photos, views, ...]."""
-    photos = len(rows) // views
-    groups = []
-    for start in range(0, photos, batch_size):
-        size = min(batch_size, photos - start)
-        block = rows[start * views:(start + size) * views]
-        groups.append(np.swapaxes(block.reshape(views, size, *rows.shape[1:]), 0, 1))
-    return np.concatenate(groups)
+    row = 0
+    for images, batch_labels in (train_ds.take(steps) if steps else train_ds):
+        size = len(batch_labels)
+        if row + size > count:
+            raise ValueError(f'the train split holds more than the {count} photos counted')
+        for view in range(views):
+            store[row:row + size, view] = featurizer.predict_on_batch(images)
+        labels[row:row + size] = batch_labels.numpy()
+        row += size
+    if row != count:
+        raise ValueError(f'the train split holds {row} photos, not the {count} counted')
+    if path:
+        store.flush()
+    return store, labels
 
 
 def view_batches(view_features_: np.ndarray, labels: np.ndarray, batch_size: int,
@@ -352,7 +371,7 @@ def make_dataset(files: Sequence[str], data_accessor, tf_transform_output: tft.T
 
 def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset,
           log_dir: Optional[str] = None, train_steps: Optional[int] = None,
-          train_count: Optional[int] = None):
+          train_count: Optional[int] = None, features_dir: Optional[str] = None):
     """Builds and fits the model (then fine-tunes when asked).
 
     train_steps: batches per epoch when train_ds repeats endlessly (steps_per_epoch);
@@ -361,6 +380,8 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
     label) batches.
     train_count: photos in the train split; None: unknown (then the base runs every
     epoch, whatever augmented_views asks).
+    features_dir: a local folder for the augmented copies' features when they exceed
+    the memory budget (feature_views); None: memory only.
 
     Returns:
       (model, history dict: per-epoch metric lists, 'epoch_seconds', 'views' (the
@@ -395,15 +416,18 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
         start = time.perf_counter()
         validation = FrozenFeatureValidation(model, eval_ds)
         seconds['eval_features'] = time.perf_counter() - start
-        views = feature_views(settings, train_count)
+        views, in_file = feature_views(
+            settings, train_count, shutil.disk_usage(features_dir).free if features_dir else None)
         start = time.perf_counter()
         if views:
-            copies, labels = view_features(model, train_ds, views, train_steps,
-                                           settings.batch_size)
+            copies, labels = view_features(
+                model, train_ds, views, train_steps, settings.batch_size, train_count,
+                os.path.join(features_dir, FEATURES_FILE) if in_file else None)
             seconds['train_features'] = time.perf_counter() - start
             progress.logger().info('frozen features of %d augmented cop%s of each of %d training '
-                                   'photos: %.1f s', views, 'y' if views == 1 else 'ies',
-                                   len(labels), seconds['train_features'])
+                                   'photos%s: %.1f s', views, 'y' if views == 1 else 'ies',
+                                   len(labels), f' (in {features_dir})' if in_file else '',
+                                   seconds['train_features'])
             fit = builders.head(model, settings.learning_rate, settings.label_smoothing).fit(
                 view_batches(copies, labels, settings.batch_size, settings.seed),
                 epochs=settings.epochs, verbose=2,
@@ -484,7 +508,8 @@ def run_fn(fn_args: fn_args_utils.FnArgs) -> None:
                 train_count = count
             # A head trained on the features of augmented copies reads the train split
             # once, in order (view_batches shuffles); only fine-tuning reads it again.
-            once = training and feature_views(settings, count) and not settings.fine_tune_epochs
+            once = (training and not settings.fine_tune_epochs
+                    and feature_views(settings, count, shutil.disk_usage(cache_root).free)[0])
             cache_dir = None if once else os.path.join(cache_root, name)
             if cache_dir and count is not None and count >= limit:
                 free = shutil.disk_usage(cache_root).free
@@ -505,7 +530,7 @@ def run_fn(fn_args: fn_args_utils.FnArgs) -> None:
                 count=count, repeat=repeat, with_paths=not training)
         model, history, answers = train(settings, datasets['train'], datasets['eval'],
                                         log_dir=fn_args.model_run_dir, train_steps=train_steps,
-                                        train_count=train_count)
+                                        train_count=train_count, features_dir=cache_root)
     trained = time.perf_counter()
     export.export_model(model, tf_transform_output, settings.class_names, fn_args.serving_model_dir)
     history['settings'] = dataclasses.asdict(settings)

@@ -154,13 +154,16 @@ def test_the_console_shows_components_epochs_and_a_summary(any_run):
     assert all(components), others
     assert [(int(m.group(1)), int(m.group(2)), m.group(3)) for m in components] == [
         (i + 1, len(node_ids), n) for i, n in enumerate(node_ids) if n != 'Trainer']
-    # The Trainer's line opens, its epochs follow, then it closes.
+    # The Trainer's line opens, the features of the 36 train photos' augmented copies and
+    # the epochs follow, then it closes.
     number = f'[{node_ids.index("Trainer") + 1}/{len(node_ids)}]'
     trainer = lines.index(f'{number} Trainer ...')
-    epochs = lines[trainer + 1:trainer + 1 + EPOCHS]
+    assert re.match(r'^ {6}frozen features of 3 augmented copies of each of 36 training '
+                    r'photos: \d+\.\d s$', lines[trainer + 1]), lines[trainer + 1]
+    epochs = lines[trainer + 2:trainer + 2 + EPOCHS]
     assert [EPOCH_LINE.match(line).group(1) for line in epochs] == [
         str(i) for i in range(1, EPOCHS + 1)], epochs
-    assert re.match(rf'^{re.escape(number)} Trainer done \d+\.\d s$', lines[trainer + 1 + EPOCHS])
+    assert re.match(rf'^{re.escape(number)} Trainer done \d+\.\d s$', lines[trainer + 2 + EPOCHS])
 
     summary = lines[-8:]
     images, bad, ignored = (len(expected[k]) for k in ('images', 'bad', 'ignored'))

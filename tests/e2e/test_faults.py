@@ -29,9 +29,10 @@ def test_killed_during_training_then_rerun_completes_from_cache(tmp_path):
     root = data.make_root(tmp_path / 'data', {'train': {'cats': 12, 'dogs': 12},
                                               'validation': {'cats': 6, 'dogs': 6}})
     work = tmp_path / 'work'
-    # Enough epochs that the Trainer is still fitting when the first epoch's line shows.
+    # Enough epochs that the Trainer is still fitting when the first epoch's line shows
+    # (each running the base: a head on cached features would finish 20 epochs at once).
     args = runner('--data-root', str(root), '--work-dir', str(work), '--epochs', '20',
-                  '--image-size', '96', '96',
+                  '--image-size', '96', '96', '--augmented-views', '0',
                   '--batch-size', '8', '--accuracy-threshold', '0.5', '--no-report')
     killed_log = tmp_path / 'killed.log'
     with open(killed_log, 'wb') as log:

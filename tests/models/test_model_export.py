@@ -283,10 +283,10 @@ def test_fine_tuning_after_a_head_trained_on_augmented_copies():
     assert_answers_are_the_models(model, history, answers, eval_ds)
 
 
-def test_augmented_copies_are_new_draws_of_the_augmentation():
+def test_augmented_copies_are_new_draws_of_the_augmentation(tmp_path):
     model = builders.build_transfer_model(SIZE, 2, weights=str(data.WEIGHTS), seed=4)
     train_ds = photo_dataset('train', 5, batch_size=4)          # batches of 4, 4, 2
-    copies, labels = trainer.view_features(model, train_ds, 3, None, batch_size=3)
+    copies, labels = trainer.view_features(model, train_ds, 3, None, 4, 10)
     assert copies.shape == (10, 3, builders.POOLED_FEATURES)
     assert list(labels) == [0] * 5 + [1] * 5
     for a, b in ((0, 1), (0, 2), (1, 2)):
@@ -294,20 +294,18 @@ def test_augmented_copies_are_new_draws_of_the_augmentation():
     # Without augmentation every copy is the photo itself: the model's own pooled features,
     # photo by photo.
     plain = builders.build_transfer_model(SIZE, 2, weights=str(data.WEIGHTS), augment='none')
-    copy, labels = trainer.view_features(plain, train_ds, 2, None, batch_size=3)
     pooled = keras.Model(plain.inputs, plain.get_layer(builders.POOL_LAYER).output).predict(
         train_ds.map(lambda x, _: x), verbose=0)
-    assert list(labels) == [0] * 5 + [1] * 5
-    for view in range(2):
-        np.testing.assert_allclose(copy[:, view], pooled, rtol=1e-5, atol=1e-5)
-
-
-def test_rows_of_repeated_batches_regroup_by_photo():
-    # 5 photos in batches of 2 (2, 2, 1), each batch 3 times in a row; row = photo * 10 + copy.
-    rows = np.array([p * 10 + v for start, size in ((0, 2), (2, 2), (4, 1))
-                     for v in range(3) for p in range(start, start + size)])
-    assert trainer.by_photo(rows, 3, 2).tolist() == [[p * 10 + v for v in range(3)]
-                                                     for p in range(5)]
+    # In memory, or written to a memory-mapped file as they come: the same.
+    for path in (None, str(tmp_path / trainer.FEATURES_FILE)):
+        copy, labels = trainer.view_features(plain, train_ds, 2, None, 4, 10, path)
+        assert list(labels) == [0] * 5 + [1] * 5
+        for view in range(2):
+            np.testing.assert_allclose(copy[:, view], pooled, rtol=1e-5, atol=1e-5)
+    assert isinstance(copy, np.memmap)
+    np.testing.assert_array_equal(np.load(tmp_path / trainer.FEATURES_FILE), copy)
+    with pytest.raises(ValueError, match='holds 10 photos, not the 11 counted'):
+        trainer.view_features(plain, train_ds, 1, None, 4, 11)
 
 
 def test_each_epoch_takes_the_next_copy_of_every_photo_in_a_new_order():
@@ -330,13 +328,28 @@ def test_each_epoch_takes_the_next_copy_of_every_photo_in_a_new_order():
     assert len({tuple(o) for o in orders}) == 5                 # reshuffled every epoch
 
 
-def test_augmented_copies_only_for_a_frozen_base_whose_features_fit_the_budget():
-    per_copy = builders.POOLED_FEATURES * 4
-    fits = trainer.CACHE_BUDGET_BYTES // (3 * per_copy)
-    assert trainer.feature_views(settings(augmented_views=3), fits) == 3
-    assert trainer.feature_views(settings(augmented_views=3), fits + 1) == 0   # base every epoch
-    assert trainer.feature_views(settings(augmented_views=3), None) == 0
-    assert trainer.feature_views(settings(augmented_views=0), 100) == 0
-    assert trainer.feature_views(settings(augmented_views=3, model_variant='cnn'), 100) == 0
+def test_augmented_copies_in_memory_in_a_file_or_not_at_all():
+    per_photo = 3 * builders.POOLED_FEATURES * 4
+    fits = trainer.CACHE_BUDGET_BYTES // per_photo
+    spare = trainer.CACHE_DISK_HEADROOM_BYTES
+    three = settings(augmented_views=3)
+    assert trainer.feature_views(three, fits) == (3, False)                   # in memory
+    assert trainer.feature_views(three, fits + 1) == (0, False)               # base every epoch
+    assert trainer.feature_views(three, fits + 1, (fits + 1) * per_photo + spare) == (3, True)
+    assert trainer.feature_views(three, fits + 1, (fits + 1) * per_photo + spare - 1) == (0, False)
+    assert trainer.feature_views(three, None) == (0, False)
+    assert trainer.feature_views(settings(augmented_views=0), 100) == (0, False)
+    assert trainer.feature_views(settings(augmented_views=3, model_variant='cnn'), 100) == (0, False)
     # Without augmentation all copies would be the same photo: one.
-    assert trainer.feature_views(settings(augmented_views=3, augmentation='none'), 100) == 1
+    assert trainer.feature_views(settings(augmented_views=3, augmentation='none'), 100) == (1, False)
+
+
+def test_head_trained_on_augmented_copies_kept_in_a_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer, 'CACHE_BUDGET_BYTES', 1)     # any split exceeds memory
+    train_ds, eval_ds = photo_dataset('train', 4), photo_dataset('validation', 2)
+    model, history, answers = trainer.train(settings(epochs=2, augmented_views=2), train_ds,
+                                            eval_ds, train_count=8, features_dir=str(tmp_path))
+    assert history['views'] == 2 and len(history['accuracy']) == 2
+    stored = np.load(tmp_path / trainer.FEATURES_FILE)
+    assert stored.shape == (8, 2, builders.POOLED_FEATURES) and np.abs(stored).sum() > 0
+    assert_answers_are_the_models(model, history, answers, eval_ds)
