@@ -107,56 +107,57 @@ def without_paths(eval_ds: tf.data.Dataset) -> tf.data.Dataset:
     return eval_ds.map(lambda x, label: (x[0], label)) if has_paths(eval_ds) else eval_ds
 
 
-def predict_through(model: keras.Model, output: tf.Tensor, eval_ds: tf.data.Dataset):
-    """(output, labels, paths or None) for every element of eval_ds, in one pass.
-
-    output is a tensor of model's graph (the pooled features, the logits). The
-    labels and paths go through a wrapping model beside the images, so each
-    image is decoded once. predict() runs Keras' compiled predict function: eager
-    calls run op by op and a tf.function of our own traces the model slower.
-    """
-    labels = keras.Input(shape=(), dtype=eval_ds.element_spec[1].dtype)
-    extra = [labels]
-    if has_paths(eval_ds):
-        extra.append(keras.Input(shape=(), dtype=tf.string))
-        inputs = eval_ds.map(lambda x, label: ((x[0], label, x[1]),))
-    else:
-        inputs = eval_ds.map(lambda x, label: ((x, label),))
-    outputs = keras.Model([*model.inputs, *extra], [output, *extra]).predict(inputs, verbose=0)
-    return outputs[0], outputs[1], outputs[2] if len(outputs) > 2 else None
-
-
 class FrozenFeatureValidation(keras.callbacks.Callback):
     """Validation of a model whose base is frozen, at the cost of its head only.
 
     The eval images are not augmented, so the frozen base's pooled features of
     the eval split are the same every epoch: they are computed once, and each
-    epoch evaluates only the Dense head on them. Writes val_loss and
-    val_accuracy into the epoch logs, as `fit(validation_data=...)` would; after
-    fit, `probabilities()` are the final head's answers on the eval split.
+    epoch evaluates only the Dense head on them, EVAL_CHUNK at a time. Writes
+    val_loss and val_accuracy into the epoch logs, as `fit(validation_data=...)`
+    would; after fit, `probabilities()` are the final head's answers on the eval
+    split. With the split's count and a local folder, features beyond
+    CACHE_BUDGET_BYTES are kept in a memory-mapped file there (EVAL_FEATURES_FILE).
     """
 
-    def __init__(self, model: keras.Model, eval_ds: tf.data.Dataset):
+    def __init__(self, model: keras.Model, eval_ds: tf.data.Dataset,
+                 count: Optional[int] = None, features_dir: Optional[str] = None):
         super().__init__()
-        pooled, labels, self.paths = predict_through(
-            model, model.get_layer(builders.POOL_LAYER).output, eval_ds)
-        self._features, self.labels = tf.constant(pooled), tf.constant(labels)
+        per_photo = builders.POOLED_FEATURES * 4
+        in_file = (count is not None and features_dir is not None
+                   and count * per_photo > CACHE_BUDGET_BYTES
+                   and file_cache_fits(count, per_photo, shutil.disk_usage(features_dir).free))
+        featurizer = keras.Model(model.inputs, model.get_layer(builders.POOL_LAYER).output)
+        features, self.labels, self.paths = features_of(
+            featurizer, eval_ds, 1, count,
+            os.path.join(features_dir, EVAL_FEATURES_FILE) if in_file else None)
+        self._features = features[:, 0]
         self._head = model.get_layer(builders.HEAD_LAYER)
-        self._loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def _logits(self):
+        """(logits, labels) of the head on the eval features, EVAL_CHUNK images at a time."""
+        for start in range(0, len(self.labels), EVAL_CHUNK):
+            chunk = np.asarray(self._features[start:start + EVAL_CHUNK])
+            yield self._head(chunk).numpy(), self.labels[start:start + EVAL_CHUNK]
 
     def on_epoch_end(self, epoch, logs=None):
-        logits = self._head(self._features)
-        predicted = tf.argmax(logits, axis=-1, output_type=self.labels.dtype)
-        logs['val_loss'] = float(self._loss(self.labels, logits))
-        logs['val_accuracy'] = float(tf.reduce_mean(
-            tf.cast(tf.equal(predicted, self.labels), tf.float32)))
+        loss, correct = 0.0, 0
+        for logits, labels in self._logits():
+            loss += float(tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(
+                labels, logits, from_logits=True)))
+            correct += int(np.sum(np.argmax(logits, axis=-1) == labels))
+        logs['val_loss'] = loss / len(self.labels)
+        logs['val_accuracy'] = correct / len(self.labels)
 
     def probabilities(self) -> np.ndarray:
         """The head's class probabilities for every eval image, as it is now."""
-        return tf.nn.softmax(self._head(self._features), axis=-1).numpy()
+        return np.concatenate([tf.nn.softmax(logits, axis=-1).numpy()
+                               for logits, _ in self._logits()])
 
 
 FEATURES_FILE = 'train_features.npy'
+EVAL_FEATURES_FILE = 'eval_features.npy'
+# Eval images whose features the head evaluates at once (80 MB of features).
+EVAL_CHUNK = 16384
 
 
 def feature_views(settings: TrainerSettings, count: Optional[int],
@@ -181,40 +182,62 @@ def feature_views(settings: TrainerSettings, count: Optional[int],
     return 0, False
 
 
-def view_features(model: keras.Model, train_ds: tf.data.Dataset, views: int,
-                  steps: Optional[int], batch_size: int, count: int,
-                  path: Optional[str] = None):
-    """(features [count, views, dimensions], labels [count]): the frozen base's pooled
-    features of `views` augmented copies of every training photo.
+def features_of(featurizer: keras.Model, dataset: tf.data.Dataset, views: int,
+                count: Optional[int] = None, path: Optional[str] = None):
+    """(features [photos, views, dimensions], labels [photos], paths [photos] or None):
+    featurizer's output, `views` times per batch of dataset's (image, label) or
+    ((image, path), label) elements, in one pass (each image decoded once).
 
-    One pass over the split (each photo decoded once): every batch goes through the
-    augmentation and the base `views` times in a row, so the base holds one batch's
-    activations at a time. The features are written as they come, into memory or,
-    with `path`, into a memory-mapped .npy file there (bounded memory at any count).
-    steps: batches in one pass of an endless train_ds.
+    Each batch goes through featurizer `views` times in a row (Keras' compiled
+    predict function), so it holds one batch's activations at a time. With the
+    count, the features are written as they come, into memory or, with `path`, into
+    a memory-mapped .npy file there (bounded memory at any count); without it, they
+    are gathered in memory.
 
     Raises:
-      ValueError: the split does not hold `count` photos.
+      ValueError: the dataset does not hold `count` photos.
     """
-    shape = (count, views, builders.POOLED_FEATURES)
-    store = (np.lib.format.open_memmap(path, mode='w+', dtype=np.float32, shape=shape)
-             if path else np.empty(shape, np.float32))
-    labels = np.empty(count, np.int64)
-    featurizer = builders.pooled_features(model)
+    shape = (count, views, featurizer.output.shape[-1])
+    store = None
+    if path:
+        store = np.lib.format.open_memmap(path, mode='w+', dtype=np.float32, shape=shape)
+    elif count is not None:
+        store = np.empty(shape, np.float32)
+    gathered, labels, paths = [], [], []
     row = 0
-    for images, batch_labels in (train_ds.take(steps) if steps else train_ds):
-        size = len(batch_labels)
-        if row + size > count:
-            raise ValueError(f'the train split holds more than the {count} photos counted')
-        for view in range(views):
-            store[row:row + size, view] = featurizer.predict_on_batch(images)
-        labels[row:row + size] = batch_labels.numpy()
+    for x, batch_labels in dataset:
+        images = x[0] if isinstance(x, tuple) else x
+        pooled = np.stack([featurizer.predict_on_batch(images) for _ in range(views)], axis=1)
+        size = len(pooled)
+        if store is None:
+            gathered.append(pooled)
+        elif row + size > count:
+            raise ValueError(f'the split holds more than the {count} photos counted')
+        else:
+            store[row:row + size] = pooled
+        labels.append(batch_labels.numpy())
+        if isinstance(x, tuple):
+            paths.append(x[1].numpy())
         row += size
-    if row != count:
-        raise ValueError(f'the train split holds {row} photos, not the {count} counted')
+    if store is None:
+        store = np.concatenate(gathered)
+    elif row != count:
+        raise ValueError(f'the split holds {row} photos, not the {count} counted')
     if path:
         store.flush()
-    return store, labels
+    return store, np.concatenate(labels), np.concatenate(paths) if paths else None
+
+
+def view_features(model: keras.Model, train_ds: tf.data.Dataset, views: int,
+                  steps: Optional[int], count: int, path: Optional[str] = None):
+    """(features [count, views, dimensions], labels [count]): the frozen base's pooled
+    features of `views` augmented copies of every training photo (features_of: in
+    memory, or in a memory-mapped file at `path`). steps: batches in one pass of an
+    endless train_ds."""
+    features, labels, _ = features_of(builders.pooled_features(model),
+                                      train_ds.take(steps) if steps else train_ds,
+                                      views, count, path)
+    return features, labels
 
 
 def view_batches(view_features_: np.ndarray, labels: np.ndarray, batch_size: int,
@@ -371,7 +394,8 @@ def make_dataset(files: Sequence[str], data_accessor, tf_transform_output: tft.T
 
 def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset,
           log_dir: Optional[str] = None, train_steps: Optional[int] = None,
-          train_count: Optional[int] = None, features_dir: Optional[str] = None):
+          train_count: Optional[int] = None, eval_count: Optional[int] = None,
+          features_dir: Optional[str] = None):
     """Builds and fits the model (then fine-tunes when asked).
 
     train_steps: batches per epoch when train_ds repeats endlessly (steps_per_epoch);
@@ -380,8 +404,10 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
     label) batches.
     train_count: photos in the train split; None: unknown (then the base runs every
     epoch, whatever augmented_views asks).
-    features_dir: a local folder for the augmented copies' features when they exceed
-    the memory budget (feature_views); None: memory only.
+    eval_count: images in the eval split; None: unknown.
+    features_dir: a local folder for the augmented copies' and the eval split's
+    features when they exceed the memory budget (feature_views,
+    FrozenFeatureValidation); None: memory only.
 
     Returns:
       (model, history dict: per-epoch metric lists, 'epoch_seconds', 'views' (the
@@ -414,14 +440,14 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
         # Frozen base: eval features once, then only the head per epoch. It
         # precedes the timer, so epoch times include validation.
         start = time.perf_counter()
-        validation = FrozenFeatureValidation(model, eval_ds)
+        validation = FrozenFeatureValidation(model, eval_ds, eval_count, features_dir)
         seconds['eval_features'] = time.perf_counter() - start
         views, in_file = feature_views(
             settings, train_count, shutil.disk_usage(features_dir).free if features_dir else None)
         start = time.perf_counter()
         if views:
             copies, labels = view_features(
-                model, train_ds, views, train_steps, settings.batch_size, train_count,
+                model, train_ds, views, train_steps, train_count,
                 os.path.join(features_dir, FEATURES_FILE) if in_file else None)
             seconds['train_features'] = time.perf_counter() - start
             progress.logger().info('frozen features of %d augmented cop%s of each of %d training '
@@ -461,8 +487,8 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
     if validation is not None and not settings.fine_tune_epochs:
         probabilities, labels, paths = validation.probabilities(), validation.labels, validation.paths
     else:
-        logits, labels, paths = predict_through(model, model.outputs[0], eval_ds)
-        probabilities = tf.nn.softmax(logits, axis=-1).numpy()
+        logits, labels, paths = features_of(model, eval_ds, 1)
+        probabilities = tf.nn.softmax(logits[:, 0], axis=-1).numpy()
     answers = eval_answers.summarize(probabilities, np.asarray(labels), paths,
                                      settings.class_names)
     seconds['eval_answers'] = time.perf_counter() - start
@@ -496,20 +522,22 @@ def run_fn(fn_args: fn_args_utils.FnArgs) -> None:
     # it would only hold memory.
     cache_eval = settings.model_variant != 'transfer'
     limit = cache_limit(tf_transform_output)
-    datasets, train_steps, train_count = {}, None, None
+    datasets, train_steps, counts = {}, None, {}
     # A split too large for memory is cached on this machine's disk for the run only,
     # when it fits there.
     with tempfile.TemporaryDirectory(prefix='trainer-cache-') as cache_root:
         for name, files, training in (('train', fn_args.train_files, True),
                                       ('eval', fn_args.eval_files, False)):
-            # Counted whole, once: the count picks the cache and gives the steps per epoch.
-            count = count_records(files) if training or cache_eval else None
-            if training:
-                train_count = count
+            # Counted whole, once: the count picks the caches (pixels, features) and gives
+            # the steps per epoch.
+            count = counts[name] = count_records(files)
             # A head trained on the features of augmented copies reads the train split
             # once, in order (view_batches shuffles); only fine-tuning reads it again.
-            once = (training and not settings.fine_tune_epochs
-                    and feature_views(settings, count, shutil.disk_usage(cache_root).free)[0])
+            if training:
+                once = not settings.fine_tune_epochs and feature_views(
+                    settings, count, shutil.disk_usage(cache_root).free)[0] > 0
+            else:
+                once = not cache_eval
             cache_dir = None if once else os.path.join(cache_root, name)
             if cache_dir and count is not None and count >= limit:
                 free = shutil.disk_usage(cache_root).free
@@ -520,7 +548,7 @@ def run_fn(fn_args: fn_args_utils.FnArgs) -> None:
                     cache_dir = None
             if cache_dir:
                 tf.io.gfile.makedirs(cache_dir)
-            repeat = training and count is not None and not once
+            repeat = training and not once
             if repeat:
                 train_steps = steps_per_epoch(count, settings.batch_size)
             datasets[name] = make_dataset(
@@ -530,7 +558,8 @@ def run_fn(fn_args: fn_args_utils.FnArgs) -> None:
                 count=count, repeat=repeat, with_paths=not training)
         model, history, answers = train(settings, datasets['train'], datasets['eval'],
                                         log_dir=fn_args.model_run_dir, train_steps=train_steps,
-                                        train_count=train_count, features_dir=cache_root)
+                                        train_count=counts['train'], eval_count=counts['eval'],
+                                        features_dir=cache_root)
     trained = time.perf_counter()
     export.export_model(model, tf_transform_output, settings.class_names, fn_args.serving_model_dir)
     history['settings'] = dataclasses.asdict(settings)

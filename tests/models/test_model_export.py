@@ -42,9 +42,19 @@ def settings(**overrides):
     return trainer.TrainerSettings.from_custom_config(values)
 
 
-def test_frozen_feature_validation_equals_keras_evaluate():
+@pytest.mark.parametrize('where', ['memory', 'file'])
+def test_frozen_feature_validation_equals_keras_evaluate(where, tmp_path, monkeypatch):
     train_ds, (eval_ds, names) = photo_dataset('train', 8), photo_dataset_with_paths('validation', 6)
-    model, history, answers = trainer.train(settings(), train_ds, eval_ds)
+    if where == 'file':
+        # Any split exceeds the memory budget; the head evaluates 5 eval images at a time.
+        monkeypatch.setattr(trainer, 'CACHE_BUDGET_BYTES', 1)
+        monkeypatch.setattr(trainer, 'EVAL_CHUNK', 5)
+    model, history, answers = trainer.train(settings(), train_ds, eval_ds, eval_count=12,
+                                            features_dir=str(tmp_path))
+    stored = tmp_path / trainer.EVAL_FEATURES_FILE
+    assert stored.is_file() == (where == 'file')
+    if where == 'file':
+        assert np.load(stored).shape == (12, 1, builders.POOLED_FEATURES)
     assert len(history['val_accuracy']) == len(history['epoch_seconds']) == 2
     assert_answers_are_the_models(model, history, answers, eval_ds, names)
     loss, accuracy = model.evaluate(trainer.without_paths(eval_ds), verbose=0)
@@ -286,7 +296,7 @@ def test_fine_tuning_after_a_head_trained_on_augmented_copies():
 def test_augmented_copies_are_new_draws_of_the_augmentation(tmp_path):
     model = builders.build_transfer_model(SIZE, 2, weights=str(data.WEIGHTS), seed=4)
     train_ds = photo_dataset('train', 5, batch_size=4)          # batches of 4, 4, 2
-    copies, labels = trainer.view_features(model, train_ds, 3, None, 4, 10)
+    copies, labels = trainer.view_features(model, train_ds, 3, None, 10)
     assert copies.shape == (10, 3, builders.POOLED_FEATURES)
     assert list(labels) == [0] * 5 + [1] * 5
     for a, b in ((0, 1), (0, 2), (1, 2)):
@@ -298,14 +308,14 @@ def test_augmented_copies_are_new_draws_of_the_augmentation(tmp_path):
         train_ds.map(lambda x, _: x), verbose=0)
     # In memory, or written to a memory-mapped file as they come: the same.
     for path in (None, str(tmp_path / trainer.FEATURES_FILE)):
-        copy, labels = trainer.view_features(plain, train_ds, 2, None, 4, 10, path)
+        copy, labels = trainer.view_features(plain, train_ds, 2, None, 10, path)
         assert list(labels) == [0] * 5 + [1] * 5
         for view in range(2):
             np.testing.assert_allclose(copy[:, view], pooled, rtol=1e-5, atol=1e-5)
     assert isinstance(copy, np.memmap)
     np.testing.assert_array_equal(np.load(tmp_path / trainer.FEATURES_FILE), copy)
     with pytest.raises(ValueError, match='holds 10 photos, not the 11 counted'):
-        trainer.view_features(plain, train_ds, 1, None, 4, 11)
+        trainer.view_features(plain, train_ds, 1, None, 11)
 
 
 def test_each_epoch_takes_the_next_copy_of_every_photo_in_a_new_order():
