@@ -167,13 +167,16 @@ def feature_views(settings: TrainerSettings, count: Optional[int],
     base runs on every epoch's photos.
 
     Only a transfer model has a frozen base. Without augmentation one copy is the
-    photo itself. The features (float32) are kept in memory up to
+    photo itself; with fewer epochs than copies, each epoch's copy is all it needs
+    (one epoch: exactly the tutorial's fresh augmentation). The features (float32)
+    are kept in memory up to
     CACHE_BUDGET_BYTES, else in a file when they fit free_bytes of local disk
     (file_cache_fits); the count must be known.
     """
     if settings.model_variant != 'transfer' or not settings.augmented_views or count is None:
         return 0, False
-    views = 1 if settings.augmentation == 'none' else settings.augmented_views
+    views = 1 if settings.augmentation == 'none' else min(settings.augmented_views,
+                                                          settings.epochs)
     per_photo = views * builders.POOLED_FEATURES * 4
     if count * per_photo <= CACHE_BUDGET_BYTES:
         return views, False

@@ -342,7 +342,7 @@ def test_augmented_copies_in_memory_in_a_file_or_not_at_all():
     per_photo = 3 * builders.POOLED_FEATURES * 4
     fits = trainer.CACHE_BUDGET_BYTES // per_photo
     spare = trainer.CACHE_DISK_HEADROOM_BYTES
-    three = settings(augmented_views=3)
+    three = settings(augmented_views=3, epochs=10)
     assert trainer.feature_views(three, fits) == (3, False)                   # in memory
     assert trainer.feature_views(three, fits + 1) == (0, False)               # base every epoch
     assert trainer.feature_views(three, fits + 1, (fits + 1) * per_photo + spare) == (3, True)
@@ -352,6 +352,9 @@ def test_augmented_copies_in_memory_in_a_file_or_not_at_all():
     assert trainer.feature_views(settings(augmented_views=3, model_variant='cnn'), 100) == (0, False)
     # Without augmentation all copies would be the same photo: one.
     assert trainer.feature_views(settings(augmented_views=3, augmentation='none'), 100) == (1, False)
+    # No more copies than epochs to use them: one epoch is the tutorial's fresh augmentation.
+    assert trainer.feature_views(settings(augmented_views=3, epochs=1), 100) == (1, False)
+    assert trainer.feature_views(settings(augmented_views=3, epochs=2), 100) == (2, False)
 
 
 def test_head_trained_on_augmented_copies_kept_in_a_file(tmp_path, monkeypatch):
