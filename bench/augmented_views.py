@@ -70,10 +70,10 @@ def main() -> int:
     plain = builders.build_transfer_model(size, len(class_names), weights=defaults.weights,
                                           augment='none')
     start = time.perf_counter()
-    copies, labels = trainer.view_features(model, train_ds, epochs, None, batch_size)
+    copies, labels = trainer.view_features(model, train_ds, epochs, None, train_count)
     copies_seconds = time.perf_counter() - start
-    unaugmented, _ = trainer.view_features(plain, train_ds, 1, None, batch_size)
-    eval_features, eval_labels = trainer.view_features(plain, eval_ds, 1, None, batch_size)
+    unaugmented, _ = trainer.view_features(plain, train_ds, 1, None, train_count)
+    eval_features, eval_labels = trainer.view_features(plain, eval_ds, 1, None, eval_count)
     eval_features = eval_features[:, 0]
     rate = copies.shape[0] * copies.shape[1] / copies_seconds
     print(f'data: {args.data_root}: {train_count} train, {eval_count} validation photos; '
