@@ -47,6 +47,12 @@ CACHE_BUDGET_BYTES = 1 << 30
 CACHE_DISK_HEADROOM_BYTES = 2 << 30
 # Images in the shuffle buffer of a split too large for the memory cache.
 SHUFFLE_BUFFER = 1024
+# Frozen features (augmented copies of the training photos, the eval split) beyond
+# CACHE_BUDGET_BYTES are kept in these files in the Trainer's local cache folder.
+FEATURES_FILE = 'train_features.npy'
+EVAL_FEATURES_FILE = 'eval_features.npy'
+# Eval images whose features the head evaluates at once (80 MB of features).
+EVAL_CHUNK = 16384
 _IMAGE_XF = features.transformed_name(features.IMAGE_KEY)
 _LABEL_XF = features.transformed_name(features.LABEL_KEY)
 
@@ -154,12 +160,6 @@ class FrozenFeatureValidation(keras.callbacks.Callback):
                                for logits, _ in self._logits()])
 
 
-FEATURES_FILE = 'train_features.npy'
-EVAL_FEATURES_FILE = 'eval_features.npy'
-# Eval images whose features the head evaluates at once (80 MB of features).
-EVAL_CHUNK = 16384
-
-
 def feature_views(settings: TrainerSettings, count: Optional[int],
                   free_bytes: Optional[int] = None) -> Tuple[int, bool]:
     """(how many augmented copies of each training photo the head trains on, their
@@ -169,9 +169,8 @@ def feature_views(settings: TrainerSettings, count: Optional[int],
     Only a transfer model has a frozen base. Without augmentation one copy is the
     photo itself; with fewer epochs than copies, each epoch's copy is all it needs
     (one epoch: exactly the tutorial's fresh augmentation). The features (float32)
-    are kept in memory up to
-    CACHE_BUDGET_BYTES, else in a file when they fit free_bytes of local disk
-    (file_cache_fits); the count must be known.
+    are kept in memory up to CACHE_BUDGET_BYTES, else in a file when they fit
+    free_bytes of local disk (file_cache_fits); the count must be known.
     """
     if settings.model_variant != 'transfer' or not settings.augmented_views or count is None:
         return 0, False
