@@ -128,10 +128,9 @@ class FrozenFeatureValidation(keras.callbacks.Callback):
     def __init__(self, model: keras.Model, eval_ds: tf.data.Dataset,
                  count: Optional[int] = None, features_dir: Optional[str] = None):
         super().__init__()
-        per_photo = builders.POOLED_FEATURES * 4
-        in_file = (count is not None and features_dir is not None
-                   and count * per_photo > CACHE_BUDGET_BYTES
-                   and file_cache_fits(count, per_photo, shutil.disk_usage(features_dir).free))
+        # Where the features cannot go to a file (nor fit the budget), memory as before.
+        in_file = features_in_file(count, builders.POOLED_FEATURES * 4,
+                                   shutil.disk_usage(features_dir).free if features_dir else None)
         featurizer = keras.Model(model.inputs, model.get_layer(builders.POOL_LAYER).output)
         features, self.labels, self.paths = features_of(
             featurizer, eval_ds, 1, count,
@@ -176,12 +175,22 @@ def feature_views(settings: TrainerSettings, count: Optional[int],
         return 0, False
     views = 1 if settings.augmentation == 'none' else min(settings.augmented_views,
                                                           settings.epochs)
-    per_photo = views * builders.POOLED_FEATURES * 4
-    if count * per_photo <= CACHE_BUDGET_BYTES:
-        return views, False
-    if free_bytes is not None and file_cache_fits(count, per_photo, free_bytes):
-        return views, True
-    return 0, False
+    in_file = features_in_file(count, views * builders.POOLED_FEATURES * 4, free_bytes)
+    return (0, False) if in_file is None else (views, in_file)
+
+
+def features_in_file(count: Optional[int], bytes_per_photo: int,
+                     free_bytes: Optional[int]) -> Optional[bool]:
+    """Where frozen features of `count` photos are kept: False in memory (up to
+    CACHE_BUDGET_BYTES), True in a file (when they fit free_bytes of local disk,
+    file_cache_fits), None in neither (or the count is unknown)."""
+    if count is None:
+        return None
+    if count * bytes_per_photo <= CACHE_BUDGET_BYTES:
+        return False
+    if free_bytes is not None and file_cache_fits(count, bytes_per_photo, free_bytes):
+        return True
+    return None
 
 
 def features_of(featurizer: keras.Model, dataset: tf.data.Dataset, views: int,
