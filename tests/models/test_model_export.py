@@ -57,9 +57,7 @@ def test_frozen_feature_validation_equals_keras_evaluate(where, tmp_path, monkey
         assert np.load(stored).shape == (12, 1, builders.POOLED_FEATURES)
     assert len(history['val_accuracy']) == len(history['epoch_seconds']) == 2
     assert_answers_are_the_models(model, history, answers, eval_ds, names)
-    loss, accuracy = model.evaluate(trainer.without_paths(eval_ds), verbose=0)
-    assert history['val_accuracy'][-1] == pytest.approx(accuracy, abs=1e-6)
-    assert history['val_loss'][-1] == pytest.approx(loss, rel=1e-4)
+    assert_last_validation_is_keras_evaluate(model, history, eval_ds)
 
 
 def test_fine_tuning_continues_the_history():
@@ -91,6 +89,13 @@ def photo_dataset_with_paths(split, per_class, batch_size=8):
     """((image, path), label) batches, as the Trainer's eval split with_paths."""
     images, names, labels = _photos(split, per_class)
     return tf.data.Dataset.from_tensor_slices(((images, names), labels)).batch(batch_size), names
+
+
+def assert_last_validation_is_keras_evaluate(model, history, eval_ds):
+    """The last epoch's val_loss and val_accuracy are Keras' evaluate() of the final model."""
+    loss, accuracy = model.evaluate(trainer.without_paths(eval_ds), verbose=0)
+    assert history['val_accuracy'][-1] == pytest.approx(accuracy, abs=1e-6)
+    assert history['val_loss'][-1] == pytest.approx(loss, rel=1e-4)
 
 
 def assert_answers_are_the_models(model, history, answers, eval_ds, names=None):
@@ -278,9 +283,7 @@ def test_head_trained_on_augmented_copies_is_the_models_head():
     assert len(history['accuracy']) == len(history['val_accuracy']) == 3
     # The head model shares the transfer model's layers: what it learnt, the model answers.
     assert_answers_are_the_models(model, history, answers, eval_ds, names)
-    loss, accuracy = model.evaluate(trainer.without_paths(eval_ds), verbose=0)
-    assert history['val_accuracy'][-1] == pytest.approx(accuracy, abs=1e-6)
-    assert history['val_loss'][-1] == pytest.approx(loss, rel=1e-4)
+    assert_last_validation_is_keras_evaluate(model, history, eval_ds)
 
 
 def test_fine_tuning_after_a_head_trained_on_augmented_copies():
