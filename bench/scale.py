@@ -1,7 +1,7 @@
 """How each component's time and memory grow with the number of photos.
 
     python bench/scale.py [--sizes 500,1000,2000,4000] [--epochs 1] [--source DIR]
-                          [--quick] [--keep] [--interval 0.2]
+                          [--layout presplit|classes] [--quick] [--keep] [--interval 0.2]
     python bench/scale.py --one-size N [--data-root DIR] [--json PATH]   (one size)
 
 Runs the whole pipeline (LocalDagRunner, no cache, the default settings, the
@@ -9,7 +9,9 @@ accuracy gate off so every run is pushed) once per size, each size in a fresh
 process of this script (--one-size), so memory does not carry over from one size
 to the next and every size pays the same TensorFlow import. A size N is N
 training photos plus N/5 eval photos (20% more) in a pre-split root
-(train/<class>/, validation/<class>/, balanced classes), built under a temporary
+(train/<class>/, validation/<class>/, balanced classes; --layout classes: the
+same photos in <class>/ folders only, which the pipeline splits per class by
+content hash, 20% of each class to eval), built under a temporary
 folder from --source (default ../shared/datasets/cats_and_dogs_filtered, train/
 and validation/ pooled: 3,000 photos). The originals are divided once into a
 train pool and an eval pool (5:1, seeded); a size takes the first photos of each
@@ -168,8 +170,9 @@ class PhotoPools:
                 return data
         raise RuntimeError(f'no new bytes from {original} after 100 crops')
 
-    def build_root(self, n_train: int, dest: pathlib.Path) -> dict:
-        """dest/train/<class>/ and dest/validation/<class>/ for n_train training photos."""
+    def build_root(self, n_train: int, dest: pathlib.Path, layout: str = 'presplit') -> dict:
+        """dest/train/<class>/ and dest/validation/<class>/ for n_train training photos;
+        layout 'classes': the same photos in dest/<class>/ (the pipeline splits them)."""
         k = len(self.class_names)
         per_class = {'train': n_train // k, 'validation': round(n_train * EVAL_SHARE / k)}
         counts, total_bytes, derived = {}, 0, 0
@@ -180,7 +183,10 @@ class PhotoPools:
                     derived += src.is_relative_to(self.derived_dir)
                     total_bytes += src.stat().st_size
                     # The item's index first: names stay unique whatever --source holds.
-                    photos.link(src, dest / split / name / f'{i:05d}-{src.name}')
+                    if layout == 'classes':
+                        photos.link(src, dest / name / f'{split}-{i:05d}-{src.name}')
+                    else:
+                        photos.link(src, dest / split / name / f'{i:05d}-{src.name}')
             counts[split] = n * k
         return dict(train=counts['train'], eval=counts['validation'],
                     images=counts['train'] + counts['validation'], derived=derived,
@@ -289,7 +295,8 @@ def _fmt(value, spec: str, width: int) -> str:
     return f'{value:{width}{spec}}' if value is not None else f'{"-":>{width}s}'
 
 
-def print_tables(results: List[dict], source: str, epochs: int) -> None:
+def print_tables(results: List[dict], source: str, epochs: int,
+                 layout: str = 'presplit') -> None:
     ok = sorted((r for r in results if 'components' in r), key=lambda r: r['size'])
     if not ok:
         print('no size was measured')
@@ -302,7 +309,7 @@ def print_tables(results: List[dict], source: str, epochs: int) -> None:
     col = 26
 
     print(f'\nscale: the whole pipeline per size, epochs {epochs}; sizes are training photos, '
-          f'eval = {EVAL_SHARE:.0%} more (pre-split root from {source})')
+          f'eval = {EVAL_SHARE:.0%} more ({"pre-split root" if layout == "presplit" else "class folders only, split by the pipeline,"} from {source})')
     print(' ' * name_width + ''.join(f'{"n=" + str(r["size"]):>{col}s}' for r in ok))
     print(f'{"images (train+eval)":{name_width}s}' + ''.join(
         f'{r["images"]:>{col}d}' for r in ok))
@@ -432,6 +439,9 @@ def main() -> int:
     parser.add_argument('--source', default=str(configs.SHARED / 'datasets' /
                                                 'cats_and_dogs_filtered'),
                         help='train/<class>/ and validation/<class>/ photos, pooled')
+    parser.add_argument('--layout', choices=('presplit', 'classes'), default='presplit',
+                        help='presplit: train/<class>/ and validation/<class>/; classes: '
+                             '<class>/ only, the same photos, split per class by content hash')
     parser.add_argument('--interval', type=float, default=0.2, help='sampling period, s')
     parser.add_argument('--keep', action='store_true', help='keep the temporary folder')
     parser.add_argument('--verbose', action='store_true', help='TF, Beam and TFX logs too')
@@ -455,10 +465,10 @@ def main() -> int:
             return code
         pools = PhotoPools(pathlib.Path(args.source), tmp / 'derived')
         print(f'bench/scale.py: sizes {", ".join(map(str, sizes))} training photos (+20% eval), '
-              f'epochs {args.epochs}; temporary folder {tmp}', flush=True)
+              f'layout {args.layout}, epochs {args.epochs}; temporary folder {tmp}', flush=True)
         results = []
         for n_train in sizes:
-            data = pools.build_root(n_train, tmp / f'data_{n_train}')
+            data = pools.build_root(n_train, tmp / f'data_{n_train}', args.layout)
             print(f'--- n={n_train}: {data["train"]} train + {data["eval"]} eval photos '
                   f'({data["derived"]} derived), {data["data_bytes"] / 1e6:.1f} MB', flush=True)
             work_dir = tmp / f'work_{n_train}'
@@ -472,7 +482,7 @@ def main() -> int:
             elif not args.keep:  # the pipeline's outputs: up to GBs per size
                 shutil.rmtree(work_dir, ignore_errors=True)
                 shutil.rmtree(tmp / f'data_{n_train}', ignore_errors=True)
-        print_tables(results, args.source, args.epochs)
+        print_tables(results, args.source, args.epochs, args.layout)
         if keep:
             print(f'kept: {tmp}')
         return 0 if all('error' not in r for r in results) else 1
@@ -488,7 +498,7 @@ def _one_size(args, tmp: pathlib.Path) -> int:
     if not data_root:
         pools = PhotoPools(pathlib.Path(args.source), tmp / 'derived')
         data_root = str(tmp / 'data')
-        data = pools.build_root(args.one_size, pathlib.Path(data_root))
+        data = pools.build_root(args.one_size, pathlib.Path(data_root), args.layout)
     work_dir = args.work_dir or str(tmp / 'work')
     result = measure_one(args.one_size, os.path.abspath(data_root), os.path.abspath(work_dir),
                          args.epochs, args.interval, args.verbose)
@@ -504,7 +514,7 @@ def _one_size(args, tmp: pathlib.Path) -> int:
                         derived=sum(bool(re.search(r'\.v\d+$', p.stem)) for p in files),
                         data_bytes=sum(p.stat().st_size for p in files))
         result.update(data)
-        print_tables([result], args.data_root or args.source, args.epochs)
+        print_tables([result], args.data_root or args.source, args.epochs, args.layout)
     if 'error' in result:
         print(f'error: {result["error"]}; log {result.get("log")}', file=sys.stderr)
         return 1

@@ -53,6 +53,9 @@ FEATURES_FILE = 'train_features.npy'
 EVAL_FEATURES_FILE = 'eval_features.npy'
 # Eval images whose features the head evaluates at once (80 MB of features).
 EVAL_CHUNK = 16384
+# The Trainer's local cache folder (decoded images, features) in the temp folder:
+# <prefix><pid>-<random>. A killed Trainer cannot remove its own; the next removes it.
+CACHE_DIR_PREFIX = 'trainer-cache-'
 _IMAGE_XF = features.transformed_name(features.IMAGE_KEY)
 _LABEL_XF = features.transformed_name(features.LABEL_KEY)
 
@@ -523,6 +526,26 @@ def keep_autograph_out_of_tf_keras() -> None:
         autograph_config.CONVERSION_RULES = (rule,) + tuple(autograph_config.CONVERSION_RULES)
 
 
+def remove_stale_caches(temp_dir: str) -> list:
+    """Removes the cache folders of Trainers no longer running (killed: a finished one
+    removes its own); returns their paths. A folder whose process runs is kept."""
+    removed = []
+    for name in os.listdir(temp_dir):
+        pid = name[len(CACHE_DIR_PREFIX):].split('-')[0]
+        if not (name.startswith(CACHE_DIR_PREFIX) and pid.isdigit()):
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue                    # still running (or its pid reused): keep
+        except ProcessLookupError:
+            pass
+        except PermissionError:         # another user's running process
+            continue
+        shutil.rmtree(os.path.join(temp_dir, name), ignore_errors=True)
+        removed.append(os.path.join(temp_dir, name))
+    return removed
+
+
 def run_fn(fn_args: fn_args_utils.FnArgs) -> None:
     """TFX Trainer entry point."""
     start = time.perf_counter()
@@ -536,7 +559,9 @@ def run_fn(fn_args: fn_args_utils.FnArgs) -> None:
     datasets, train_steps, counts = {}, None, {}
     # A split too large for memory is cached on this machine's disk for the run only,
     # when it fits there.
-    with tempfile.TemporaryDirectory(prefix='trainer-cache-') as cache_root:
+    for path in remove_stale_caches(tempfile.gettempdir()):
+        progress.logger().info('removed the cache of a Trainer that was stopped: %s', path)
+    with tempfile.TemporaryDirectory(prefix=f'{CACHE_DIR_PREFIX}{os.getpid()}-') as cache_root:
         for name, files, training in (('train', fn_args.train_files, True),
                                       ('eval', fn_args.eval_files, False)):
             # Counted whole, once: the count picks the caches (pixels, features) and gives

@@ -42,8 +42,8 @@ ACCURACY_METRIC = 'sparse_categorical_accuracy'
 class DataStage(NamedTuple):
     """The components that read and validate the data, in run order."""
     example_gen: base_node.BaseNode
-    statistics_gen: base_node.BaseNode
     schema_gen: base_node.BaseNode
+    statistics_gen: base_node.BaseNode
     example_validator: base_node.BaseNode
     data_report: base_node.BaseNode
     data_gate: base_node.BaseNode
@@ -58,12 +58,13 @@ def data_components(config: configs.PipelineConfig) -> DataStage:
         test_folder=config.test_folder, eval_fraction=config.eval_fraction,
         test_fraction=config.test_fraction, max_bad_fraction=config.max_bad_fraction,
         max_pixels=config.max_pixels).with_id(nodes.EXAMPLE_GEN)
-    # Per-split feature statistics (TFDV).
-    statistics_gen = StatisticsGen(
-        examples=example_gen.outputs['examples']).with_id(nodes.STATISTICS_GEN)
     # The curated schema, its label domain set to this data set's classes.
     schema_gen = ImageSchemaGen(schema_file=config.schema_path,
                                 class_names=class_names_json).with_id(nodes.SCHEMA_GEN)
+    # Per-split feature statistics (TFDV); the schema tells TFDV the image is an image.
+    statistics_gen = StatisticsGen(
+        examples=example_gen.outputs['examples'],
+        schema=schema_gen.outputs['schema']).with_id(nodes.STATISTICS_GEN)
     # Statistics against the schema, per split.
     example_validator = ExampleValidator(
         statistics=statistics_gen.outputs['statistics'],
@@ -81,7 +82,7 @@ def data_components(config: configs.PipelineConfig) -> DataStage:
         sample_images_per_class=config.sample_images_per_class).with_id(nodes.DATA_REPORT)
     # Stops the run here when the verdict failed (the report above is kept).
     data_gate = DataGate(report=data_report.outputs['report']).with_id(nodes.DATA_GATE)
-    return DataStage(example_gen, statistics_gen, schema_gen, example_validator, data_report,
+    return DataStage(example_gen, schema_gen, statistics_gen, example_validator, data_report,
                      data_gate)
 
 

@@ -34,6 +34,11 @@ def feature_rows(stats: statistics_pb2.DatasetFeatureStatistics) -> List[List[An
             summary = (f'mean {_fmt(num.mean)}, std {_fmt(num.std_dev)}, min {_fmt(num.min)}, '
                        f'median {_fmt(num.median)}, max {_fmt(num.max)}, '
                        f'zeros {_fmt(num.num_zeros)}')
+        elif feature.HasField('bytes_stats'):       # the encoded images (image_domain)
+            size = feature.bytes_stats
+            common = size.common_stats
+            summary = (f'encoded size: avg {_fmt(size.avg_num_bytes)} bytes, '
+                       f'min {_fmt(size.min_num_bytes)}, max {_fmt(size.max_num_bytes)}')
         else:
             string = feature.string_stats
             common = string.common_stats

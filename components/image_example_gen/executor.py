@@ -1,18 +1,25 @@
 """ImageExampleGen executor: image folders -> TFRecords of tf.train.Example.
 
 We override `GenerateExamplesByBeam`, the base executor's hook for custom
-splitting; the base `Do` still writes the splits. One Beam graph lists every
-file under the data root (any depth, spread over the workers by folder:
-`ListFiles`), places it (`layout.place`), reads and
-checks the candidate images, splits a root without split folders per class by
-content hash (`split.py`), and writes one manifest line per file (ingested
-with its split, bad with the reason, or ignored with the reason). After the
-Beam run the manifest becomes `image_report.json` and `labels.txt` beside the
-Split-* folders, and the run fails if too many files are bad.
+splitting, and `Do`, which writes the splits as the base does (same files, same
+artifact properties) but without its Reshuffle of every serialized example: a
+shuffle holds the whole data set in memory on the local runner, and ours already
+reshuffles the file paths before reading (`Reshuffle` below). One Beam graph lists
+every file under the data root (any depth, spread over the workers by folder:
+`ListFiles`), places it (`layout.place`), reads and checks the candidate images,
+splits a root without split folders per class by content hash (`split.py`), and
+writes one manifest line per file (ingested with its split, bad with the reason,
+or ignored with the reason). The hash split needs every image's hash before it
+can place any image, so there only the small manifest entries wait for it and
+each image is read again once its split is known (`ReadAgainFn`): the images'
+bytes stream through, whatever the data set's size. After the Beam run the
+manifest becomes `image_report.json` and `labels.txt` beside the Split-*
+folders, and the run fails if too many files are bad.
 
 All file access goes through tf.io.gfile, so gs:// (and ram:// in tests) work.
 """
 
+import hashlib
 import json
 import os
 import posixpath
@@ -23,6 +30,8 @@ import tensorflow as tf
 from absl import logging
 from tfx.components.example_gen import base_example_gen_executor
 from tfx.components.example_gen import utils as example_gen_utils
+from tfx.components.example_gen import write_split
+from tfx.components.util import examples_utils
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
@@ -78,13 +87,18 @@ class SplitPlan:
 
 
 class _ReadImageFn(beam.DoFn):
-    """Reads one candidate image; emits (entry, Example) or a manifest entry."""
+    """Reads one candidate image; emits (entry, Example) or a manifest entry.
 
-    def __init__(self, input_base: str, class_names: List[str], max_pixels: int):
+    with_example=False: (entry, None), for ReadAgainFn to make the Example later.
+    """
+
+    def __init__(self, input_base: str, class_names: List[str], max_pixels: int,
+                 with_example: bool = True):
         super().__init__()
         self._input_base = input_base
         self._class_names = class_names
         self._max_pixels = max_pixels
+        self._with_example = with_example
 
     def process(self, placement: layout.Placement) -> Iterator[Any]:
         entry = {'path': placement.path, 'status': summary.IGNORED,
@@ -109,7 +123,34 @@ class _ReadImageFn(beam.DoFn):
         entry.update(status=summary.OK, label=label, sha256=info.sha256, height=info.height,
                      width=info.width, channels=info.channels, format=info.format,
                      bytes=len(data))
-        yield entry, records.make_example(data, placement.path, label, self._class_names, info)
+        yield entry, (records.make_example(data, placement.path, label, self._class_names, info)
+                      if self._with_example else None)
+
+
+class ReadAgainFn(beam.DoFn):
+    """(split, entry, None) -> (split, entry, Example): the image read again, once the
+    hash split has placed it. Fails the run if the file changed since it was checked."""
+
+    def __init__(self, input_base: str, class_names: List[str]):
+        super().__init__()
+        self._input_base = input_base
+        self._class_names = class_names
+
+    def process(self, assigned: Tuple[str, Dict[str, Any], None]) -> Iterator[Any]:
+        name, entry, _ = assigned
+        with tf.io.gfile.GFile(posixpath.join(self._input_base, entry['path']), 'rb') as f:
+            data = f.read()
+        sha256 = hashlib.sha256(data).hexdigest()
+        if sha256 != entry['sha256']:
+            raise records.ChangedFileError(
+                f'{entry["path"]} changed while ImageExampleGen was reading the data root '
+                f'(sha256 {entry["sha256"][:12]}... when checked, {sha256[:12]}... when '
+                'written): run the pipeline again once the folder is no longer being written')
+        info = records.ImageInfo(height=entry['height'], width=entry['width'],
+                                 channels=entry['channels'], format=entry['format'],
+                                 sha256=sha256)
+        yield name, entry, records.make_example(data, entry['path'], entry['label'],
+                                                self._class_names, info)
 
 
 def _group_copies(pair: Tuple[str, Any]) -> Tuple[str, List[int]]:
@@ -252,10 +293,13 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                     path, split_dirs=split_dirs, class_names=class_names))
                 | 'Reshuffle' >> beam.Reshuffle()
                 | 'ReadImage' >> beam.ParDo(_ReadImageFn(
-                    input_base, class_names, exec_properties[spec.MAX_PIXELS_KEY])).with_outputs(
+                    input_base, class_names, exec_properties[spec.MAX_PIXELS_KEY],
+                    with_example=not plan.by_hash)).with_outputs(
                         _MANIFEST_TAG, main='images'))
         if plan.by_hash:
-            assigned = read['images'] | 'SplitByHash' >> _SplitByHash(plan)  # pylint: disable=no-value-for-parameter
+            assigned = (read['images']
+                        | 'SplitByHash' >> _SplitByHash(plan)  # pylint: disable=no-value-for-parameter
+                        | 'ReadAgain' >> beam.ParDo(ReadAgainFn(input_base, class_names)))
         else:
             assigned = read['images'] | 'SplitByFolder' >> beam.Map(
                 lambda image: (plan.folder_splits[image[0]['split_dir']], *image))
@@ -287,7 +331,23 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         plan = SplitPlan(exec_properties)
         self._manifest_prefix = os.path.join(examples.uri, spec.MANIFEST_DIR, _MANIFEST_NAME)
         self._duplicates_prefix = os.path.join(examples.uri, spec.MANIFEST_DIR, _DUPLICATES_NAME)
-        super().Do(input_dict, output_dict, exec_properties)
+        # What the base Do writes, without its shuffle (module docstring).
+        examples.split_names = artifact_utils.encode_split_names(plan.names)
+        with self._make_beam_pipeline() as pipeline:
+            for name, split_examples in self.GenerateExamplesByBeam(
+                    pipeline, exec_properties).items():
+                _ = (split_examples
+                     | f'Serialize[{name}]' >> beam.Map(lambda example: example.SerializeToString())
+                     | f'Write[{name}]' >> beam.io.WriteToTFRecord(
+                         os.path.join(artifact_utils.get_split_uri([examples], name),
+                                      write_split.DEFAULT_FILE_NAME),
+                         file_name_suffix='.gz'))
+        payload_format = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
+        if payload_format:
+            examples_utils.set_payload_format(examples, payload_format)
+        file_format = exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY)
+        if file_format:
+            examples_utils.set_file_format(examples, write_split.to_file_format_str(file_format))
 
         report = summary.summarize(
             _read_jsonl(self._manifest_prefix), _read_jsonl(self._duplicates_prefix),

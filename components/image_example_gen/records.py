@@ -25,6 +25,10 @@ class BadImageError(ValueError):
         self.reason = reason
 
 
+class ChangedFileError(RuntimeError):
+    """An image whose bytes changed between two reads of one run."""
+
+
 @dataclasses.dataclass(frozen=True)
 class ImageInfo:
     """What we learn about an image file while validating it."""

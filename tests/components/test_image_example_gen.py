@@ -8,6 +8,8 @@ import pytest
 from PIL import Image
 import tensorflow as tf
 from google.protobuf import message
+from tfx.components.util import examples_utils
+from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
@@ -169,6 +171,36 @@ def test_executor_hash_split_is_deterministic_and_keeps_duplicates_together(tmp_
     eval_dogs = report['splits']['eval']['by_label']['dogs']
     assert report['splits']['eval']['by_label']['cats'] == 5
     assert eval_dogs in (5, 8)
+    # Each image is read again once placed: its Example holds the file's bytes and facts.
+    for split in ('train', 'eval'):
+        for example in read_examples(first, split):
+            path = root / feature(example, features.PATH_KEY).decode()
+            info = records.inspect_image(path.read_bytes())
+            assert feature(example, features.IMAGE_KEY) == path.read_bytes()
+            assert feature(example, features.SHA256_KEY).decode() == info.sha256
+            assert (feature(example, features.HEIGHT_KEY),
+                    feature(example, features.WIDTH_KEY)) == (info.height, info.width)
+            assert feature(example, features.LABEL_NAME_KEY).decode() == path.parent.name
+    # The artifact says what TFX's readers need, as the stock ExampleGen writes it.
+    assert artifact_utils.decode_split_names(first.split_names) == ['train', 'eval']
+    assert examples_utils.get_payload_format(first) == example_gen_pb2.FORMAT_TF_EXAMPLE
+    assert examples_utils.get_file_format(first) == 'tfrecords_gzip'
+
+
+def test_an_image_that_changes_between_its_two_reads_fails_the_run_by_name(tmp_path):
+    photo = data.photos('train', 'cats', 1)[0]
+    (tmp_path / 'cats').mkdir()
+    path = tmp_path / 'cats' / 'cat.jpg'
+    shutil.copy(photo, path)
+    info = records.inspect_image(path.read_bytes())
+    entry = {'path': 'cats/cat.jpg', 'label': 0, 'sha256': info.sha256, 'height': info.height,
+             'width': info.width, 'channels': info.channels, 'format': info.format}
+    read_again = executor.ReadAgainFn(str(tmp_path), CLASS_NAMES)
+    [(name, _, example)] = read_again.process(('eval', entry, None))
+    assert name == 'eval' and feature(example, features.IMAGE_KEY) == photo.read_bytes()
+    path.write_bytes(data.photos('train', 'cats', 2)[1].read_bytes())
+    with pytest.raises(records.ChangedFileError, match='cats/cat.jpg changed'):
+        list(read_again.process(('eval', entry, None)))
 
 
 def test_executor_accounts_for_every_file_of_a_messy_root(tmp_path):

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from components.image_example_gen import records
+from models import model as trainer
 from pipeline import configs
 from reports import mlmd_runs
 from tests import data
@@ -35,9 +36,13 @@ def test_killed_during_training_then_rerun_completes_from_cache(tmp_path):
                   '--image-size', '96', '96', '--augmented-views', '0',
                   '--batch-size', '8', '--accuracy-threshold', '0.5', '--no-report')
     killed_log = tmp_path / 'killed.log'
+    # The Trainer's cache folder goes to the temp folder: this test's own.
+    temp = tmp_path / 'temp'
+    temp.mkdir()
+    env = {**os.environ, 'TMPDIR': str(temp)}
     with open(killed_log, 'wb') as log:
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, cwd=tmp_path)
+                                start_new_session=True, cwd=tmp_path, env=env)
         deadline = time.monotonic() + 600
         while 'epoch 1/20' not in killed_log.read_text(errors='replace'):
             assert proc.poll() is None, killed_log.read_text()[-3000:]
@@ -48,10 +53,15 @@ def test_killed_during_training_then_rerun_completes_from_cache(tmp_path):
         proc.wait(timeout=60)
     serving = work / 'serving'
     assert not serving.exists() or not any(serving.iterdir())
+    [left] = temp.glob(f'{trainer.CACHE_DIR_PREFIX}{proc.pid}-*')  # the killed Trainer's
 
-    result = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=1200)
+    result = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=1200,
+                            env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'pipeline finished' in result.stdout
+    # The next Trainer removed it, and its own when it finished.
+    assert f'removed the cache of a Trainer that was stopped: {left}' in result.stdout
+    assert not list(temp.glob(f'{trainer.CACHE_DIR_PREFIX}*'))
     run = mlmd_runs.latest_run(configs.metadata_path(str(work)), configs.PIPELINE_NAME)
     states = {node: n.state for node, n in run.nodes.items()}
     for node in ('ImageExampleGen', 'StatisticsGen', 'ExampleValidator', 'DataReport',

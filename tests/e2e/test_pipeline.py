@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_data_validation as tfdv
 import tensorflow_model_analysis as tfma
 from tfx.types import artifact_utils
 
@@ -50,6 +51,17 @@ def test_every_component_ran_and_wrote_its_artifacts(small_run):
         verdict = json.load(f)
     assert verdict['passed'] and verdict['problems'] == []
     assert verdict['label_counts'] == {'train': SMALL['train'], 'eval': SMALL['validation']}
+    # StatisticsGen read the schema: the encoded images are sized, not counted as strings.
+    train_stats = tfdv.load_stats_binary(os.path.join(artifact_utils.get_split_uri(
+        [run.output('StatisticsGen', 'statistics')], 'train'), 'FeatureStats.pb'))
+    [image] = [f for f in train_stats.datasets[0].features
+               if f.path.step == [features.IMAGE_KEY]]
+    assert image.HasField('bytes_stats') and not image.HasField('string_stats')
+    photo_sizes = [p.stat().st_size for name, count in SMALL['train'].items()
+                   for p in data.photos('train', name, count)]
+    assert image.bytes_stats.max_num_bytes == max(photo_sizes)
+    with open(os.path.join(os.path.dirname(verdict_path), artifacts.REPORT_HTML)) as f:
+        assert 'encoded size: avg' in f.read()
 
     transform_graph = run.output('Transform', 'transform_graph').uri
     assert os.path.isfile(os.path.join(transform_graph, 'transform_fn', 'saved_model.pb'))

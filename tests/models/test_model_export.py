@@ -1,6 +1,8 @@
 """Trainer pieces and the exported signatures, on real photos."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -150,7 +152,8 @@ def test_served_signatures_match_the_model_on_transform_output(tmp_path):
     tf_transform_output = transform_graph.write_transform_graph(str(tmp_path / 'tft'), SIZE)
     model = builders.build_transfer_model(SIZE, 2, weights=str(data.WEIGHTS), seed=3)
     export_dir = str(tmp_path / 'export')
-    export.export_model(model, tf_transform_output, ['cats', 'dogs'], export_dir)
+    # Chunks of 3: the 4 photos below go through the model as 3 + 1.
+    export.export_model(model, tf_transform_output, ['cats', 'dogs'], export_dir, chunk=3)
 
     photos = data.photos('validation', 'cats', 2) + data.photos('validation', 'dogs', 2)
     raw = tf.constant([p.read_bytes() for p in photos])
@@ -183,6 +186,34 @@ def test_served_signatures_match_the_model_on_transform_output(tmp_path):
             bytes_list=tf.train.BytesList(value=[photos[0].read_bytes()]))})).SerializeToString()]))
     np.testing.assert_allclose(transformed[features.transformed_name(features.IMAGE_KEY)],
                                preprocessing.preprocess_images(raw[:1], SIZE), atol=1e-6)
+
+    examples = tf.constant([tf.train.Example(features=tf.train.Features(feature={
+        features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image]))}))
+        .SerializeToString() for image in raw.numpy()])
+    classified = loaded.signatures[features.EXAMPLES_SIGNATURE](
+        **{features.EXAMPLES_INPUT: examples})
+    np.testing.assert_allclose(classified[features.SCORES_OUTPUT].numpy(), expected, atol=1e-5)
+    assert classified[features.CLASSES_OUTPUT].numpy().tolist() == [[b'cats', b'dogs']] * 4
+    # No images, no answers (and no error).
+    empty = loaded.signatures[features.SERVING_SIGNATURE](
+        **{features.SERVING_INPUT: tf.constant([], tf.string)})
+    assert empty[features.PROBABILITIES_OUTPUT].shape == (0, 2)
+    assert empty[features.CLASS_NAME_OUTPUT].shape == (0,)
+    assert loaded.signatures[features.EMBEDDING_SIGNATURE](
+        **{features.SERVING_INPUT: tf.constant([], tf.string)})[
+        features.EMBEDDING_OUTPUT].shape == (0, builders.POOLED_FEATURES)
+
+
+def test_signatures_run_a_batch_in_chunks_with_the_same_answers():
+    def double(x):
+        # Each row also says how many rows its call saw.
+        return {'twice': tf.stack([x, x], axis=1), 'seen': tf.fill(tf.shape(x), tf.size(x))}
+
+    inputs = tf.constant([str(i) * (i + 1) for i in range(7)])
+    for chunk, seen in ((1, [1] * 7), (3, [3, 3, 3, 3, 3, 3, 1]), (7, [7] * 7), (10, [7] * 7)):
+        parts = tf.function(lambda x, c=chunk: export.in_chunks(double, x, c))(inputs)
+        assert parts['twice'].numpy().tolist() == double(inputs)['twice'].numpy().tolist()
+        assert parts['seen'].numpy().tolist() == seen
 
 
 def test_count_records_counts_every_shard_of_the_split(tmp_path):
@@ -369,3 +400,16 @@ def test_head_trained_on_augmented_copies_kept_in_a_file(tmp_path, monkeypatch):
     stored = np.load(tmp_path / trainer.FEATURES_FILE)
     assert stored.shape == (8, 2, builders.POOLED_FEATURES) and np.abs(stored).sum() > 0
     assert_answers_are_the_models(model, history, answers, eval_ds)
+
+
+def test_a_stopped_trainers_cache_is_removed_and_a_running_ones_kept(tmp_path):
+    ended = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'],
+                           capture_output=True, text=True, check=True)
+    stale = tmp_path / f'{trainer.CACHE_DIR_PREFIX}{ended.stdout.strip()}-abc'
+    running = tmp_path / f'{trainer.CACHE_DIR_PREFIX}{os.getpid()}-def'
+    others = [tmp_path / f'{trainer.CACHE_DIR_PREFIX}xyz', tmp_path / 'something-else-1']
+    for folder in (stale, running, *others):
+        (folder / 'train').mkdir(parents=True)
+    (stale / 'train' / 'cache.data').write_bytes(b'x' * 100)
+    assert trainer.remove_stale_caches(str(tmp_path)) == [str(stale)]
+    assert not stale.exists() and running.exists() and all(p.exists() for p in others)
