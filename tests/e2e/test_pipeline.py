@@ -12,6 +12,7 @@ import tensorflow_model_analysis as tfma
 from tfx.types import artifact_utils
 
 from components import artifacts
+from components import examples_io
 from components.data_gate.component import DataValidationError
 from components.image_example_gen import spec as example_gen_spec
 from components.image_pusher import spec as pusher_spec
@@ -52,8 +53,8 @@ def test_every_component_ran_and_wrote_its_artifacts(small_run):
     assert verdict['passed'] and verdict['problems'] == []
     assert verdict['label_counts'] == {'train': SMALL['train'], 'eval': SMALL['validation']}
     # StatisticsGen read the schema: the encoded images are sized, not counted as strings.
-    train_stats = tfdv.load_stats_binary(os.path.join(artifact_utils.get_split_uri(
-        [run.output('StatisticsGen', 'statistics')], 'train'), 'FeatureStats.pb'))
+    train_stats = tfdv.load_stats_binary(os.path.join(examples_io.split_dir(
+        run.output('StatisticsGen', 'statistics').uri, 'train'), 'FeatureStats.pb'))
     [image] = [f for f in train_stats.datasets[0].features
                if f.path.step == [features.IMAGE_KEY]]
     assert image.HasField('bytes_stats') and not image.HasField('string_stats')
