@@ -52,6 +52,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                       help='the data root has train/ and validation/ (default: yes)')
     data.add_argument('--test-folder', action='store_true',
                       help='the pre-split data root also has test/, a held-out test split')
+    data.add_argument('--snapshot-data-root', action='store_true',
+                      help='the data root is a snapshot no one changes once written (e.g. '
+                           'gs://bucket/photos/2026-11-30/; new photos go to a new snapshot): '
+                           'Vertex may then reuse a cached ImageExampleGen, and with it every '
+                           'step of a run on the same snapshot (default: ImageExampleGen '
+                           'always runs)')
     data.add_argument('--inspect-data-root', action='store_true',
                       help='read class names and layout from the data root through tf.io.gfile '
                            '(needs Cloud Storage credentials here)')
@@ -96,7 +102,8 @@ def build_config(args: argparse.Namespace):
 
 
 def compile_pipeline(config, *, image: str, output_dir: str,
-                     output_filename: Optional[str] = None) -> str:
+                     output_filename: Optional[str] = None,
+                     snapshot_data_root: bool = False) -> str:
     """Compiles create_pipeline(config) into a Kubeflow Pipelines v2 JSON spec.
 
     Args:
@@ -104,6 +111,9 @@ def compile_pipeline(config, *, image: str, output_dir: str,
       image: the image every component runs in.
       output_dir: folder of the spec (local or gs://); created when missing.
       output_filename: the spec's file name (default: <pipeline name>.json).
+      snapshot_data_root: the data root never changes once written, so Vertex's cache
+        may serve ImageExampleGen too (its key holds the data root's path): else
+        `never_cache_example_gen`.
 
     Returns:
       The path of the written spec.
@@ -119,7 +129,8 @@ def compile_pipeline(config, *, image: str, output_dir: str,
         output_dir=output_dir, output_filename=output_filename)
     runner.run(dsl_pipeline)
     path = os.path.join(output_dir, output_filename)
-    never_cache_example_gen(path)
+    if not snapshot_data_root:
+        never_cache_example_gen(path)
     return path
 
 
@@ -131,7 +142,9 @@ def never_cache_example_gen(spec_path: str) -> None:
     not the photos inside them; a cached ImageExampleGen would then hide photos
     added or changed since the last run. Locally our driver fingerprints every
     file (components/image_example_gen/driver.py). The steps after ImageExampleGen
-    get its new Examples artifact each run, so their cache misses too.
+    get its new Examples artifact each run, so their cache misses too. A data root
+    that is a snapshot (a new folder for new photos) needs none of this:
+    `compile_pipeline(snapshot_data_root=True)`.
     """
     import json  # pylint: disable=import-outside-toplevel
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
@@ -157,7 +170,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     output_dir = args.output_dir if '://' in args.output_dir else os.path.abspath(args.output_dir)
     path = compile_pipeline(config, image=args.image, output_dir=output_dir,
-                            output_filename=args.output_filename)
+                            output_filename=args.output_filename,
+                            snapshot_data_root=args.snapshot_data_root)
     print(f'pipeline spec: {path}')
     return 0
 

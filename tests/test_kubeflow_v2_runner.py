@@ -193,7 +193,7 @@ def test_cli_writes_the_spec_and_prints_its_path(tmp_path):
         [sys.executable, str(data.PROJECT_ROOT / 'kubeflow_v2_runner.py'),
          *_cli_flags(output_dir), '--output-filename', 'cli.json',
          '--class-names', 'ant', 'bee', 'fly', '--no-presplit', '--epochs', '3',
-         '--beam-arg=--max_num_workers=4'],
+         '--beam-arg=--max_num_workers=4', '--snapshot-data-root'],
         capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     path = output_dir / 'cli.json'
@@ -204,6 +204,10 @@ def test_cli_writes_the_spec_and_prints_its_path(tmp_path):
     assert json.loads(_parameter(spec, 'ImageExampleGen', 'input_config')) == {
         'splits': [{'name': 'single_split', 'pattern': '*'}]}
     assert json.loads(_parameter(spec, 'Trainer', 'custom_config'))['epochs'] == 3
+    # A snapshot data root: every step may come from Vertex's cache, ImageExampleGen too.
+    caching = {name: task['cachingOptions'].get('enableCache')
+               for name, task in _tasks(spec).items() if 'cachingOptions' in task}
+    assert caching['ImageExampleGen'] is True and all(caching.values()), caching
     # Other class names: the curated schema with their domain.
     assert json.loads(_parameter(spec, 'ImageSchemaGen', 'class_names')) == ['ant', 'bee', 'fly']
     assert 'SchemaGen' not in _tasks(spec)
