@@ -181,6 +181,15 @@ def _class_folders(root: str, parent: str) -> List[str]:
                   and tf.io.gfile.isdir(posixpath.join(path, name)))
 
 
+def _holds_images(root: str, folder: str) -> bool:
+    """Whether root/folder has image files directly in it (not only in sub-folders)."""
+    path = posixpath.join(root, folder)
+    # Stops at the first: at most a few stats, however large the folder.
+    return any(is_image_name(name.rstrip('/')) and not name.startswith('.')
+               and not tf.io.gfile.isdir(posixpath.join(path, name))
+               for name in tf.io.gfile.listdir(path))
+
+
 def _class_images(root: str, parent: str, label: str, enough: float) -> int:
     """Image files of one class folder (any depth, as `place` counts them), at most `enough`."""
     found = 0
@@ -211,7 +220,8 @@ def inspect_data_root(root: str, count_up_to: Optional[int] = None) -> DataRoot:
     Raises:
       DataRootError: missing, not a folder, no class folders, a single class,
         a class folder without image files (at any depth) in some split, or
-        train/ without validation/.
+        train/ without validation/ (a class named train has images directly in
+        train/, beside the other class folders: no error).
     """
     if not tf.io.gfile.exists(root):
         raise DataRootError(f'data root {root} does not exist')
@@ -220,10 +230,16 @@ def inspect_data_root(root: str, count_up_to: Optional[int] = None) -> DataRoot:
     top = _class_folders(root, '')
     split_dirs = [d for d in SPLIT_DIRS if d in top]
     if len(split_dirs) == 1:
-        missing = ({*SPLIT_DIRS} - set(split_dirs)).pop()
-        raise DataRootError(
-            f'data root {root} has {split_dirs[0]}/ but no {missing}/: add {missing}/ '
-            'with the same class folders, or put the class folders at the top level')
+        lone = split_dirs[0]
+        missing = ({*SPLIT_DIRS} - {lone}).pop()
+        if len(top) > 1 and _holds_images(root, lone):
+            split_dirs = []     # images in it, beside other folders: a class named so
+        else:
+            raise DataRootError(
+                f'data root {root} has {lone}/ but no {missing}/: add {missing}/ with the '
+                f'same class folders; or, if {lone}/ is a class of its own (beside the other '
+                f'class folders), put some of its images directly in {lone}/, not only in '
+                'its sub-folders')
     presplit = bool(split_dirs)
     parents = split_dirs if presplit else ['']
     class_names = sorted({c for parent in parents for c in _class_folders(root, parent)})

@@ -314,12 +314,34 @@ def test_component_rejects_bad_arguments():
         component.ImageExampleGen('/data', CLASS_NAMES, presplit=True, test_fraction=0.1)
 
 
+def test_classes_named_like_split_folders_are_classes(tmp_path):
+    # bus/, train/ (with images directly in it) and test/: three classes, split by hash.
+    photos = data.photos('train', 'cats', 6) + data.photos('train', 'dogs', 6)
+    names = {'bus': photos[:4], 'train': photos[4:8], 'test': photos[8:]}
+    for name, chosen in names.items():
+        (tmp_path / 'root' / name / 'more').mkdir(parents=True)
+        for i, photo in enumerate(chosen):
+            shutil.copy(photo, tmp_path / 'root' / name / ('more' if i % 2 else '') / photo.name)
+    root = layout.inspect_data_root(str(tmp_path / 'root'))
+    assert (root.presplit, root.class_names, root.images) == (False, ('bus', 'test', 'train'), 12)
+
+    examples = run_executor(tmp_path / 'root', tmp_path / 'out', presplit=False,
+                            class_names=list(root.class_names), eval_fraction=0.5)
+    report = report_of(examples)
+    assert report['images'] == 12 and not report['ignored_files'] and not report['bad_files']
+    by_label = [report['splits'][s]['by_label'] for s in ('train', 'eval')]
+    assert [sum(split.get(c, 0) for split in by_label) for c in root.class_names] == [4, 4, 4]
+
+
 @pytest.mark.parametrize('make,message', [
     (lambda p: p / 'missing', 'does not exist'),
     (lambda p: p, 'has no class folders'),
     (lambda p: (p / 'cats').mkdir() or (p / 'cats' / 'a.jpg').write_bytes(b'x') and p,
      'only one class folder'),
     (lambda p: (p / 'train' / 'cats').mkdir(parents=True) or p, 'has train/ but no validation/'),
+    # train/ beside another folder, but only sub-folders in it: a split folder or a class?
+    (lambda p: (p / 'train' / 'cats').mkdir(parents=True) or (p / 'bus').mkdir() or p,
+     r'if train/ is a class of its own'),
     (lambda p: (p / 'cats').mkdir() or (p / 'dogs').mkdir() or
      (p / 'cats' / 'a.jpg').write_bytes(b'x') and p, r'class folder .*dogs is missing or has no'),
 ])

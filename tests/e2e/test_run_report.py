@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import subprocess
-import time
 from html import parser as html_parser
 from typing import Dict, List, Optional
 
@@ -185,16 +184,14 @@ def first_report(small_run, tmp_path_factory):
     """The report of the small run's first (blessed and pushed) run."""
     pipeline_run, run = small_run
     out = tmp_path_factory.mktemp('report') / 'run_report.html'
-    start = time.perf_counter()
     path = run_report.write_report(pipeline_run.metadata_path,
                                    pipeline_run.config.pipeline_name, str(out),
                                    run_id=run.run_id)
-    seconds = time.perf_counter() - start
-    return path, parse(path), seconds
+    return path, parse(path)
 
 
 def test_every_section_is_there_and_every_picture_decodes(first_report):
-    path, page, seconds = first_report
+    path, page = first_report
     assert path.endswith('run_report.html') and os.path.isfile(path)
     assert set(SECTIONS) <= set(page.sections)
     assert 'comparison' not in page.sections  # one variant trained
@@ -211,13 +208,11 @@ def test_every_section_is_there_and_every_picture_decodes(first_report):
     # The original plus nine augmented copies, three per row: taller than wide.
     preview = images['augmentation preview']
     assert preview.height > preview.width
-    # Fast enough to write at the end of every run.
-    assert seconds < 60, seconds
 
 
 def test_data_section_matches_the_example_gen_and_data_report(small_run, first_report):
     pipeline_run, run = small_run
-    path, page, _ = first_report
+    path, page = first_report
     examples = run.output('ImageExampleGen', 'examples').uri
     image_report = read_json(os.path.join(examples, example_gen_spec.REPORT_FILE))
     class_names = list(pipeline_run.config.class_names)
@@ -247,7 +242,7 @@ def test_data_section_matches_the_example_gen_and_data_report(small_run, first_r
 
 def test_training_section_matches_history_json(small_run, first_report):
     _, run = small_run
-    _, page, _ = first_report
+    _, page = first_report
     history = read_json(os.path.join(run.output('Trainer', 'model_run').uri,
                                      trainer_model.HISTORY_FILE))
     rows = page.table('training', 'epoch')
@@ -263,7 +258,7 @@ def test_training_section_matches_history_json(small_run, first_report):
 
 def test_evaluation_section_matches_tfma_blessing_and_push(small_run, first_report):
     pipeline_run, run = small_run
-    _, page, _ = first_report
+    _, page = first_report
     evaluation = run.output('Evaluator', 'evaluation').uri
     metrics = candidate_metrics(evaluation)
     accuracy = metrics[('sparse_categorical_accuracy', None)]
@@ -304,7 +299,7 @@ def test_evaluation_section_matches_tfma_blessing_and_push(small_run, first_repo
 
 def test_errors_section_agrees_with_tfma_accuracy(small_run, first_report):
     _, run = small_run
-    _, page, _ = first_report
+    _, page = first_report
     accuracy = candidate_metrics(run.output('Evaluator', 'evaluation').uri)[
         ('sparse_categorical_accuracy', None)]
     match = re.search(r'(\d+) misclassified of all (\d+) eval images', page.text('errors'))
@@ -324,7 +319,7 @@ def test_errors_section_agrees_with_tfma_accuracy(small_run, first_report):
 
 def test_runs_and_run_facts(small_run, first_report):
     pipeline_run, run = small_run
-    _, page, _ = first_report
+    _, page = first_report
     runs = mlmd_runs.pipeline_runs(mlmd_runs.open_store(pipeline_run.metadata_path),
                                    pipeline_run.config.pipeline_name)
     rows = page.table('runs', 'run id')
@@ -356,7 +351,7 @@ def test_runs_and_run_facts(small_run, first_report):
 
 
 def test_first_report_renders_in_headless_chromium(first_report, tmp_path):
-    path, _, _ = first_report
+    path, _ = first_report
     shot = chromium_screenshot(path, tmp_path)
     assert_not_blank(shot)
 
