@@ -242,7 +242,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     start = time.perf_counter()
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from pipeline import console  # pylint: disable=import-outside-toplevel
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')  # C++ INFO lines off, even in the log
+    if not args.verbose:  # C++ INFO lines off, even in the log; --verbose: everything
+        os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
     work_dir = os.path.abspath(args.work_dir)
     con = console.Console(new_log_path(work_dir), verbose=args.verbose)
     with con:

@@ -7,7 +7,8 @@ logging. The console shows only `Console.say` lines: one per component as it
 starts and ends (from LocalDagRunner's own "Component X is running/finished"
 log records, with the state ML Metadata recorded), one per training epoch
 (records of `models.progress`' logger) and whatever the caller says. With
-verbose=True the console also shows everything, as without a Console.
+verbose=True the console also shows everything, as without a Console, and the
+known third-party warnings (`runlog.noise`) are not filtered out.
 """
 
 import logging
@@ -16,6 +17,7 @@ import re
 import sys
 import threading
 import time
+import warnings
 from typing import Callable, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from absl import logging as absl_logging
@@ -225,7 +227,9 @@ class Console:
         progress_logger.addHandler(shown)
         self._handlers = [(root, file_handler), (root, events), (progress_logger, shown)]
         logging.captureWarnings(True)
-        noise.filter_noisy_warnings()
+        self._old_filters = warnings.filters[:]
+        if not self.verbose:  # verbose: every warning, the known noise too
+            noise.filter_noisy_warnings()
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -234,6 +238,7 @@ class Console:
                 self._write('\n')
                 self._open_line = None
         logging.captureWarnings(False)
+        warnings.filters[:] = self._old_filters
         for logger, handler in self._handlers:
             logger.removeHandler(handler)
         for name, level in self._old_levels.items():

@@ -37,6 +37,7 @@ from components import examples_io
 from components.data_gate import component as data_gate
 from components.data_report import spec as data_report_spec
 from components.image_example_gen import spec as example_gen_spec
+from components.image_pusher import spec as pusher_spec
 from components.image_pusher import validation_text
 from models import builders
 from models import eval_answers
@@ -63,10 +64,6 @@ REFERENCE_PROFILE_NODE = nodes.REFERENCE_PROFILE
 PUSHER_NODE = nodes.PUSHER
 
 # Custom properties of the PushedModel artifact (set by TFX's Pusher and ours).
-PUSHED_PROPERTY = 'pushed'
-PUSHED_VERSION_PROPERTY = 'pushed_version'
-PUSHED_DESTINATION_PROPERTY = 'pushed_destination'
-NOT_PUSHED_REASON_PROPERTY = 'not_pushed_reason'
 # Recorded by TFX on every artifact it publishes.
 TFX_VERSION_PROPERTY = 'tfx_version'
 
@@ -267,10 +264,10 @@ def push_result(run: mlmd_runs.PipelineRun) -> Optional[Dict[str, Any]]:
     if pushed is None:
         return None
     return {
-        'pushed': bool(mlmd_runs.custom_property(pushed, PUSHED_PROPERTY)),
-        'version': mlmd_runs.custom_property(pushed, PUSHED_VERSION_PROPERTY),
-        'destination': mlmd_runs.custom_property(pushed, PUSHED_DESTINATION_PROPERTY),
-        'reason': mlmd_runs.custom_property(pushed, NOT_PUSHED_REASON_PROPERTY),
+        'pushed': bool(mlmd_runs.custom_property(pushed, pusher_spec.PUSHED_PROPERTY)),
+        'version': mlmd_runs.custom_property(pushed, pusher_spec.PUSHED_VERSION_PROPERTY),
+        'destination': mlmd_runs.custom_property(pushed, pusher_spec.PUSHED_DESTINATION_PROPERTY),
+        'reason': mlmd_runs.custom_property(pushed, pusher_spec.NOT_PUSHED_REASON_PROPERTY),
         'uri': pushed.uri,
     }
 

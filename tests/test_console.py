@@ -1,8 +1,13 @@
-"""pipeline.console.reason_line: a failure in one line that says what went wrong."""
+"""pipeline.console: a failure in one line that says what went wrong (reason_line), and
+which warnings reach the log and the console."""
+
+import subprocess
+import sys
 
 import pytest
 
 from pipeline import console
+from tests import data
 
 TF_ERROR = """in user code:
 
@@ -26,3 +31,29 @@ TF_ERROR = """in user code:
 ])
 def test_reason_line(message, line):
     assert console.reason_line(message) == line
+
+
+SCRIPT = '''
+import sys, warnings
+from pipeline import console
+before = warnings.filters[:]
+with console.Console(sys.argv[1], verbose=sys.argv[2] == 'verbose'):
+    warnings.warn_explicit('client library noise', FutureWarning, 'auth.py', 1,
+                           module='google.auth')
+    warnings.warn('our own warning')
+print('filters restored' if warnings.filters == before else 'filters changed')
+'''
+
+
+@pytest.mark.parametrize('mode', ['quiet', 'verbose'])
+def test_known_noise_is_filtered_unless_verbose_and_only_while_open(tmp_path, mode):
+    log = tmp_path / 'run.log'
+    result = subprocess.run([sys.executable, '-c', SCRIPT, str(log), mode], cwd=data.PROJECT_ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert 'filters restored' in result.stdout
+    text = log.read_text()
+    assert 'our own warning' in text
+    assert ('client library noise' in text) == (mode == 'verbose')
+    # Verbose: everything on the console too.
+    assert ('our own warning' in result.stdout + result.stderr) == (mode == 'verbose')

@@ -333,6 +333,8 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         self._duplicates_prefix = os.path.join(examples.uri, spec.MANIFEST_DIR, _DUPLICATES_NAME)
         # What the base Do writes, without its shuffle (module docstring).
         examples.split_names = artifact_utils.encode_split_names(plan.names)
+        # BaseBeamExecutor's hook for subclasses, with this component's Beam arguments:
+        # the one protected TFX name we use (README, "Imports point one way").
         with self._make_beam_pipeline() as pipeline:
             for name, split_examples in self.GenerateExamplesByBeam(
                     pipeline, exec_properties).items():

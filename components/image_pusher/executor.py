@@ -147,7 +147,6 @@ class Executor(pusher_executor.Executor):
 
     def Do(self, input_dict: Dict[str, List[Any]], output_dict: Dict[str, List[Any]],
            exec_properties: Dict[str, Any]) -> None:
-        self._log_startup(input_dict, output_dict, exec_properties)
         model_push = artifact_utils.get_single_instance(
             output_dict[standard_component_specs.PUSHED_MODEL_KEY])
         tf.io.gfile.makedirs(model_push.uri)
@@ -158,10 +157,10 @@ class Executor(pusher_executor.Executor):
             reason = not_blessed_reason(artifact_utils.get_single_uri(evaluation)
                                         if evaluation else None)
             logging.warning('Model NOT pushed: %s', reason)
-            model_push.set_string_custom_property('not_pushed_reason', reason)
+            model_push.set_string_custom_property(spec.NOT_PUSHED_REASON_PROPERTY, reason)
             io_utils.write_string_file(result_path, json.dumps(
                 {'pushed': False, 'reason': reason}, indent=1))
-            self._MarkNotPushed(model_push)
+            model_push.set_int_custom_property(spec.PUSHED_PROPERTY, 0)
             return
 
         model_path = self.GetModelPath(input_dict)
@@ -210,8 +209,9 @@ class Executor(pusher_executor.Executor):
         io_utils.write_string_file(result_path, json.dumps(
             {'pushed': True, 'version': version, 'path': serving_path,
              'version_label': version_label}, indent=1))
-        self._MarkPushed(model_push, pushed_destination=serving_path,
-                         pushed_version=str(version))
+        model_push.set_int_custom_property(spec.PUSHED_PROPERTY, 1)
+        model_push.set_string_custom_property(spec.PUSHED_DESTINATION_PROPERTY, serving_path)
+        model_push.set_string_custom_property(spec.PUSHED_VERSION_PROPERTY, str(version))
 
     @staticmethod
     def _warmup_images(input_dict, count: int) -> List[bytes]:

@@ -18,6 +18,12 @@ MODEL_CONFIG_FILE_KEY = 'model_config_file'  # TF Serving model config to update
 
 # Written into the PushedModel artifact, pushed or not.
 PUSH_RESULT_FILE = 'push_result.json'
+# Custom properties of the PushedModel artifact: the stock Pusher's names (which TFX's
+# own readers, e.g. InfraValidator's and Vertex's, know) and our reason.
+PUSHED_PROPERTY = 'pushed'                          # 1 or 0
+PUSHED_DESTINATION_PROPERTY = 'pushed_destination'  # the version's folder
+PUSHED_VERSION_PROPERTY = 'pushed_version'
+NOT_PUSHED_REASON_PROPERTY = 'not_pushed_reason'
 
 
 class ImagePusherSpec(standard_component_specs.PusherSpec):
