@@ -33,7 +33,9 @@ def add_run_flags(parser: argparse.ArgumentParser, *, weights_help: str) -> None
                              'epoch, as the tutorial')
     parser.add_argument('--accuracy-threshold', type=float)
     parser.add_argument('--balance-tolerance', type=float,
-                        help='accepted distance of a class share from 1/K (default 0.1)')
+                        help='accepted distance of a class share from its fair share 1/K, '
+                             'as a fraction of 1/K (default 0.2: 40-60%% of 2 classes, 8-12%% '
+                             'of 10)')
     parser.add_argument('--label-false-alarm-rate', type=float,
                         help='chance, per check, that a balanced, randomly split data set fails '
                              'the label balance or drift check (default 0.001); the thresholds '

@@ -73,7 +73,7 @@ class PipelineConfig:
     # Data validation. The schema template: its label domain is set to `class_names`.
     schema_path: str = CURATED_SCHEMA
     # A class may be this far from 1/K of a split (or what chance gives, if more).
-    balance_tolerance: float = 0.1
+    balance_tolerance: float = 0.2   # of the fair share 1/K: 40-60% of 2 classes
     # Chance, per check, that a balanced, randomly split data set fails the balance
     # or the train-vs-eval label drift check; their thresholds follow from the counts.
     label_false_alarm_rate: float = 0.001

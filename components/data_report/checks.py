@@ -63,23 +63,27 @@ def balance_problems(counts_by_split: Mapping[str, Mapping[str, int]], tolerance
                      false_alarm_rate: float) -> List[str]:
     """Classes whose share of a split is further from 1/K than the tolerance allows.
 
-    The allowed distance is the larger of `tolerance` (the imbalance the user
-    accepts) and `balance_margin(n)` (what a balanced data set of n images
-    shows by chance), so a small split is not stopped for noise.
+    The allowed distance is the larger of `tolerance` x 1/K (the imbalance the
+    user accepts, relative to the fair share, so the rule means the same for 2
+    classes as for 50: at 0.2, shares of 40-60% of 2 classes, 8-12% of 10) and
+    `balance_margin(n)` (what a balanced data set of n images shows by chance),
+    so a small split is not stopped for noise.
     """
     problems = []
     for split, counts in counts_by_split.items():
         total = sum(counts.values())
         expected = 1.0 / len(counts)
         margin = balance_margin(total, len(counts), false_alarm_rate)
-        allowed = max(tolerance, margin)
+        accepted = tolerance * expected
+        allowed = max(accepted, margin)
         for label, count in counts.items():
             share = count / total if total else 0.0
             if abs(share - expected) > allowed:
                 problems.append(
                     f'label balance: class {label!r} is {share:.1%} of the {split} split '
                     f'({count} of {total}); expected {expected:.1%} ± {allowed:.1%}, the '
-                    f'larger of balance_tolerance {tolerance:.1%} and the {margin:.1%} a '
+                    f'larger of balance_tolerance {tolerance:.0%} of that share '
+                    f'({accepted:.1%}) and the {margin:.1%} a '
                     f'balanced set of {total} images shows by chance '
                     f'(label_false_alarm_rate {false_alarm_rate:g})')
     return problems

@@ -112,6 +112,19 @@ def test_a_70_30_data_set_is_stopped(total):
                for p in found), found
 
 
+@pytest.mark.parametrize('classes', [10, 30])
+def test_one_small_class_among_many_is_stopped(classes):
+    # K-1 classes of 100 photos and one of 20: 2.2% against 10.9% at K=10. An absolute
+    # tolerance around 1/K let it through; relative to 1/K it is stopped, at any K.
+    rng = random.Random(classes)
+    counts = hash_split_counts([100] * (classes - 1) + [20], rng)
+    found = problems(counts['train'], counts['eval'])
+    small = f"label balance: class 'class {classes - 1}' is"
+    assert any(p.startswith(small) and 'of the train split' in p for p in found), found
+    # Every class of the same size: nothing, however many classes.
+    assert problems(*hash_split_counts([100] * classes, rng).values()) == []
+
+
 def test_a_shifted_eval_split_is_stopped_with_the_rule_in_words():
     train = {'cats': 400, 'dogs': 400}
     evaluation = {'cats': 70, 'dogs': 130}

@@ -160,7 +160,8 @@ def test_imbalanced_data_is_stopped_before_training(tmp_path):
         pipeline_run.run()
     message = str(err.value)
     assert "label balance: class 'cats' is 88.9% of the train split (40 of 45); expected " \
-        "50.0% ± 25.9%, the larger of balance_tolerance 10.0% and the 25.9% a balanced set " \
+        "50.0% ± 25.9%, the larger of balance_tolerance 20% of that share (10.0%) and the " \
+        "25.9% a balanced set " \
         "of 45 images shows by chance" in message
     from reports import mlmd_runs as runs  # pylint: disable=import-outside-toplevel
     run = runs.latest_run(pipeline_run.metadata_path, pipeline_run.config.pipeline_name)
