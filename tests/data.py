@@ -90,11 +90,12 @@ def synthetic_image(index: int, size=(120, 90)) -> bytes:
 # A user's own root: three classes whose names are not the tutorial's (capitals,
 # a space, an accent), images at several depths, upper- and mixed-case
 # extensions, bad files and files that are no images.
-ANY_CLASS_NAMES = ('Chats domestiques', 'dogs', 'Été')
+ANY_CLASS_NAMES = ('Chats domestiques', 'Hunde', 'Été')
 
 
 def make_any_root(dest: pathlib.Path, per_class: int) -> Dict[str, Dict[str, str]]:
-    """Writes a messy 3-class root (real cats and dogs, synthetic third class).
+    """Writes a messy 3-class root (real cats and dogs under other names, a synthetic
+    third class).
 
     Returns:
       {'images': {path: class}, 'bad': {path: reason start}, 'ignored': {path: reason start}}
@@ -105,16 +106,16 @@ def make_any_root(dest: pathlib.Path, per_class: int) -> Dict[str, Dict[str, str
         folder = 'Chats domestiques/2019/phone export' if i % 3 == 0 else 'Chats domestiques'
         images[f'{folder}/{photo.stem}.JPG'] = photo.read_bytes()
     for i, photo in enumerate(photos('train', 'dogs', per_class)):
-        folder = 'dogs/a/b' if i % 4 == 0 else 'dogs'
+        folder = 'Hunde/a/b' if i % 4 == 0 else 'Hunde'
         images[f'{folder}/{photo.name}'] = photo.read_bytes()
     for i in range(per_class):
         images[f'Été/{"deep/" if i % 2 else ""}img {i}.Png'] = synthetic_image(i)
-    bad = {'dogs/broken.jpg': ('not an image', 'not a readable image'),
+    bad = {'Hunde/broken.jpg': ('not an image', 'not a readable image'),
            'Été/empty.GIF': (b'', 'empty file')}
     ignored = {'README.md': 'not inside a class folder',
-               'dogs/.DS_Store': 'hidden file',
-               'dogs/notes.txt': 'not an image file name',
-               '__MACOSX/dogs/._x.jpg': 'inside hidden or system folder __MACOSX/'}
+               'Hunde/.DS_Store': 'hidden file',
+               'Hunde/notes.txt': 'not an image file name',
+               '__MACOSX/Hunde/._x.jpg': 'inside hidden or system folder __MACOSX/'}
     for path, payload in images.items():
         _write(dest / path, payload)
     for path, (payload, _) in bad.items():
