@@ -69,6 +69,9 @@ def traffic(tmp_path_factory, exported_models):
             'darkened': [darkened(p) for p in photos],
             'greyscale': [greyscale(p) for p in photos],
             'one_class': held_out_photos('cats', 60),
+            # Images of another kind (flat colours and squares): what the model has
+            # learnt to see moves, the embedding says so.
+            'other_kind': [data.synthetic_image(i) for i in range(40)],
         }
         for name, images in plans.items():
             start = log_path.stat().st_size if log_path.exists() else 0
@@ -148,6 +151,15 @@ def test_shifted_images_are_named_by_the_statistic_that_moved(traffic, phase, st
     assert f'step: "{statistic}"' in anomalies and 'JENSEN_SHANNON_DIVERGENCE' in anomalies
 
 
+def test_images_of_another_kind_move_the_embedding(traffic):
+    phases, version_dir, work = traffic
+    verdict = run_monitor(phases['other_kind'], version_dir, work / 'out_other_kind')
+    assert verdict['drifted'] and 'embedding' in verdict['drifted_statistics']
+    [finding] = [f for f in verdict['findings'] if f['statistic'] == 'embedding']
+    assert finding['words'].startswith('embedding distance (MMD) ')
+    assert finding['value'] > finding['threshold']
+
+
 def test_one_class_traffic_is_caught_from_the_log_without_image_bytes(traffic):
     phases, version_dir, work = traffic
     stripped = work / 'one_class_no_bytes.log'
@@ -178,6 +190,14 @@ def test_cli_exit_codes(traffic, tmp_path):
     assert result.returncode == monitor.EXIT_DRIFT, result.stderr[-2000:]
     assert 'DRIFT brightness: mean brightness' in result.stdout
     assert result.stderr == ''
+    same = subprocess.run(
+        [sys.executable, '-m', 'serving.monitor', '--request-log',
+         str(phases['in_distribution']), '--model-dir', str(version_dir),
+         '--out', str(tmp_path / 'cli_same'), '--resamples', str(RESAMPLES),
+         '--false-alarm-rate', str(FALSE_ALARM_RATE)],
+        cwd=str(server_process.PROJECT_ROOT), env=server_process.subprocess_env(),
+        capture_output=True, text=True, timeout=600)
+    assert same.returncode == monitor.EXIT_OK, same.stdout[-2000:] + same.stderr[-2000:]
     assert monitor.main(['--request-log', str(tmp_path / 'missing.log'),
                          '--model-dir', str(version_dir)]) == monitor.EXIT_USAGE
     assert monitor.main(['--request-log', str(phases['darkened']),
