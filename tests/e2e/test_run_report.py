@@ -347,6 +347,9 @@ def test_runs_and_run_facts(small_run, first_report):
     settings = dict((row[0], row[1]) for row in page.table('run-facts', 'setting')[1:])
     assert settings['epochs'] == str(config['epochs']) == '3'
     assert settings['model_variant'] == 'transfer'
+    # The input size and why it was chosen (here: given explicitly).
+    assert settings['image_size_reason'] == config['image_size_reason'] == \
+        'set explicitly (--image-size)'
     versions = dict((row[0], row[1]) for row in page.table('run-facts', 'package')[1:])
     assert versions["tfx (recorded on this run's artifacts)"] == importlib.metadata.version('tfx')
     assert versions['tensorflow (installed)'] == importlib.metadata.version('tensorflow')
