@@ -16,6 +16,13 @@ VERDICT_JSON = 'verdict.json'
 LABEL_DRIFT_PBTXT = 'label_drift_anomalies.pbtxt'
 
 
+def failed_verdict_message(verdict: dict) -> str:
+    """What a run stopped by a failed verdict.json says: each problem and the report."""
+    problems = '\n  - '.join(verdict['problems'])
+    return (f"data validation failed, training stopped:\n  - {problems}\n"
+            f"report: {verdict['report']}")
+
+
 class ReferenceProfile(artifact.Artifact):
     """reference_profile.json: what the data a model was trained and evaluated on looks
     like (image properties, the model's answers, embeddings), for monitoring."""

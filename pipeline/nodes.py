@@ -1,5 +1,8 @@
 """Node ids of the pipeline, in one place: pipeline.py sets them, the runner's summary,
-the run report and the benchmarks look nodes up by them."""
+the run report and the benchmarks look nodes up by them. Also the name of the metric the
+Evaluator gates on, which they read from its output."""
+
+ACCURACY_METRIC = 'sparse_categorical_accuracy'   # TFMA's key of SparseCategoricalAccuracy
 
 EXAMPLE_GEN = 'ImageExampleGen'
 STATISTICS_GEN = 'StatisticsGen'

@@ -36,8 +36,6 @@ from models import features
 from pipeline import configs
 from pipeline import nodes
 
-ACCURACY_METRIC = 'sparse_categorical_accuracy'
-
 
 class DataStage(NamedTuple):
     """The components that read and validate the data, in run order."""

@@ -34,7 +34,6 @@ from tfx.types import standard_component_specs
 
 from components import artifacts
 from components import examples_io
-from components.data_gate import component as data_gate
 from components.data_report import spec as data_report_spec
 from components.image_example_gen import spec as example_gen_spec
 from components.image_pusher import spec as pusher_spec
@@ -47,7 +46,6 @@ from models import model as trainer_model
 from models import preprocessing
 from pipeline import configs
 from pipeline import nodes
-from pipeline import pipeline as pipeline_def
 from reports import class_accuracy
 from pages import html
 from reports import mlmd_runs
@@ -68,7 +66,7 @@ PUSHER_NODE = nodes.PUSHER
 TFX_VERSION_PROPERTY = 'tfx_version'
 
 # TFMA metric names (pipeline/pipeline.py's eval_config).
-ACCURACY = pipeline_def.ACCURACY_METRIC
+ACCURACY = nodes.ACCURACY_METRIC
 EXAMPLE_COUNT = 'example_count'
 PER_CLASS_METRICS = ('precision', 'recall', 'auc')
 CONFUSION_PLOT = 'multi_class_confusion_matrix_plot'
@@ -138,8 +136,8 @@ def failure(node: mlmd_runs.NodeRun) -> str:
 
     TFX records a message only when an executor returns one; an exception raised
     in process (as DataGate's) leaves none in MLMD. For a node whose input is a
-    data-validation report, the gate's own check on that report gives the message
-    the run raised.
+    data-validation report, that report's failed verdict.json gives the message the
+    run raised (`artifacts.failed_verdict_message`, what DataGate raises).
 
     Args:
       node: a failed node.
@@ -153,10 +151,9 @@ def failure(node: mlmd_runs.NodeRun) -> str:
     for inputs in node.inputs.values():
         for artifact in inputs:
             if artifact.type == artifacts.DataValidationReport.TYPE_NAME:
-                try:
-                    data_gate.check_verdict(artifact.uri)
-                except data_gate.DataValidationError as e:
-                    return str(e)
+                verdict = _read_json(os.path.join(artifact.uri, artifacts.VERDICT_JSON))
+                if verdict and not verdict['passed']:
+                    return artifacts.failed_verdict_message(verdict)
     return 'TFX recorded no error message for this execution; see the log of the run.'
 
 

@@ -23,10 +23,7 @@ def check_verdict(report_uri: str) -> None:
     with tf.io.gfile.GFile(os.path.join(report_uri, artifacts.VERDICT_JSON)) as f:
         verdict = json.load(f)
     if not verdict['passed']:
-        problems = '\n  - '.join(verdict['problems'])
-        raise DataValidationError(
-            f"data validation failed, training stopped:\n  - {problems}\n"
-            f"report: {verdict['report']}")
+        raise DataValidationError(artifacts.failed_verdict_message(verdict))
 
 
 @component

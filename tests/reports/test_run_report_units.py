@@ -5,6 +5,7 @@ from tensorflow_model_analysis.proto import validation_result_pb2
 
 from components.image_pusher import validation_text
 from pipeline import configs
+from pipeline import nodes
 from pipeline import pipeline as pipeline_def
 from reports import run_report
 
@@ -20,7 +21,7 @@ def test_thresholds_of_the_pipeline_eval_config_in_words():
 
 def test_validation_failures_in_words():
     failure = validation_result_pb2.ValidationFailure()
-    failure.metric_key.name = pipeline_def.ACCURACY_METRIC
+    failure.metric_key.name = nodes.ACCURACY_METRIC
     failure.metric_threshold.value_threshold.lower_bound.value = 0.9
     failure.metric_value.double_value.value = 0.5
     assert validation_text.describe_failure(failure) == (
