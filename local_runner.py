@@ -160,7 +160,9 @@ def header(config) -> List[str]:
 
 def summarize(config, metadata_path: str) -> List[str]:
     """Lines telling what the latest run produced: data, evaluation, push."""
+    from tfx.types import standard_component_specs as keys  # pylint: disable=import-outside-toplevel
     from components import artifacts  # pylint: disable=import-outside-toplevel
+    from components.data_report import spec as data_report_spec  # pylint: disable=import-outside-toplevel
     from components.image_example_gen import spec  # pylint: disable=import-outside-toplevel
     from pipeline import nodes  # pylint: disable=import-outside-toplevel
     from reports import class_accuracy  # pylint: disable=import-outside-toplevel
@@ -170,21 +172,21 @@ def summarize(config, metadata_path: str) -> List[str]:
     if run_info is None:
         return []
     lines = []
-    examples = run_info.output(nodes.EXAMPLE_GEN, 'examples')
+    examples = run_info.output(nodes.EXAMPLE_GEN, keys.EXAMPLES_KEY)
     files = _read_json(os.path.join(examples.uri, spec.REPORT_FILE)) if examples else None
     if files:
         lines.append(f"data: {files['files']} files = {files['images']} images used + "
                      f"{len(files['bad_files'])} bad + {len(files['ignored_files'])} ignored; "
                      + ', '.join(f"{name} {split['images']}"
                                  for name, split in files['splits'].items()))
-    report = run_info.output(nodes.DATA_REPORT, 'report')
+    report = run_info.output(nodes.DATA_REPORT, data_report_spec.REPORT_KEY)
     if report is not None:
         verdict = _read_json(os.path.join(report.uri, artifacts.VERDICT_JSON)) or {}
         status = ('passed' if verdict.get('passed') else
                   f"FAILED ({len(verdict.get('problems', []))} problems)")
         lines.append(f'data validation {status}: '
                      f'{os.path.join(report.uri, artifacts.REPORT_HTML)}')
-    evaluation = run_info.output(nodes.EVALUATOR, 'evaluation')
+    evaluation = run_info.output(nodes.EVALUATOR, keys.EVALUATION_KEY)
     if evaluation is not None:
         result = run_report.load_evaluation(evaluation.uri)
         blessed = run_report.blessed(run_info)
@@ -193,7 +195,7 @@ def summarize(config, metadata_path: str) -> List[str]:
         if result.confusion is not None:
             lines += class_accuracy.worse_sentences(
                 class_accuracy.per_class(result.confusion, config.class_names))
-    test = run_info.output(nodes.TEST_EVALUATOR, 'evaluation')
+    test = run_info.output(nodes.TEST_EVALUATOR, keys.EVALUATION_KEY)
     if test is not None:
         result = run_report.load_evaluation(test.uri)
         lines.append(f'held-out test accuracy {result.accuracy:.4f} on '
@@ -222,6 +224,7 @@ def _read_json(path: str):
 def failure_line(failure: BaseException, con, config, metadata_path: str) -> str:
     """The one-line reason of a failed run, and where to look."""
     from components import artifacts  # pylint: disable=import-outside-toplevel
+    from components.data_report import spec as data_report_spec  # pylint: disable=import-outside-toplevel
     from pipeline import nodes  # pylint: disable=import-outside-toplevel
     from reports import mlmd_runs  # pylint: disable=import-outside-toplevel
     from pipeline import console  # pylint: disable=import-outside-toplevel
@@ -230,7 +233,7 @@ def failure_line(failure: BaseException, con, config, metadata_path: str) -> str
     where = []
     run_info = mlmd_runs.latest_run(metadata_path, config.pipeline_name) if os.path.exists(
         metadata_path) else None
-    report = run_info.output(nodes.DATA_REPORT, 'report') if run_info else None
+    report = run_info.output(nodes.DATA_REPORT, data_report_spec.REPORT_KEY) if run_info else None
     if report is not None:
         where.append(f'data report {os.path.join(report.uri, artifacts.REPORT_HTML)}')
     where.append(f'log {con.log_path}')

@@ -89,6 +89,7 @@ def run_once(name: str, args, work_dir: str, con) -> dict:
     from reports import class_accuracy  # pylint: disable=import-outside-toplevel
     from reports import mlmd_runs  # pylint: disable=import-outside-toplevel
     from reports import run_report  # pylint: disable=import-outside-toplevel
+    from tfx.types import standard_component_specs as keys  # pylint: disable=import-outside-toplevel
     from tfx.utils import path_utils  # pylint: disable=import-outside-toplevel
 
     root = layout.inspect_data_root(args.data_root)
@@ -107,9 +108,9 @@ def run_once(name: str, args, work_dir: str, con) -> dict:
     wall = time.perf_counter() - start
 
     run = mlmd_runs.latest_run(metadata_path, config.pipeline_name)
-    evaluation = run_report.load_evaluation(run.output(nodes.EVALUATOR, 'evaluation').uri)
+    evaluation = run_report.load_evaluation(run.output(nodes.EVALUATOR, keys.EVALUATION_KEY).uri)
     history = run_report.read_history(run.nodes[nodes.TRAINER])
-    model_dir = path_utils.serving_model_path(run.output(nodes.TRAINER, 'model').uri)
+    model_dir = path_utils.serving_model_path(run.output(nodes.TRAINER, keys.MODEL_KEY).uri)
     photos, skipped = unseen_photos(pathlib.Path(args.unseen), args.data_root, root.class_names)
     predicted = predict(model_dir, photos)
     confusion = np.zeros((len(root.class_names),) * 2)

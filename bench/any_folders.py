@@ -84,19 +84,21 @@ def build_root(source: pathlib.Path, dest: pathlib.Path, synthetic: bool) -> int
 
 def read_results(config, metadata_path: str):
     """(image report, data verdict, Evaluation) of the latest run."""
+    from tfx.types import standard_component_specs as keys  # pylint: disable=import-outside-toplevel
     from components import artifacts  # pylint: disable=import-outside-toplevel
+    from components.data_report import spec as data_report_spec  # pylint: disable=import-outside-toplevel
     from components.image_example_gen import spec  # pylint: disable=import-outside-toplevel
     from pipeline import nodes  # pylint: disable=import-outside-toplevel
     from reports import mlmd_runs  # pylint: disable=import-outside-toplevel
     from reports import run_report  # pylint: disable=import-outside-toplevel
     run = mlmd_runs.latest_run(metadata_path, config.pipeline_name)
-    examples = run.output(nodes.EXAMPLE_GEN, 'examples')
+    examples = run.output(nodes.EXAMPLE_GEN, keys.EXAMPLES_KEY)
     with open(os.path.join(examples.uri, spec.REPORT_FILE), encoding='utf-8') as f:
         report = json.load(f)
-    report_dir = run.output(nodes.DATA_REPORT, 'report').uri
+    report_dir = run.output(nodes.DATA_REPORT, data_report_spec.REPORT_KEY).uri
     with open(os.path.join(report_dir, artifacts.VERDICT_JSON), encoding='utf-8') as f:
         verdict = json.load(f)
-    evaluation = run_report.load_evaluation(run.output(nodes.EVALUATOR, 'evaluation').uri)
+    evaluation = run_report.load_evaluation(run.output(nodes.EVALUATOR, keys.EVALUATION_KEY).uri)
     return report, verdict, evaluation
 
 

@@ -50,6 +50,7 @@ def run_measured(cmd, log_path):
 
 def pipeline_results(work_dir):
     """The latest run, its Trainer history, its TFMA evaluation and its train image count."""
+    from tfx.types import standard_component_specs as keys  # pylint: disable=import-outside-toplevel
     from components.image_example_gen import spec as example_gen_spec  # pylint: disable=import-outside-toplevel
     from pipeline import configs  # pylint: disable=import-outside-toplevel
     from pipeline import nodes  # pylint: disable=import-outside-toplevel
@@ -57,8 +58,8 @@ def pipeline_results(work_dir):
     from reports import run_report  # pylint: disable=import-outside-toplevel
     run = mlmd_runs.latest_run(configs.metadata_path(work_dir), configs.PIPELINE_NAME)
     history = run_report.read_history(run.nodes[nodes.TRAINER])
-    evaluation = run_report.load_evaluation(run.output(nodes.EVALUATOR, 'evaluation').uri)
-    with open(os.path.join(run.output(nodes.EXAMPLE_GEN, 'examples').uri,
+    evaluation = run_report.load_evaluation(run.output(nodes.EVALUATOR, keys.EVALUATION_KEY).uri)
+    with open(os.path.join(run.output(nodes.EXAMPLE_GEN, keys.EXAMPLES_KEY).uri,
                            example_gen_spec.REPORT_FILE)) as f:
         train_images = json.load(f)['splits']['train']['images']
     return run, history, evaluation, train_images
