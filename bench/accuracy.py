@@ -157,7 +157,7 @@ def main() -> int:
               f"{r['accuracy']:8.4f} {r['unseen']:8.4f} ({r['unseen_low']:.3f}-"
               f"{r['unseen_high']:.3f}) {r['wall']:7.0f}")
         print('    unseen by class: ' + ', '.join(
-            f'{c.label} {c.accuracy:.3f} ({c.low:.3f}-{c.high:.3f})'
+            f'{c.class_name} {c.accuracy:.3f} ({c.low:.3f}-{c.high:.3f})'
             + (' CLEARLY WORSE' if c.clearly_worse else '') for c in r['per_class']))
     base = results[0]
     print(' | '.join(f"{r['name']}: unseen {r['unseen']:.4f} (tutorial {TUTORIAL_TEST_ACCURACY}),"

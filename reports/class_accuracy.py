@@ -20,7 +20,7 @@ WORSE_ALPHA = 0.01
 @dataclasses.dataclass(frozen=True)
 class ClassAccuracy:
     """One class's accuracy on an evaluated split."""
-    label: str
+    class_name: str
     correct: int
     total: int
     low: float
@@ -43,7 +43,7 @@ def per_class(confusion: np.ndarray, class_names: Sequence[str]) -> List[ClassAc
     confusion = np.asarray(confusion, dtype=float)
     total_correct, total = float(np.trace(confusion)), float(confusion.sum())
     rows = []
-    for i, label in enumerate(class_names):
+    for i, class_name in enumerate(class_names):
         n = int(round(confusion[i].sum())) if i < len(confusion) else 0
         k = int(round(confusion[i, i])) if i < len(confusion) else 0
         rest_n, rest_k = int(round(total - n)), int(round(total_correct - k))
@@ -58,7 +58,7 @@ def per_class(confusion: np.ndarray, class_names: Sequence[str]) -> List[ClassAc
             _, worse_p = stats.fisher_exact([[k, n - k], [rest_k, rest_n - rest_k]],
                                             alternative='less')
             worse_p = float(worse_p)
-        rows.append(ClassAccuracy(label, k, n, low, high,
+        rows.append(ClassAccuracy(class_name, k, n, low, high,
                                   rest_k / rest_n if rest_n else float('nan'), worse_p,
                                   len(class_names)))
     return rows
@@ -66,7 +66,7 @@ def per_class(confusion: np.ndarray, class_names: Sequence[str]) -> List[ClassAc
 
 def worse_sentences(rows: Sequence[ClassAccuracy], split: str = 'eval') -> List[str]:
     """One sentence per clearly worse class."""
-    return [f"class {r.label!r} is clearly worse: {r.accuracy:.1%} of its {r.total} {split} "
+    return [f"class {r.class_name!r} is clearly worse: {r.accuracy:.1%} of its {r.total} {split} "
             f"images right ({CONFIDENCE:.0%} interval {r.low:.1%} to {r.high:.1%}) against "
             f"{r.others:.1%} for the other classes (Fisher's exact test p = {r.worse_p:.2g})"
             for r in rows if r.clearly_worse]

@@ -598,7 +598,7 @@ def _accuracy_by_class(confusion: np.ndarray, names: Sequence[str],
     """Accuracy per class with its 95% interval, and which classes are clearly worse."""
     rows = class_accuracy.per_class(confusion, names)
     table = html.table(
-        [[r.label, r.total, fmt(r.accuracy), f'{fmt(r.low)} to {fmt(r.high)}',
+        [[r.class_name, r.total, fmt(r.accuracy), f'{fmt(r.low)} to {fmt(r.high)}',
           fmt(r.others), '-' if r.worse_p is None else f'{r.worse_p:.2g}',
           'yes' if r.clearly_worse else 'no'] for r in rows],
         ['class', f'{split} images', 'accuracy', f'{class_accuracy.CONFIDENCE:.0%} interval '

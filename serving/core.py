@@ -145,20 +145,20 @@ def arrays_from_tensor_protos(protos: Mapping[str, Any],
 
 
 class ServingCore:
-    """Runs requests against the servables of a ModelStore."""
+    """Runs requests against the servables of a ModelStore.
+
+    The store knows nothing of the core: whoever builds both (serving/server.py)
+    hands the store `warmup` and `release` as its load and unload hooks.
+    """
 
     def __init__(self, store, *, metrics=None, batcher=None,
                  request_log: Optional[request_log_lib.RequestLog] = None,
-                 enable_model_warmup: bool = True,
                  num_request_iterations_for_warmup: int = 0):
         self.store = store
         self.metrics = metrics
         self.batcher = batcher
         self.request_log = request_log
         self._warmup_iterations = max(num_request_iterations_for_warmup, 1)
-        if enable_model_warmup:
-            store.warmup = self.warmup
-        store.on_unload = self._on_unload
 
     # ------------------------------------------------------------ calls
 
@@ -699,6 +699,7 @@ class ServingCore:
                                  iterations=self._warmup_iterations,
                                  on_done=on_done)
 
-    def _on_unload(self, servable) -> None:
+    def release(self, servable) -> None:
+        """Closes the batching queues of a servable being unloaded."""
         if self.batcher is not None:
             self.batcher.close(lambda key: key[3] == id(servable))

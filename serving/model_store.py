@@ -252,8 +252,8 @@ class ModelStore:
         self._retry_interval = max(load_retry_interval_micros, 0) / 1e6
         self._allow_unavailable_labels = (
             allow_version_labels_for_unavailable_models)
-        self.warmup = warmup
-        self.on_unload = on_unload
+        self._warmup = warmup        # hooks, set once here (serving/server.py wires them)
+        self._on_unload = on_unload
         self._lock = threading.Lock()            # guards the maps below
         self._reconcile_lock = threading.RLock()  # one reconcile at a time
         self._models: Dict[str, _Model] = {}
@@ -422,12 +422,12 @@ class ModelStore:
         if self._metrics is not None:
             self._metrics.record_load(path, success=True)
         try:
-            if self.warmup is not None:
-                self.warmup(servable)
+            if self._warmup is not None:
+                self._warmup(servable)
         except Exception as error:  # pylint: disable=broad-except
             self._fail(name, record, _as_serving_error(error), 'Warming up')
-            if self.on_unload is not None:
-                self.on_unload(servable)
+            if self._on_unload is not None:
+                self._on_unload(servable)
             return
         with self._lock:
             record.servable = servable
@@ -462,8 +462,8 @@ class ModelStore:
             record.servable = None
             record.state = END
             record.error_code, record.error_message = errors.Code.OK, ''
-        if servable is not None and self.on_unload is not None:
-            self.on_unload(servable)
+        if servable is not None and self._on_unload is not None:
+            self._on_unload(servable)
         logging.info('Done unloading servable version {name: %s version: %d}',
                      model.config.name, record.version)
 

@@ -214,16 +214,20 @@ class ModelServer:
                 include_image_bytes=args.request_log_include_image_bytes)
             logging.info('Request log: %s (sample rate %s)',
                          args.request_log_file, args.request_log_sample_rate)
+        # The store loads and unloads versions, the core runs requests on them: the
+        # store's hooks call the core, which is built next (the hooks run later).
         self.store = model_store.ModelStore(
             metrics=server_metrics,
             max_num_load_retries=args.max_num_load_retries,
             load_retry_interval_micros=args.load_retry_interval_micros,
             allow_version_labels_for_unavailable_models=(
-                args.allow_version_labels_for_unavailable_models))
+                args.allow_version_labels_for_unavailable_models),
+            warmup=((lambda servable: self.core.warmup(servable))
+                    if args.enable_model_warmup else None),
+            on_unload=lambda servable: self.core.release(servable))
         self.core = core.ServingCore(
             self.store, metrics=server_metrics, batcher=self.batcher,
             request_log=self.request_log,
-            enable_model_warmup=args.enable_model_warmup,
             num_request_iterations_for_warmup=(
                 args.num_request_iterations_for_warmup))
 

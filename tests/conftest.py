@@ -2,7 +2,9 @@
 (LocalDagRunner, SQLite MLMD, Beam DirectRunner), on photos copied from ../shared."""
 
 import dataclasses
+import os
 import pathlib
+import random
 
 import pytest
 
@@ -45,3 +47,24 @@ def small_run(tmp_path_factory):
     """The whole pipeline, run once on SMALL (40 train / 60 eval photos); (PipelineFixture, MLMD run)."""
     pipeline_run = make_run(tmp_path_factory.mktemp('e2e'), SMALL)
     return pipeline_run, pipeline_run.run()
+
+
+# TEST_ORDER_SEED=<any text> make test: the modules, and the tests in each, in a
+# seeded random order (modules stay whole, so their shared fixtures are built once).
+ORDER_SEED = 'TEST_ORDER_SEED'
+
+
+def pytest_collection_modifyitems(config, items):  # pylint: disable=unused-argument
+    seed = os.environ.get(ORDER_SEED)
+    if not seed:
+        return
+    rng = random.Random(seed)
+    modules = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split('::')[0], []).append(item)
+    groups = list(modules.values())
+    rng.shuffle(groups)
+    for group in groups:
+        rng.shuffle(group)
+    items[:] = [item for group in groups for item in group]
+

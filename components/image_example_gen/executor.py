@@ -102,7 +102,7 @@ class _ReadImageFn(beam.DoFn):
 
     def process(self, placement: layout.Placement) -> Iterator[Any]:
         entry = {'path': placement.path, 'status': summary.IGNORED,
-                 'reason': placement.ignored, 'label_name': placement.label,
+                 'reason': placement.ignored, 'label_name': placement.class_name,
                  'split_dir': placement.split_dir}
         if placement.ignored is not None:
             yield beam.pvalue.TaggedOutput(_MANIFEST_TAG, entry)
@@ -119,7 +119,7 @@ class _ReadImageFn(beam.DoFn):
             logging.warning('Bad image %s: %s', placement.path, entry['reason'])
             yield beam.pvalue.TaggedOutput(_MANIFEST_TAG, entry)
             return
-        label = self._class_names.index(placement.label)
+        label = self._class_names.index(placement.class_name)
         entry.update(status=summary.OK, label=label, sha256=info.sha256, height=info.height,
                      width=info.width, channels=info.channels, format=info.format,
                      bytes=len(data))

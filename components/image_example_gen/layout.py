@@ -59,12 +59,12 @@ class Placement:
     Attributes:
       path: '/'-separated path relative to the data root.
       split_dir: for a pre-split root, the split folder ('train', 'validation').
-      label: the class folder name, for a candidate image.
+      class_name: the class folder's name, for a candidate image.
       ignored: why the file is not an image of a class; None for a candidate.
     """
     path: str
     split_dir: Optional[str] = None
-    label: Optional[str] = None
+    class_name: Optional[str] = None
     ignored: Optional[str] = None
 
 
@@ -190,12 +190,12 @@ def _holds_images(root: str, folder: str) -> bool:
                for name in tf.io.gfile.listdir(path))
 
 
-def _class_images(root: str, parent: str, label: str, enough: float) -> int:
+def _class_images(root: str, parent: str, class_name: str, enough: float) -> int:
     """Image files of one class folder (any depth, as `place` counts them), at most `enough`."""
     found = 0
-    for path in files_under(root, posixpath.join(parent, label)):
+    for path in files_under(root, posixpath.join(parent, class_name)):
         found += place(path, split_dirs=[parent] if parent else None,
-                       class_names=[label]).ignored is None
+                       class_names=[class_name]).ignored is None
         if found >= enough:
             break
     return found
@@ -252,24 +252,24 @@ def inspect_data_root(root: str, count_up_to: Optional[int] = None) -> DataRoot:
     candidate = DataRoot(root=root, presplit=presplit, class_names=tuple(class_names),
                          test_folder=presplit and features.TEST_DIR in top)
     images: Dict[Tuple[Optional[str], str], int] = collections.Counter()
-    folders = [(parent, label) for parent in parents for label in class_names]
+    folders = [(parent, name) for parent in parents for name in class_names]
     if candidate.test_folder:
-        folders += [(features.TEST_DIR, label) for label in class_names]
-    for parent, label in folders:
-        if tf.io.gfile.isdir(posixpath.join(root, parent, label)):
+        folders += [(features.TEST_DIR, name) for name in class_names]
+    for parent, name in folders:
+        if tf.io.gfile.isdir(posixpath.join(root, parent, name)):
             # At least the one image that shows the class is there.
             enough = (math.inf if count_up_to is None
                       else max(1, count_up_to - sum(images.values())))
-            images[parent or None, label] = _class_images(root, parent, label, enough)
+            images[parent or None, name] = _class_images(root, parent, name, enough)
     for parent in parents:
-        for label in class_names:
-            if not images[parent or None, label]:
-                folder = posixpath.join(root, parent, label) if parent else posixpath.join(
-                    root, label)
+        for name in class_names:
+            if not images[parent or None, name]:
+                folder = posixpath.join(root, parent, name) if parent else posixpath.join(
+                    root, name)
                 raise DataRootError(
                     f'class folder {folder} is missing or has no image files at any depth '
                     f'({", ".join(features.IMAGE_EXTENSIONS)})')
-    has_test = any(images[features.TEST_DIR, label] for label in class_names)
+    has_test = any(images[features.TEST_DIR, name] for name in class_names)
     total = sum(images.values())
     return dataclasses.replace(candidate, test_folder=candidate.test_folder and has_test,
                                images=total if count_up_to is None else min(total, count_up_to))

@@ -46,7 +46,7 @@ def test_place_accounts_for_every_kind_of_file(path, presplit, expected):
     label, reason = expected
     assert placement.path == path
     if reason is None:
-        assert (placement.label, placement.ignored) == (label, None)
+        assert (placement.class_name, placement.ignored) == (label, None)
     else:
         assert placement.ignored.startswith(reason)
     if presplit and placement.ignored is None:

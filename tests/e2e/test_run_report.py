@@ -184,17 +184,20 @@ def assert_not_blank(image: Image.Image) -> None:
 
 @pytest.fixture(scope='module')
 def first_report(small_run, tmp_path_factory):
-    """The report of the small run's first (blessed and pushed) run."""
+    """The report of the small run's first (blessed and pushed) run, and the ids of the
+    runs MLMD held when it was written (tests after it may add runs)."""
     pipeline_run, run = small_run
     out = tmp_path_factory.mktemp('report') / 'run_report.html'
     path = run_report.write_report(pipeline_run.metadata_path,
                                    pipeline_run.config.pipeline_name, str(out),
                                    run_id=run.run_id)
-    return path, parse(path)
+    runs = mlmd_runs.pipeline_runs(mlmd_runs.open_store(pipeline_run.metadata_path),
+                                   pipeline_run.config.pipeline_name)
+    return path, parse(path), [r.run_id for r in runs]
 
 
 def test_every_section_is_there_and_every_picture_decodes(first_report):
-    path, page = first_report
+    path, page, _ = first_report
     assert path.endswith('run_report.html') and os.path.isfile(path)
     assert set(SECTIONS) <= set(page.sections)
     assert 'comparison' not in page.sections  # one variant trained
@@ -215,7 +218,7 @@ def test_every_section_is_there_and_every_picture_decodes(first_report):
 
 def test_data_section_matches_the_example_gen_and_data_report(small_run, first_report):
     pipeline_run, run = small_run
-    path, page = first_report
+    path, page, _ = first_report
     examples = run.output('ImageExampleGen', 'examples').uri
     image_report = read_json(os.path.join(examples, example_gen_spec.REPORT_FILE))
     class_names = list(pipeline_run.config.class_names)
@@ -245,7 +248,7 @@ def test_data_section_matches_the_example_gen_and_data_report(small_run, first_r
 
 def test_training_section_matches_history_json(small_run, first_report):
     _, run = small_run
-    _, page = first_report
+    _, page, _ = first_report
     history = read_json(os.path.join(run.output('Trainer', 'model_run').uri,
                                      trainer_model.HISTORY_FILE))
     rows = page.table('training', 'epoch')
@@ -261,7 +264,7 @@ def test_training_section_matches_history_json(small_run, first_report):
 
 def test_evaluation_section_matches_tfma_blessing_and_push(small_run, first_report):
     pipeline_run, run = small_run
-    _, page = first_report
+    _, page, _ = first_report
     evaluation = run.output('Evaluator', 'evaluation').uri
     metrics = candidate_metrics(evaluation)
     accuracy = metrics[('sparse_categorical_accuracy', None)]
@@ -302,7 +305,7 @@ def test_evaluation_section_matches_tfma_blessing_and_push(small_run, first_repo
 
 def test_errors_section_agrees_with_tfma_accuracy(small_run, first_report):
     _, run = small_run
-    _, page = first_report
+    _, page, _ = first_report
     accuracy = candidate_metrics(run.output('Evaluator', 'evaluation').uri)[
         ('sparse_categorical_accuracy', None)]
     match = re.search(r'(\d+) misclassified of all (\d+) eval images', page.text('errors'))
@@ -322,12 +325,9 @@ def test_errors_section_agrees_with_tfma_accuracy(small_run, first_report):
 
 def test_runs_and_run_facts(small_run, first_report):
     pipeline_run, run = small_run
-    _, page = first_report
-    runs = mlmd_runs.pipeline_runs(mlmd_runs.open_store(pipeline_run.metadata_path),
-                                   pipeline_run.config.pipeline_name)
+    _, page, listed = first_report
     rows = page.table('runs', 'run id')
-    assert [row[0].replace(' (this report)', '') for row in rows[1:]] == [
-        r.run_id for r in reversed(runs)]
+    assert [row[0].replace(' (this report)', '') for row in rows[1:]] == listed[::-1]
     [mine] = [row for row in rows[1:] if row[0] == f'{run.run_id} (this report)']
     pushed = run.output('ImagePusher', 'pushed_model')
     accuracy = candidate_metrics(run.output('Evaluator', 'evaluation').uri)[
@@ -357,7 +357,7 @@ def test_runs_and_run_facts(small_run, first_report):
 
 
 def test_first_report_renders_in_headless_chromium(first_report, tmp_path):
-    path, _ = first_report
+    path, _, _ = first_report
     shot = chromium_screenshot(path, tmp_path)
     assert_not_blank(shot)
 
