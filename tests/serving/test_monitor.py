@@ -8,9 +8,12 @@ import os
 import subprocess
 import sys
 
+import grpc as grpc_lib
 import pytest
 import requests
 from PIL import Image, ImageEnhance
+from tensorflow_serving.apis import classification_pb2
+from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from models import features
 from models import profile
@@ -38,6 +41,20 @@ def darkened(payload: bytes) -> bytes:
 
 def greyscale(payload: bytes) -> bytes:
     return _jpeg(Image.open(io.BytesIO(payload)).convert('L').convert('RGB'))
+
+
+def grpc_classify(target: str, images) -> None:
+    """One gRPC Classify request of tf.Examples holding the images."""
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.name = MODEL
+    request.model_spec.signature_name = features.EXAMPLES_SIGNATURE
+    for image in images:
+        example = request.input.example_list.examples.add()
+        example.features.feature[features.IMAGE_KEY].bytes_list.value.append(image)
+    with grpc_lib.insecure_channel(target) as channel:
+        result = prediction_service_pb2_grpc.PredictionServiceStub(channel).Classify(
+            request, 30.0)
+    assert len(result.result.classifications) == len(images)
 
 
 def held_out_photos(label: str, count: int):
@@ -80,6 +97,8 @@ def traffic(tmp_path_factory, exported_models):
                 batch = images[i:i + 4]
                 if name == 'in_distribution' and i % 16 == 4:
                     grpc.predict(batch)            # gRPC :predict is logged too
+                elif name == 'in_distribution' and i % 16 == 12:
+                    grpc_classify(server.grpc_target, batch)   # and gRPC :classify
                 elif name == 'in_distribution' and i % 16 == 8:
                     response = requests.post(      # and REST :classify
                         f'{server.url}/v1/models/{MODEL}:classify',
@@ -122,6 +141,10 @@ def test_the_pushed_version_carries_its_reference_profile(traffic):
 
 def test_in_distribution_traffic_is_not_flagged(traffic):
     phases, version_dir, work = traffic
+    # Logged from REST and gRPC, :predict and :classify, and all read by the monitor.
+    records = [json.loads(line) for line in phases['in_distribution'].read_text().splitlines()]
+    assert {(r['entrypoint'], r['api']) for r in records} == {
+        ('REST', 'predict'), ('REST', 'classify'), ('GRPC', 'predict'), ('GRPC', 'classify')}
     verdict = run_monitor(phases['in_distribution'], version_dir, work / 'out_same')
     assert verdict['images'] == 40 and verdict['image_bytes_logged']
     assert verdict['drifted'] is False, [f['words'] for f in verdict['findings']]
