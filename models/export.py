@@ -80,11 +80,11 @@ def make_signatures(model: keras.Model, module: ServingModule,
 
     def chunk_probabilities(image_bytes):
         transformed = module.tft_layer({features.IMAGE_KEY: image_bytes})
-        return {'probabilities': tf.nn.softmax(model(transformed[image_xf], training=False),
-                                               axis=-1)}
+        return {features.PROBABILITIES_OUTPUT: tf.nn.softmax(
+            model(transformed[image_xf], training=False), axis=-1)}
 
     def probabilities(image_bytes):
-        return in_chunks(chunk_probabilities, image_bytes, chunk)['probabilities']
+        return in_chunks(chunk_probabilities, image_bytes, chunk)[features.PROBABILITIES_OUTPUT]
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.SERVING_INPUT)])
     def serve_images(image_bytes):

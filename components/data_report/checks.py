@@ -59,23 +59,31 @@ def balance_margin(total: int, classes: int, false_alarm_rate: float) -> float:
     return z_bound(false_alarm_rate, classes) * math.sqrt(expected * (1 - expected) / total)
 
 
-def balance_problems(counts_by_split: Mapping[str, Mapping[str, int]], tolerance: float,
-                     false_alarm_rate: float) -> List[str]:
-    """Classes whose share of a split is further from 1/K than the tolerance allows.
+def balance_rule(total: int, classes: int, tolerance: float,
+                 false_alarm_rate: float) -> Dict[str, float]:
+    """How far a class's share of a split of `total` images may stray from 1/K.
 
     The allowed distance is the larger of `tolerance` x 1/K (the imbalance the
     user accepts, relative to the fair share, so the rule means the same for 2
     classes as for 50: at 0.2, shares of 40-60% of 2 classes, 8-12% of 10) and
     `balance_margin(n)` (what a balanced data set of n images shows by chance),
-    so a small split is not stopped for noise.
+    so a small split is not stopped for noise. The numbers the data report states.
     """
+    expected = 1.0 / classes
+    accepted = tolerance * expected
+    margin = balance_margin(total, classes, false_alarm_rate)
+    return {'images': total, 'expected_share': expected, 'tolerance': tolerance,
+            'accepted': accepted, 'chance_margin': margin, 'allowed': max(accepted, margin)}
+
+
+def balance_problems(counts_by_split: Mapping[str, Mapping[str, int]], tolerance: float,
+                     false_alarm_rate: float) -> List[str]:
+    """Classes whose share of a split is further from 1/K than `balance_rule` allows."""
     problems = []
     for split, counts in counts_by_split.items():
         total = sum(counts.values())
-        expected = 1.0 / len(counts)
-        margin = balance_margin(total, len(counts), false_alarm_rate)
-        accepted = tolerance * expected
-        allowed = max(accepted, margin)
+        rule = balance_rule(total, len(counts), tolerance, false_alarm_rate)
+        expected, allowed = rule['expected_share'], rule['allowed']
         for label, count in counts.items():
             share = count / total if total else 0.0
             if abs(share - expected) > allowed:
@@ -83,7 +91,7 @@ def balance_problems(counts_by_split: Mapping[str, Mapping[str, int]], tolerance
                     f'label balance: class {label!r} is {share:.1%} of the {split} split '
                     f'({count} of {total}); expected {expected:.1%} ± {allowed:.1%}, the '
                     f'larger of balance_tolerance {tolerance:.0%} of that share '
-                    f'({accepted:.1%}) and the {margin:.1%} a '
+                    f'({rule["accepted"]:.1%}) and the {rule["chance_margin"]:.1%} a '
                     f'balanced set of {total} images shows by chance '
                     f'(label_false_alarm_rate {false_alarm_rate:g})')
     return problems

@@ -48,9 +48,7 @@ def build_verdict(stats: Dict[str, Any], anomalies: Dict[str, anomalies_pb2.Anom
     tolerance = exec_properties[spec.BALANCE_TOLERANCE_KEY]
     problems += checks.balance_problems(counts, tolerance, alpha)
     rules = {'balance': {
-        split: {'images': sum(c.values()), 'expected_share': 1 / len(class_names),
-                'tolerance': tolerance,
-                'chance_margin': checks.balance_margin(sum(c.values()), len(class_names), alpha)}
+        split: checks.balance_rule(sum(c.values()), len(class_names), tolerance, alpha)
         for split, c in counts.items()}}
     drift = anomalies_pb2.Anomalies()
     if features.TRAIN_SPLIT in stats and features.EVAL_SPLIT in stats:

@@ -89,12 +89,11 @@ def label_rule_sentences(verdict: Mapping[str, Any]) -> List[str]:
     alpha = verdict['settings']['label_false_alarm_rate']
     sentences = []
     for split, rule in rules['balance'].items():
-        accepted = rule['tolerance'] * rule['expected_share']
-        allowed = max(accepted, rule['chance_margin'])
         sentences.append(
             f"Balance, {split} split ({rule['images']} images): each class should have "
-            f"{rule['expected_share']:.1%} ± {allowed:.1%}, the larger of balance_tolerance "
-            f"{rule['tolerance']:.0%} of that share ({accepted:.1%}) and the "
+            f"{rule['expected_share']:.1%} ± {rule['allowed']:.1%}, the larger of "
+            f"balance_tolerance {rule['tolerance']:.0%} of that share ({rule['accepted']:.1%}) "
+            "and the "
             f"{rule['chance_margin']:.1%} a balanced set of "
             f"{rule['images']} images shows by chance (label_false_alarm_rate {alpha:g}).")
     if 'drift' in rules:

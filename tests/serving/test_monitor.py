@@ -204,22 +204,20 @@ def test_one_class_traffic_is_caught_from_the_log_without_image_bytes(traffic):
 
 def test_cli_exit_codes(traffic, tmp_path):
     phases, version_dir, _ = traffic
-    result = subprocess.run(
-        [sys.executable, '-m', 'serving.monitor', '--request-log', str(phases['darkened']),
-         '--model-dir', str(version_dir), '--out', str(tmp_path / 'cli'),
-         '--resamples', str(RESAMPLES), '--false-alarm-rate', str(FALSE_ALARM_RATE)],
-        cwd=str(server_process.PROJECT_ROOT), env=server_process.subprocess_env(),
-        capture_output=True, text=True, timeout=600)
+
+    def cli(phase):
+        return subprocess.run(
+            [sys.executable, '-m', 'serving.monitor', '--request-log', str(phases[phase]),
+             '--model-dir', str(version_dir), '--out', str(tmp_path / f'cli_{phase}'),
+             '--resamples', str(RESAMPLES), '--false-alarm-rate', str(FALSE_ALARM_RATE)],
+            cwd=str(server_process.PROJECT_ROOT), env=server_process.subprocess_env(),
+            capture_output=True, text=True, timeout=600)
+
+    result = cli('darkened')
     assert result.returncode == monitor.EXIT_DRIFT, result.stderr[-2000:]
     assert 'DRIFT brightness: mean brightness' in result.stdout
     assert result.stderr == ''
-    same = subprocess.run(
-        [sys.executable, '-m', 'serving.monitor', '--request-log',
-         str(phases['in_distribution']), '--model-dir', str(version_dir),
-         '--out', str(tmp_path / 'cli_same'), '--resamples', str(RESAMPLES),
-         '--false-alarm-rate', str(FALSE_ALARM_RATE)],
-        cwd=str(server_process.PROJECT_ROOT), env=server_process.subprocess_env(),
-        capture_output=True, text=True, timeout=600)
+    same = cli('in_distribution')
     assert same.returncode == monitor.EXIT_OK, same.stdout[-2000:] + same.stderr[-2000:]
     assert monitor.main(['--request-log', str(tmp_path / 'missing.log'),
                          '--model-dir', str(version_dir)]) == monitor.EXIT_USAGE
