@@ -409,7 +409,8 @@ def make_dataset(files: Sequence[str], data_accessor, tf_transform_output: tft.T
 def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data.Dataset,
           log_dir: Optional[str] = None, train_steps: Optional[int] = None,
           train_count: Optional[int] = None, eval_count: Optional[int] = None,
-          features_dir: Optional[str] = None):
+          features_dir: Optional[str] = None,
+          views_plan: Optional[Tuple[int, bool]] = None):
     """Builds and fits the model (then fine-tunes when asked).
 
     train_steps: batches per epoch when train_ds repeats endlessly (steps_per_epoch);
@@ -422,6 +423,8 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
     features_dir: a local folder for the augmented copies' and the eval split's
     features when they exceed the memory budget (feature_views,
     FrozenFeatureValidation); None: memory only.
+    views_plan: feature_views' answer when the caller already decided how it reads
+    the train split from it (run_fn); None: decided here, with the disk's free space now.
 
     Returns:
       (model, history dict: per-epoch metric lists, 'epoch_seconds', 'views' (the
@@ -456,7 +459,7 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
         start = time.perf_counter()
         validation = FrozenFeatureValidation(model, eval_ds, eval_count, features_dir)
         seconds['eval_features'] = time.perf_counter() - start
-        views, in_file = feature_views(
+        views, in_file = views_plan or feature_views(
             settings, train_count, shutil.disk_usage(features_dir).free if features_dir else None)
         start = time.perf_counter()
         if views:
@@ -556,7 +559,7 @@ def run_fn(fn_args: fn_args_utils.FnArgs) -> None:
     # it would only hold memory.
     cache_eval = settings.model_variant != 'transfer'
     limit = cache_limit(tf_transform_output)
-    datasets, train_steps, counts = {}, None, {}
+    datasets, train_steps, counts, views_plan = {}, None, {}, None
     # A split too large for memory is cached on this machine's disk for the run only,
     # when it fits there.
     for path in remove_stale_caches(tempfile.gettempdir()):
@@ -569,9 +572,10 @@ def run_fn(fn_args: fn_args_utils.FnArgs) -> None:
             count = counts[name] = count_records(files)
             # A head trained on the features of augmented copies reads the train split
             # once, in order (view_batches shuffles); only fine-tuning reads it again.
+            # Decided once, here: train() follows the same plan.
             if training:
-                once = not settings.fine_tune_epochs and feature_views(
-                    settings, count, shutil.disk_usage(cache_root).free)[0] > 0
+                views_plan = feature_views(settings, count, shutil.disk_usage(cache_root).free)
+                once = not settings.fine_tune_epochs and views_plan[0] > 0
             else:
                 once = not cache_eval
             cache_dir = None if once else os.path.join(cache_root, name)
@@ -595,7 +599,7 @@ def run_fn(fn_args: fn_args_utils.FnArgs) -> None:
         model, history, answers = train(settings, datasets['train'], datasets['eval'],
                                         log_dir=fn_args.model_run_dir, train_steps=train_steps,
                                         train_count=counts['train'], eval_count=counts['eval'],
-                                        features_dir=cache_root)
+                                        features_dir=cache_root, views_plan=views_plan)
     trained = time.perf_counter()
     export.export_model(model, tf_transform_output, settings.class_names, fn_args.serving_model_dir)
     history['settings'] = dataclasses.asdict(settings)

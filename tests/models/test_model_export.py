@@ -402,6 +402,18 @@ def test_head_trained_on_augmented_copies_kept_in_a_file(tmp_path, monkeypatch):
     assert_answers_are_the_models(model, history, answers, eval_ds)
 
 
+def test_train_follows_the_plan_its_caller_read_the_split_by(tmp_path, monkeypatch):
+    # run_fn decides once whether the train split is read once (copies) or every epoch;
+    # train() must not decide again with the disk's free space of a later moment.
+    monkeypatch.setattr(trainer, 'CACHE_BUDGET_BYTES', 1)     # copies would go to a file
+    train_ds, eval_ds = photo_dataset('train', 4), photo_dataset('validation', 2)
+    _, history, _ = trainer.train(settings(epochs=1, augmented_views=2), train_ds, eval_ds,
+                                  train_count=8, features_dir=str(tmp_path),
+                                  views_plan=(0, False))
+    assert history['views'] == 0 and 'train_features' not in history['seconds']
+    assert not (tmp_path / trainer.FEATURES_FILE).exists()
+
+
 def test_a_stopped_trainers_cache_is_removed_and_a_running_ones_kept(tmp_path):
     ended = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'],
                            capture_output=True, text=True, check=True)
