@@ -1,6 +1,7 @@
 """How many augmented copies per photo the head needs: accuracy by copy count, several seeds.
 
-    python bench/augmented_views.py [--data-root DIR] [--copies 1 2 3 5] [--seeds 5]
+    python bench/augmented_views.py [--data-root DIR] [--copies 1 2 3 5] [--seeds 20]
+                                 [--image-size 160]
 
 With the base frozen, one epoch of the tutorial's training is: every training
 photo through a fresh draw of the augmentation and the base, then the head. The
@@ -12,7 +13,11 @@ tutorial's epochs make) and of <data-root>/validation without augmentation, then
 trains the head `--seeds` times per schedule on them: 'fresh' (a new copy every
 epoch: exactly the tutorial's fresh augmentation), 'none' (no augmentation) and
 each K of --copies. Prints the validation accuracy per seed, its mean and range,
-and what the copies cost through the base. Default data: the tutorial's own set.
+each schedule's difference from 'fresh' paired by seed (a seed fixes the head's
+initial weights and the order of the photos, so the pairs differ only by the
+features) with its 95% interval, and what the copies cost through the base. The
+headline is the default copy count against 'fresh'. Default data: the tutorial's
+own set.
 """
 
 import argparse
@@ -39,14 +44,27 @@ def split_dataset(root: str, split: str, class_names, size, batch_size: int):
         lambda x, y: (preprocessing.scale_to_unit_range(x), y)).cache(), len(paths)
 
 
+def paired(accuracies, reference) -> str:
+    """Mean difference of two runs paired by seed, with its 95% t interval."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    from scipy import stats  # pylint: disable=import-outside-toplevel
+    differences = np.asarray(accuracies) - np.asarray(reference)
+    if len(differences) < 2:
+        return f'{differences.mean():+.4f}'
+    half = stats.t.ppf(0.975, len(differences) - 1) * stats.sem(differences)
+    return (f'{differences.mean():+.4f} ({differences.mean() - half:+.4f} to '
+            f'{differences.mean() + half:+.4f})')
+
+
 def main() -> int:
-    from bench import photos  # pylint: disable=import-outside-toplevel
     from pipeline import configs  # pylint: disable=import-outside-toplevel
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--data-root',
                         default=str(configs.SHARED / 'datasets' / 'cats_and_dogs_filtered'))
     parser.add_argument('--copies', type=int, nargs='+', default=[1, 2, 3, 5])
-    parser.add_argument('--seeds', type=int, default=5)
+    parser.add_argument('--seeds', type=int, default=20)
+    parser.add_argument('--image-size', type=int,
+                        help="square input size; default: the pipeline's (the weights' own)")
     args = parser.parse_args()
 
     from runlog import noise  # pylint: disable=import-outside-toplevel
@@ -58,7 +76,9 @@ def main() -> int:
 
     class_names = sorted(os.listdir(os.path.join(args.data_root, 'train')))
     defaults = configs.PipelineConfig(data_root=args.data_root, pipeline_root='', serving_dir='',
-                                      class_names=tuple(class_names))
+                                      class_names=tuple(class_names),
+                                      image_size=((args.image_size,) * 2 if args.image_size
+                                                  else None))
     size = tuple(defaults.input_size()[0])
     epochs, batch_size = defaults.epochs, defaults.batch_size
     train_ds, train_count = split_dataset(args.data_root, 'train', class_names, size, batch_size)
@@ -99,15 +119,20 @@ def main() -> int:
 
     schedules = [('fresh', copies), ('none', unaugmented)] + [
         (f'{k} copies', copies[:, :k]) for k in args.copies]
-    print(f'\n{"schedule":10s} {"mean":>6s} {"min-max":>13s}  accuracy per seed '
-          f'({eval_count} validation photos)')
-    summary = []
+    print(f'\n{"schedule":10s} {"mean":>6s} {"min-max":>13s}  {"- fresh, paired (95%)":>27s}'
+          f'  accuracy per seed ({eval_count} validation photos)')
+    results = {}
     for name, features in schedules:
-        accuracies = [accuracy(features, seed) for seed in range(args.seeds)]
-        summary.append(f'{name} {np.mean(accuracies):.4f}')
-        print(f'{name:10s} {np.mean(accuracies):6.4f} {min(accuracies):.3f}-{max(accuracies):.3f}'
-              f'  ' + ' '.join(f'{a:.3f}' for a in accuracies), flush=True)
-    print('HEADLINE: mean validation accuracy by schedule: ' + ', '.join(summary))
+        results[name] = np.array([accuracy(features, seed) for seed in range(args.seeds)])
+        print(f'{name:10s} {results[name].mean():6.4f} {results[name].min():.3f}-'
+              f'{results[name].max():.3f}  {paired(results[name], results["fresh"]):>27s}  '
+              + ' '.join(f'{a:.3f}' for a in results[name]), flush=True)
+    print('all schedules: ' + ', '.join(f'{name} {a.mean():.4f}' for name, a in results.items()))
+    default = f'{min(defaults.augmented_views, epochs)} copies'
+    if default in results:
+        print(f'HEADLINE: {default} (the default) {results[default].mean():.4f} against fresh '
+              f"augmentation every epoch {results['fresh'].mean():.4f} over {args.seeds} "
+              f"seeds: difference {paired(results[default], results['fresh'])}")
     return 0
 
 

@@ -65,6 +65,13 @@ def pipeline_results(work_dir):
     return run, history, evaluation, train_images
 
 
+def after_first_epoch(history, images: int) -> float:
+    """Training images/s of the epochs after the first (with copies: the head's epochs on
+    their features; without: the base on freshly augmented photos)."""
+    steady = history['epoch_seconds'][1:] or history['epoch_seconds']
+    return images / (sum(steady) / len(steady))
+
+
 def main() -> int:
     from pipeline import configs  # pylint: disable=import-outside-toplevel
     from pipeline import nodes  # pylint: disable=import-outside-toplevel
@@ -141,11 +148,16 @@ def main() -> int:
                     f"{seconds['train_features']:.0f} s; {sum(history['epoch_seconds']):.1f} s "
                     'for all epochs of the head)')
         else:
-            steady = history['epoch_seconds'][1:] or history['epoch_seconds']
-            rate = images / (sum(steady) / len(steady))
+            rate = after_first_epoch(history, images)
             what = 'epochs after the first'
         print(f'views={views}: {what}: {rate:.1f} images/s through the base = '
               f'{rate / augmented:.2f} x the limit with the augmentation')
+        print(f'views={views}: training after the first epoch: '
+              f'{after_first_epoch(history, images):.0f} images/s = '
+              f"{after_first_epoch(history, images) / limit['images_per_second']:.2f} x the "
+              'forward-pass limit; the whole fit, copies included: '
+              f"{images * args.epochs / seconds['fit']:.0f} images/s = "
+              f"{images * args.epochs / seconds['fit'] / limit['images_per_second']:.2f} x")
         print(f'views={views}: time per component (s): ' + ', '.join(
             f'{node} {n.seconds:.0f}' for node, n in run.nodes.items()))
         print(f"views={views}: Trainer component {run.nodes[nodes.TRAINER].seconds:.0f} s, of "
@@ -161,11 +173,14 @@ def main() -> int:
         print(f'views={views}: pipeline/notebook wall time {wall / peer_wall:.2f}x '
               f'({wall / peer_busy:.2f}x without the waits), peak memory '
               f'{peak / peer_peak:.2f}x, accuracy {evaluation.accuracy:.4f}')
-    views, wall, peak, _, history, evaluation, _ = runs[0]
+    views, wall, peak, _, history, evaluation, images = runs[0]
     print(f'HEADLINE (views={views}): pipeline/notebook wall time {wall / peer_wall:.2f}x '
           f'({wall - peer_wall:+.0f} s; {wall / peer_busy:.2f}x of the notebook without its '
           f'waits between epochs), peak memory {peak / peer_peak:.2f}x, accuracy '
-          f"{evaluation.accuracy:.4f} vs {peer['accuracy']:.4f}")
+          f"{evaluation.accuracy:.4f} vs {peer['accuracy']:.4f}, training "
+          f"{images * args.epochs / history['seconds']['fit'] / limit['images_per_second']:.2f}x "
+          'the forward-pass limit over the whole fit (after the first epoch '
+          f"{after_first_epoch(history, images) / limit['images_per_second']:.2f}x)")
     return 0
 
 
