@@ -8,6 +8,7 @@ Re-running reuses cached component outputs (same inputs, same settings).
 """
 
 import argparse
+import collections
 import contextlib
 import gc
 import logging as std_logging
@@ -163,7 +164,9 @@ def summarize(config, metadata_path: str) -> List[str]:
     from tfx.types import standard_component_specs as keys  # pylint: disable=import-outside-toplevel
     from components import artifacts  # pylint: disable=import-outside-toplevel
     from components.data_report import spec as data_report_spec  # pylint: disable=import-outside-toplevel
+    from components.image_example_gen import layout  # pylint: disable=import-outside-toplevel
     from components.image_example_gen import spec  # pylint: disable=import-outside-toplevel
+    from models import features  # pylint: disable=import-outside-toplevel
     from pipeline import nodes  # pylint: disable=import-outside-toplevel
     from reports import class_accuracy  # pylint: disable=import-outside-toplevel
     from reports import mlmd_runs  # pylint: disable=import-outside-toplevel
@@ -179,6 +182,13 @@ def summarize(config, metadata_path: str) -> List[str]:
                      f"{len(files['bad_files'])} bad + {len(files['ignored_files'])} ignored; "
                      + ', '.join(f"{name} {split['images']}"
                                  for name, split in files['splits'].items()))
+        unread = collections.Counter(
+            ext for ext in (os.path.splitext(i['path'])[1].lower() for i in files['ignored_files'])
+            if ext in features.UNREAD_IMAGE_EXTENSIONS)
+        if unread:
+            lines.append(layout.unread_photos_sentence(
+                [f'{count} {extension}' for extension, count
+                 in sorted(unread.items(), key=lambda item: (-item[1], item[0]))]))
     report = run_info.output(nodes.DATA_REPORT, data_report_spec.REPORT_KEY)
     if report is not None:
         verdict = _read_json(os.path.join(report.uri, artifacts.VERDICT_JSON)) or {}

@@ -40,6 +40,10 @@ TEST_DIR = 'test'
 
 # File extensions ImageExampleGen reads (lower case, with the dot).
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
+# Photo formats users have but TensorFlow's decoders (JPEG, PNG, GIF, BMP) do not read:
+# reported as such, with the advice to convert them, instead of as "not an image".
+UNREAD_IMAGE_EXTENSIONS = ('.webp', '.heic', '.heif', '.avif', '.tif', '.tiff', '.jxl',
+                           '.dng', '.cr2', '.cr3', '.nef', '.arw', '.orf', '.rw2')
 # Ingestion defaults (PipelineConfig and ImageExampleGen both start from these).
 EVAL_FRACTION = 0.2          # of each class to eval, when the root has no split folders
 MAX_BAD_FRACTION = 0.05      # more unreadable image files than this fail the run

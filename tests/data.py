@@ -115,6 +115,8 @@ def make_any_root(dest: pathlib.Path, per_class: int) -> Dict[str, Dict[str, str
     ignored = {'README.md': 'not inside a class folder',
                'Hunde/.DS_Store': 'hidden file',
                'Hunde/notes.txt': 'not an image file name',
+               'Hunde/a/IMG_0042.HEIC': '.heic photos are not read',
+               'Été/scan 3.webp': '.webp photos are not read',
                '__MACOSX/Hunde/._x.jpg': 'inside hidden or system folder __MACOSX/'}
     for path, payload in images.items():
         _write(dest / path, payload)

@@ -16,7 +16,7 @@ import collections
 import dataclasses
 import math
 import posixpath
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Counter, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -26,6 +26,14 @@ from models import features
 # a '._name' resource file per file. Names starting with '.' are hidden.
 SYSTEM_FOLDERS = ('__MACOSX',)
 SPLIT_DIRS = (features.TRAIN_DIR, features.VALIDATION_DIR)   # both needed to be pre-split
+# Folder names (lower case) other tools use for splits -> the name a split folder has here.
+# A top folder named so, without images directly in it, stops the run with the rename.
+SPLIT_LOOKALIKES = {
+    'train': features.TRAIN_DIR, 'training': features.TRAIN_DIR,
+    'val': features.VALIDATION_DIR, 'valid': features.VALIDATION_DIR,
+    'validation': features.VALIDATION_DIR, 'eval': features.VALIDATION_DIR,
+    'evaluation': features.VALIDATION_DIR, 'dev': features.VALIDATION_DIR,
+    'test': features.TEST_DIR, 'testing': features.TEST_DIR}
 TEST_DIRS = (features.TEST_DIR,)                                 # optional beside them
 _EXPECTED = 'one sub-folder per class, or train/ and validation/ each holding class folders'
 
@@ -109,9 +117,7 @@ def place(path: str, *, split_dirs: Optional[Sequence[str]],
         return Placement(path, split_dir,
                          ignored=f'folder {folders[0]}/ is not one of the classes')
     if not is_image_name(name):
-        return Placement(path, split_dir, folders[0],
-                         ignored=f'not an image file name ({", ".join(features.IMAGE_EXTENSIONS)}'
-                                 ', any case)')
+        return Placement(path, split_dir, folders[0], ignored=not_read_reason(name))
     return Placement(path, split_dir, folders[0])
 
 
@@ -190,15 +196,46 @@ def _holds_images(root: str, folder: str) -> bool:
                for name in tf.io.gfile.listdir(path))
 
 
-def _class_images(root: str, parent: str, class_name: str, enough: float) -> int:
-    """Image files of one class folder (any depth, as `place` counts them), at most `enough`."""
-    found = 0
+def unread_photos_sentence(kinds: Sequence[str]) -> str:
+    """'.webp photos are not read (...): convert them' for photo formats (with counts,
+    e.g. '40 .webp') in features.UNREAD_IMAGE_EXTENSIONS."""
+    return (f'{", ".join(kinds)} photos are not read (TensorFlow decodes '
+            f'{", ".join(features.IMAGE_EXTENSIONS)}): convert them, e.g. to .jpg')
+
+
+def not_read_reason(name: str) -> str:
+    """Why a file in a class folder whose name is not an image file name is not read."""
+    extension = posixpath.splitext(name)[1].lower()
+    if extension in features.UNREAD_IMAGE_EXTENSIONS:
+        return unread_photos_sentence([extension])
+    return f'not an image file name ({", ".join(features.IMAGE_EXTENSIONS)}, any case)'
+
+
+def _class_images(root: str, parent: str, class_name: str,
+                  enough: float) -> Tuple[int, Counter]:
+    """(image files of one class folder (any depth, as `place` counts them), at most
+    `enough`; the extensions of the files seen that are not used, with their counts)."""
+    found, others = 0, collections.Counter()
     for path in files_under(root, posixpath.join(parent, class_name)):
-        found += place(path, split_dirs=[parent] if parent else None,
-                       class_names=[class_name]).ignored is None
-        if found >= enough:
-            break
-    return found
+        placement = place(path, split_dirs=[parent] if parent else None,
+                          class_names=[class_name])
+        if placement.ignored is None:
+            found += 1
+            if found >= enough:
+                break
+        else:
+            others[posixpath.splitext(path)[1].lower() or '(no extension)'] += 1
+    return found, others
+
+
+def _what_it_holds(extensions: Counter) -> str:
+    """'; it holds 40 .webp files: ...' for a class folder without images."""
+    if not extensions:
+        return ''
+    listed = ', '.join(f'{count} {extension}' for extension, count in extensions.most_common(5))
+    unread = sorted(e for e in extensions if e in features.UNREAD_IMAGE_EXTENSIONS)
+    advice = f'; {unread_photos_sentence(unread)}' if unread else ''
+    return f'; it holds {sum(extensions.values())} other files ({listed}){advice}'
 
 
 def inspect_data_root(root: str, count_up_to: Optional[int] = None) -> DataRoot:
@@ -228,6 +265,17 @@ def inspect_data_root(root: str, count_up_to: Optional[int] = None) -> DataRoot:
     if not tf.io.gfile.isdir(root):
         raise DataRootError(f'data root {root} is not a folder')
     top = _class_folders(root, '')
+    lookalikes = {d: SPLIT_LOOKALIKES[d.lower()] for d in top
+                  if d not in SPLIT_DIRS + TEST_DIRS and d.lower() in SPLIT_LOOKALIKES
+                  and not _holds_images(root, d)}
+    if lookalikes:
+        renames = ', '.join(f'{d}/ to {name}/' for d, name in sorted(lookalikes.items()))
+        raise DataRootError(
+            f'data root {root} has {", ".join(f"{d}/" for d in sorted(lookalikes))}, named '
+            f'like {"split folders" if len(lookalikes) > 1 else "a split folder"} but not as '
+            'this pipeline reads them (train/, validation/ and '
+            f'optionally test/, in lower case): rename {renames}; or, if they are classes, '
+            'put some of their images directly in them, not only in sub-folders')
     split_dirs = [d for d in SPLIT_DIRS if d in top]
     if len(split_dirs) == 1:
         lone = split_dirs[0]
@@ -246,12 +294,20 @@ def inspect_data_root(root: str, count_up_to: Optional[int] = None) -> DataRoot:
     if not class_names:
         raise DataRootError(f'data root {root} has no class folders (expected {_EXPECTED})')
     if len(class_names) == 1:
+        # A folder wrapping the class folders (photos/cats, photos/dogs): name it.
+        only = class_names[0]
+        inner = ([] if presplit or _holds_images(root, only) else _class_folders(root, only))
+        hint = (f'; its sub-folders ({", ".join(inner[:5])}{", ..." if len(inner) > 5 else ""})'
+                f' look like the classes: use {posixpath.join(root, only)} as the data root'
+                if len(inner) > 1 else '')
         raise DataRootError(
             f'data root {root} has only one class folder ({class_names[0]}); '
-            'a classifier needs at least two')
+            f'a classifier needs at least two{hint}')
     candidate = DataRoot(root=root, presplit=presplit, class_names=tuple(class_names),
                          test_folder=presplit and features.TEST_DIR in top)
     images: Dict[Tuple[Optional[str], str], int] = collections.Counter()
+    not_used: Dict[Tuple[Optional[str], str], Counter] = collections.defaultdict(
+        collections.Counter)
     folders = [(parent, name) for parent in parents for name in class_names]
     if candidate.test_folder:
         folders += [(features.TEST_DIR, name) for name in class_names]
@@ -260,7 +316,8 @@ def inspect_data_root(root: str, count_up_to: Optional[int] = None) -> DataRoot:
             # At least the one image that shows the class is there.
             enough = (math.inf if count_up_to is None
                       else max(1, count_up_to - sum(images.values())))
-            images[parent or None, name] = _class_images(root, parent, name, enough)
+            images[parent or None, name], not_used[parent or None, name] = _class_images(
+                root, parent, name, enough)
     for parent in parents:
         for name in class_names:
             if not images[parent or None, name]:
@@ -268,7 +325,8 @@ def inspect_data_root(root: str, count_up_to: Optional[int] = None) -> DataRoot:
                     root, name)
                 raise DataRootError(
                     f'class folder {folder} is missing or has no image files at any depth '
-                    f'({", ".join(features.IMAGE_EXTENSIONS)})')
+                    f'({", ".join(features.IMAGE_EXTENSIONS)})'
+                    + _what_it_holds(not_used[parent or None, name]))
     has_test = any(images[features.TEST_DIR, name] for name in class_names)
     total = sum(images.values())
     return dataclasses.replace(candidate, test_folder=candidate.test_folder and has_test,

@@ -96,6 +96,65 @@ def test_a_class_with_images_only_in_sub_folders_is_a_class(tmp_path):
     assert layout.inspect_data_root(str(tmp_path)).class_names == ('birds', 'cats', 'dogs')
 
 
+def test_a_class_of_photos_tensorflow_cannot_decode_says_what_it_holds(tmp_path):
+    names = ['cats/a.jpg', 'dogs/a.jpg', 'birds/IMG_1.HEIC', 'birds/2019/b.webp',
+             'birds/2019/c.webp', 'birds/notes.txt']
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b'x')
+    with pytest.raises(layout.DataRootError) as raised:
+        layout.inspect_data_root(str(tmp_path))
+    assert str(raised.value).endswith(
+        '/birds is missing or has no image files at any depth (.jpg, .jpeg, .png, .bmp, .gif); '
+        'it holds 4 other files (2 .webp, 1 .heic, 1 .txt); .heic, .webp photos are not read '
+        '(TensorFlow decodes .jpg, .jpeg, .png, .bmp, .gif): convert them, e.g. to .jpg')
+    # Beside images, each such photo is ignored with that reason (the data report lists it).
+    placed = layout.place('birds/2019/b.webp', split_dirs=None,
+                           class_names=['birds', 'cats', 'dogs'])
+    assert placed.class_name == 'birds' and placed.ignored.startswith(
+        '.webp photos are not read (TensorFlow decodes')
+    assert layout.place('birds/notes.txt', split_dirs=None, class_names=['birds']).ignored.startswith(
+        'not an image file name')
+
+
+@pytest.mark.parametrize('folders, renames, classes', [
+    (('train', 'val'), 'rename val/ to validation/', ('train', 'val')),
+    (('training', 'validation'), 'rename training/ to train/', ('training', 'validation')),
+    (('Train', 'Test'), 'rename Test/ to test/, Train/ to train/', ('Test', 'Train')),
+    # Pre-split by train/ and validation/: testing/ with images is outside the splits.
+    (('train', 'validation', 'testing'), 'rename testing/ to test/', ('cats', 'dogs')),
+])
+def test_split_folders_named_as_other_tools_name_them_are_renamed_not_learnt(
+        tmp_path, folders, renames, classes):
+    # Train/ and Test/ holding cats/ and dogs/ must not become a Train-vs-Test classifier.
+    for folder in folders:
+        for name in (f'{folder}/cats/a.jpg', f'{folder}/dogs/sub/b.png'):
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name).write_bytes(b'x')
+    with pytest.raises(layout.DataRootError, match='named like (a split folder|split folders) '
+                       r'but not as this pipeline reads them \(train/, validation/ and '
+                       rf'optionally test/, in lower case\): {renames}; or, if they are classes'):
+        layout.inspect_data_root(str(tmp_path))
+    # A class that happens to be called so holds images itself.
+    for folder in folders:
+        (tmp_path / folder / 'c.jpg').write_bytes(b'x')
+    assert layout.inspect_data_root(str(tmp_path)).class_names == classes
+
+
+def test_a_folder_wrapping_the_class_folders_is_named_as_the_root_to_use(tmp_path):
+    for name in ('photos/cats/a.jpg', 'photos/dogs/b.jpg', 'photos/birds/deep/c.jpg'):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b'x')
+    with pytest.raises(layout.DataRootError) as raised:
+        layout.inspect_data_root(str(tmp_path))
+    assert str(raised.value) == (
+        f'data root {tmp_path} has only one class folder (photos); a classifier needs at least '
+        f'two; its sub-folders (birds, cats, dogs) look like the classes: use '
+        f'{tmp_path}/photos as the data root')
+    assert layout.inspect_data_root(str(tmp_path / 'photos')).class_names == (
+        'birds', 'cats', 'dogs')
+
+
 def test_fingerprint_sees_a_change_at_any_depth(tmp_path):
     deep = tmp_path / 'dogs' / 'a' / 'b' / 'c.jpg'
     deep.parent.mkdir(parents=True)
