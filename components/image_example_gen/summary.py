@@ -14,6 +14,8 @@ table of every image's hash in one process.
 import collections
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
+from models import features
+
 OK, BAD, IGNORED = 'ok', 'bad', 'ignored'
 
 # Files named in an error message; the report lists all of them.
@@ -108,7 +110,8 @@ def check(report: Dict[str, Any], report_path: str) -> None:
       report_path: where the full report was written, named in the message.
 
     Raises:
-      BadDataError: no readable image at all, or too many bad files.
+      BadDataError: no readable image at all, too many bad files, or a class
+        without images in the train or the eval split.
     """
     bad: List[Dict[str, str]] = report['bad_files']
     listed = '; '.join(f"{b['path']}: {b['reason']}" for b in bad[:_MESSAGE_LIMIT])
@@ -122,3 +125,20 @@ def check(report: Dict[str, Any], report_path: str) -> None:
             f"{len(bad)} of {report['images'] + len(bad)} image files "
             f"({report['bad_fraction']:.1%}) cannot be read, more than max_bad_fraction "
             f"{report['max_bad_fraction']:.1%}: {listed}{more}; report: {report_path}")
+    for name in (features.TRAIN_SPLIT, features.EVAL_SPLIT):
+        counts = report['splits'].get(name, {}).get('by_label', {})
+        missing = [label for label, count in counts.items() if not count]
+        if not missing:
+            continue
+        totals = ', '.join(
+            f"{label}: {sum(s['by_label'].get(label, 0) for s in report['splits'].values())}"
+            for label in missing)
+        them = 'them' if len(missing) > 1 else 'it'
+        advice = (f'add images of {them} to that split folder' if report['split_method'] ==
+                  'folders' else 'a class needs at least 2 distinct images to have one in each '
+                  f'split (3 with a test split); add images of {them}')
+        raise BadDataError(
+            f"the {name} split has no image of class{'es' if len(missing) > 1 else ''} "
+            f"{', '.join(missing)} (images in all splits: {totals}): the model cannot "
+            f'{"learn" if name == features.TRAIN_SPLIT else "be evaluated on"} '
+            f'{them}; {advice}; report: {report_path}')

@@ -285,6 +285,29 @@ def test_executor_fails_when_too_many_files_are_bad_and_keeps_the_report(tmp_pat
     assert len(json.loads(kept.read_text())['bad_files']) == 3
 
 
+def test_executor_fails_when_a_class_has_no_image_in_a_split_and_keeps_the_report(tmp_path):
+    # One photo of a class cannot be both trained and evaluated on: stopped here, by name,
+    # not later by a component that finds a label missing from the statistics.
+    root = data.make_root(tmp_path / 'root', {'train': {'cats': 5, 'dogs': 1}}, presplit=False)
+    out = tmp_path / 'pipeline' / 'ImageExampleGen' / 'examples' / '3'
+    with pytest.raises(RuntimeError, match=r'the eval split has no image of class dogs \(images '
+                       r'in all splits: dogs: 1\): the model cannot be evaluated on it; a class '
+                       r'needs at least 2 distinct images to have one in each split \(3 with a '
+                       r'test split\); add images of it; report: ') as err:
+        run_executor(root, out, presplit=False, eval_fraction=0.2)
+    kept = tmp_path / 'pipeline' / 'ImageExampleGen' / 'failed_runs' / '3' / spec.REPORT_FILE
+    assert str(kept) in str(err.value)
+    assert json.loads(kept.read_text())['splits']['train']['by_label'] == {'cats': 4, 'dogs': 1}
+    # Pre-split: validation/dogs/ holds only a file that is no image.
+    root = data.make_root(tmp_path / 'split', {'train': {'cats': 2, 'dogs': 2},
+                                               'validation': {'cats': 1}})
+    (root / 'validation' / 'dogs').mkdir()
+    (root / 'validation' / 'dogs' / 'dog.jpg').write_bytes(b'not an image')
+    with pytest.raises(RuntimeError, match='the eval split has no image of class dogs .*; add '
+                       'images of it to that split folder; report: '):
+        run_executor(root, tmp_path / 'out2', presplit=True, max_bad_fraction=1.0)
+
+
 def test_executor_reads_through_tf_gfile(tmp_path):
     """ram:// is TF's in-memory filesystem: reading it proves no local-disk assumption."""
     ram_root = 'ram://image_gen_test_root'
