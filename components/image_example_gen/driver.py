@@ -28,7 +28,12 @@ _STAT_CHUNK = 10_000
 def _stats(root: str, paths: Iterator[str]) -> Iterator[Tuple[str, int, int]]:
     """(path, size, mtime in ns) of each path, in order, STAT_THREADS requests at a time."""
     def stat(path: str) -> Tuple[str, int, int]:
-        found = tf.io.gfile.stat(posixpath.join(root, path))
+        try:
+            found = tf.io.gfile.stat(posixpath.join(root, path))
+        except tf.errors.NotFoundError:
+            # Listed but gone (a dangling symlink, a file removed meanwhile): the executor
+            # reports it as bad with the reason; the fingerprint records it as such.
+            return path, -1, 0
         return path, found.length, found.mtime_nsec
     with concurrent.futures.ThreadPoolExecutor(STAT_THREADS) as pool:
         while chunk := list(itertools.islice(paths, _STAT_CHUNK)):
@@ -41,7 +46,7 @@ def tree_fingerprint(root: str) -> str:
     files = total = 0
     for path, size, mtime in _stats(root, iter(layout.list_files(root))):
         files += 1
-        total += size
+        total += max(size, 0)
         digest.update(f'{path}\0{size}\0{mtime}\n'.encode())
     return f'files:{files},total_bytes:{total},sha256:{digest.hexdigest()}'
 

@@ -308,6 +308,16 @@ def test_executor_fails_when_a_class_has_no_image_in_a_split_and_keeps_the_repor
         run_executor(root, tmp_path / 'out2', presplit=True, max_bad_fraction=1.0)
 
 
+def test_a_link_to_nothing_is_a_bad_file_with_the_reason(tmp_path):
+    root = data.make_root(tmp_path / 'root', {'train': {'cats': 2, 'dogs': 2},
+                                              'validation': {'cats': 1, 'dogs': 1}})
+    (root / 'train' / 'dogs' / 'moved.jpg').symlink_to(tmp_path / 'gone.jpg')
+    report = report_of(run_executor(root, tmp_path / 'out', presplit=True, max_bad_fraction=0.5))
+    assert [b['path'] for b in report['bad_files']] == ['train/dogs/moved.jpg']
+    assert 'No such file or directory' in report['bad_files'][0]['reason']
+    assert report['images'] == 6
+
+
 def test_executor_reads_through_tf_gfile(tmp_path):
     """ram:// is TF's in-memory filesystem: reading it proves no local-disk assumption."""
     ram_root = 'ram://image_gen_test_root'

@@ -166,7 +166,13 @@ def test_fingerprint_sees_a_change_at_any_depth(tmp_path):
     changed = driver.tree_fingerprint(str(tmp_path))
     assert changed != before
     (deep.parent / 'd.jpg').write_bytes(b'x')
-    assert driver.tree_fingerprint(str(tmp_path)) not in (before, changed)
+    added = driver.tree_fingerprint(str(tmp_path))
+    assert added not in (before, changed)
+    # A link to nothing is listed but cannot be stat'ed: fingerprinted as such (the
+    # executor reports it as bad), not a failed run.
+    (deep.parent / 'broken.jpg').symlink_to(tmp_path / 'nowhere.jpg')
+    dangling = driver.tree_fingerprint(str(tmp_path))
+    assert dangling.startswith('files:3,total_bytes:4,') and dangling != added
 
 
 @pytest.mark.parametrize('n,fraction,expected', [
