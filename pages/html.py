@@ -4,7 +4,7 @@ No script, font or style sheet is fetched: the pages open offline.
 """
 
 import base64
-from typing import Any, Iterable, List, Optional, Sequence
+from typing import Any, Iterable, List, Mapping, Optional, Sequence
 
 import jinja2
 import markupsafe
@@ -60,6 +60,21 @@ def image(png: bytes, alt: str) -> markupsafe.Markup:
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str] = ()) -> markupsafe.Markup:
     """A table; cells are escaped unless they are Markup."""
     return markupsafe.Markup(_ENV.from_string(_TABLE).render(rows=rows, headers=headers))
+
+
+def counts_table(counts_by_split: Mapping[str, Mapping[str, int]],
+                 class_names: Sequence[str], shares: bool = False) -> markupsafe.Markup:
+    """Images per class (rows, so any number of classes fits the page) and split
+    (columns), with an 'all classes' row; shares: each count with its share of the split."""
+    splits = list(counts_by_split)
+    totals = {split: sum(counts_by_split[split].values()) for split in splits}
+
+    def cell(split: str, count: int) -> str:
+        return f'{count} ({count / totals[split]:.1%})' if shares and totals[split] else str(count)
+    rows = [[name] + [cell(split, counts_by_split[split].get(name, 0)) for split in splits]
+            for name in class_names]
+    return table(rows + [['all classes'] + [totals[split] for split in splits]],
+                 ['class'] + splits)
 
 
 def heading(text: Any) -> markupsafe.Markup:

@@ -38,6 +38,20 @@ def decode_thumbnail(encoded: bytes, size: int = _THUMB) -> np.ndarray:
     return np.clip(image.numpy(), 0, 255).astype(np.uint8)
 
 
+def crowded(class_names: Sequence[str]) -> bool:
+    """Whether class names side by side (axis ticks, table columns) would collide: many
+    classes or long names."""
+    return len(class_names) > 6 or max(map(len, class_names), default=0) > 12
+
+
+def _slant_if_crowded(ax, class_names: Sequence[str]) -> None:
+    """Slants the class names under the x axis when they would overwrite each other."""
+    if crowded(class_names):
+        ax.tick_params(axis='x', labelrotation=30)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment('right')
+
+
 def label_counts(counts_by_split: Mapping[str, Mapping[str, int]],
                  title: str = 'Images per class') -> bytes:
     """Grouped bar chart: one group per class, one bar per split, counts on the bars."""
@@ -50,6 +64,7 @@ def label_counts(counts_by_split: Mapping[str, Mapping[str, int]],
         bars = ax.bar(np.arange(len(class_names)) + i * width, values, width, label=split)
         ax.bar_label(bars)
     ax.set_xticks(np.arange(len(class_names)) + width * (len(splits) - 1) / 2, class_names)
+    _slant_if_crowded(ax, class_names)
     ax.set_ylabel('images')
     ax.set_title(title)
     ax.legend()
@@ -123,6 +138,7 @@ def confusion_matrix(matrix: Sequence[Sequence[float]], class_names: Sequence[st
                 color='white' if v > values.max() / 2 else 'black')
     ax.set_xticks(range(len(class_names)), class_names)
     ax.set_yticks(range(len(class_names)), class_names)
+    _slant_if_crowded(ax, class_names)
     ax.set_xlabel('predicted')
     ax.set_ylabel('true')
     ax.set_title('Confusion matrix')

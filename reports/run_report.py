@@ -352,12 +352,10 @@ def _data(ctx: _Context) -> List[Any]:
     splits = sorted(image_report['splits'], key=lambda split: split != features.TRAIN_SPLIT)
     counts = {split: dict(image_report['splits'][split]['by_label']) for split in splits}
     class_names = ctx.class_names
-    rows = [[split, image_report['splits'][split]['images']] +
-            [counts[split].get(label, 0) for label in class_names] for split in counts]
     parts = [
-        html.paragraph(f'{image_report["images"]} images, split by '
-                       f'{image_report["split_method"]}; classes: {", ".join(class_names)}.'),
-        html.table(rows, ['split', 'images'] + class_names),
+        html.paragraph(f'{image_report["images"]} images in {len(class_names)} classes; split: '
+                       f'{image_report["split_method"]}.'),
+        html.counts_table(counts, class_names),
         html.image(plots.label_counts(counts, 'Images per class and split'),
                    'images per class and split'),
     ]
@@ -541,12 +539,15 @@ def _evaluation(ctx: _Context) -> List[Any]:
         names = [ctx.class_names[i] if i < len(ctx.class_names) else str(i)
                  for i in range(len(evaluation.confusion))]
         parts += _accuracy_by_class(evaluation.confusion, names)
+        # Many or long names: the columns by class id, so the table fits the page.
+        columns = [str(i) for i in range(len(names))] if plots.crowded(names) else names
         parts += [
             html.paragraph('Confusion matrix (TFMA MultiClassConfusionMatrixPlot; rows: true '
-                           'class, columns: predicted class):'),
-            html.table([[names[i]] + [f'{v:g}' for v in row]
-                        for i, row in enumerate(evaluation.confusion)],
-                       ['true \\ predicted'] + names),
+                           'class, columns: predicted class' + (
+                               ', by class id' if columns is not names else '') + '):'),
+            html.table([[f'{i}: {names[i]}' if columns is not names else names[i]]
+                        + [f'{v:g}' for v in row] for i, row in enumerate(evaluation.confusion)],
+                       ['true \\ predicted'] + columns),
             html.image(plots.confusion_matrix(evaluation.confusion, names), 'confusion matrix'),
         ]
     validation = evaluation.validation

@@ -127,14 +127,9 @@ def render(*, verdict: Dict[str, Any], stats: Dict[str, statistics_pb2.DatasetFe
         html.paragraph(f'Examples: {examples_uri}', 'muted'),
     ]))
 
-    rows = []
-    for split in splits:
-        total = sum(counts[split].values())
-        rows.append([split, total] + [
-            f'{n} ({n / total:.1%})' if total else '0' for n in counts[split].values()])
     class_names = list(next(iter(counts.values())))
     sections.append(html.Section('Labels', [
-        html.table(rows, ['split', 'images'] + class_names),
+        html.counts_table({split: counts[split] for split in splits}, class_names, shares=True),
         html.image(plots.label_counts(counts), 'images per class and split'),
         *[html.paragraph(text) for text in label_rule_sentences(verdict)],
         html.paragraph('Train vs eval label distribution (TFDV drift comparator, '

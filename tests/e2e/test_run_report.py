@@ -223,12 +223,17 @@ def test_data_section_matches_the_example_gen_and_data_report(small_run, first_r
     image_report = read_json(os.path.join(examples, example_gen_spec.REPORT_FILE))
     class_names = list(pipeline_run.config.class_names)
 
-    rows = page.table('data', 'split')
-    assert rows[0] == ['split', 'images'] + class_names
-    got = {row[0]: [int(v) for v in row[1:]] for row in rows[1:]}
-    assert got == {split: [s['images']] + [s['by_label'][label] for label in class_names]
-                   for split, s in image_report['splits'].items()}
-    assert got['train'] == [40, 20, 20]
+    # Classes are rows (any number fits the page), splits columns, the train split first.
+    rows = page.table('data', 'class')
+    splits = rows[0][1:]
+    assert splits[0] == 'train' and sorted(splits) == sorted(image_report['splits'])
+    got = {row[0]: dict(zip(splits, map(int, row[1:]))) for row in rows[1:]}
+    assert list(got) == class_names + ['all classes']
+    assert got == {**{label: {split: image_report['splits'][split]['by_label'][label]
+                              for split in splits} for label in class_names},
+                   'all classes': {split: image_report['splits'][split]['images']
+                                   for split in splits}}
+    assert [got[label]['train'] for label in class_names] == [20, 20]
 
     checks = dict(row for row in page.table('data', 'file check')[1:])
     assert int(checks['bad files (not decodable)']) == len(image_report['bad_files'])
@@ -283,6 +288,9 @@ def test_evaluation_section_matches_tfma_blessing_and_push(small_run, first_repo
 
     matrix = tfma_confusion(evaluation, len(pipeline_run.config.class_names))
     shown = page.table('evaluation', 'true \\ predicted')
+    names = list(pipeline_run.config.class_names)
+    # Few short names head the columns (many or long ones: class ids, pages.plots.crowded).
+    assert shown[0][1:] == names and [row[0] for row in shown[1:]] == names
     assert [[float(v) for v in row[1:]] for row in shown[1:]] == matrix.tolist()
     assert matrix.sum() == eval_images
 
@@ -434,8 +442,9 @@ def test_report_of_a_run_stopped_by_the_data_gate(stopped_report):
     [link] = page.sections['data']['links']
     assert os.path.samefile(os.path.join(os.path.dirname(path), link),
                             os.path.join(report_dir, artifacts.REPORT_HTML))
-    counts = {row[0]: row[1:] for row in page.table('data', 'split')[1:]}
-    assert counts['train'] == ['45', '40', '5']
+    rows = page.table('data', 'class')
+    train = {row[0]: row[rows[0].index('train')] for row in rows[1:]}
+    assert train == {'cats': '40', 'dogs': '5', 'all classes': '45'}
 
     for section, what in (('training', 'model'), ('evaluation', 'evaluation')):
         assert f'did not run (the run stopped at DataGate): no {what}.' in page.text(section)

@@ -86,6 +86,33 @@ def test_table_escapes_cells_but_not_markup():
     assert '<script>alert(1)</script>' in ''.join(parsed.text)
 
 
+def test_counts_table_has_a_row_per_class_and_the_totals():
+    counts = {'train': {'Hunde': 30, 'Été': 10, '<b>x</b>': 0}, 'eval': {'Hunde': 6, 'Été': 2}}
+    names = ['Hunde', 'Été', '<b>x</b>']
+    cells = [text.strip() for text in _parse(html.counts_table(counts, names)).text
+             if text.strip()]
+    assert cells == ['class', 'train', 'eval', 'Hunde', '30', '6', 'Été', '10', '2',
+                     '<b>x</b>', '0', '0', 'all classes', '40', '8']
+    shares = [text.strip() for text in _parse(
+        html.counts_table(counts, names, shares=True)).text if text.strip()]
+    assert shares[3:6] == ['Hunde', '30 (75.0%)', '6 (75.0%)'] and shares[-3:] == [
+        'all classes', '40', '8']
+    assert '<b>x</b>' not in html.counts_table(counts, names)      # escaped
+
+
+def test_label_counts_slants_many_or_long_class_names():
+    few = _png(plots.label_counts({'train': {'cats': 3, 'dogs': 4}}))
+    many = _png(plots.label_counts({'train': {f'Class {i:02d} – ünïcode': i for i in range(15)}}))
+    # Slanted labels need height below the bars; upright short ones do not.
+    assert many.height > few.height
+    square = [[1, 0], [0, 1]]
+    upright = _png(plots.confusion_matrix(square, ['cats', 'dogs']))
+    slanted = _png(plots.confusion_matrix(square, ['Chats domestiques', 'Hunde']))
+    assert slanted.height > upright.height
+    assert not plots.crowded(['cats', 'dogs', 'Hunde'])
+    assert plots.crowded(['cats', 'Chats domestiques']) and plots.crowded(list('abcdefg'))
+
+
 def test_paragraph_bullet_list_link_and_details_escape_text():
     label = '<script>x</script>'
     parts = [html.paragraph(label), html.bullet_list([label, html.status(False)]),
