@@ -166,7 +166,6 @@ def summarize(config, metadata_path: str) -> List[str]:
     from components.data_report import spec as data_report_spec  # pylint: disable=import-outside-toplevel
     from components.image_example_gen import layout  # pylint: disable=import-outside-toplevel
     from components.image_example_gen import spec  # pylint: disable=import-outside-toplevel
-    from models import features  # pylint: disable=import-outside-toplevel
     from pipeline import nodes  # pylint: disable=import-outside-toplevel
     from reports import class_accuracy  # pylint: disable=import-outside-toplevel
     from reports import mlmd_runs  # pylint: disable=import-outside-toplevel
@@ -182,9 +181,8 @@ def summarize(config, metadata_path: str) -> List[str]:
                      f"{len(files['bad_files'])} bad + {len(files['ignored_files'])} ignored; "
                      + ', '.join(f"{name} {split['images']}"
                                  for name, split in files['splits'].items()))
-        unread = collections.Counter(
-            ext for ext in (os.path.splitext(i['path'])[1].lower() for i in files['ignored_files'])
-            if ext in features.UNREAD_IMAGE_EXTENSIONS)
+        unread = layout.unread_photos(collections.Counter(
+            layout.extension(i['path']) for i in files['ignored_files']))
         if unread:
             lines.append(layout.unread_photos_sentence(
                 [f'{count} {extension}' for extension, count

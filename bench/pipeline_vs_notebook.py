@@ -65,6 +65,12 @@ def pipeline_results(work_dir):
     return run, history, evaluation, train_images
 
 
+def fit_rate(history, images: int, epochs: int) -> float:
+    """Training images/s over the whole fit (photos x epochs / fit seconds; with copies,
+    their pass through the base included)."""
+    return images * epochs / history['seconds']['fit']
+
+
 def after_first_epoch(history, images: int) -> float:
     """Training images/s of the epochs after the first (with copies: the head's epochs on
     their features; without: the base on freshly augmented photos)."""
@@ -132,7 +138,7 @@ def main() -> int:
     print(f"training fit (s)         {peer['fit_seconds']:8.1f}" + ''.join(
         f"   {history['seconds']['fit']:10.1f}" for *_, history, _, _ in runs))
     print(f"train images/s (fit)     {peer['train_images_per_second']:8.1f}" + ''.join(
-        f"   {images * args.epochs / history['seconds']['fit']:10.1f}"
+        f"   {fit_rate(history, images, args.epochs):10.1f}"
         for *_, history, _, images in runs))
     print(f'peak memory (GiB)        {peer_peak / 2**30:8.2f}' + ''.join(
         f'   {peak / 2**30:10.2f}' for _, _, peak, *_ in runs))
@@ -156,8 +162,8 @@ def main() -> int:
               f'{after_first_epoch(history, images):.0f} images/s = '
               f"{after_first_epoch(history, images) / limit['images_per_second']:.2f} x the "
               'forward-pass limit; the whole fit, copies included: '
-              f"{images * args.epochs / seconds['fit']:.0f} images/s = "
-              f"{images * args.epochs / seconds['fit'] / limit['images_per_second']:.2f} x")
+              f"{fit_rate(history, images, args.epochs):.0f} images/s = "
+              f"{fit_rate(history, images, args.epochs) / limit['images_per_second']:.2f} x")
         print(f'views={views}: time per component (s): ' + ', '.join(
             f'{node} {n.seconds:.0f}' for node, n in run.nodes.items()))
         print(f"views={views}: Trainer component {run.nodes[nodes.TRAINER].seconds:.0f} s, of "
@@ -178,7 +184,7 @@ def main() -> int:
           f'({wall - peer_wall:+.0f} s; {wall / peer_busy:.2f}x of the notebook without its '
           f'waits between epochs), peak memory {peak / peer_peak:.2f}x, accuracy '
           f"{evaluation.accuracy:.4f} vs {peer['accuracy']:.4f}, training "
-          f"{images * args.epochs / history['seconds']['fit'] / limit['images_per_second']:.2f}x "
+          f"{fit_rate(history, images, args.epochs) / limit['images_per_second']:.2f}x "
           'the forward-pass limit over the whole fit (after the first epoch '
           f"{after_first_epoch(history, images) / limit['images_per_second']:.2f}x)")
     return 0

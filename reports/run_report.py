@@ -540,14 +540,15 @@ def _evaluation(ctx: _Context) -> List[Any]:
                  for i in range(len(evaluation.confusion))]
         parts += _accuracy_by_class(evaluation.confusion, names)
         # Many or long names: the columns by class id, so the table fits the page.
-        columns = [str(i) for i in range(len(names))] if plots.crowded(names) else names
+        by_id = plots.crowded(names)
         parts += [
             html.paragraph('Confusion matrix (TFMA MultiClassConfusionMatrixPlot; rows: true '
-                           'class, columns: predicted class' + (
-                               ', by class id' if columns is not names else '') + '):'),
-            html.table([[f'{i}: {names[i]}' if columns is not names else names[i]]
-                        + [f'{v:g}' for v in row] for i, row in enumerate(evaluation.confusion)],
-                       ['true \\ predicted'] + columns),
+                           'class, columns: predicted class'
+                           + (', by class id' if by_id else '') + '):'),
+            html.table([[f'{i}: {name}' if by_id else name] + [f'{v:g}' for v in row]
+                        for i, (name, row) in enumerate(zip(names, evaluation.confusion))],
+                       ['true \\ predicted'] + ([str(i) for i in range(len(names))]
+                                                 if by_id else names)),
             html.image(plots.confusion_matrix(evaluation.confusion, names), 'confusion matrix'),
         ]
     validation = evaluation.validation

@@ -82,7 +82,12 @@ def _hidden(name: str) -> bool:
 
 def is_image_name(name: str) -> bool:
     """Whether a file name has an image extension (any case: .JPG, .Jpeg)."""
-    return posixpath.splitext(name)[1].lower() in features.IMAGE_EXTENSIONS
+    return extension(name) in features.IMAGE_EXTENSIONS
+
+
+def extension(name: str) -> str:
+    """A file name's extension in lower case, with the dot ('' without one)."""
+    return posixpath.splitext(name)[1].lower()
 
 
 def place(path: str, *, split_dirs: Optional[Sequence[str]],
@@ -203,11 +208,16 @@ def unread_photos_sentence(kinds: Sequence[str]) -> str:
             f'{", ".join(features.IMAGE_EXTENSIONS)}): convert them, e.g. to .jpg')
 
 
+def unread_photos(extensions: Counter) -> Counter:
+    """The photo formats TensorFlow does not decode among counted file extensions."""
+    return collections.Counter({name: count for name, count in extensions.items()
+                                if name in features.UNREAD_IMAGE_EXTENSIONS})
+
+
 def not_read_reason(name: str) -> str:
     """Why a file in a class folder whose name is not an image file name is not read."""
-    extension = posixpath.splitext(name)[1].lower()
-    if extension in features.UNREAD_IMAGE_EXTENSIONS:
-        return unread_photos_sentence([extension])
+    if extension(name) in features.UNREAD_IMAGE_EXTENSIONS:
+        return unread_photos_sentence([extension(name)])
     return f'not an image file name ({", ".join(features.IMAGE_EXTENSIONS)}, any case)'
 
 
@@ -224,7 +234,7 @@ def _class_images(root: str, parent: str, class_name: str,
             if found >= enough:
                 break
         else:
-            others[posixpath.splitext(path)[1].lower() or '(no extension)'] += 1
+            others[extension(path) or '(no extension)'] += 1
     return found, others
 
 
@@ -233,7 +243,7 @@ def _what_it_holds(extensions: Counter) -> str:
     if not extensions:
         return ''
     listed = ', '.join(f'{count} {extension}' for extension, count in extensions.most_common(5))
-    unread = sorted(e for e in extensions if e in features.UNREAD_IMAGE_EXTENSIONS)
+    unread = sorted(unread_photos(extensions))
     advice = f'; {unread_photos_sentence(unread)}' if unread else ''
     return f'; it holds {sum(extensions.values())} other files ({listed}){advice}'
 
