@@ -149,6 +149,13 @@ class PipelineConfig:
         """Whether a held-out test split is made (test/, or test_fraction > 0)."""
         return self.test_folder if self.presplit else self.test_fraction > 0
 
+    @property
+    def frozen_embedding(self) -> bool:
+        """Whether the model's embedding (its last layer's input) is the same function before
+        and after training: the transfer model's frozen base, not fine-tuned. Then the train
+        images' embeddings are as good a reference for monitoring as the eval images'."""
+        return self.model_variant == 'transfer' and not self.fine_tune_epochs
+
     def input_size(self) -> Tuple[Tuple[int, int], str]:
         """The model's input size and why: explicit, the weights' native size, or the tutorial's."""
         return weights_lib.input_size(self.weights, self.model_variant, self.image_size)

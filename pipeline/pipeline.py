@@ -172,10 +172,11 @@ def create_pipeline(config: configs.PipelineConfig,
     ).with_id(nodes.TEST_EVALUATOR)] if config.has_test_split else []
 
     # What the training and eval images and the model's answers look like: pushed with
-    # the model, the reference that serving.monitor compares traffic with.
+    # the model, the reference that monitoring.monitor compares traffic with.
     reference_profile = ReferenceProfile(
         examples=examples, model=main_trainer.outputs['model'],
-        max_images=config.profile_images).with_id(nodes.REFERENCE_PROFILE)
+        max_images=config.profile_images,
+        embed_train_images=config.frozen_embedding).with_id(nodes.REFERENCE_PROFILE)
 
     # A blessed model -> <serving_dir>/<model_name>/<version>/, atomically, with warmup.
     pusher = ImagePusher(

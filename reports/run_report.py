@@ -579,7 +579,7 @@ def _evaluation(ctx: _Context) -> List[Any]:
         parts.append(html.paragraph(_join(
             'Reference profile for monitoring the served model (image properties, the '
             "model's answers on the eval images, embeddings; pushed beside the model in "
-            f'{features.ASSETS_EXTRA}/, read by python -m serving.monitor): ',
+            f'{features.ASSETS_EXTRA}/, read by python -m monitoring.monitor): ',
             html.link(_href(path, ctx.out_dir), path))))
     test = ctx.test_evaluation
     if test is not None:

@@ -31,7 +31,7 @@ class ImagePusher(base_component.BaseComponent):
         """Args: model and blessing channels; where and under which name to push;
         evaluation (for the not-pushed reason); examples and how many eval images
         to write as TF Serving warmup requests; the reference profile to push beside
-        the model (assets.extra/, for serving.monitor); an optional version label
+        the model (assets.extra/, for monitoring.monitor); an optional version label
         ('canary') set in the TF Serving model config file."""
         if not 0 <= warmup_images <= 1000:
             raise ValueError(f'warmup_images must be in [0, 1000], got {warmup_images}')
