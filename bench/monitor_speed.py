@@ -3,10 +3,10 @@
     python bench/monitor_speed.py [--model-dir work/serving/image_classifier/<version>]
                                   [--images 400] [--repeats 3]
 
-Writes a request log of --images held-out photos with their bytes (default
-../shared/datasets/cats_and_dogs_filtered/validation, photos `make run` never
-saw) with the server's own writer (serving/request_log.py), then times, one after
-the other in this process:
+Writes a request log of --images held-out photos with their bytes (the
+validation/ photos of --data-root, default ../shared/datasets/cats_and_dogs_filtered:
+photos `make run` never saw) with the server's own writer (serving/request_log.py),
+then times, one after the other:
 
 1. the command line, `python -m monitoring.monitor` in a fresh process (Python,
    TensorFlow and the model loaded from scratch): what a cron job pays;
@@ -47,8 +47,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--model-dir', help='a pushed version (default: the newest under '
                                             'work/serving/image_classifier)')
-    parser.add_argument('--photos', default=str(configs.SHARED / 'datasets' /
-                                                'cats_and_dogs_filtered' / 'validation'))
+    parser.add_argument('--data-root', default=str(configs.SHARED / 'datasets' /
+                                                   'cats_and_dogs_filtered'),
+                        help='the window is photos of its validation/, the forward-pass limit '
+                             'is measured on its train/')
     parser.add_argument('--images', type=int, default=400)
     parser.add_argument('--repeats', type=int, default=3)
     args = parser.parse_args()
@@ -59,8 +61,8 @@ def main() -> int:
     from runlog import noise  # pylint: disable=import-outside-toplevel
     from tfserving import request_log_format as fmt  # pylint: disable=import-outside-toplevel
     noise.quiet_tensorflow()
-    photos = sorted(pathlib.Path(args.photos).glob('*/*.jpg'))
-    # Both classes: every other photo of the sorted list of each.
+    photos = sorted(pathlib.Path(args.data_root, 'validation').glob('*/*.jpg'))
+    # The classes in turn.
     by_class = [sorted(p for p in photos if p.parent == d) for d in
                 sorted({p.parent for p in photos})]
     photos = [p for group in zip(*by_class) for p in group][:args.images]
@@ -105,7 +107,7 @@ def main() -> int:
     from bench import forward_limit  # pylint: disable=import-outside-toplevel
     from models import features  # pylint: disable=import-outside-toplevel
     size = _input_size(model_dir, features)
-    rates, _ = forward_limit.measure(os.path.dirname(args.photos.rstrip('/')), len(photos),
+    rates, _ = forward_limit.measure(args.data_root, len(photos),
                                      configs.SHARED_WEIGHTS, size,
                                      configs.PipelineConfig.batch_size, repeats=2)
     limit = max(rates.values())

@@ -133,15 +133,19 @@ def test_the_pushed_version_carries_its_reference_profile(pushed_version):
     assert np.asarray(reference['projection']).shape[1] == profile.EMBEDDING_DIMENSIONS
 
 
-def test_clean_traffic_exits_0_with_its_window_in_the_report(traffic):
+def test_clean_traffic_exits_0_with_its_window_in_the_report(traffic, capsys):
     phases, version_dir, work = traffic
     records = [json.loads(line) for line in phases['clean'].read_text().splitlines()]
     assert {(r[fmt.ENTRYPOINT], r[fmt.API]) for r in records} == {
         ('REST', 'predict'), ('REST', 'classify'), ('GRPC', 'predict'), ('GRPC', 'classify')}
-    result = cli(phases['clean'], version_dir, work / 'out_clean')
-    assert result.returncode == monitor.EXIT_OK, result.stdout[-3000:] + result.stderr[-3000:]
-    assert result.stdout.startswith('No drift: 12 statistics within their thresholds - 40 '
-                                    'images of version 1, ')
+    # The command line's own function, in this process (the darkened case below runs it
+    # in a fresh one).
+    status = monitor.main(['--request-log', str(phases['clean']), '--model-dir', version_dir,
+                           '--out', str(work / 'out_clean')])
+    out = capsys.readouterr().out
+    assert status == monitor.EXIT_OK, out
+    assert out.startswith('No drift: 12 statistics within their thresholds - 40 images of '
+                          'version 1, ')
     verdict = json.loads((work / 'out_clean' / 'verdict.json').read_text())
     assert verdict['drifted'] is False and verdict['image_bytes_logged'] == 'all'
     counts = verdict['window']['counts']
