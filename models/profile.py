@@ -135,11 +135,6 @@ def project(embeddings: np.ndarray, projection: Sequence[Sequence[float]]) -> np
     return np.asarray(embeddings, dtype=np.float64) @ np.asarray(projection, dtype=np.float64)
 
 
-def rows_with(rows: Sequence[Dict[str, Any]], keys: Sequence[str]) -> List[Dict[str, Any]]:
-    """The rows in which every key has a value."""
-    return [row for row in rows if all(row.get(key) is not None for key in keys)]
-
-
 def save(profile: Dict[str, Any], path: str) -> None:
     """Writes a profile as JSON (tf.io.gfile, so gs:// works)."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel

@@ -45,8 +45,10 @@ def render(verdict: Mapping[str, Any], encoded: Mapping[str, bytes]) -> str:
                     ['images checked', verdict['images']],
                     ['model version', verdict['version'] or 'any'],
                     ['image bytes in the log', verdict['image_bytes_logged']],
-                    *[[name, count] for name, count in window['counts'].items()]],
-                   ['', 'count']),
+                    *[[name, count] for name, count in window['counts'].items()],
+                    ['images whose logged bytes Pillow could not read',
+                     verdict['unreadable_images']]],
+                   ['window', '']),
         html.paragraph(verdict['checked_text'], 'muted'),
     ]))
     if drifted:

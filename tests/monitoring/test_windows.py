@@ -156,3 +156,15 @@ def test_a_partly_darkened_window_shows_the_dark_images_first(rows):
     [brightness] = [f for f in comparison.findings if f.statistic == 'brightness']
     assert brightness.drifted, brightness.words
     assert brightness.contributors and all(i >= len(clean) for i in brightness.contributors)
+
+
+def test_logged_bytes_that_do_not_decode_leave_only_that_image_out(rows):
+    _, checker = rows
+    photo = images.held_out_photos('dogs', 1, offset=499)[0].read_bytes()
+    broken = images.log_entry(photo)
+    broken['b64'] = 'bm90IGFuIGltYWdl'      # "not an image"
+    checked, encoded, _ = checker.rows([broken, images.log_entry(photo)])
+    assert checked[0].get('unreadable') and profile.EMBEDDING not in checked[0]
+    assert checked[0]['bytes'] == len(photo)          # what the log says is still used
+    assert list(encoded) == [1]
+    assert len(checked[1][profile.EMBEDDING]) == profile.EMBEDDING_DIMENSIONS
