@@ -326,8 +326,10 @@ def compare(reference: Mapping[str, Any], window_rows: Sequence[Mapping[str, Any
         window_index, window_values = _values(window_rows, statistic.name)
         _, reference_values = _values(reference_rows, statistic.name)
         if len(window_values) < min_images or len(reference_values) < min_images:
-            where = 'window' if len(window_values) < min_images else 'reference profile'
-            skipped[statistic.name] = f'fewer than {min_images} values in the {where}'
+            where, count = (('window', len(window_values)) if len(window_values) < min_images
+                            else ('reference profile', len(reference_values)))
+            skipped[statistic.name] = (f'no values in the {where}' if not count else
+                                       f'fewer than {min_images} values in the {where}')
             continue
         usable.append((statistic, window_index, window_values, reference_values))
     rate = false_alarm_rate / max(1, len(usable))

@@ -150,7 +150,7 @@ class Monitor:
             for index in finding.contributors:
                 image, row = window.images[index], rows[index]
                 value = row.get(finding.statistic)
-                if finding.statistic == profile.EMBEDDING or value is None:
+                if finding.statistic in (profile.EMBEDDING, profile.PREDICTED) or value is None:
                     value = f"{row.get(profile.PREDICTED)} {row.get(profile.CONFIDENCE) or 0:.2f}"
                 elif isinstance(value, float):
                     value = f'{value:.3g}'
@@ -174,12 +174,15 @@ class Monitor:
                 if window.first_time else 'no times logged')
         summary = (f'{len(rows)} images of version {self.version or "any"}, {span}; '
                    f'false-alarm rate {false_alarm_rate:g}')
+        if drifted:
+            thresholds = 'its threshold' if len(drifted) == 1 else 'their thresholds'
+            line = (f'DRIFT: {", ".join(drifted)} above {thresholds} ({len(drifted)} of '
+                    f'{len(findings)} statistics) - {summary}')
+        else:
+            line = f'No drift: {len(findings)} statistics within their thresholds - {summary}'
         verdict = {
             'drifted': bool(drifted),
-            'verdict': (f'DRIFT: {", ".join(drifted)} above their thresholds ({len(drifted)} '
-                        f'of {len(findings)} statistics) - {summary}' if drifted else
-                        f'No drift: {len(findings)} statistics within their thresholds - '
-                        f'{summary}'),
+            'verdict': line,
             'drifted_statistics': drifted,
             'findings': findings,
             'skipped': comparison.skipped,

@@ -156,6 +156,8 @@ def test_rate_is_split_over_the_statistics_and_sets_the_permutations():
                    for r in rows(rng, 30)]
     comparison = drift.compare({'rows': rows(rng, 50)}, header_only)
     assert [f.statistic for f in comparison.findings] == ['bytes', 'width', 'height', 'aspect']
+    assert comparison.skipped['brightness'] == 'no values in the window'
+    comparison = drift.compare({'rows': rows(rng, 50)}, header_only[:1] + rows(rng, 1))
     assert comparison.skipped['brightness'] == 'fewer than 2 values in the window'
     with pytest.raises(ValueError, match='false_alarm_rate'):
         drift.compare({'rows': []}, header_only, false_alarm_rate=1.5)
