@@ -25,6 +25,7 @@ from tfx.types import standard_artifacts
 
 from components.image_pusher import spec as pusher_spec
 from components.image_pusher import staging
+from pipeline import configs
 from pipeline import recovery
 from reports import mlmd_runs
 from reports import run_report
@@ -147,3 +148,18 @@ def test_killed_execution_is_marked_abandoned_and_its_leftovers_removed(killed):
                                    str(work / 'report.html'))
     page = pathlib.Path(path).read_text()
     assert 'Run abandoned at Push' in page and 'abandoned: killed by the test' in page
+
+
+def test_a_second_run_on_a_busy_work_dir_stops_with_one_line(tmp_path):
+    root = data.make_root(tmp_path / 'data', {'train': {'cats': 2, 'dogs': 2}}, presplit=False)
+    work = tmp_path / 'work'
+    with recovery.RunLock(configs.metadata_path(str(work))):   # a run is using it
+        result = subprocess.run(
+            [sys.executable, str(data.PROJECT_ROOT / 'local_runner.py'), '--data-root',
+             str(root), '--work-dir', str(work)], capture_output=True, text=True,
+            cwd=tmp_path, timeout=300, env=server_process.subprocess_env())
+    assert result.returncode == 2, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
+    assert len(errors) == 1 and f'error: another run (pid {os.getpid()} on ' in errors[0]
+    assert 'Traceback' not in result.stderr
+    assert not (work / 'logs').exists()   # nothing ran, nothing is left but the lock
