@@ -4,7 +4,8 @@
 
 Without --data-root it uses ../shared/datasets/cats_vs_dogs when present, else
 downloads and caches the tutorial's cats_and_dogs_filtered.zip.
-Re-running reuses cached component outputs (same inputs, same settings).
+Re-running reuses cached component outputs (same inputs, same settings). A run
+first tidies what a killed run left behind (pipeline/recovery.py).
 """
 
 import argparse
@@ -95,6 +96,7 @@ def run(config, metadata_path: str, con=None) -> None:
     from tfx.orchestration import metadata  # pylint: disable=import-outside-toplevel
     from tfx.orchestration.local import local_dag_runner  # pylint: disable=import-outside-toplevel
     from pipeline import pipeline as pipeline_def  # pylint: disable=import-outside-toplevel
+    from pipeline import recovery  # pylint: disable=import-outside-toplevel
     from reports import mlmd_runs  # pylint: disable=import-outside-toplevel
     os.makedirs(os.path.dirname(metadata_path) or '.', exist_ok=True)
     dsl_pipeline = pipeline_def.create_pipeline(
@@ -103,8 +105,11 @@ def run(config, metadata_path: str, con=None) -> None:
         con.node_ids = [component.id for component in dsl_pipeline.components]
         con.node_state = lambda node_id: _node_state(mlmd_runs, metadata_path,
                                                      config.pipeline_name, node_id)
-    with _executor_argv():
-        local_dag_runner.LocalDagRunner().run(dsl_pipeline)
+    say = con.say if con is not None else std_logging.getLogger(__name__).warning
+    with recovery.guard(metadata_path, dsl_pipeline, say=say,
+                        serving_base=os.path.join(config.serving_dir, config.model_name)):
+        with _executor_argv():
+            local_dag_runner.LocalDagRunner().run(dsl_pipeline)
 
 
 @contextlib.contextmanager
@@ -242,7 +247,8 @@ def failure_line(failure: BaseException, con, config, metadata_path: str) -> str
     run_info = mlmd_runs.latest_run(metadata_path, config.pipeline_name) if os.path.exists(
         metadata_path) else None
     report = run_info.output(nodes.DATA_REPORT, data_report_spec.REPORT_KEY) if run_info else None
-    if report is not None:
+    verdict = _read_json(os.path.join(report.uri, artifacts.VERDICT_JSON)) if report else None
+    if verdict is not None and not verdict.get('passed'):   # the data is the reason
         where.append(f'data report {os.path.join(report.uri, artifacts.REPORT_HTML)}')
     where.append(f'log {con.log_path}')
     node = f'{con.failed_node}: ' if con.failed_node else ''
@@ -277,8 +283,12 @@ def _main(args: argparse.Namespace, con, work_dir: str, start: float) -> int:
     for line in header(config):
         con.say(line)
     failure = None
+    from pipeline import recovery  # pylint: disable=import-outside-toplevel
     try:
         run(config, metadata_path, con)
+    except recovery.BusyError as e:
+        con.error(f'error: {e}')
+        return 2
     except Exception as e:  # pylint: disable=broad-except
         failure = e
         logging_failure(e)

@@ -1,6 +1,7 @@
 """Artifact types of our own components."""
 
 from tfx.types import artifact
+from tfx.types import standard_artifacts
 
 
 class DataValidationReport(artifact.Artifact):
@@ -27,3 +28,11 @@ class ReferenceProfile(artifact.Artifact):
     """reference_profile.json: what the data a model was trained and evaluated on looks
     like (image properties, the model's answers, embeddings), for monitoring."""
     TYPE_NAME = 'components.ReferenceProfile'
+
+
+class PushedModelBlessing(standard_artifacts.ModelBlessing):
+    """The Pusher's word that a model was pushed (blessed = 1) or not (0), with the
+    Evaluator's custom properties (`current_model_id`, ...): TFX's
+    LatestBlessedModelStrategy on a channel of this type resolves the latest model that
+    was pushed, never one that was blessed but never served."""
+    TYPE_NAME = 'components.PushedModelBlessing'

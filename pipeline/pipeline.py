@@ -26,6 +26,7 @@ from tfx.proto import trainer_pb2
 from tfx.types import channel
 from tfx.types import standard_artifacts
 
+from components import artifacts
 from components.data_gate.component import DataGate
 from components.data_report.component import DataReport
 from components.image_example_gen.component import ImageExampleGen
@@ -151,11 +152,13 @@ def create_pipeline(config: configs.PipelineConfig,
     compare_trainers = [trainer(v).with_id(nodes.compared_trainer(v))
                         for v in config.compare_variants]
 
-    # The last blessed model, the baseline for the no-regression check.
+    # The last model that was pushed, the baseline for the no-regression check: the
+    # Pusher's blessings, so a model blessed but never served (a push that failed or
+    # was killed) is never the baseline.
     baseline_resolver = Resolver(
         strategy_class=LatestBlessedModelStrategy,
         model=channel.Channel(type=standard_artifacts.Model),
-        model_blessing=channel.Channel(type=standard_artifacts.ModelBlessing),
+        model_blessing=channel.Channel(type=artifacts.PushedModelBlessing),
     ).with_id(nodes.BASELINE_RESOLVER)
 
     # TFMA metrics on the eval split; blesses the model or not.

@@ -46,6 +46,7 @@ from models import model as trainer_model
 from models import preprocessing
 from pipeline import configs
 from pipeline import nodes
+from pipeline import recovery
 from reports import class_accuracy
 from pages import html
 from reports import mlmd_runs
@@ -166,12 +167,14 @@ def stopped_at(run: mlmd_runs.PipelineRun) -> Optional[mlmd_runs.NodeRun]:
 
 
 def outcome(run: mlmd_runs.PipelineRun) -> str:
-    """'complete', 'stopped at <node>' or '<node> <state>'."""
+    """'complete', 'stopped at <node>', 'abandoned at <node>' or '<node> <state>'."""
     node = stopped_at(run)
     if node is None:
         return 'complete'
     if node.state == 'FAILED':
         return f'stopped at {node.node_id}'
+    if recovery.is_abandoned(node.execution):
+        return f'abandoned at {node.node_id}'
     return f'{node.node_id} {node.state.lower()}'
 
 
@@ -315,6 +318,12 @@ def _summary(ctx: _Context) -> List[Any]:
         parts.append(html.paragraph(_join(
             html.status(False, no=f'Run stopped at {node.node_id}'),
             ': the components after it did not run. The error:')))
+        parts.append(html.preformatted(failure(node)))
+    elif recovery.is_abandoned(node.execution):
+        parts.append(html.paragraph(_join(
+            html.status(False, no=f'Run abandoned at {node.node_id}'),
+            ': its process ended before the component did (killed or crashed); the next run '
+            'marked it abandoned and removed its partial outputs. Recorded:')))
         parts.append(html.preformatted(failure(node)))
     else:
         parts.append(html.paragraph(html.status(

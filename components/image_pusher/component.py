@@ -8,6 +8,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import channel
 from tfx.types import standard_artifacts
 
+from components import artifacts
 from components.image_pusher import executor
 from components.image_pusher import spec
 
@@ -16,7 +17,8 @@ class ImagePusher(base_component.BaseComponent):
     """Pushes a blessed model to `<base_directory>/<integer version>/`.
 
     An unblessed model is never pushed; the reason (failed TFMA thresholds) is
-    logged and stored in the PushedModel artifact.
+    logged and stored in the PushedModel artifact. `pushed_blessing` says whether
+    the model was pushed, for the resolver of the next run's baseline.
     """
 
     SPEC_CLASS = spec.ImagePusherSpec
@@ -45,5 +47,6 @@ class ImagePusher(base_component.BaseComponent):
                     base_directory=base_directory)),
             model_name=model_name, warmup_images=int(warmup_images), version_label=version_label,
             model_config_file=model_config_file,
-            pushed_model=channel.Channel(type=standard_artifacts.PushedModel))
+            pushed_model=channel.Channel(type=standard_artifacts.PushedModel),
+            pushed_blessing=channel.Channel(type=artifacts.PushedModelBlessing))
         super().__init__(spec=component_spec)
