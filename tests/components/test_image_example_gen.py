@@ -195,12 +195,19 @@ def test_an_image_that_changes_between_its_two_reads_fails_the_run_by_name(tmp_p
     info = records.inspect_image(path.read_bytes())
     entry = {'path': 'cats/cat.jpg', 'label': 0, 'sha256': info.sha256, 'height': info.height,
              'width': info.width, 'channels': info.channels, 'format': info.format}
-    read_again = executor.ReadAgainFn(str(tmp_path), CLASS_NAMES)
-    [(name, _, example)] = read_again.process(('eval', entry, None))
+    read_again = executor.ReadAgainFn(str(tmp_path), CLASS_NAMES, features.MAX_FILE_BYTES,
+                                      features.SYMLINKS)
+    placement = layout.Placement('cats/cat.jpg', class_name='cats')
+    [(name, _, example)] = read_again.process(('eval', entry, placement))
     assert name == 'eval' and feature(example, features.IMAGE_KEY) == photo.read_bytes()
     path.write_bytes(data.photos('train', 'cats', 2)[1].read_bytes())
     with pytest.raises(records.ChangedFileError, match='cats/cat.jpg changed'):
-        list(read_again.process(('eval', entry, None)))
+        list(read_again.process(('eval', entry, placement)))
+    # Replaced by a pipe or grown past the limit since it was checked: the same error.
+    path.unlink()
+    os.mkfifo(path)
+    with pytest.raises(records.ChangedFileError, match='cats/cat.jpg changed .*named pipe'):
+        list(read_again.process(('eval', entry, placement)))
 
 
 def test_executor_accounts_for_every_file_of_a_messy_root(tmp_path):
@@ -314,7 +321,9 @@ def test_a_link_to_nothing_is_a_bad_file_with_the_reason(tmp_path):
     (root / 'train' / 'dogs' / 'moved.jpg').symlink_to(tmp_path / 'gone.jpg')
     report = report_of(run_executor(root, tmp_path / 'out', presplit=True, max_bad_fraction=0.5))
     assert [b['path'] for b in report['bad_files']] == ['train/dogs/moved.jpg']
-    assert 'No such file or directory' in report['bad_files'][0]['reason']
+    assert report['bad_files'][0]['reason'] == (
+        'no such file (a link to nothing, or removed while the run read the folder) '
+        f'(a link to {tmp_path / "gone.jpg"})')
     assert report['images'] == 6
 
 
