@@ -39,7 +39,7 @@ _FILE_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _CHUNK = 1 << 20
 _KINDS = ((stat.S_ISFIFO, 'named pipe (FIFO)'), (stat.S_ISSOCK, 'socket'),
           (stat.S_ISCHR, 'character device'), (stat.S_ISBLK, 'block device'),
-          (stat.S_ISDIR, 'folder'))
+          (stat.S_ISDIR, 'folder'), (stat.S_ISLNK, 'symbolic link'))
 _ERRORS = {
     errno.EACCES: 'permission denied',
     errno.EPERM: 'permission denied',

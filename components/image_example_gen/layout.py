@@ -15,7 +15,7 @@ import collections
 import dataclasses
 import math
 import posixpath
-from typing import Counter, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Counter, Dict, List, Optional, Sequence, Tuple
 
 from components.image_example_gen import files
 from models import features

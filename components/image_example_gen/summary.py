@@ -25,6 +25,7 @@ OK, BAD, IGNORED = 'ok', 'bad', 'ignored'
 _MESSAGE_LIMIT = 10
 # Bad files, conflicting labels and links named on the console; the report lists all.
 CONSOLE_LIMIT = 5
+_CONTROL = {code: f'\\x{code:02x}' for code in (*range(32), 127)}
 
 
 class BadDataError(RuntimeError):
@@ -177,9 +178,14 @@ def _images(count: int) -> str:
     return 'image is' if count == 1 else 'images are'
 
 
+def one_line(path: str) -> str:
+    """A path with its control characters (a newline in a name) shown as '\\x0a'."""
+    return path.translate(_CONTROL)
+
+
 def conflicting_labels(report: Dict[str, Any]) -> List[str]:
     """'cats/a.jpg = dogs/b.jpg' for each image whose bytes are filed under several classes."""
-    return [' = '.join(f['path'] for f in group['files'])
+    return [' = '.join(one_line(f['path']) for f in group['files'])
             for group in report['duplicates'] if group['cross_class']]
 
 
@@ -197,7 +203,7 @@ def console_lines(report: Dict[str, Any], report_path: str) -> List[str]:
     lines = [f"data: {report['files']} files = {report['images']} images used + "
              f"{len(bad)} bad + {len(report['ignored_files'])} ignored; "
              + ', '.join(f"{name} {split['images']}" for name, split in report['splits'].items())]
-    lines += [f"bad: {b['path']}: {b['reason']}" for b in bad[:CONSOLE_LIMIT]]
+    lines += [f"bad: {one_line(b['path'])}: {b['reason']}" for b in bad[:CONSOLE_LIMIT]]
     if len(bad) > CONSOLE_LIMIT:
         lines.append(f'bad: ... and {len(bad) - CONSOLE_LIMIT} more, all listed in {report_path}')
     conflicts = conflicting_labels(report)
@@ -212,7 +218,8 @@ def console_lines(report: Dict[str, Any], report_path: str) -> List[str]:
     outside = [link for link in report.get('links', []) if link['outside_root']
                and link['images']]
     if outside:
-        named = ', '.join(f"{link['link']} -> {link['target']}" for link in outside[:CONSOLE_LIMIT])
+        named = ', '.join(f"{one_line(link['link'])} -> {one_line(link['target'])}"
+                          for link in outside[:CONSOLE_LIMIT])
         more = f' and {len(outside) - CONSOLE_LIMIT} more' if len(outside) > CONSOLE_LIMIT else ''
         images = sum(link['images'] for link in outside)
         lines.append(f"{images} {'image' if images == 1 else 'images'} came through "

@@ -19,6 +19,7 @@ from components.image_example_gen import executor
 from components.image_example_gen import layout
 from components.image_example_gen import records
 from components.image_example_gen import spec
+from components.image_example_gen import summary
 from models import features
 from tests import data
 
@@ -77,6 +78,23 @@ def test_inspect_image_names_the_reason(name, reason):
     payload = data.bad_files(data.photos('train', 'cats', 1)[0])[name]
     with pytest.raises(records.BadImageError, match=reason):
         records.inspect_image(payload)
+
+
+def test_inspect_image_says_what_the_decoder_of_the_signature_found():
+    png = data.encode(Image.open(data.photos('train', 'cats', 1)[0]), 'PNG')
+    bad_checksum = bytearray(png)
+    bad_checksum[29] ^= 0xff   # the IHDR chunk's CRC
+    with pytest.raises(records.BadImageError) as raised:
+        records.inspect_image(bytes(bad_checksum))
+    assert raised.value.reason == ("PNG signature, but its decoder found: broken PNG file "
+                                   "(bad header checksum in b'IHDR')")
+    with pytest.raises(records.BadImageError) as raised:
+        records.inspect_image(png[:33])   # signature and IHDR, nothing after
+    assert raised.value.reason == ('PNG header with no image data after it: the file ends '
+                                   'after 33 bytes')
+    with pytest.raises(records.BadImageError) as raised:
+        records.inspect_image(b'GIF89a')
+    assert raised.value.reason.startswith('GIF header with no image data after it')
 
 
 def test_inspect_image_refuses_too_many_pixels():
@@ -290,6 +308,42 @@ def test_executor_fails_when_too_many_files_are_bad_and_keeps_the_report(tmp_pat
     kept = tmp_path / 'pipeline' / 'ImageExampleGen' / 'failed_runs' / '7' / spec.REPORT_FILE
     assert str(kept) in str(err.value)
     assert len(json.loads(kept.read_text())['bad_files']) == 3
+
+
+def test_a_photo_filed_under_two_classes_warns_or_stops_the_run(tmp_path):
+    root = data.make_root(tmp_path / 'root', {'train': {'cats': 3, 'dogs': 3}},
+                          presplit=False)
+    photo = data.photos('train', 'cats', 1)[0]
+    shutil.copy(photo, root / 'dogs' / 'not a dog.jpg')
+    report = report_of(run_executor(root, tmp_path / 'warned', presplit=False))
+    assert report['cross_class_duplicates'] == 1 and report['images'] == 7
+    [warning] = [line for line in summary.console_lines(report, 'r.json')
+                 if line.startswith('warning:')]
+    assert f'cats/{photo.name} = dogs/not a dog.jpg' in warning
+    out = tmp_path / 'pipeline' / 'ImageExampleGen' / 'examples' / '3'
+    with pytest.raises(RuntimeError, match=(
+            r'^1 image is filed under more than one class \(conflicting labels, '
+            r'stop_on_conflicting_labels is on\): cats/cat.0.jpg = dogs/not a dog.jpg; ')):
+        run_executor(root, out, presplit=False, stop_on_conflicting_labels=True)
+
+
+def test_the_console_names_few_bad_files_and_counts_many():
+    entries = [{'path': f'cats/{i}.jpg', 'status': summary.BAD, 'reason': 'empty file (0 bytes)',
+                'label_name': 'cats', 'split_dir': None} for i in range(summary.CONSOLE_LIMIT + 2)]
+    entries += [{'path': 'cats/ok.jpg', 'status': summary.OK, 'split': 'train',
+                 'label_name': 'cats'}]
+
+    def lines(count):
+        return summary.console_lines(summary.summarize(
+            entries[-1 - count:], [], CLASS_NAMES, ['train', 'eval'], max_bad_fraction=1.0,
+            hash_split=True), 'report.json')
+
+    assert lines(0) == ['data: 1 files = 1 images used + 0 bad + 0 ignored; train 1, eval 0']
+    assert lines(2)[1:] == ['bad: cats/5.jpg: empty file (0 bytes)',
+                            'bad: cats/6.jpg: empty file (0 bytes)']
+    many = lines(summary.CONSOLE_LIMIT + 2)
+    assert len(many) == summary.CONSOLE_LIMIT + 2
+    assert many[-1] == 'bad: ... and 2 more, all listed in report.json'
 
 
 def test_executor_fails_when_a_class_has_no_image_in_a_split_and_keeps_the_report(tmp_path):
