@@ -5,8 +5,9 @@ Local paths (no '://') are read with `os`, because tf.io.gfile cannot:
 - names are `os.fsdecode` strings: bytes that are not UTF-8 become surrogate escapes
   (PEP 383) instead of aborting the whole listing (gfile raises UnicodeDecodeError
   for the folder); `display` shows them as '\\xff' for reports and Examples;
-- folders are listed and files opened relative to an open folder (openat), so a
-  path longer than PATH_MAX (4096 bytes) is one more path;
+- folders are listed relative to an open folder (openat), and so are files whose
+  path is longer than PATH_MAX (4096 bytes) or whose links must not be followed:
+  such a path is one more path;
 - symbolic links follow the `symlinks` policy (SYMLINK_POLICIES); a link to a
   folder that holds it (a loop) is never walked; whatever came through a link
   carries the link (`Link`) for the report;
@@ -37,6 +38,7 @@ FOLLOW, INSIDE, NONE = features.SYMLINK_POLICIES
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _CHUNK = 1 << 20
+_PATH_MAX = 4096       # Linux's PATH_MAX (linux/limits.h), with the final NUL
 _KINDS = ((stat.S_ISFIFO, 'named pipe (FIFO)'), (stat.S_ISSOCK, 'socket'),
           (stat.S_ISCHR, 'character device'), (stat.S_ISBLK, 'block device'),
           (stat.S_ISDIR, 'folder'), (stat.S_ISLNK, 'symbolic link'))
@@ -326,7 +328,14 @@ def walk(root: str, folder: Folder = Folder(), symlinks: str = features.SYMLINKS
 
 def list_files(root: str, symlinks: str = features.SYMLINKS) -> List[Listed]:
     """Every entry under root at any depth, sorted by path."""
-    return sorted(walk(root, Folder(), symlinks))
+    return sorted(walk(root, Folder(), symlinks), key=lambda entry: entry.path)
+
+
+def _short(path: str) -> bool:
+    """Whether the system takes path whole (shorter than PATH_MAX): one call instead of
+    opening each folder on the way. Links are then followed on the way, so only where
+    the policy follows them."""
+    return len(os.fsencode(path)) < _PATH_MAX
 
 
 def _check(found_mode: int, size: int, max_bytes: int) -> None:
@@ -363,16 +372,19 @@ def read_file(root: str, path: str, max_bytes: int, *, follow: bool = True) -> b
             raise UnreadableError(f'cannot read file: {e.message}') from None
         _check(stat.S_IFREG, len(data), max_bytes)
         return data
-    folder, name = posixpath.split(path)
-    no_follow = 0 if follow else os.O_NOFOLLOW
-    folder_fd, _ = _open_folder(root, folder, follow=follow)
+    if follow and _short(join(root, path)):
+        folder_fd, name = None, join(root, path)
+    else:
+        folder, name = posixpath.split(path)
+        folder_fd, _ = _open_folder(root, folder, follow=follow)
     try:
         # Nothing but a regular file is opened: opening a FIFO blocks, a device may act.
         found = os.stat(name, dir_fd=folder_fd, follow_symlinks=follow)
         _check(found.st_mode, found.st_size, max_bytes)
-        fd = os.open(name, _FILE_FLAGS | no_follow, dir_fd=folder_fd)
+        fd = os.open(name, _FILE_FLAGS | (0 if follow else os.O_NOFOLLOW), dir_fd=folder_fd)
     finally:
-        os.close(folder_fd)
+        if folder_fd is not None:
+            os.close(folder_fd)
     try:
         found = os.fstat(fd)      # what was opened, should it have been swapped meanwhile
         _check(found.st_mode, found.st_size, max_bytes)
@@ -395,12 +407,15 @@ def stat_file(root: str, path: str, *, follow: bool = True) -> Optional[Tuple[in
         if not is_local(root):
             found = tf.io.gfile.stat(join(root, path))
             return found.length, found.mtime_nsec
-        folder, name = posixpath.split(path)
-        folder_fd, _ = _open_folder(root, folder, follow=follow)
-        try:
-            found = os.stat(name, dir_fd=folder_fd, follow_symlinks=follow)
-        finally:
-            os.close(folder_fd)
+        if follow and _short(join(root, path)):
+            found = os.stat(join(root, path))
+        else:
+            folder, name = posixpath.split(path)
+            folder_fd, _ = _open_folder(root, folder, follow=follow)
+            try:
+                found = os.stat(name, dir_fd=folder_fd, follow_symlinks=follow)
+            finally:
+                os.close(folder_fd)
         return found.st_size, found.st_mtime_ns
     except (OSError, tf.errors.OpError):
         return None
