@@ -209,6 +209,9 @@ def make_hostile_root(base: pathlib.Path, per_class: int) -> HostileRoot:
             'notes.txt': 'not inside a class folder',
             'stray.jpg': 'not inside a class folder'}.items():
         add(path, jpeg if path.endswith(('.jpg', '.webp', '.tiff')) else b'x', IGNORED, reason)
+    _write(root / os.fsdecode(b'cats/.th\xffumbs/x.jpg'), jpeg)
+    expected['cats/.th\\xffumbs/x.jpg'] = (IGNORED, 'inside hidden or system folder '
+                                                   '.th\\xffumbs/')
     _write(root / os.fsdecode(b'\xffclass/x.jpg'), jpeg)
     expected['\\xffclass/x.jpg'] = (IGNORED, 'folder \\xffclass/ is not one of the classes '
                                              '(its name is not UTF-8 text')

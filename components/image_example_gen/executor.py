@@ -103,7 +103,8 @@ def _placed(listed: files.Listed, split_dirs: Optional[Tuple[str, ...]],
 def _entry(placement: layout.Placement) -> Dict[str, Any]:
     """The manifest entry of a placed file (status ignored until read), as text."""
     entry = {'path': files.display(placement.path), 'status': summary.IGNORED,
-             'reason': placement.ignored, 'label_name': placement.class_name,
+             'reason': placement.ignored and files.display(placement.ignored),
+             'label_name': placement.class_name,
              'split_dir': placement.split_dir}
     if placement.link is not None:
         entry.update(link=files.display(placement.link.path), link_target=placement.link.target,
@@ -145,7 +146,7 @@ class _ReadImageFn(beam.DoFn):
         if reason is not None:
             if placement.link is not None and placement.link.path == placement.path:
                 reason += f' (a link to {placement.link.target})'
-            entry.update(status=summary.BAD, reason=reason)
+            entry.update(status=summary.BAD, reason=files.display(reason))
             logging.warning('Bad image %s: %s', entry['path'], reason)
             yield beam.pvalue.TaggedOutput(_MANIFEST_TAG, entry)
             return

@@ -181,7 +181,7 @@ def _class_images(root: str, parent: str, class_name: str, enough: float,
             if found >= enough:
                 break
         elif not entry.folder:
-            others[extension(entry.path) or '(no extension)'] += 1
+            others[files.display(extension(entry.path)) or '(no extension)'] += 1
     return found, others
 
 
