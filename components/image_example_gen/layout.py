@@ -132,10 +132,19 @@ def place(path: str, *, split_dirs: Optional[Sequence[str]],
     return Placement(path, split_dir, folders[0])
 
 
+def _raise_if_unlisted(root: str, folder: str, listed: Sequence[files.Listed]) -> None:
+    """DataRootError if the listing of root/folder is its own failure (no permission)."""
+    failed = next((entry.bad for entry in listed if entry.path == folder and entry.bad), None)
+    if failed:
+        raise DataRootError(f'{"data root" if not folder else "folder"} '
+                            f'{files.display(files.join(root, folder))}: {failed}')
+
+
 def _class_folders(root: str, parent: str, symlinks: str) -> List[str]:
     """Folders in root/parent (links to folders as the policy follows them) that can
     be classes: not hidden, names that are text."""
-    _, folders = files.list_level(root, files.Folder(parent), symlinks)
+    listed, folders = files.list_level(root, files.Folder(parent), symlinks)
+    _raise_if_unlisted(root, parent, listed)
     names = (posixpath.basename(folder.path) for folder in folders)
     return sorted(name for name in names if not _hidden(name) and files.display(name) == name)
 
@@ -172,8 +181,9 @@ def _class_images(root: str, parent: str, class_name: str, enough: float,
     """(image files of one class folder (any depth, as `place` counts them), at most
     `enough`; the extensions of the files seen that are not used, with their counts)."""
     found, others = 0, collections.Counter()
-    for entry in files.walk(root, files.Folder(posixpath.join(parent, class_name)),
-                            symlinks):
+    folder = posixpath.join(parent, class_name)
+    for entry in files.walk(root, files.Folder(folder), symlinks):
+        _raise_if_unlisted(root, folder, [entry])
         placement = place(entry.path, split_dirs=[parent] if parent else None,
                           class_names=[class_name], folder=entry.folder)
         if placement.ignored is None and entry.ignored is None and entry.bad is None:
@@ -214,8 +224,9 @@ def inspect_data_root(root: str, count_up_to: Optional[int] = None,
       DataRoot with sorted class folder names.
 
     Raises:
-      DataRootError: missing, not a folder, no class folders, a single class,
-        a class folder without image files (at any depth) in some split, or
+      DataRootError: missing, not a folder, the root or a class folder cannot
+        be listed (no permission), no class folders, a single class, a class
+        folder without image files (at any depth) in some split, or
         train/ without validation/ (a class named train has images directly in
         train/, beside the other class folders: no error).
     """

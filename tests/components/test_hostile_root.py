@@ -200,3 +200,46 @@ def test_no_more_than_the_limit_is_read(tmp_path):
     assert files.read_file('ram://limit', 'a.jpg', 100) == b'x' * 100
     with pytest.raises(files.UnreadableError, match='file too large: 100 bytes'):
         files.read_file('ram://limit', 'a.jpg', 99)
+
+
+def test_the_runner_check_names_a_root_or_class_folder_it_cannot_list():
+    with hostile.world_readable_dir() as base:
+        root = base / 'root'
+        for name in ('cats', 'dogs'):
+            (root / name).mkdir(parents=True)
+            (root / name / 'a.jpg').write_bytes(b'x')
+        (root / 'dogs').chmod(0)
+        script = ('import sys; from components.image_example_gen import layout\n'
+                  'try:\n    layout.inspect_data_root(sys.argv[1])\n'
+                  'except layout.DataRootError as e:\n    print(e)\n')
+        home = hostile.writable_by_unprivileged(base / 'home')
+        command = hostile.as_unprivileged() + [sys.executable, '-c', script, str(root)]
+        _, output, _ = hostile.run_measured(command, hostile.unprivileged_env(home), 300)
+        assert output.splitlines()[-1] == (
+            f'folder {root}/dogs: cannot list folder: permission denied')
+        (root / 'dogs').chmod(0o755)
+        root.chmod(0)
+        _, output, _ = hostile.run_measured(command, hostile.unprivileged_env(home), 300)
+        assert output.splitlines()[-1] == (
+            f'data root {root}: cannot list folder: permission denied')
+
+
+def test_the_runner_flags_reach_imageexamplegen():
+    import local_runner  # pylint: disable=import-outside-toplevel
+    from pipeline import cli  # pylint: disable=import-outside-toplevel
+    from pipeline import configs  # pylint: disable=import-outside-toplevel
+    from pipeline import pipeline as pipeline_def  # pylint: disable=import-outside-toplevel
+    args = local_runner.parse_args(['--symlinks', 'inside', '--max-file-bytes', '1000',
+                                    '--stop-on-conflicting-labels'])
+    config = configs.local('/work', '/data', **cli.run_overrides(args))
+    [gen] = [c for c in pipeline_def.create_pipeline(config).components
+             if c.id == 'ImageExampleGen']
+    assert {key: gen.exec_properties[key] for key in (
+        spec.SYMLINKS_KEY, spec.MAX_FILE_BYTES_KEY, spec.STOP_ON_CONFLICTING_LABELS_KEY)} == {
+        spec.SYMLINKS_KEY: 'inside', spec.MAX_FILE_BYTES_KEY: 1000,
+        spec.STOP_ON_CONFLICTING_LABELS_KEY: 1}
+    defaults = configs.local('/work', '/data')
+    assert (defaults.symlinks, defaults.max_file_bytes, defaults.stop_on_conflicting_labels) == (
+        'follow', 50_000_000, False)
+    with pytest.raises(ValueError, match='symlinks must be one of'):
+        configs.local('/work', '/data', symlinks='always')
