@@ -61,7 +61,7 @@ class UnreadableError(OSError):
 
 @dataclasses.dataclass(frozen=True, order=True)
 class Link:
-    """A symbolic link under the data root that was followed.
+    """A symbolic link met under the data root (followed or not, as the policy says).
 
     Attributes:
       path: the link, relative to the data root.
