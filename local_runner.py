@@ -64,11 +64,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def build_config(args: argparse.Namespace):
     """PipelineConfig from the flags (the local preset plus overrides)."""
     from components.image_example_gen import layout  # pylint: disable=import-outside-toplevel
+    from models import features  # pylint: disable=import-outside-toplevel
     from pipeline import configs  # pylint: disable=import-outside-toplevel
 
     data_root = os.path.abspath(args.data_root) if args.data_root else default_data_root()
     # Counted only as far as the choice of Beam's running mode needs.
-    root = layout.inspect_data_root(data_root, count_up_to=configs.IN_MEMORY_MAX_IMAGES + 1)
+    root = layout.inspect_data_root(data_root, count_up_to=configs.IN_MEMORY_MAX_IMAGES + 1,
+                                    symlinks=args.symlinks or features.SYMLINKS)
     work_dir = os.path.abspath(args.work_dir)
     overrides = {
         **cli.run_overrides(args),
@@ -171,6 +173,7 @@ def summarize(config, metadata_path: str) -> List[str]:
     from components.data_report import spec as data_report_spec  # pylint: disable=import-outside-toplevel
     from components.image_example_gen import layout  # pylint: disable=import-outside-toplevel
     from components.image_example_gen import spec  # pylint: disable=import-outside-toplevel
+    from components.image_example_gen import summary as example_gen_summary  # pylint: disable=import-outside-toplevel
     from pipeline import nodes  # pylint: disable=import-outside-toplevel
     from reports import class_accuracy  # pylint: disable=import-outside-toplevel
     from reports import mlmd_runs  # pylint: disable=import-outside-toplevel
@@ -182,10 +185,8 @@ def summarize(config, metadata_path: str) -> List[str]:
     examples = run_info.output(nodes.EXAMPLE_GEN, keys.EXAMPLES_KEY)
     files = _read_json(os.path.join(examples.uri, spec.REPORT_FILE)) if examples else None
     if files:
-        lines.append(f"data: {files['files']} files = {files['images']} images used + "
-                     f"{len(files['bad_files'])} bad + {len(files['ignored_files'])} ignored; "
-                     + ', '.join(f"{name} {split['images']}"
-                                 for name, split in files['splits'].items()))
+        lines += example_gen_summary.console_lines(
+            files, os.path.join(examples.uri, spec.REPORT_FILE))
         unread = layout.unread_photos(collections.Counter(
             layout.extension(i['path']) for i in files['ignored_files']))
         if unread:

@@ -41,6 +41,14 @@ def add_run_flags(parser: argparse.ArgumentParser, *, weights_help: str) -> None
                              'the label balance or drift check (default 0.001); the thresholds '
                              'follow from the counts')
     parser.add_argument('--max-bad-fraction', type=float)
+    parser.add_argument('--max-file-bytes', type=int,
+                        help='larger files are reported as bad, never read (default 50000000)')
+    parser.add_argument('--symlinks', choices=features.SYMLINK_POLICIES,
+                        help='symbolic links under the data root to follow: all (follow, '
+                             'default), those staying inside the root, or none')
+    parser.add_argument('--stop-on-conflicting-labels', action='store_true', default=None,
+                        help='stop the run when the same image is filed under two classes '
+                             '(default: a warning, trained under each)')
     parser.add_argument('--eval-fraction', type=float,
                         help='share of each class for eval, without split folders (0.2)')
     parser.add_argument('--test-fraction', type=float,
@@ -65,6 +73,8 @@ def run_overrides(args: argparse.Namespace) -> Dict[str, Any]:
         'balance_tolerance': args.balance_tolerance,
         'label_false_alarm_rate': args.label_false_alarm_rate,
         'max_bad_fraction': args.max_bad_fraction,
+        'max_file_bytes': args.max_file_bytes, 'symlinks': args.symlinks,
+        'stop_on_conflicting_labels': args.stop_on_conflicting_labels,
         'eval_fraction': args.eval_fraction, 'test_fraction': args.test_fraction,
         'enable_cache': False if args.no_cache else None,
     }

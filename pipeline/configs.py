@@ -69,6 +69,12 @@ class PipelineConfig:
     test_fraction: float = 0.0
     max_bad_fraction: float = features.MAX_BAD_FRACTION
     max_pixels: int = features.MAX_PIXELS
+    # A user's folder: files above max_file_bytes are bad, never read; which symbolic
+    # links are followed ('follow', 'inside' the root, 'none'); whether the same image
+    # filed under two classes stops the run (otherwise a warning).
+    max_file_bytes: int = features.MAX_FILE_BYTES
+    symlinks: str = features.SYMLINKS
+    stop_on_conflicting_labels: bool = features.STOP_ON_CONFLICTING_LABELS
 
     # Data validation. The schema template: its label domain is set to `class_names`.
     schema_path: str = CURATED_SCHEMA
@@ -139,6 +145,9 @@ class PipelineConfig:
         if not 0.0 <= self.label_smoothing < 1.0 or self.early_stopping_patience < 0:
             raise ValueError('label_smoothing must be in [0, 1) and early_stopping_patience '
                              f'>= 0, got {self.label_smoothing}, {self.early_stopping_patience}')
+        if self.symlinks not in features.SYMLINK_POLICIES or self.max_file_bytes <= 0:
+            raise ValueError(f'symlinks must be one of {features.SYMLINK_POLICIES} and '
+                             f'max_file_bytes > 0, got {self.symlinks!r}, {self.max_file_bytes}')
         if self.augmented_views < 0:
             raise ValueError(f'augmented_views must be >= 0, got {self.augmented_views}')
         if self.fine_tune_epochs and not self.fine_tune_layers:

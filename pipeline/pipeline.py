@@ -56,7 +56,9 @@ def data_components(config: configs.PipelineConfig) -> DataStage:
         input_base=config.data_root, class_names=config.class_names, presplit=config.presplit,
         test_folder=config.test_folder, eval_fraction=config.eval_fraction,
         test_fraction=config.test_fraction, max_bad_fraction=config.max_bad_fraction,
-        max_pixels=config.max_pixels).with_id(nodes.EXAMPLE_GEN)
+        max_pixels=config.max_pixels, max_file_bytes=config.max_file_bytes,
+        symlinks=config.symlinks,
+        stop_on_conflicting_labels=config.stop_on_conflicting_labels).with_id(nodes.EXAMPLE_GEN)
     # The curated schema, its label domain set to this data set's classes.
     schema_gen = ImageSchemaGen(schema_file=config.schema_path,
                                 class_names=class_names_json).with_id(nodes.SCHEMA_GEN)

@@ -165,11 +165,15 @@ def test_the_console_shows_components_epochs_and_a_summary(any_run):
         str(i) for i in range(1, EPOCHS + 1)], epochs
     assert re.match(rf'^{re.escape(number)} Trainer done \d+\.\d s$', lines[trainer + 2 + EPOCHS])
 
-    summary = lines[-9:]
+    summary = lines[-11:]
     images, bad, ignored = (len(expected[k]) for k in ('images', 'bad', 'ignored'))
     work = os.path.dirname(config.pipeline_root)
     assert summary[0] == (f'data: {images + bad + ignored} files = {images} images used + '
                           f'{bad} bad + {ignored} ignored; eval 12, test 12, train 36')
+    # The bad files, by name, with the reason (issue 42).
+    assert [summary.pop(1), summary.pop(1)] == [
+        'bad: Hunde/broken.jpg: not a readable image (no known image format in its bytes)',
+        'bad: Été/empty.GIF: empty file (0 bytes)']
     # Photos in formats TensorFlow does not decode are named with the way out.
     assert summary.pop(1) == ('1 .heic, 1 .webp photos are not read (TensorFlow decodes .jpg, '
                               '.jpeg, .png, .bmp, .gif): convert them, e.g. to .jpg')
