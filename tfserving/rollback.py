@@ -49,12 +49,16 @@ class Rollback:
 
 def versions_on_disk(base_path: str) -> List[int]:
     """The complete versions under a model's base path, oldest first."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    if not tf.io.gfile.isdir(base_path):
+    if '://' in base_path:
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        isdir, listdir, exists = tf.io.gfile.isdir, tf.io.gfile.listdir, tf.io.gfile.exists
+    else:   # the command answers without TensorFlow's start-up
+        isdir, listdir, exists = os.path.isdir, os.listdir, os.path.exists
+    if not isdir(base_path):
         return []
-    return sorted(int(name.rstrip('/')) for name in tf.io.gfile.listdir(base_path)
+    return sorted(int(name.rstrip('/')) for name in listdir(base_path)
                   if name.rstrip('/').isdigit() and any(
-                      tf.io.gfile.exists(os.path.join(base_path, name.rstrip('/'), f))
+                      exists(os.path.join(base_path, name.rstrip('/'), f))
                       for f in SAVED_MODEL_FILES))
 
 

@@ -191,6 +191,7 @@ def test_the_server_dies_with_the_process_that_started_it(tmp_path, model_dir):
     starter = subprocess.Popen(  # pylint: disable=consider-using-with
         [sys.executable, '-c', code, str(base), str(tmp_path / 'server.log')],
         cwd=data.PROJECT_ROOT, env=server_process.subprocess_env())
+    server = None
     try:
         parent = psutil.Process(starter.pid)
         [server] = server_process.wait_for(
@@ -206,6 +207,8 @@ def test_the_server_dies_with_the_process_that_started_it(tmp_path, model_dir):
         if starter.poll() is None:
             starter.kill()
             starter.wait()
+        if server is not None and server.is_running():
+            server.kill()
 
 
 def test_answers_are_compared_by_class_and_probability():
