@@ -109,14 +109,13 @@ def validate(model_path: str, scratch_dir: str, *, model_name: str,
     server = model_server.ModelServer(model_name, base_path,
                                       os.path.join(scratch_dir, spec.SERVER_LOG_FILE))
     try:
-        with server:
-            result['load_seconds'] = server.wait_available(SCRATCH_VERSION,
-                                                           load_timeout_seconds)
-            warmup_sent = warmup_images_of(version_dir) if warmup else []
-            server.predict_all(warmup_sent, request_timeout_seconds)
-            result['warmup_requests'] = len(warmup_sent)
-            outputs, seconds = server.predict_all([images[a.path] for a in trained],
-                                                  request_timeout_seconds)
+        server.start()
+        result['load_seconds'] = server.wait_available(SCRATCH_VERSION, load_timeout_seconds)
+        warmup_sent = warmup_images_of(version_dir) if warmup else []
+        server.predict_all(warmup_sent, request_timeout_seconds)
+        result['warmup_requests'] = len(warmup_sent)
+        outputs, seconds = server.predict_all([images[a.path] for a in trained],
+                                              request_timeout_seconds)
         served = [checks.served_answer(a.path, output, class_names)
                   for a, output in zip(trained, outputs)]
     except (model_server.ServerError, ValueError) as error:

@@ -5,9 +5,9 @@ process on a free 127.0.0.1 port and talks to it as any client would, with only 
 basic flags TF Serving has too (--model_name, --model_base_path, --rest_api_port,
 --port).
 
-The child never outlives the check: `ModelServer` is a context manager whose exit
-stops it (SIGTERM to its process group, SIGKILL after STOP_GRACE_SECONDS), and on
-Linux the kernel kills it when the thread that started it ends (PR_SET_PDEATHSIG),
+The child never outlives the check: its caller stops it in a `finally` (SIGTERM to
+its process group, SIGKILL after STOP_GRACE_SECONDS), and on Linux the kernel
+kills it when the thread that started it ends (PR_SET_PDEATHSIG),
 so a pipeline killed with SIGKILL leaves no server behind. It runs in its own
 process group, so stopping it never signals the pipeline.
 """
@@ -111,13 +111,6 @@ class ModelServer:
         """The REST root, e.g. http://127.0.0.1:8501."""
         return f'http://127.0.0.1:{self.port}'
 
-    def __enter__(self) -> 'ModelServer':
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
-
     def start(self) -> None:
         """Starts the server (returns at once; `wait_available` waits for the model)."""
         env = dict(os.environ)
@@ -139,6 +132,8 @@ class ModelServer:
         process = self.process
         if process is None:
             return None
+        # Signals go to the group only while its leader has not been reaped: after that
+        # its number may be another process's.
         if process.poll() is None:
             self._signal(signal.SIGTERM)
             try:
@@ -146,8 +141,8 @@ class ModelServer:
             except subprocess.TimeoutExpired:
                 logging.warning('Model server pid %d still running %.0f s after SIGTERM; '
                                 'killing it', process.pid, STOP_GRACE_SECONDS)
-        self._signal(signal.SIGKILL)   # anything left in its group
-        process.wait()
+                self._signal(signal.SIGKILL)
+                process.wait()
         return process.returncode
 
     def _signal(self, signum: int) -> None:
