@@ -9,6 +9,7 @@ import os
 import pathlib
 from typing import Optional, Tuple
 
+from models import eval_answers
 from models import features
 from models import profile
 from models import weights as weights_lib
@@ -44,6 +45,32 @@ IN_MEMORY_MAX_IMAGES = 20_000
 
 MODEL_VARIANTS = ('transfer', 'cnn', 'cnn_augment', 'cnn_preprocess_augment')
 
+
+@dataclasses.dataclass(frozen=True)
+class InfraValidation:
+    """The InfraValidator's settings: the candidate in our server before it is pushed.
+
+    The server must load the candidate within `load_timeout_seconds` (its start
+    included), answer each request within `request_timeout_seconds`, and answer the
+    first `sample_images` eval images as the Trainer did: the same class, every
+    probability within `probability_tolerance` (docs/infra_validator.md).
+    """
+    sample_images: int = 16
+    probability_tolerance: float = 1e-3
+    load_timeout_seconds: float = 300.0
+    request_timeout_seconds: float = 30.0
+
+    def __post_init__(self):
+        if not 1 <= self.sample_images <= eval_answers.SAMPLE_ANSWERS:
+            raise ValueError(f'infra validation sample_images must be in [1, '
+                             f'{eval_answers.SAMPLE_ANSWERS}] (the answers the Trainer '
+                             f'records), got {self.sample_images}')
+        if not 0.0 <= self.probability_tolerance < 1.0:
+            raise ValueError('infra validation probability_tolerance must be in [0, 1), got '
+                             f'{self.probability_tolerance}')
+        if self.load_timeout_seconds <= 0 or self.request_timeout_seconds <= 0:
+            raise ValueError('infra validation timeouts must be > 0, got '
+                             f'{self.load_timeout_seconds}, {self.request_timeout_seconds}')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +141,8 @@ class PipelineConfig:
     version_label: Optional[str] = None
     model_config_file: Optional[str] = None
     warmup_images: int = 5
+    # InfraValidator, between the Evaluator and the Pusher.
+    infra_validation: InfraValidation = InfraValidation()
 
     def __post_init__(self):
         features.class_names(self.class_names)

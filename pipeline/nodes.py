@@ -16,6 +16,7 @@ BASELINE_RESOLVER = 'latest_pushed_model_resolver'
 EVALUATOR = 'Evaluator'
 TEST_EVALUATOR = 'Evaluator.test'      # only with a held-out test split
 REFERENCE_PROFILE = 'ReferenceProfile'
+INFRA_VALIDATOR = 'InfraValidator'
 PUSHER = 'ImagePusher'
 
 

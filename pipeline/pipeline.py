@@ -32,6 +32,7 @@ from components.data_report.component import DataReport
 from components.image_example_gen.component import ImageExampleGen
 from components.image_pusher.component import ImagePusher
 from components.image_schema_gen.component import ImageSchemaGen
+from components.infra_validator.component import InfraValidator
 from components.reference_profile.component import ReferenceProfile
 from models import features
 from pipeline import configs
@@ -183,9 +184,22 @@ def create_pipeline(config: configs.PipelineConfig,
         max_images=config.profile_images,
         embed_train_images=config.frozen_embedding).with_id(nodes.REFERENCE_PROFILE)
 
+    # A copy of the model in our real server: it loads and answers a sample of eval images
+    # as the Trainer did; p50 latency. The Pusher pushes only what it and the Evaluator
+    # bless. After the Evaluator (no data edge: its result is cached with the model's).
+    infra = config.infra_validation
+    infra_validator = InfraValidator(
+        model=main_trainer.outputs['model'], model_run=main_trainer.outputs['model_run'],
+        examples=examples, model_name=config.model_name, warmup_images=config.warmup_images,
+        sample_images=infra.sample_images, probability_tolerance=infra.probability_tolerance,
+        load_timeout_seconds=infra.load_timeout_seconds,
+        request_timeout_seconds=infra.request_timeout_seconds).with_id(nodes.INFRA_VALIDATOR)
+    infra_validator.add_upstream_node(evaluator)
+
     # A blessed model -> <serving_dir>/<model_name>/<version>/, atomically, with warmup.
     pusher = ImagePusher(
         model=main_trainer.outputs['model'], model_blessing=evaluator.outputs['blessing'],
+        infra_blessing=infra_validator.outputs['blessing'],
         evaluation=evaluator.outputs['evaluation'], examples=examples,
         reference_profile=reference_profile.outputs['reference_profile'],
         base_directory=os.path.join(config.serving_dir, config.model_name),
@@ -194,7 +208,7 @@ def create_pipeline(config: configs.PipelineConfig,
         model_config_file=config.model_config_file).with_id(nodes.PUSHER)
 
     components = [*data, transform, main_trainer, *compare_trainers, baseline_resolver,
-                  evaluator, *test_evaluators, reference_profile, pusher]
+                  evaluator, *test_evaluators, reference_profile, infra_validator, pusher]
     # Beam settings go to the components that run Beam (ours included), and
     # only to them: a Kubeflow spec would pass pipeline-level ones to every step.
     for component in components:

@@ -38,6 +38,7 @@ from components.data_report import spec as data_report_spec
 from components.image_example_gen import spec as example_gen_spec
 from components.image_pusher import spec as pusher_spec
 from components.image_pusher import validation_text
+from components.infra_validator import spec as infra_spec
 from models import builders
 from models import eval_answers
 from models import features
@@ -60,6 +61,7 @@ TRAINER_NODE = nodes.TRAINER
 EVALUATOR_NODE = nodes.EVALUATOR
 TEST_EVALUATOR_NODE = nodes.TEST_EVALUATOR
 REFERENCE_PROFILE_NODE = nodes.REFERENCE_PROFILE
+INFRA_VALIDATOR_NODE = nodes.INFRA_VALIDATOR
 PUSHER_NODE = nodes.PUSHER
 
 # Custom properties of the PushedModel artifact (set by TFX's Pusher and ours).
@@ -272,6 +274,14 @@ def push_result(run: mlmd_runs.PipelineRun) -> Optional[Dict[str, Any]]:
     }
 
 
+def infra_validation(run: mlmd_runs.PipelineRun) -> Optional[str]:
+    """The InfraValidator's verdict in one line (blessed with its p50 latency, or why
+    not), or None when it did not run."""
+    blessing = run.output(INFRA_VALIDATOR_NODE, infra_spec.BLESSING_KEY)
+    result = infra_spec.read_result(blessing.uri) if blessing is not None else None
+    return infra_spec.describe_result(result) if result is not None else None
+
+
 def blessed(run: mlmd_runs.PipelineRun) -> Optional[bool]:
     """Whether the Evaluator blessed the run's model (None: no Evaluator output)."""
     blessing = run.output(EVALUATOR_NODE, standard_component_specs.BLESSING_KEY)
@@ -341,6 +351,9 @@ def _summary(ctx: _Context) -> List[Any]:
     is_blessed = blessed(run)
     if is_blessed is not None:
         rows.append(['blessed', html.status(is_blessed, yes='yes', no='no')])
+    served = infra_validation(run)
+    if served is not None:
+        rows.append(['served in our server (InfraValidator)', served])
     pushed = push_result(run)
     if pushed is not None:
         failures = _failures(ctx.evaluation) if ctx.evaluation else []

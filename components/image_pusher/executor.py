@@ -9,6 +9,10 @@ the version is withdrawn again, so the serving folder holds a new version only
 when ML Metadata records the push. On object stores, where rename is a copy,
 saved_model.pb is copied last instead, the marker TF Serving waits for. Older
 versions are never touched.
+
+A model is pushed only when both the Evaluator and the InfraValidator blessed it.
+When the model config file holds a rollback's pin (tfserving/rollback.py), the
+new version is written but neither labelled nor served, and the console says so.
 """
 
 import hashlib
@@ -22,6 +26,7 @@ import tensorflow_model_analysis as tfma
 from absl import logging
 from tfx.components.evaluator import constants as evaluator_constants
 from tfx.components.pusher import executor as pusher_executor
+from tfx.components.util import model_utils
 from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
 from tfx.utils import io_utils
@@ -32,8 +37,11 @@ from components import examples_io
 from components.image_pusher import spec
 from components.image_pusher import staging
 from components.image_pusher import validation_text
+from components.infra_validator import spec as infra_spec
 from models import features
 from models import profile
+from runlog import progress
+from tfserving import rollback
 from tfserving import version_labels
 from tfserving import warmup_file
 
@@ -164,6 +172,25 @@ def not_blessed_reason(evaluation_uri: Optional[str]) -> str:
     return '; '.join(reasons) or 'TFMA validation failed (see the evaluation artifact)'
 
 
+def not_pushed_reason(input_dict: Dict[str, List[Any]]) -> Optional[str]:
+    """Why the model must not be pushed, or None: the Evaluator blessed it, and so did the
+    InfraValidator, whose blessing is required."""
+    model_blessing = input_dict.get(standard_component_specs.MODEL_BLESSING_KEY)
+    if model_blessing and not model_utils.is_model_blessed(
+            artifact_utils.get_single_instance(model_blessing)):
+        evaluation = input_dict.get(spec.EVALUATION_KEY)
+        return not_blessed_reason(artifact_utils.get_single_uri(evaluation)
+                                  if evaluation else None)
+    infra_blessing = input_dict.get(standard_component_specs.INFRA_BLESSING_KEY)
+    if not infra_blessing:
+        return ('no InfraBlessing: the model was never loaded in a server (the Pusher needs '
+                "the InfraValidator's blessing)")
+    infra_blessing = artifact_utils.get_single_instance(infra_blessing)
+    if not model_utils.is_infra_validated(infra_blessing):
+        return f'the InfraValidator did not bless it: {infra_spec.reason(infra_blessing)}'
+    return None
+
+
 class Executor(pusher_executor.Executor):
     """Pushes blessed models; records a reason when it does not."""
 
@@ -176,10 +203,8 @@ class Executor(pusher_executor.Executor):
         pushed_blessing = artifact_utils.get_single_instance(
             output_dict[spec.PUSHED_BLESSING_KEY])
 
-        if not self.CheckBlessing(input_dict):
-            evaluation = input_dict.get(spec.EVALUATION_KEY)
-            reason = not_blessed_reason(artifact_utils.get_single_uri(evaluation)
-                                        if evaluation else None)
+        reason = not_pushed_reason(input_dict)
+        if reason:
             logging.warning('Model NOT pushed: %s', reason)
             model_push.set_string_custom_property(spec.NOT_PUSHED_REASON_PROPERTY, reason)
             io_utils.write_string_file(result_path, json.dumps(
@@ -220,11 +245,14 @@ class Executor(pusher_executor.Executor):
         if new_version:
             version = next_version(base_directory)
         serving_path = os.path.join(base_directory, str(version))
+        config_file = exec_properties.get(spec.MODEL_CONFIG_FILE_KEY)
+        pinned = rollback.pinned_version(config_file, model_name) if config_file else None
         # Written before publishing: a run killed right after the rename tells the next
         # run's start-up which version it made (pipeline/recovery.py withdraws it).
         io_utils.write_string_file(result_path, json.dumps(
             {'pushed': True, 'version': version, 'path': serving_path,
-             'version_label': version_label, spec.NEW_VERSION_FIELD: new_version}, indent=1))
+             'version_label': version_label, spec.NEW_VERSION_FIELD: new_version,
+             spec.PINNED_VERSION_FIELD: pinned}, indent=1))
         if new_version:
             publish(model_path, base_directory, version, prepare=add_warmup)
             logging.info('Model pushed as version %d: %s (%d warmup requests)', version,
@@ -233,12 +261,18 @@ class Executor(pusher_executor.Executor):
             logging.info('Model already served as version %d (%s); nothing copied', version,
                          serving_path)
         try:
-            if version_label:
+            # A rollback's pin stands: labelling the new version would serve it.
+            if version_label and pinned is None:
                 self._label(exec_properties, model_name, base_directory, version_label, version)
         except Exception:
             if new_version:   # the run fails: what serves must not change
                 withdraw(base_directory, version)
             raise
+        if pinned is not None and pinned != version:
+            progress.logger().warning(
+                'version %d written but not served: %s is pinned to version %d by a rollback '
+                '(%s); to serve the newest version: %s', version, model_name, pinned,
+                config_file, rollback.unpin_command(config_file, model_name))
 
         model_push.set_int_custom_property(spec.PUSHED_PROPERTY, 1)
         model_push.set_string_custom_property(spec.PUSHED_DESTINATION_PROPERTY, serving_path)

@@ -105,7 +105,7 @@ def test_staging_folders_of_writers_that_are_gone_are_removed_at_once(tmp_path):
     assert sorted(os.listdir(tmp_path)) == sorted([mine, elsewhere, unnamed_fresh])
 
 
-def _write_inputs(folder, model_dir):
+def write_inputs(folder, model_dir):
     """The Pusher's input artifacts' files under `folder`: the model and eval examples."""
     io_utils.copy_dir(model_dir, os.path.join(folder, 'model_artifact', 'Format-Serving'))
     split = os.path.join(folder, 'examples', 'Split-eval')
@@ -117,7 +117,7 @@ def _write_inputs(folder, model_dir):
                     value=[photo.read_bytes()]))})).SerializeToString())
 
 
-def _input_artifacts(folder, blessed):
+def _input_artifacts(folder, blessed, infra_blessed):
     model = standard_artifacts.Model()
     model.uri = os.path.join(folder, 'model_artifact')
     model.id = 42
@@ -126,11 +126,20 @@ def _input_artifacts(folder, blessed):
     blessing.set_int_custom_property('blessed', int(blessed))
     examples = standard_artifacts.Examples()
     examples.uri = os.path.join(folder, 'examples')
-    return {'model': [model], 'model_blessing': [blessing], 'examples': [examples]}
+    inputs = {'model': [model], 'model_blessing': [blessing], 'examples': [examples]}
+    if infra_blessed is not None:
+        infra_blessing = standard_artifacts.InfraBlessing()
+        infra_blessing.set_int_custom_property('blessed', int(infra_blessed))
+        if not infra_blessed:
+            infra_blessing.set_string_custom_property(
+                'not_blessed_reason', 'the server could not load the model: broken')
+        inputs['infra_blessing'] = [infra_blessing]
+    return inputs
 
 
-def push(folder, base, *, blessed, pushed_uri=None, **properties):
+def push(folder, base, *, blessed, pushed_uri=None, infra_blessed=True, **properties):
     """Runs the Pusher's executor on the inputs in `folder`; returns its two outputs.
+    infra_blessed: the InfraValidator's blessing (None: no InfraBlessing).
 
     Writes nothing itself (a test may limit what this process can write)."""
     pushed = standard_artifacts.PushedModel()
@@ -141,7 +150,7 @@ def push(folder, base, *, blessed, pushed_uri=None, **properties):
         'push_destination': proto_utils.proto_to_json(pusher_pb2.PushDestination(
             filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=base))),
         spec.MODEL_NAME_KEY: 'cats_dogs', spec.WARMUP_IMAGES_KEY: 2, **properties}
-    executor.Executor().Do(_input_artifacts(folder, blessed),
+    executor.Executor().Do(_input_artifacts(folder, blessed, infra_blessed),
                            {'pushed_model': [pushed], 'pushed_blessing': [pushed_blessing]},
                            exec_properties)
     return pushed, pushed_blessing
@@ -149,7 +158,7 @@ def push(folder, base, *, blessed, pushed_uri=None, **properties):
 
 def _run(tmp_path, model_dir, *, blessed, name, **properties):
     folder = str(tmp_path / name)
-    _write_inputs(folder, model_dir)
+    write_inputs(folder, model_dir)
     base = str(tmp_path / 'serving' / 'cats_dogs')
     return push(folder, base, blessed=blessed, **properties) + (base,)
 
@@ -208,7 +217,7 @@ def test_a_full_disk_stops_the_push_before_anything_is_served(tmp_path, model_di
     executor.publish(older, base, 1)
     before = _served(base)
     folder = str(tmp_path / 'push')
-    _write_inputs(folder, model_dir)
+    write_inputs(folder, model_dir)
     model_bytes = sum(os.path.getsize(os.path.join(root, f))
                       for root, _, files in os.walk(model_dir) for f in files)
     code = ('import sys; from tests.components import test_image_pusher as t; '

@@ -148,12 +148,22 @@ def test_the_console_shows_components_epochs_and_a_summary(any_run):
                          'input size: 96x96, set explicitly (--image-size)']
     node_ids = [c.id for c in pipeline_def.create_pipeline(config).components]
     assert set(node_ids) == set(run.nodes)
-    # Every component but the Trainer on one line, in the pipeline's order.
-    others = [line for line in lines if line.startswith('[') and '] Trainer ' not in line]
+    # Every component but the Trainer and the InfraValidator on one line, in the
+    # pipeline's order.
+    others = [line for line in lines if line.startswith('[')
+              and not re.search(r'\] (Trainer|InfraValidator) ', line)]
     components = [COMPONENT_LINE.match(line) for line in others]
     assert all(components), others
     assert [(int(m.group(1)), int(m.group(2)), m.group(3)) for m in components] == [
-        (i + 1, len(node_ids), n) for i, n in enumerate(node_ids) if n != 'Trainer']
+        (i + 1, len(node_ids), n) for i, n in enumerate(node_ids)
+        if n not in ('Trainer', 'InfraValidator')]
+    # The InfraValidator's line opens, its verdict follows, then it closes.
+    number = f'[{node_ids.index("InfraValidator") + 1}/{len(node_ids)}]'
+    infra = lines.index(f'{number} InfraValidator ...')
+    assert re.match(r'^ {6}blessed: our server loaded it in \d+\.\d s and answered 12 eval '
+                    r'images as the Trainer did .*; p50 \d+\.\d ms per image over REST$',
+                    lines[infra + 1]), lines[infra + 1]
+    assert re.match(rf'^{re.escape(number)} InfraValidator done \d+\.\d s$', lines[infra + 2])
     # The Trainer's line opens, the features of the 36 train photos' augmented copies and
     # the epochs follow, then it closes.
     number = f'[{node_ids.index("Trainer") + 1}/{len(node_ids)}]'
