@@ -27,3 +27,10 @@ class ReferenceProfile(artifact.Artifact):
     """reference_profile.json: what the data a model was trained and evaluated on looks
     like (image properties, the model's answers, embeddings), for monitoring."""
     TYPE_NAME = 'components.ReferenceProfile'
+
+
+class TFLiteModel(artifact.Artifact):
+    """<variant>.tflite models converted from a trained model, each checked on the eval
+    split against it; tflite_report.json says which are ready and why others were refused
+    (components/tflite_export/report.py reads it)."""
+    TYPE_NAME = 'components.TFLiteModel'

@@ -17,6 +17,8 @@ EVALUATOR = 'Evaluator'
 TEST_EVALUATOR = 'Evaluator.test'      # only with a held-out test split
 REFERENCE_PROFILE = 'ReferenceProfile'
 PUSHER = 'ImagePusher'
+TFLITE_EXPORT = 'TFLiteExport'         # unless PipelineConfig.tflite_variants is empty
+BULK_INFERRER = 'BulkInferrer'         # only with PipelineConfig.bulk_inference_images
 
 
 def compared_trainer(variant: str) -> str:

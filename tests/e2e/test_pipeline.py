@@ -25,7 +25,7 @@ pytestmark = pytest.mark.e2e
 
 NODES = ['ImageExampleGen', 'StatisticsGen', 'ImageSchemaGen', 'ExampleValidator',
          'DataReport', 'DataGate', 'Transform', 'Trainer', 'latest_blessed_model_resolver',
-         'Evaluator', 'ReferenceProfile', 'ImagePusher']
+         'Evaluator', 'ReferenceProfile', 'ImagePusher', 'TFLiteExport']
 
 
 def pushed_versions(config):
