@@ -9,9 +9,9 @@ plus a few bad files (empty, text named .jpg, truncated JPEG, a FIFO, a TIFF nam
 notes.txt, a name that is not UTF-8). Then, in this one process and one after the other:
 the frozen base's forward-pass limit at the model's input size (bench/forward_limit.py)
 and the BulkInferrer's own code (components/bulk_inferrer/executor.py: score_folder,
-what the command line and the stage run) once per batch size. Prints for each: files
-accounted for (scored + bad + skipped = listed), accuracy (the folders are class names),
-images/s and its ratio to the limit.
+what the command line and the stage run) once per batch size. Prints for each:
+files accounted for (scored + bad + skipped = listed), accuracy (the folders are class
+names), images/s and its ratio to the limit.
 """
 
 import argparse
@@ -77,30 +77,41 @@ def main() -> int:
         added = build_folder(pathlib.Path(args.images), folder)
         print(f'folder: {args.images} + {added} bad or skipped files; model {model_dir} '
               f'(input {size}x{size})')
-        rates, _ = forward_limit.measure(str(DATA_ROOT), args.limit_images, configs.SHARED_WEIGHTS,
-                                         size, configs.PipelineConfig.batch_size)
-        best = max(rates, key=rates.get)
-        limit = rates[best]
-        print(f'forward-pass limit (frozen base, decoded pixels): {limit:.1f} images/s at batch '
-              f'{best}')
+
+        def limit_now():
+            rates, _ = forward_limit.measure(str(DATA_ROOT), args.limit_images,
+                                             configs.SHARED_WEIGHTS, size,
+                                             configs.PipelineConfig.batch_size)
+            best = max(rates, key=rates.get)
+            print(f'forward-pass limit (frozen base, decoded pixels): {rates[best]:.1f} '
+                  f'images/s at batch {best}', flush=True)
+            return rates[best]
+
+        # Measured before and after the runs: the ratios use the mean of the two.
+        before = limit_now()
+        results = []
         out = pathlib.Path(args.out or scratch)
         for batch_size in args.batch_sizes:
             scores = out / f'scores-batch{batch_size}.csv'
             summary = executor.score_folder(str(folder), model_dir, str(scores),
                                             batch_size=batch_size, say=lambda _: None)
+            print(f'batch {batch_size}: {summary["images_per_second"]:.1f} images/s',
+                  flush=True)
+            results.append((batch_size, summary))
+        limit = (before + limit_now()) / 2
+        for batch_size, summary in results:
             listed = summary['scored'] + summary['bad'] + summary['skipped']
             accuracy = summary['accuracy']
-            print(f'batch {batch_size}: {summary["files"]} files = {summary["scored"]} scored + '
-                  f'{summary["bad"]} bad + {summary["skipped"]} skipped ({listed} listed); '
-                  f'accuracy {accuracy["accuracy"]:.4f} on {accuracy["images"]} photos in class '
-                  f'folders; {summary["images_per_second"]:.1f} images/s = '
+            print(f'batch {batch_size}: {summary["files"]} files = {summary["scored"]} '
+                  f'scored + {summary["bad"]} bad + {summary["skipped"]} skipped ({listed} '
+                  f'listed); accuracy {accuracy["accuracy"]:.4f} on {accuracy["images"]} photos '
+                  f'in class folders; {summary["images_per_second"]:.1f} images/s = '
                   f'{summary["images_per_second"] / limit:.2f}x the forward-pass limit '
                   f'({summary["seconds"]["score"]:.1f} s; model load '
                   f'{summary["seconds"]["load_model"]:.1f} s, listing '
                   f'{summary["seconds"]["list"]:.2f} s)')
-            for line in executor.summary_lines(summary)[1:4]:
-                if line.startswith('  '):
-                    print(f'   {line.strip()}')
+        print('bad and skipped: ' + '; '.join(
+            f'{count} x {reason}' for reason, count in results[0][1]['reasons'].items()))
     return 0
 
 

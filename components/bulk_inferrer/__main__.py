@@ -43,6 +43,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from runlog import noise  # pylint: disable=import-outside-toplevel
+    if not args.verbose:
+        # TensorFlow's C++ decoder logs an error line per failed attempt on a broken
+        # JPEG; the CSV already holds each bad file's reason.
+        os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
     noise.quiet_logs(args.verbose)
     from components.bulk_inferrer import executor  # pylint: disable=import-outside-toplevel
     try:

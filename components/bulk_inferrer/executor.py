@@ -4,8 +4,8 @@
 (`python -m components.bulk_inferrer`) both call it. The folder is listed first
 (files.walk: every entry, sorted), so the progress line knows the total. A reader
 thread reads and checks the files of the next batches while the model scores the
-current one (the signature's decoding and the forward pass use the cores; reading and
-Pillow's header check overlap with them). Rows are written as they come, to
+current one (the signature decodes and runs the model on both cores; reading and
+Pillow's header check overlap with it). Rows are written as they come, to
 `<out>.partial`, renamed to `<out>` at the end: a stopped run keeps what it scored.
 """
 

@@ -5,7 +5,11 @@ as a server does, so the answers are the served model's. A batch holding an imag
 signature cannot decode is split in halves until the bad images are alone: each gets
 the decoder's reason, the others their answers. BulkInferrer uses it on a folder;
 anything that needs "the model's answers for these images, in-process" (an
-InfraValidator comparing a server's answers, say) can use it as it is.
+InfraValidator checking a server's answers, say) can use `Scorer.score` as it is.
+
+Decoding stays inside the signature: decoding the next batch in another thread
+(with the model's transform_features) while the model ran on pixels was slower on
+2 cores, measured side by side (docs/benchmarks.md).
 """
 
 import os
@@ -20,6 +24,9 @@ from models import features
 # What a SavedModel folder holds, and the Trainer's subfolder holding it in its artifact.
 SAVED_MODEL_FILE = 'saved_model.pb'
 TRAINER_SERVING_DIR = 'Format-Serving'
+_DECODE_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.UnknownError)
+
+Answer = Union[np.ndarray, str]     # probabilities [classes], or why there are none
 
 
 def resolve_model_dir(path: str) -> str:
@@ -48,17 +55,21 @@ def resolve_model_dir(path: str) -> str:
                      'folders (a serving base folder)')
 
 
-def _reason(error) -> str:
-    """The first line of a TensorFlow error, without TF's function and op decorations."""
-    lines = str(getattr(error, 'message', error)).strip().splitlines()
-    line = lines[0] if lines else type(error).__name__
-    if line.startswith('{{') and '}}' in line:
-        line = line.split('}}', 1)[1].strip()
-    return line.split(' [Op:')[0].split('\t')[0]
+def decode_reason(image: bytes) -> str:
+    """Why TensorFlow's decoder (the one the model's Transform graph runs) refuses an image."""
+    try:
+        tf.io.decode_image(image, channels=3, expand_animations=False)
+    except _DECODE_ERRORS as e:
+        line = (e.message.strip().splitlines() or ['unknown error'])[0]
+        # Eager ops prefix the reason with '{{function_node ...}} ' and end it with ' [Op:...]'.
+        if line.startswith('{{') and '}}' in line:
+            line = line.split('}}', 1)[1].strip()
+        return f'cannot decode: {line.split(" [Op:")[0]}'
+    return 'cannot decode: the model\'s preprocessing failed on it'
 
 
 class Scorer:
-    """A model directory's serving signature over encoded images."""
+    """A model directory's answers for encoded images."""
 
     def __init__(self, model_dir: str):
         """Loads the SavedModel at model_dir (resolve_model_dir finds it in other folders).
@@ -67,11 +78,10 @@ class Scorer:
           ValueError: the model has no serving signature or no class names file.
         """
         self.model_dir = model_dir
-        loaded = tf.saved_model.load(model_dir)
-        if features.SERVING_SIGNATURE not in loaded.signatures:
+        self._loaded = tf.saved_model.load(model_dir)   # owns the signature's variables
+        if features.SERVING_SIGNATURE not in self._loaded.signatures:
             raise ValueError(f'{model_dir} has no {features.SERVING_SIGNATURE!r} signature')
-        self._signature = loaded.signatures[features.SERVING_SIGNATURE]
-        self._loaded = loaded     # keeps the signature's variables alive
+        self._serve = self._loaded.signatures[features.SERVING_SIGNATURE]
         names = os.path.join(model_dir, export.CLASS_NAMES_FILE)
         if not tf.io.gfile.exists(names):
             raise ValueError(f'{model_dir} has no {export.CLASS_NAMES_FILE} (the class names)')
@@ -79,22 +89,22 @@ class Scorer:
             self.class_names = [line.rstrip('\n') for line in f if line.rstrip('\n')]
 
     def probabilities(self, images: Sequence[bytes]) -> np.ndarray:
-        """[len(images), classes] from the signature in one call.
+        """[len(images), classes] from serving_default in one call.
 
         Raises:
           tf.errors.InvalidArgumentError: an image the signature cannot decode.
         """
-        return self._signature(**{features.SERVING_INPUT: tf.constant(list(images))})[
+        return self._serve(**{features.SERVING_INPUT: tf.constant(list(images))})[
             features.PROBABILITIES_OUTPUT].numpy()
 
-    def score(self, images: Sequence[bytes]) -> List[Union[np.ndarray, str]]:
+    def score(self, images: Sequence[bytes]) -> List[Answer]:
         """Per image, its probabilities [classes] or why it could not be scored."""
         if not images:
             return []
         try:
             return list(self.probabilities(images))
-        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
+        except _DECODE_ERRORS:
             if len(images) == 1:
-                return [f'cannot decode: {_reason(e)}']
+                return [decode_reason(images[0])]
         half = len(images) // 2
         return self.score(images[:half]) + self.score(images[half:])

@@ -17,6 +17,7 @@ from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
 
 from components.bulk_inferrer import files
+from models import export
 from models import features
 
 IMAGES_DIR_KEY = 'images_dir'            # the local folder of photos to score
@@ -28,9 +29,9 @@ MAX_PIXELS_KEY = 'max_pixels'            # larger images are bad, not decoded
 FOLDER_FINGERPRINT_KEY = 'folder_fingerprint'
 
 SCORES_FILE = 'scores.csv'
-# Images per call: the signature runs them export.CHUNK_IMAGES at a time; a larger batch
-# only saves per-call overhead.
-BATCH_SIZE = 64
+# Images per call of the serving signature: the chunk it runs the model on anyway (a
+# larger batch runs as several chunks, and a bad image in it costs more calls to isolate).
+BATCH_SIZE = export.CHUNK_IMAGES
 # Custom properties of the InferenceResult artifact.
 SCORED_PROPERTY = 'scored'               # files scored
 BAD_PROPERTY = 'bad'                     # image files that could not be scored

@@ -150,16 +150,22 @@ def test_rows_and_accuracy_on_files_whose_folder_names_a_class():
         rows.row('x.jpg', names, status=rows.BAD)
 
 
+def _assert_isolates_bad_images(scorer):
+    photos = [p.read_bytes() for p in data.photos('validation', 'dogs', 5)]
+    truncated = data.bad_files(data.photos('validation', 'cats', 1)[0])['truncated.jpg']
+    answers = scorer.score(photos[:2] + [truncated] + photos[2:] + [b'not an image'])
+    assert answers[2].startswith('cannot decode: ') and answers[-1].startswith('cannot decode')
+    # The others: what the served signature answers for each photo alone.
+    alone = np.concatenate([scorer.probabilities([photo]) for photo in photos])
+    np.testing.assert_allclose(np.stack(answers[:2] + answers[3:-1]), alone, atol=1e-5)
+    assert scorer.score([]) == []
+
+
 def test_scorer_isolates_undecodable_images_and_answers_the_others(small_run):
     _, run = small_run
     scorer = scoring.Scorer(scoring.resolve_model_dir(os.path.dirname(_pushed_dir(run))))
     assert scorer.class_names == ['cats', 'dogs']
-    photos = [p.read_bytes() for p in data.photos('validation', 'dogs', 5)]
-    truncated = data.bad_files(data.photos('validation', 'cats', 1)[0])['truncated.jpg']
-    answers = scorer.score(photos[:2] + [truncated] + photos[2:])
-    assert answers[2].startswith('cannot decode')
-    expected = scorer.probabilities(photos)
-    np.testing.assert_allclose(np.stack(answers[:2] + answers[3:]), expected, atol=1e-5)
+    _assert_isolates_bad_images(scorer)
     with pytest.raises(ValueError, match='no SavedModel'):
         scoring.resolve_model_dir(str(data.CATS_VS_DOGS))
 

@@ -17,20 +17,24 @@ SIZE = (24, 24, 3)
 
 @pytest.fixture(scope='module')
 def tiny_model():
-    """A small conv net on pixels in [-1, 1] (fast to convert), with a softmax output."""
+    """A small conv net on pixels in [-1, 1] (fast to convert), with a softmax output that
+    moves with the input (large last-layer weights), so wrong inputs show in the answers."""
     keras.utils.set_random_seed(0)
     return keras.Sequential([
         keras.layers.Input(SIZE),
         keras.layers.Conv2D(8, 3, strides=2, activation='relu'),
         keras.layers.Conv2D(8, 3, activation='relu'),
         keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(3),
+        keras.layers.Dense(3, kernel_initializer=keras.initializers.RandomNormal(stddev=20.0)),
         keras.layers.Softmax(),
     ])
 
 
 def _pixels(count, seed):
-    return np.random.default_rng(seed).uniform(-1, 1, (count, *SIZE)).astype(np.float32)
+    """Noise around a brightness and colour of its own per image, in [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    tint = rng.uniform(-0.7, 0.7, (count, 1, 1, 3))
+    return np.clip(tint + rng.uniform(-0.3, 0.3, (count, *SIZE)), -1, 1).astype(np.float32)
 
 
 @pytest.mark.parametrize('variant, tolerance', [('float32', 1e-5), ('float16', 1e-2),
@@ -42,8 +46,9 @@ def test_each_variant_answers_as_the_keras_model(tiny_model, variant, tolerance)
         representative=lambda: (calibration[i:i + 1] for i in range(len(calibration))))
     runner = tflite_export.Runner(content, threads=2)
     assert runner.input_shape == SIZE
-    pixels = _pixels(5, seed=2)
+    pixels = _pixels(8, seed=2)
     expected = tiny_model(pixels, training=False).numpy()
+    assert np.ptp(expected, axis=0).max() > 0.3      # the answers differ from image to image
     # A batch, then one image (the runner resizes its input), in float32 whatever the
     # model's own input type (int8 quantizes inside the runner).
     answers = runner.run(pixels)
