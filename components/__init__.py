@@ -2,3 +2,4 @@
 
 from components.artifacts import DataValidationReport  # pylint: disable=unused-import
 from components.artifacts import ReferenceProfile  # pylint: disable=unused-import
+from components.artifacts import TFLiteModel  # pylint: disable=unused-import

@@ -41,13 +41,16 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    from runlog import noise  # pylint: disable=import-outside-toplevel
-    if not args.verbose:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    verbose = '--verbose' in argv
+    if not verbose:
         # TensorFlow's C++ decoder logs an error line per failed attempt on a broken
         # JPEG; the CSV already holds each bad file's reason.
         os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
-    noise.quiet_logs(args.verbose)
+    from runlog import noise  # pylint: disable=import-outside-toplevel
+    # Before the arguments: their defaults import TensorFlow, whose start-up noise this filters.
+    noise.quiet_logs(verbose)
+    args = parse_args(argv)
     from components.bulk_inferrer import executor  # pylint: disable=import-outside-toplevel
     try:
         executor.score_folder(os.path.abspath(args.images), os.path.abspath(args.model),
