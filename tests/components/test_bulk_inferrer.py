@@ -4,6 +4,7 @@ and the pipeline stage, on real photos and the shared small run's model."""
 import csv
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -203,6 +204,22 @@ def test_command_scores_every_file_and_accounts_for_the_rest(small_run, tmp_path
     assert summary['accuracy']['images'] == 6
     assert 'accuracy ' in done.stdout and 'images/s (9 images' in done.stdout
     assert not (tmp_path / 'out' / ('scores.csv' + executor.PARTIAL_SUFFIX)).exists()
+
+
+def test_a_long_run_says_how_far_it_is(small_run, tmp_path, monkeypatch):
+    _, run = small_run
+    folder = tmp_path / 'photos'
+    for src in data.photos('validation', 'cats', 5):
+        (folder / 'cats').mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, folder / 'cats' / src.name)
+    monkeypatch.setattr(executor, 'PROGRESS_SECONDS', 0.0)   # every batch is "long"
+    lines = []
+    summary = executor.score_folder(str(folder), _pushed_dir(run), str(tmp_path / 's.csv'),
+                                    batch_size=2, say=lines.append)
+    progress_lines = [line for line in lines if ' s left' in line]
+    assert [line.split(' files')[0] for line in progress_lines] == ['2/5', '4/5']
+    assert re.fullmatch(r'2/5 files, \d+ images/s, about \d+ s left', progress_lines[0])
+    assert summary['scored'] == 5 and lines[-1] == f'scores: {tmp_path / "s.csv"}'
 
 
 def test_command_says_what_is_wrong_with_its_arguments(small_run, tmp_path, capsys):
