@@ -36,3 +36,10 @@ class PushedModelBlessing(standard_artifacts.ModelBlessing):
     LatestBlessedModelStrategy on a channel of this type resolves the latest model that
     was pushed, never one that was blessed but never served."""
     TYPE_NAME = 'components.PushedModelBlessing'
+
+
+class TFLiteModel(artifact.Artifact):
+    """<variant>.tflite models converted from a trained model, each checked on the eval
+    split against it; tflite_report.json says which are ready and why others were refused
+    (components/tflite_export/report.py reads it)."""
+    TYPE_NAME = 'components.TFLiteModel'

@@ -54,6 +54,12 @@ def add_run_flags(parser: argparse.ArgumentParser, *, weights_help: str) -> None
     parser.add_argument('--test-fraction', type=float,
                         help='share of each class held out as the test split, without split '
                              'folders (default 0: none; a pre-split root uses test/)')
+    parser.add_argument('--bulk-inference-images', metavar='DIR',
+                        help='a local folder of unlabelled photos (any depth) for the blessed '
+                             'model to score into a CSV (the BulkInferrer stage; default: none)')
+    parser.add_argument('--tflite-variants', nargs='*', default=None,
+                        help='TFLite models to write and check (float32, float16, int8; '
+                             'default float16 int8; none given: no TFLite stage)')
     parser.add_argument('--no-cache', action='store_true', help='re-run every component')
 
 
@@ -77,5 +83,8 @@ def run_overrides(args: argparse.Namespace) -> Dict[str, Any]:
         'stop_on_conflicting_labels': args.stop_on_conflicting_labels,
         'eval_fraction': args.eval_fraction, 'test_fraction': args.test_fraction,
         'enable_cache': False if args.no_cache else None,
+        'bulk_inference_images': args.bulk_inference_images,
+        'tflite_variants': (tuple(args.tflite_variants) if args.tflite_variants is not None
+                            else None),
     }
     return {k: v for k, v in overrides.items() if v is not None}

@@ -12,6 +12,7 @@ from typing import Optional, Tuple
 from models import eval_answers
 from models import features
 from models import profile
+from models import tflite_export
 from models import weights as weights_lib
 
 PIPELINE_NAME = 'image-classification'
@@ -144,6 +145,15 @@ class PipelineConfig:
     # InfraValidator, between the Evaluator and the Pusher.
     infra_validation: InfraValidation = InfraValidation()
 
+    # TFLiteExport (after the Trainer): these variants of the trained model, each checked
+    # on the eval split against the SavedModel and refused when it loses more accuracy
+    # than tflite_max_accuracy_drop; () skips the stage.
+    tflite_variants: Tuple[str, ...] = (tflite_export.FLOAT16, tflite_export.INT8)
+    tflite_max_accuracy_drop: float = tflite_export.MAX_ACCURACY_DROP
+    # BulkInferrer (after the Evaluator): a local folder of unlabelled photos the blessed
+    # model scores into a CSV; None skips the stage.
+    bulk_inference_images: Optional[str] = None
+
     def __post_init__(self):
         features.class_names(self.class_names)
         for variant in (self.model_variant, *self.compare_variants):
@@ -181,6 +191,13 @@ class PipelineConfig:
             raise ValueError(f'augmented_views must be >= 0, got {self.augmented_views}')
         if self.fine_tune_epochs and not self.fine_tune_layers:
             raise ValueError('fine_tune_epochs needs fine_tune_layers > 0')
+        unknown = [v for v in self.tflite_variants if v not in tflite_export.VARIANTS]
+        if unknown or len(set(self.tflite_variants)) != len(self.tflite_variants):
+            raise ValueError(f'tflite_variants must be distinct names of '
+                             f'{tflite_export.VARIANTS}, got {self.tflite_variants}')
+        if self.tflite_max_accuracy_drop < 0:
+            raise ValueError('tflite_max_accuracy_drop must be >= 0, got '
+                             f'{self.tflite_max_accuracy_drop}')
 
     @property
     def has_test_split(self) -> bool:

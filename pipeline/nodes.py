@@ -18,6 +18,8 @@ TEST_EVALUATOR = 'Evaluator.test'      # only with a held-out test split
 REFERENCE_PROFILE = 'ReferenceProfile'
 INFRA_VALIDATOR = 'InfraValidator'
 PUSHER = 'ImagePusher'
+TFLITE_EXPORT = 'TFLiteExport'         # unless PipelineConfig.tflite_variants is empty
+BULK_INFERRER = 'BulkInferrer'         # only with PipelineConfig.bulk_inference_images
 
 
 def compared_trainer(variant: str) -> str:

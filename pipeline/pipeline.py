@@ -27,6 +27,7 @@ from tfx.types import channel
 from tfx.types import standard_artifacts
 
 from components import artifacts
+from components.bulk_inferrer.component import BulkInferrer
 from components.data_gate.component import DataGate
 from components.data_report.component import DataReport
 from components.image_example_gen.component import ImageExampleGen
@@ -34,6 +35,7 @@ from components.image_pusher.component import ImagePusher
 from components.image_schema_gen.component import ImageSchemaGen
 from components.infra_validator.component import InfraValidator
 from components.reference_profile.component import ReferenceProfile
+from components.tflite_export.component import TFLiteExport
 from models import features
 from pipeline import configs
 from pipeline import nodes
@@ -207,8 +209,25 @@ def create_pipeline(config: configs.PipelineConfig,
         version_label=config.version_label,
         model_config_file=config.model_config_file).with_id(nodes.PUSHER)
 
+    # The trained model as TFLite (float16, int8 ...), each checked on the eval split
+    # against the SavedModel; one that loses too much accuracy is refused, not ready.
+    tflite = [TFLiteExport(
+        model=main_trainer.outputs['model'], examples=examples,
+        variants=','.join(config.tflite_variants),
+        max_accuracy_drop=config.tflite_max_accuracy_drop,
+    ).with_id(nodes.TFLITE_EXPORT)] if config.tflite_variants else []
+    # A folder of unlabelled photos scored by the blessed model (only when one is named).
+    bulk_inferrer = [BulkInferrer(
+        model=main_trainer.outputs['model'], model_blessing=evaluator.outputs['blessing'],
+        images_dir=config.bulk_inference_images).with_id(nodes.BULK_INFERRER)
+    ] if config.bulk_inference_images else []
+    # After the Pusher: neither holds back the served model.
+    for stage in tflite + bulk_inferrer:
+        stage.add_upstream_node(pusher)
+
     components = [*data, transform, main_trainer, *compare_trainers, baseline_resolver,
-                  evaluator, *test_evaluators, reference_profile, infra_validator, pusher]
+                  evaluator, *test_evaluators, reference_profile, infra_validator, pusher,
+                  *tflite, *bulk_inferrer]
     # Beam settings go to the components that run Beam (ours included), and
     # only to them: a Kubeflow spec would pass pipeline-level ones to every step.
     for component in components:

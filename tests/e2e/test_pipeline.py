@@ -25,7 +25,7 @@ pytestmark = pytest.mark.e2e
 
 NODES = ['ImageExampleGen', 'StatisticsGen', 'ImageSchemaGen', 'ExampleValidator',
          'DataReport', 'DataGate', 'Transform', 'Trainer', 'latest_pushed_model_resolver',
-         'Evaluator', 'ReferenceProfile', 'InfraValidator', 'ImagePusher']
+         'Evaluator', 'ReferenceProfile', 'InfraValidator', 'ImagePusher', 'TFLiteExport']
 
 
 def pushed_versions(config):
