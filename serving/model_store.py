@@ -107,7 +107,9 @@ def parse_config_text(text: str):
     try:
         text_format.Parse(text, config)
     except text_format.ParseError as error:
-        raise ValueError(f'Invalid model config: {error}') from None
+        # TF Serving's words (protobuf's text parser, then its own).
+        raise ValueError('Error parsing text-format '
+                         f'tensorflow.serving.ModelServerConfig: {error}') from None
     validate_config(config)
     return config
 
@@ -473,6 +475,11 @@ class ModelStore:
         """The configured model names, sorted."""
         with self._lock:
             return sorted(self._models)
+
+    def has_model(self, name: str) -> bool:
+        """Whether `name` is a configured model."""
+        with self._lock:
+            return name in self._models
 
     def _model_hint(self) -> str:
         names = sorted(self._models)

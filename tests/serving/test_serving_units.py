@@ -127,7 +127,7 @@ def test_model_config_is_validated():
     with pytest.raises(ValueError, match="model_platform 'pytorch'"):
         model_store.parse_config_text(CONFIG.replace("'tensorflow'",
                                                      "'pytorch'"))
-    with pytest.raises(ValueError, match='Invalid model config'):
+    with pytest.raises(ValueError, match='Error parsing text-format tensorflow.serving.ModelServerConfig'):
         model_store.parse_config_text('model_config_list { nonsense: 1 }')
 
 
