@@ -41,6 +41,7 @@ from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving import errors
+from serving import tf1_models
 
 _State = get_model_status_pb2.ModelVersionStatus.State
 START = _State.Value('START')
@@ -212,9 +213,19 @@ def read_signature_defs(saved_model_dir: str,
 
 
 def load_servable(name: str, version: int, path: str) -> Servable:
-    """Loads one version directory."""
+    """Loads one version directory.
+
+    A TF1 SavedModel that tf.saved_model.load cannot import because TensorFlow
+    1.0 wrote it is loaded as TF Serving reads it (serving/tf1_models.py).
+    """
     signature_defs = read_signature_defs(path)
-    module = tf.saved_model.load(path, tags=[SERVE_TAG])
+    try:
+        module = tf.saved_model.load(path, tags=[SERVE_TAG])
+    except (ValueError, tf.errors.OpError):
+        module = (tf1_models.load_legacy(path, [SERVE_TAG])
+                  if tf1_models.is_tf1(path) else None)
+        if module is None:
+            raise
     functions = dict(module.signatures.items())
     return Servable(name, version, path, module, signature_defs, functions)
 
