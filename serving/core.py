@@ -221,6 +221,9 @@ class ServingCore:
         self.request_log = request_log
         self.limits = limits or limits_lib.Limits()
         self.pixels = inputs_lib.PixelBudget(self.limits.max_pixels_in_flight)
+        # Port name -> a check that returns None when it answers, else why not
+        # (serving/server.py registers the gRPC port's).
+        self.port_checks: Dict[str, Callable[[], Optional[str]]] = {}
         self._warmup_iterations = max(num_request_iterations_for_warmup, 1)
 
     # ------------------------------------------------------------ calls
@@ -688,7 +691,9 @@ class ServingCore:
         """Our message for a shape the model refused, if the signature says why.
 
         TF Serving checks no shapes: the tensor is fed and the model decides.
-        When it refuses one, the signature's shape says what was expected.
+        When the model fails on an input whose shape differs from the
+        signature's, that shape says what was expected (clearer than the op's
+        message).
         """
         for name in sorted(inputs):
             array = inputs[name]
@@ -811,7 +816,10 @@ class ServingCore:
         try:
             outputs = function(**tensors)
         except tf.errors.OpError as error:
-            raise errors.from_tf_error(error) from None
+            refused = errors.from_tf_error(error)
+            shape = (self._shape_error(signature_name, signature_def, inputs)
+                     if refused.code == errors.Code.INVALID_ARGUMENT else None)
+            raise (shape or refused) from None
         except (TypeError, ValueError) as error:
             # The function's own input check: a shape (or rank) it refuses.
             raise (self._shape_error(signature_name, signature_def, inputs)
@@ -890,9 +898,21 @@ class ServingCore:
             entry.status.error_message = status.error_message
         return response
 
-    def readiness(self) -> Tuple[bool, Dict[str, str]]:
-        """(ready, per-model reason), for /readyz."""
-        return self.store.readiness()
+    def readiness(self) -> Tuple[bool, Dict[str, str], Dict[str, str]]:
+        """(ready, per-model reason, per-port state), for /readyz.
+
+        Ready means every model has an AVAILABLE version and every port
+        answers (REST answers this; the others are probed, see
+        `port_checks`), so a probe never sends clients to a port that is not
+        there yet.
+        """
+        ready, models = self.store.readiness()
+        ports = {}
+        for name, check in sorted(self.port_checks.items()):
+            problem = check()
+            ports[name] = problem or 'answering'
+            ready = ready and problem is None
+        return ready, models, ports
 
     # ------------------------------------------------------------ warmup
 

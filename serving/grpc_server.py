@@ -14,7 +14,7 @@ import concurrent.futures
 import logging
 import os
 import time
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import grpc
 import numpy as np
@@ -266,6 +266,7 @@ class GrpcServer:
         self._max_workers = max_workers
         self._max_message_bytes = core.limits.grpc_max_message_bytes
         self._allowed_roots = tuple(allowed_roots)
+        self._probe = None
         self._server = None
 
     def start(self) -> int:
@@ -297,7 +298,28 @@ class GrpcServer:
         self.port = port
         return port
 
+    def problem(self, timeout: float = 1.0) -> Optional[str]:
+        """None when the port completes a gRPC handshake, else why not.
+
+        The probe is a channel of the server's own to its address (the
+        loopback one when it binds all interfaces), for /readyz.
+        """
+        if self._server is None:
+            return 'not started'
+        host = {'0.0.0.0': '127.0.0.1', '': '127.0.0.1', '::': '::1'}.get(
+            self.host, self.host)
+        target = f'[{host}]:{self.port}' if ':' in host else f'{host}:{self.port}'
+        if self._probe is None:
+            self._probe = grpc.insecure_channel(target)
+        try:
+            grpc.channel_ready_future(self._probe).result(timeout=timeout)
+        except grpc.FutureTimeoutError:
+            return f'no gRPC handshake with {target} within {timeout:g} s'
+        return None
+
     def stop(self, grace_seconds: float = 10.0) -> None:
         """Refuses new RPCs, waits up to `grace_seconds` for running ones."""
+        if self._probe is not None:
+            self._probe.close()
         if self._server is not None:
             self._server.stop(grace_seconds).wait()

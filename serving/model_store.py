@@ -522,14 +522,28 @@ class ModelStore:
                         'Unrecognized servable version label: '
                         f'{label}').with_hint(hint)
                 version = labels[label]
+            request = (f'Specific({name}, {version})' if version is not None
+                       else f'Latest({name})')
             if model is None:
-                request = (f'Specific({name}, {version})' if version is not None
-                           else f'Latest({name})')
+                if not self._configured:
+                    # The ports open before the first config is applied: a
+                    # client should retry, not give up (UNAVAILABLE, not
+                    # NOT_FOUND).
+                    raise errors.unavailable(
+                        f'Servable not found for request: {request}: the server '
+                        'is still loading its models').with_hint(
+                            'retry; GET /readyz says when they are in.')
                 raise errors.not_found(
                     f'Servable not found for request: {request}').with_hint(
                         self._model_hint())
             available = {v: r for v, r in model.records.items()
                          if r.state == AVAILABLE}
+            if not available and any(r.state == LOADING
+                                     for r in model.records.values()):
+                raise errors.unavailable(
+                    f'Servable not found for request: {request}: model {name} '
+                    'is loading').with_hint(
+                        'retry; GET /readyz says when it is in.')
             if version is None:
                 if not available:
                     raise errors.not_found(

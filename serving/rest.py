@@ -184,9 +184,14 @@ class _LivenessHandler(_JsonHandler):
 
 class _ReadinessHandler(_JsonHandler):
 
-    def get(self):
-        ready, detail = self._server.core.readiness()
-        self.send_json(200 if ready else 503, {'ready': ready, 'models': detail})
+    async def get(self):
+        # The gRPC probe may take a moment: off the event loop, and off the
+        # request threads (they may all be busy with predictions).
+        ready, models, ports = await asyncio.get_running_loop().run_in_executor(
+            None, self._server.core.readiness)
+        ports = dict(ports, rest='answering')
+        self.send_json(200 if ready else 503,
+                       {'ready': ready, 'models': models, 'ports': ports})
 
 
 class _MetricsHandler(_BoundedHandler):

@@ -39,7 +39,8 @@ from runlog import noise
 from serving import limits
 
 
-# TensorFlow's switch from its oneDNN memory pool to malloc (see main()).
+# TensorFlow's switch from its oneDNN memory pool to malloc
+# (--tensorflow_system_allocator).
 ONEDNN_SYSTEM_ALLOCATOR = 'TF_ONEDNN_USE_SYSTEM_ALLOCATOR'
 
 
@@ -143,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
               'Also log each image\'s bytes (base64). Off by default.')
     ours.add_argument('--shutdown_grace_seconds', type=float, default=10.0,
                       help='Time running requests get on SIGTERM.')
+    _add_bool(ours, 'tensorflow_system_allocator', False,
+              'Allocate tensors with malloc instead of TensorFlow\'s oneDNN '
+              'pool, which keeps its peak: memory comes back after a burst of '
+              'large images, at a cost in speed (docs/serving.md, Limits).')
     ours.add_argument('--log_level', default='INFO',
                       choices=('DEBUG', 'INFO', 'WARNING', 'ERROR'))
     limits.add_flags(parser)
@@ -290,6 +295,7 @@ class ModelServer:
                 max_workers=args.grpc_max_threads,
                 allowed_roots=self.allowed_roots)
             port = self.grpc.start()
+            self.core.port_checks['grpc'] = self.grpc.problem
             logging.info('Running gRPC ModelServer at %s:%d ...',
                          args.grpc_host, port)
         if args.rest_api_port:
@@ -375,12 +381,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         _validate(args)
     except ValueError as error:
         parser.error(str(error))
-    # TensorFlow's oneDNN build allocates large tensors from a pool of its own
-    # that never shrinks: one request decoding two 100-megapixel images would
-    # keep the server 0.6 GB larger for good. The system allocator gives that
-    # memory back (docs/benchmarks.md: the same speed). Set before TensorFlow
-    # loads; an operator's own setting wins.
-    os.environ.setdefault(ONEDNN_SYSTEM_ALLOCATOR, '1')
+    if args.tensorflow_system_allocator:
+        # Read once, when TensorFlow creates its CPU allocator: before import.
+        os.environ[ONEDNN_SYSTEM_ALLOCATOR] = '1'
     # TensorFlow's C++ INFO and WARNING lines (e.g. "Local rendezvous is aborting"
     # at the end of every tf.data read) would drown the server's own log; its
     # errors still show. Import noise and third-party warnings are left out too.
