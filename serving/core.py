@@ -112,7 +112,8 @@ def _signature_shape(info) -> Optional[List[int]]:
 
 
 # After a request that decoded this many pixels, malloc's freed pages go back to
-# the system (measured: about 50 MB a burst of 100-megapixel images leaves).
+# the system: with --tensorflow_system_allocator its images were malloc'ed, and
+# glibc keeps freed heap pages otherwise.
 _TRIM_AFTER_PIXELS = 10_000_000
 
 

@@ -46,7 +46,6 @@ import tornado.web
 from serving import core as core_lib
 from serving import errors
 from serving import json_tensor
-from serving import limits as limits_lib
 
 _PREDICTION_RE = re.compile(
     r'(?i)/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?'
@@ -88,6 +87,8 @@ class _BoundedHandler(tornado.web.RequestHandler):
     none drops what it is sent.
     """
 
+    takes_body = False
+
     def initialize(self, server: 'RestServer'):
         self._server = server
         self._chunks = []
@@ -123,8 +124,6 @@ class _BoundedHandler(tornado.web.RequestHandler):
             self._refuse_body(self._size)
         elif self.takes_body:
             self._chunks.append(chunk)
-
-    takes_body = False
 
     def _refuse_body(self, size: int) -> None:
         limit = self._server.limits.rest_api_max_body_bytes
