@@ -17,6 +17,7 @@ import stat
 import struct
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 import zlib
@@ -268,6 +269,39 @@ def as_unprivileged() -> List[str]:
             pytest.fail(message)
         pytest.skip(message)
     return [setpriv, f'--reuid={NOBODY}', f'--regid={NOBODY}', '--clear-groups']
+
+
+def unprivileged_python(base: pathlib.Path) -> str:
+    """An interpreter with this environment's packages that the unprivileged user of
+    `as_unprivileged` can start, also from its own children (the InfraValidator starts
+    the server with sys.executable).
+
+    setpriv starts this process's interpreter while it still holds root's capabilities,
+    but a child of the unprivileged process cannot reach an interpreter under a folder
+    only root may enter (pyenv's under /root here and in CI). So, as root: a venv under
+    `base` on the system's interpreter of the same version, whose one .pth file adds
+    this environment's site-packages (and so its .pth files: the editable install).
+    Not root: sys.executable.
+    """
+    if os.geteuid() != 0:
+        return sys.executable
+    version = f'{sys.version_info.major}.{sys.version_info.minor}'
+    system = shutil.which(f'python{version}', path='/usr/local/bin:/usr/bin:/bin')
+    if system is None:
+        message = f'python{version} outside /root is needed to run the pipeline as user {NOBODY}'
+        if os.environ.get('CI'):
+            pytest.fail(message)
+        pytest.skip(message)
+    venv = base / 'python'
+    subprocess.run([system, '-m', 'venv', '--without-pip', str(venv)], check=True)
+    purelib = pathlib.Path(venv / 'lib' / f'python{version}' / 'site-packages')
+    (purelib / 'tests_environment.pth').write_text(
+        f'import site; site.addsitedir({sysconfig.get_paths()["purelib"]!r})\n')
+    for path in [venv, *venv.rglob('*')]:
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode | stat.S_IRGRP | stat.S_IROTH |
+                       (stat.S_IXGRP | stat.S_IXOTH if path.is_dir() else 0))
+    return str(venv / 'bin' / 'python')
 
 
 def writable_by_unprivileged(path: pathlib.Path) -> pathlib.Path:

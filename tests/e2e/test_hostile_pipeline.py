@@ -7,7 +7,6 @@ import json
 import os
 import pathlib
 import re
-import sys
 
 import pytest
 
@@ -33,7 +32,7 @@ def hostile_run():
         home = hostile.writable_by_unprivileged(base / 'home')
         code, output, _ = hostile.run_measured(
             hostile.as_unprivileged() + [
-                sys.executable, str(data.PROJECT_ROOT / 'local_runner.py'),
+                hostile.unprivileged_python(base), str(data.PROJECT_ROOT / 'local_runner.py'),
                 '--data-root', str(made.root), '--work-dir', str(work), '--epochs', '2',
                 '--batch-size', '8', '--image-size', '160', '160',
                 '--accuracy-threshold', '0.5', '--max-bad-fraction', '0.5',
