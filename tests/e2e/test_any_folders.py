@@ -139,7 +139,9 @@ def test_the_console_shows_components_epochs_and_a_summary(any_run):
     config, run, expected, result = any_run
     assert result.stderr == ''
     lines = result.stdout.splitlines()
-    assert len(lines) <= 40, result.stdout
+    # About 30 lines: one per component, the Trainer's epochs, the InfraValidator's and
+    # TFLiteExport's verdicts and the summary; nothing floods it.
+    assert len(lines) <= 45, result.stdout
     assert not [line for line in lines if re.search(r'warn|error|traceback', line, re.I)]
     assert lines[:4] == [f'data root: {config.data_root}',
                          'layout: one folder per class, 20% of each class to eval and 20% to test '
@@ -148,15 +150,24 @@ def test_the_console_shows_components_epochs_and_a_summary(any_run):
                          'input size: 96x96, set explicitly (--image-size)']
     node_ids = [c.id for c in pipeline_def.create_pipeline(config).components]
     assert set(node_ids) == set(run.nodes)
-    # Every component but the Trainer and the InfraValidator on one line, in the
-    # pipeline's order.
+    # Every component but those that say more (the Trainer, the InfraValidator,
+    # TFLiteExport) on one line, in the pipeline's order.
+    verbose = ('Trainer', 'InfraValidator', 'TFLiteExport')
     others = [line for line in lines if line.startswith('[')
-              and not re.search(r'\] (Trainer|InfraValidator) ', line)]
+              and not re.search(rf'\] ({"|".join(verbose)}) ', line)]
     components = [COMPONENT_LINE.match(line) for line in others]
     assert all(components), others
     assert [(int(m.group(1)), int(m.group(2)), m.group(3)) for m in components] == [
-        (i + 1, len(node_ids), n) for i, n in enumerate(node_ids)
-        if n not in ('Trainer', 'InfraValidator')]
+        (i + 1, len(node_ids), n) for i, n in enumerate(node_ids) if n not in verbose]
+    # TFLiteExport's line opens, one verdict per variant follows, then it closes.
+    number = f'[{node_ids.index("TFLiteExport") + 1}/{len(node_ids)}]'
+    tflite = lines.index(f'{number} TFLiteExport ...')
+    for line, variant in zip(lines[tflite + 1:tflite + 3], ('float16', 'int8')):
+        assert re.match(rf'^ {{6}}TFLite {variant}: \d+\.\d MB, accuracy \d\.\d{{4}} vs '
+                        r'\d\.\d{4} \(SavedModel\) on 12 eval images, agreement \d+\.\d%, '
+                        r'largest probability difference \d\.\d{4}: (ready|refused.*)$',
+                        line), line
+    assert re.match(rf'^{re.escape(number)} TFLiteExport done \d+\.\d s$', lines[tflite + 3])
     # The InfraValidator's line opens, its verdict follows, then it closes.
     number = f'[{node_ids.index("InfraValidator") + 1}/{len(node_ids)}]'
     infra = lines.index(f'{number} InfraValidator ...')

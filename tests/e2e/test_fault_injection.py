@@ -251,7 +251,8 @@ def run_chain(work: pathlib.Path) -> Chain:
     env = {**server_process.subprocess_env(), 'TMPDIR': str(temp)}
     args = ['--data-root', str(root), '--work-dir', str(work / 'work'), '--epochs', str(EPOCHS),
             '--image-size', '160', '160', '--augmented-views', '0', '--batch-size', '8',
-            '--accuracy-threshold', '0', '--weights', str(data.WEIGHTS)]
+            '--accuracy-threshold', '0', '--weights', str(data.WEIGHTS),
+            '--tflite-variants']     # none: the stage after the Pusher is not what is tested
     serving = work / 'work' / 'serving' / configs.MODEL_NAME
     # A version that is served before any run: what the killed runs must not change.
     standin_model.export_image_model(str(work / 'standin'))

@@ -36,7 +36,7 @@ def hostile_run():
                 '--data-root', str(made.root), '--work-dir', str(work), '--epochs', '2',
                 '--batch-size', '8', '--image-size', '160', '160',
                 '--accuracy-threshold', '0.5', '--max-bad-fraction', '0.5',
-                '--weights', str(data.WEIGHTS)],
+                '--weights', str(data.WEIGHTS), '--tflite-variants'],   # no TFLite stage
             env=hostile.unprivileged_env(home), timeout=1500)
         assert code == 0, output[-5000:]
         config = configs.local(str(work), str(made.root), presplit=False)
