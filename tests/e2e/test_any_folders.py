@@ -37,13 +37,19 @@ def any_run(tmp_path_factory):
     work = tmp_path_factory.mktemp('any_folders')
     root = work / 'my photos'
     expected = data.make_any_root(root, per_class=20)
+    # A temp folder of its own: the console is compared line by line, and a Trainer killed
+    # elsewhere on this machine leaves a cache in the shared one that this run would remove
+    # (and say so).
+    temp = work / 'tmp'
+    temp.mkdir()
     # Small images and a low bar keep it quick; the three classes are what is tested.
     result = subprocess.run(
         [sys.executable, str(data.PROJECT_ROOT / 'local_runner.py'), '--data-root', str(root),
          '--work-dir', str(work / 'work'), '--epochs', str(EPOCHS), '--batch-size', '8',
          '--image-size', '96', '96', '--accuracy-threshold', '0.5', '--test-fraction', '0.2',
          '--weights', str(data.WEIGHTS)],
-        capture_output=True, text=True, cwd=work, timeout=1200)
+        capture_output=True, text=True, cwd=work, timeout=1200,
+        env={**os.environ, 'TMPDIR': str(temp)})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     # The config the runner built from these flags (paths, names, classes, splits).
     config = configs.local(str(work / 'work'), str(root), presplit=False,
