@@ -31,11 +31,9 @@ def ingested():
     with hostile.world_readable_dir() as base:
         made = hostile.make_hostile_root(base, PER_CLASS)
         out = hostile.writable_by_unprivileged(base / 'out')
-        home = hostile.writable_by_unprivileged(base / 'home')
-        code, output, peak = hostile.run_measured(
-            hostile.as_unprivileged() + [sys.executable, '-m', 'tests.hostile', 'ingest',
-                                         str(made.root), str(out / 'examples')],
-            env=hostile.unprivileged_env(home), timeout=900)
+        code, output, peak = hostile.run_unprivileged(
+            base, [sys.executable, '-m', 'tests.hostile', 'ingest', str(made.root),
+                   str(out / 'examples')], timeout=900)
         assert code == 0, output[-5000:]
         yield made, out / 'examples', peak
 
@@ -212,14 +210,13 @@ def test_the_runner_check_names_a_root_or_class_folder_it_cannot_list():
         script = ('import sys; from components.image_example_gen import layout\n'
                   'try:\n    layout.inspect_data_root(sys.argv[1])\n'
                   'except layout.DataRootError as e:\n    print(e)\n')
-        home = hostile.writable_by_unprivileged(base / 'home')
-        command = hostile.as_unprivileged() + [sys.executable, '-c', script, str(root)]
-        _, output, _ = hostile.run_measured(command, hostile.unprivileged_env(home), 300)
+        command = [sys.executable, '-c', script, str(root)]
+        _, output, _ = hostile.run_unprivileged(base, command, 300)
         assert output.splitlines()[-1] == (
             f'folder {root}/dogs: cannot list folder: permission denied')
         (root / 'dogs').chmod(0o755)
         root.chmod(0)
-        _, output, _ = hostile.run_measured(command, hostile.unprivileged_env(home), 300)
+        _, output, _ = hostile.run_unprivileged(base, command, 300)
         assert output.splitlines()[-1] == (
             f'data root {root}: cannot list folder: permission denied')
 
