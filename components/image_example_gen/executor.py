@@ -145,8 +145,7 @@ class _ReadImageFn(beam.DoFn):
             except OSError as e:
                 reason = files.reason_of(e)
         if reason is not None:
-            if placement.link is not None and placement.link.path == placement.path:
-                reason += f' (a link to {placement.link.target})'
+            reason = files.link_noted(reason, placement.path, placement.link)
             entry.update(status=summary.BAD, reason=files.display(reason))
             logging.warning('Bad image %s: %s', entry['path'], reason)
             yield beam.pvalue.TaggedOutput(_MANIFEST_TAG, entry)

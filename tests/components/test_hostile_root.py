@@ -12,6 +12,7 @@ import tensorflow as tf
 from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 
+from components.bulk_inferrer import spec as bulk_spec
 from components.image_example_gen import driver
 from components.image_example_gen import files
 from components.image_example_gen import layout
@@ -221,20 +222,25 @@ def test_the_runner_check_names_a_root_or_class_folder_it_cannot_list():
             f'data root {root}: cannot list folder: permission denied')
 
 
-def test_the_runner_flags_reach_imageexamplegen():
+def test_the_runner_flags_reach_imageexamplegen_and_the_bulkinferrer():
     import local_runner  # pylint: disable=import-outside-toplevel
     from pipeline import cli  # pylint: disable=import-outside-toplevel
     from pipeline import configs  # pylint: disable=import-outside-toplevel
     from pipeline import pipeline as pipeline_def  # pylint: disable=import-outside-toplevel
     args = local_runner.parse_args(['--symlinks', 'inside', '--max-file-bytes', '1000',
-                                    '--stop-on-conflicting-labels'])
+                                    '--stop-on-conflicting-labels',
+                                    '--bulk-inference-images', '/photos'])
     config = configs.local('/work', '/data', **cli.run_overrides(args))
-    [gen] = [c for c in pipeline_def.create_pipeline(config).components
-             if c.id == 'ImageExampleGen']
-    assert {key: gen.exec_properties[key] for key in (
+    stages = {c.id: c for c in pipeline_def.create_pipeline(config).components}
+    assert {key: stages['ImageExampleGen'].exec_properties[key] for key in (
         spec.SYMLINKS_KEY, spec.MAX_FILE_BYTES_KEY, spec.STOP_ON_CONFLICTING_LABELS_KEY)} == {
         spec.SYMLINKS_KEY: 'inside', spec.MAX_FILE_BYTES_KEY: 1000,
         spec.STOP_ON_CONFLICTING_LABELS_KEY: 1}
+    # One reader, one set of settings: the folder to score is read as the data root.
+    assert {key: stages['BulkInferrer'].exec_properties[key] for key in (
+        bulk_spec.SYMLINKS_KEY, bulk_spec.MAX_FILE_BYTES_KEY, bulk_spec.MAX_PIXELS_KEY)} == {
+        bulk_spec.SYMLINKS_KEY: 'inside', bulk_spec.MAX_FILE_BYTES_KEY: 1000,
+        bulk_spec.MAX_PIXELS_KEY: features.MAX_PIXELS}
     defaults = configs.local('/work', '/data')
     assert (defaults.symlinks, defaults.max_file_bytes, defaults.stop_on_conflicting_labels) == (
         'follow', 50_000_000, False)
