@@ -26,7 +26,6 @@ numbers are pessimistic; the ratios are the point.
 """
 
 import argparse
-import base64
 import collections
 import concurrent.futures
 import dataclasses
@@ -45,30 +44,14 @@ from prometheus_client.parser import text_string_to_metric_families
 import psutil
 import requests
 
-PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
-DEFAULT_IMAGES = (PROJECT_ROOT.parent / 'shared' / 'datasets' /
-                  'cats_and_dogs_filtered' / 'validation')
-MODEL = 'bench'
+import serving_clients
+from serving_clients import DEFAULT_IMAGES, MODEL, PROJECT_ROOT, load_images
 
 
 def _percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, int(round(q / 100 * (len(ordered) - 1)))))
     return ordered[index]
-
-
-def load_images(folder: pathlib.Path, limit: int) -> List[bytes]:
-    """Up to `limit` encoded images from folder/*/*.{jpg,jpeg,png}, sorted."""
-    paths = sorted(p for p in folder.glob('*/*')
-                   if p.suffix.lower() in ('.jpg', '.jpeg', '.png'))[:limit]
-    if not paths:
-        raise ValueError(f'No images under {folder}')
-    return [p.read_bytes() for p in paths]
-
-
-def _body(image: bytes) -> bytes:
-    return (b'{"instances": [{"b64": "' + base64.b64encode(image) +
-            b'"}]}')
 
 
 class _Connection:
@@ -125,7 +108,7 @@ def measure_latency(url: str, images: List[bytes], count: int,
                     client: type = _Connection) -> List[float]:
     """Seconds per request, one request at a time."""
     connection = client(url)
-    bodies = [_body(image) for image in images]
+    bodies = [serving_clients.rest_body(image) for image in images]
     predict = f'/v1/models/{MODEL}:predict'
     for body in bodies[:5]:
         connection.post(predict, body)
@@ -150,7 +133,7 @@ def measure_throughput(url: str, images: List[bytes], count: int,
                        concurrency: int, server_pid: int,
                        client: type = _Connection) -> Throughput:
     """`concurrency` clients, each on its own connection, send `count` requests."""
-    bodies = [_body(image) for image in images]
+    bodies = [serving_clients.rest_body(image) for image in images]
     predict = f'/v1/models/{MODEL}:predict'
     lock = threading.Lock()
     next_index = [0]

@@ -27,6 +27,7 @@ PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(PROJECT_ROOT), str(PROJECT_ROOT / 'bench')]
 
 import serving_bench  # pylint: disable=wrong-import-position
+import serving_clients  # pylint: disable=wrong-import-position
 
 
 class TreeServer:
@@ -58,7 +59,7 @@ class TreeServer:
 
 def measure(tree: str, extra: List[str], args, images, work: pathlib.Path):
     """(p50 ms, p99 ms, batched images/s) of one tree's server."""
-    base = [f'--model_name={serving_bench.MODEL}',
+    base = [f'--model_name={serving_clients.MODEL}',
             f'--model_base_path={args.model_base_path}',
             '--file_system_poll_wait_seconds=0',
             f'--rest_api_num_threads={max(args.concurrency, 4)}'] + extra
@@ -88,7 +89,7 @@ def main(argv=None) -> int:
     parser.add_argument('--before', required=True, help='the old source tree')
     parser.add_argument('--after', default=str(PROJECT_ROOT), help='the new one')
     parser.add_argument('--model_base_path', required=True)
-    parser.add_argument('--images', default=str(serving_bench.DEFAULT_IMAGES))
+    parser.add_argument('--images', default=str(serving_clients.DEFAULT_IMAGES))
     parser.add_argument('--max_images', type=int, default=64)
     parser.add_argument('--rounds', type=int, default=3)
     parser.add_argument('--requests', type=int, default=200)
@@ -102,7 +103,7 @@ def main(argv=None) -> int:
                         help='also run the new tree with this server flag (e.g. '
                         '--variant=--tensorflow_system_allocator); repeatable')
     args = parser.parse_args(argv)
-    images = serving_bench.load_images(pathlib.Path(args.images), args.max_images)
+    images = serving_clients.load_images(pathlib.Path(args.images), args.max_images)
     variants = {'before': (args.before, []), 'after': (args.after, [])}
     for flag in args.variant:
         variants[f'after {flag}'] = (args.after, [flag])

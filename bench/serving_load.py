@@ -15,107 +15,22 @@ peak RSS (VmHWM).
 """
 
 import argparse
-import base64
-import http.client
 import pathlib
-import random
 import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from typing import List
 
-PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
-DEFAULT_IMAGES = (PROJECT_ROOT.parent / 'shared' / 'datasets' /
-                  'cats_and_dogs_filtered' / 'validation')
-MODEL = 'bench'
-
-
-class Client(threading.Thread):
-    """One client: requests until `stop`, recording latencies and failures."""
-
-    def __init__(self, kind: str, server, images: List[bytes], seed: int):
-        super().__init__(daemon=True)
-        self.kind = kind
-        self.server = server
-        self.images = images
-        self.random = random.Random(seed)
-        self.latencies: List[float] = []
-        self.failures: List[str] = []
-        self.versions = {}
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        if self.kind == 'rest':
-            self._rest()
-        else:
-            self._grpc()
-
-    def _rest(self) -> None:
-        bodies = [b'{"instances": [{"b64": "' + base64.b64encode(image) + b'"}]}'
-                  for image in self.images]
-        connection = http.client.HTTPConnection('127.0.0.1', self.server.rest_port,
-                                                timeout=120)
-        while not self.stop.is_set():
-            started = time.perf_counter()
-            try:
-                connection.request('POST', f'/v1/models/{MODEL}:predict',
-                                   self.random.choice(bodies))
-                response = connection.getresponse()
-                data = response.read()
-                if response.status != 200:
-                    self.failures.append(f'{response.status} {data[:200]!r}')
-                    continue
-            except (OSError, http.client.HTTPException) as error:
-                self.failures.append(repr(error))
-                connection.close()
-                connection = http.client.HTTPConnection(
-                    '127.0.0.1', self.server.rest_port, timeout=120)
-                continue
-            self.latencies.append(time.perf_counter() - started)
-        connection.close()
-
-    def _grpc(self) -> None:
-        import grpc  # pylint: disable=import-outside-toplevel
-        import tensorflow as tf  # pylint: disable=import-outside-toplevel
-        from tensorflow_serving.apis import predict_pb2  # pylint: disable=import-outside-toplevel
-        from tensorflow_serving.apis import prediction_service_pb2_grpc  # pylint: disable=import-outside-toplevel
-        channel = grpc.insecure_channel(self.server.grpc_target)
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        requests = []
-        for image in self.images:
-            request = predict_pb2.PredictRequest()
-            request.model_spec.name = MODEL
-            request.inputs['image_bytes'].CopyFrom(
-                tf.make_tensor_proto([image], dtype=tf.string))
-            requests.append(request)
-        while not self.stop.is_set():
-            started = time.perf_counter()
-            try:
-                reply = stub.Predict(self.random.choice(requests), 120.0)
-            except grpc.RpcError as error:
-                self.failures.append(f'{error.code()} {error.details()[:200]}')
-                continue
-            self.latencies.append(time.perf_counter() - started)
-            version = reply.model_spec.version.value
-            self.versions.setdefault(version, time.monotonic())
-        channel.close()
-
-
-def _peak_rss_gib(pid: int) -> float:
-    for line in pathlib.Path(f'/proc/{pid}/status').read_text().splitlines():
-        if line.startswith('VmHWM:'):
-            return int(line.split()[1]) / 2**20
-    return float('nan')
+import serving_clients
+from serving_clients import MODEL
 
 
 def main(argv=None) -> int:
     """Runs the load; see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--model_base_path', required=True)
-    parser.add_argument('--images', default=str(DEFAULT_IMAGES))
+    parser.add_argument('--images', default=str(serving_clients.DEFAULT_IMAGES))
     parser.add_argument('--max_images', type=int, default=64)
     parser.add_argument('--clients', type=int, default=32)
     parser.add_argument('--grpc_clients', type=int, default=8)
@@ -123,13 +38,11 @@ def main(argv=None) -> int:
     parser.add_argument('--swap_at', type=float, default=30)
     parser.add_argument('--enable_batching', action='store_true')
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(PROJECT_ROOT))
+    sys.path.insert(0, str(serving_clients.PROJECT_ROOT))
     from runlog import noise  # pylint: disable=import-outside-toplevel
     from tests.serving import server_process  # pylint: disable=import-outside-toplevel
     noise.quiet_tensorflow()
-    paths = sorted(p for p in pathlib.Path(args.images).glob('*/*')
-                   if p.suffix.lower() in ('.jpg', '.jpeg', '.png'))[:args.max_images]
-    images = [p.read_bytes() for p in paths]
+    images = serving_clients.load_images(pathlib.Path(args.images), args.max_images)
     source = max((p for p in pathlib.Path(args.model_base_path).iterdir()
                   if p.name.isdigit()), key=lambda p: int(p.name))
     with tempfile.TemporaryDirectory(prefix='serving_load_') as work:
@@ -145,8 +58,9 @@ def main(argv=None) -> int:
              f'--grpc_max_threads={args.clients}'] + extra,
             work / 'server.log').start()
         server.wait_ready(timeout=300)
-        clients = [Client('grpc' if i >= args.clients - args.grpc_clients else 'rest',
-                          server, images, seed=i) for i in range(args.clients)]
+        clients = [serving_clients.Client(
+            'grpc' if i >= args.clients - args.grpc_clients else 'rest', server, images, seed=i)
+            for i in range(args.clients)]
         started = time.monotonic()
         for client in clients:
             client.start()
@@ -159,10 +73,10 @@ def main(argv=None) -> int:
         for client in clients:
             client.join(timeout=180)
         elapsed = time.monotonic() - started
-        peak = _peak_rss_gib(server.process.pid)
+        peak = serving_clients.status_mib(server.process.pid, 'VmHWM') / 1024
         log = server.log()
         server.stop()
-    latencies = sorted(t for c in clients for t in c.latencies)
+    latencies = sorted(answered - sent for c in clients for sent, answered in c.answers)
     failures = [f for c in clients for f in c.failures]
     first_v2 = min((c.versions[2] for c in clients if 2 in c.versions), default=None)
     print(f'{args.clients} clients ({args.grpc_clients} gRPC) for {elapsed:.0f} s, '

@@ -20,22 +20,13 @@ import tempfile
 
 import requests
 
-PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
-MODEL = 'bench'
-
-
-def _status_mib(pid: int, key: str) -> float:
-    for line in pathlib.Path(f'/proc/{pid}/status').read_text().splitlines():
-        if line.startswith(key + ':'):
-            return int(line.split()[1]) / 1024
-    return float('nan')
+import serving_clients
+from serving_clients import MODEL, PROJECT_ROOT
 
 
 def run(base_path: str, extra, work: pathlib.Path) -> None:
     """One server: the requests and the RSS after each step."""
     import grpc  # pylint: disable=import-outside-toplevel
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from tensorflow_serving.apis import predict_pb2  # pylint: disable=import-outside-toplevel
     from tensorflow_serving.apis import prediction_service_pb2_grpc  # pylint: disable=import-outside-toplevel
     from tests.serving import hostile_inputs  # pylint: disable=import-outside-toplevel
     from tests.serving import server_process  # pylint: disable=import-outside-toplevel
@@ -55,14 +46,11 @@ def run(base_path: str, extra, work: pathlib.Path) -> None:
         url = f'{server.url}/v1/models/{MODEL}:predict'
         for _ in range(10):
             requests.post(url, json={'instances': [b64(photo)]}, timeout=60)
-        steps.append(('ready, 10 photos', _status_mib(pid, 'VmRSS')))
+        steps.append(('ready, 10 photos', serving_clients.status_mib(pid, 'VmRSS')))
         channel = grpc.insecure_channel(server.grpc_target)
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = MODEL
-        proto = request.inputs['image_bytes']
-        proto.CopyFrom(tf.make_tensor_proto([photo], dtype=tf.string))
-        proto.tensor_shape.dim[0].size = 2**31
+        request = serving_clients.grpc_request(photo)
+        request.inputs['image_bytes'].tensor_shape.dim[0].size = 2**31
         try:
             stub.Predict(request, 60.0)
         except grpc.RpcError:
@@ -72,13 +60,13 @@ def run(base_path: str, extra, work: pathlib.Path) -> None:
         for body in ([hostile_inputs.png_bomb(20000, 20000)],
                      [hostile_inputs.gif_bomb(2000, 2000, 100)], [big] * 30):
             requests.post(url, json={'instances': [b64(d) for d in body]}, timeout=120)
-        steps.append(('refused bombs', _status_mib(pid, 'VmRSS')))
+        steps.append(('refused bombs', serving_clients.status_mib(pid, 'VmRSS')))
         for index in range(3):
             response = requests.post(url, json={'instances': [b64(big), b64(big)]},
                                      timeout=300)
             steps.append((f'2 x 10000x10000 #{index + 1} ({response.status_code})',
-                          _status_mib(pid, 'VmRSS')))
-        steps.append(('peak (VmHWM)', _status_mib(pid, 'VmHWM')))
+                          serving_clients.status_mib(pid, 'VmRSS')))
+        steps.append(('peak (VmHWM)', serving_clients.status_mib(pid, 'VmHWM')))
     finally:
         server.stop()
     print(f'{" ".join(extra) or "default allocator"}: ' + ', '.join(

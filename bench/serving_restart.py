@@ -16,21 +16,18 @@ client's: its reconnect backoff.
 """
 
 import argparse
-import base64
 import http.client
 import os
 import pathlib
 import signal
 import socket
 import sys
-import threading
 import time
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
-PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
-DEFAULT_IMAGES = (PROJECT_ROOT.parent / 'shared' / 'datasets' /
-                  'cats_and_dogs_filtered' / 'validation' / 'cats')
-MODEL = 'bench'
+import serving_clients
+from serving_clients import MODEL
+
 # gRPC channel arguments (grpc/grpc include/grpc/impl/channel_arg_names.h).
 SHORT_BACKOFF = [('grpc.initial_reconnect_backoff_ms', 100),
                  ('grpc.min_reconnect_backoff_ms', 100),
@@ -40,69 +37,8 @@ SETTINGS = {
     'short backoff': (SHORT_BACKOFF, False),
     'short backoff + wait_for_ready': (SHORT_BACKOFF, True),
 }
-
-
-class Client(threading.Thread):
-    """One client in a loop; records the times of its successes."""
-
-    def __init__(self, kind: str, server, image: bytes, options, wait_for_ready):
-        super().__init__(daemon=True)
-        self.kind = kind
-        self.server = server
-        self.image = image
-        self.options = options
-        self.wait_for_ready = wait_for_ready
-        self.successes: List[float] = []
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        if self.kind == 'rest':
-            self._rest()
-        else:
-            self._grpc()
-
-    def _rest(self) -> None:
-        body = (b'{"instances": [{"b64": "' + base64.b64encode(self.image) +
-                b'"}]}')
-        connection = None
-        while not self.stop.is_set():
-            try:
-                if connection is None:
-                    connection = http.client.HTTPConnection(
-                        '127.0.0.1', self.server.rest_port, timeout=10)
-                connection.request('POST', f'/v1/models/{MODEL}:predict', body)
-                response = connection.getresponse()
-                response.read()
-                if response.status == 200:
-                    self.successes.append(time.monotonic())
-                    continue
-            except (OSError, http.client.HTTPException):
-                if connection is not None:
-                    connection.close()
-                connection = None
-            time.sleep(0.05)
-
-    def _grpc(self) -> None:
-        import grpc  # pylint: disable=import-outside-toplevel
-        import tensorflow as tf  # pylint: disable=import-outside-toplevel
-        from tensorflow_serving.apis import predict_pb2  # pylint: disable=import-outside-toplevel
-        from tensorflow_serving.apis import prediction_service_pb2_grpc  # pylint: disable=import-outside-toplevel
-        channel = grpc.insecure_channel(f'127.0.0.1:{self.server.grpc_port}',
-                                        options=self.options)
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = MODEL
-        request.inputs['image_bytes'].CopyFrom(
-            tf.make_tensor_proto([self.image], dtype=tf.string))
-        while not self.stop.is_set():
-            try:
-                stub.Predict(request, 10.0, wait_for_ready=self.wait_for_ready)
-                self.successes.append(time.monotonic())
-                continue
-            except grpc.RpcError:
-                pass
-            time.sleep(0.05)
-        channel.close()
+# A client waits this long after an error before it tries again.
+RETRY_SECONDS = 0.05
 
 
 def _accepts(port: int) -> bool:
@@ -130,8 +66,10 @@ def one_restart(base_path: str, work: pathlib.Path, image: bytes, clients: int,
             '--file_system_poll_wait_seconds=0']
     server = server_process.ServerProcess(args, work / 'first.log').start()
     server.wait_ready(timeout=300)
-    running = [Client('rest' if i % 2 == 0 else 'grpc', server, image, options,
-                      wait_for_ready) for i in range(clients)]
+    running = [serving_clients.Client(
+        'rest' if i % 2 == 0 else 'grpc', server, [image], timeout=10.0,
+        retry_after=RETRY_SECONDS, grpc_options=options, wait_for_ready=wait_for_ready)
+        for i in range(clients)]
     for client in running:
         client.start()
     time.sleep(5)
@@ -155,14 +93,14 @@ def one_restart(base_path: str, work: pathlib.Path, image: bytes, clients: int,
             events['grpc port'] = now
         if events['/readyz'] is None and _ready(server.rest_port):
             events['/readyz'] = now
-        done = all(any(t > restarted for t in c.successes) for c in running)
+        done = all(any(t > restarted for _, t in c.answers) for c in running)
         if done and events['/readyz'] is not None:
             break
         time.sleep(0.05)
     for client in running:
         client.stop.set()
     for kind in ('rest', 'grpc'):
-        firsts = [min((t for t in c.successes if t > restarted), default=None)
+        firsts = [min((t for _, t in c.answers if t > restarted), default=None)
                   for c in running if c.kind == kind]
         seen = [t - restarted for t in firsts if t is not None]
         events[f'{kind} clients, first'] = min(seen) if seen else None
@@ -182,11 +120,12 @@ def main(argv=None) -> int:
     parser.add_argument('--restart_delay', type=float, default=1.0)
     parser.add_argument('--image', default='')
     args = parser.parse_args(argv)
-    if str(PROJECT_ROOT) not in sys.path:
-        sys.path.insert(0, str(PROJECT_ROOT))
+    if str(serving_clients.PROJECT_ROOT) not in sys.path:
+        sys.path.insert(0, str(serving_clients.PROJECT_ROOT))
     from runlog import noise  # pylint: disable=import-outside-toplevel
     noise.quiet_tensorflow()
-    image_path = args.image or sorted(DEFAULT_IMAGES.glob('*.jpg'))[0]
+    image_path = args.image or sorted(
+        (serving_clients.DEFAULT_IMAGES / 'cats').glob('*.jpg'))[0]
     image = pathlib.Path(image_path).read_bytes()
     import tempfile  # pylint: disable=import-outside-toplevel
     rows = {}

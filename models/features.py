@@ -44,7 +44,7 @@ IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
 # reported as such, with the advice to convert them, instead of as "not an image".
 UNREAD_IMAGE_EXTENSIONS = ('.webp', '.heic', '.heif', '.avif', '.tif', '.tiff', '.jxl',
                            '.dng', '.cr2', '.cr3', '.nef', '.arw', '.orf', '.rw2')
-# Ingestion defaults (PipelineConfig and ImageExampleGen both start from these).
+# Ingestion defaults (PipelineConfig, ImageExampleGen and BulkInferrer start from these).
 EVAL_FRACTION = 0.2          # of each class to eval, when the root has no split folders
 MAX_BAD_FRACTION = 0.05      # more unreadable image files than this fail the run
 MAX_PIXELS = 100_000_000     # larger images are reported as bad instead of decoded
@@ -89,6 +89,17 @@ def class_names(names) -> list:
     if len(names) < 2 or len(set(names)) != len(names):
         raise ValueError(f'class names must be at least two distinct names, got {names}')
     return names
+
+
+def symlink_policy(policy: str) -> str:
+    """The symbolic-link policy, checked: one of SYMLINK_POLICIES.
+
+    Raises:
+      ValueError: naming the value.
+    """
+    if policy not in SYMLINK_POLICIES:
+        raise ValueError(f'symlinks must be one of {SYMLINK_POLICIES}, got {policy!r}')
+    return policy
 
 
 def transformed_name(key: str) -> str:

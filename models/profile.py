@@ -8,7 +8,7 @@ signature.
 
 A row holds:
   bytes, width, height, aspect (width / height)  -- readable from the file header alone
-  format, channels                              -- from the header (Pillow)
+  format, channels                              -- from the header (models/image_header.py)
   brightness, contrast                          -- mean and standard deviation of the
                                                    luma of the decoded image, in [0, 1]
   saturation                                    -- mean HSV saturation, in [0, 1] (0: grey)
@@ -30,6 +30,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from models import features
+from models import image_header
 
 # Row keys, by what is needed to compute them.
 HEADER_KEYS = ('bytes', 'width', 'height', 'aspect')
@@ -79,7 +80,8 @@ def image_row(data: bytes) -> Dict[str, Any]:
     """
     from PIL import Image, ImageStat  # pylint: disable=import-outside-toplevel
     with Image.open(io.BytesIO(data)) as image:
-        fmt, (width, height), mode = image.format, image.size, image.mode
+        header = image_header.from_image(image)
+        fmt, (width, height), mode = header.format, (header.width, header.height), header.mode
         image.draft('RGB', (_STATS_SIDE, _STATS_SIDE))
         if mode in _WIDE_MODES:
             image = image.point(lambda value: value / 257).convert('L')

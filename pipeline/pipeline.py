@@ -216,10 +216,12 @@ def create_pipeline(config: configs.PipelineConfig,
         variants=','.join(config.tflite_variants),
         max_accuracy_drop=config.tflite_max_accuracy_drop,
     ).with_id(nodes.TFLITE_EXPORT)] if config.tflite_variants else []
-    # A folder of unlabelled photos scored by the blessed model (only when one is named).
+    # A folder of unlabelled photos scored by the blessed model (only when one is named),
+    # read with ExampleGen's limits and link policy.
     bulk_inferrer = [BulkInferrer(
         model=main_trainer.outputs['model'], model_blessing=evaluator.outputs['blessing'],
-        images_dir=config.bulk_inference_images).with_id(nodes.BULK_INFERRER)
+        images_dir=config.bulk_inference_images, max_file_bytes=config.max_file_bytes,
+        max_pixels=config.max_pixels, symlinks=config.symlinks).with_id(nodes.BULK_INFERRER)
     ] if config.bulk_inference_images else []
     # After the Pusher: neither holds back the served model.
     for stage in tflite + bulk_inferrer:

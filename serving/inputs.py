@@ -9,8 +9,8 @@ Pure functions over what the transports hand the core:
   tensor whose typed field (float_val, string_val, ...) holds fewer values
   than its shape asks for; a 40-byte request declaring 2^31 strings would
   otherwise be padded to that size before anything looked at it.
-- `image_header`: the format, size and frame count of an image, read from its
-  header (Pillow opens lazily), for the string values TensorFlow's
+- `image_header_of`: the format, size and frame count of an image, read from
+  its header (models/image_header.py), for the string values TensorFlow's
   `decode_image` would decode; `images_in_arrays` / `images_in_examples`
   apply the per-image and per-request pixel caps to a request.
 - `count_instances`: the request's batch size, for `--max_instances_per_request`.
@@ -21,16 +21,14 @@ names the input and says which limit and flag it crossed.
 """
 
 import dataclasses
-import io
 import threading
 import time
-import warnings
 from typing import Iterable, Mapping, Optional, Sequence
 
 import numpy as np
-from PIL import Image
 from tensorflow.core.framework import types_pb2
 
+from models import image_header
 from serving import errors
 from serving import limits as limits_lib
 
@@ -151,38 +149,14 @@ def array_from_tensor_proto(name: str, proto, limits: limits_lib.Limits
 
 # ------------------------------------------------------------------ images
 
-# The leading bytes by which TensorFlow's decode_image recognizes a format
-# (tensorflow/core/kernels/image/decode_image_op.cc), and Pillow's name for it.
-_MAGIC = ((b'\xff\xd8\xff', 'JPEG'), (b'\x89PNG\r\n\x1a\n', 'PNG'),
-          (b'GIF87a', 'GIF'), (b'GIF89a', 'GIF'), (b'BM', 'BMP'))
-_PIL_FORMATS = ['JPEG', 'PNG', 'GIF', 'BMP']
+# Pillow's names of the formats TensorFlow's decode_image reads.
+_PIL_FORMATS = list(dict.fromkeys(name for _, name in image_header.TF_SIGNATURES))
 _RESIZE_HINT = ('resize the image before sending it; the model uses a few '
                 'hundred pixels a side.')
 
 
-@dataclasses.dataclass(frozen=True)
-class ImageHeader:
-    """An encoded image as its header describes it."""
-    format: str
-    width: int
-    height: int
-    frames: int
-
-    @property
-    def pixels(self) -> int:
-        """What decoding costs: every frame is decoded."""
-        return self.width * self.height * self.frames
-
-
-def sniff_format(data: bytes) -> Optional[str]:
-    """The format TensorFlow would decode `data` as, or None."""
-    for magic, name in _MAGIC:
-        if data.startswith(magic):
-            return name
-    return None
-
-
-def image_header(data: bytes, limits: limits_lib.Limits) -> Optional[ImageHeader]:
+def image_header_of(data: bytes, limits: limits_lib.Limits
+                    ) -> Optional[image_header.ImageHeader]:
     """The header of an image TensorFlow would decode, or None for other bytes.
 
     Raises:
@@ -191,81 +165,37 @@ def image_header(data: bytes, limits: limits_lib.Limits) -> Optional[ImageHeader
         than --max_image_frames. (Bytes that merely start with 'BM' may be any
         string, so an unreadable BMP header is left to the model.)
     """
-    kind = sniff_format(data)
+    kind = image_header.sniff_format(data)
     if kind is None:
         return None
     try:
-        with warnings.catch_warnings():
-            # Our own caps decide, with their own message.
-            warnings.simplefilter('ignore', Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=_PIL_FORMATS) as image:
-                width, height = image.size
-    except Image.DecompressionBombError:
-        # Above Pillow's own ceiling (2 x Image.MAX_IMAGE_PIXELS; the server
-        # raises it to --max_image_pixels when that is higher): over ours too.
+        header = image_header.read(data, formats=_PIL_FORMATS,
+                                   max_frames=limits.max_image_frames)
+    except image_header.TooLargeError as error:
+        # Above Pillow's own ceiling (the server raises it to --max_image_pixels
+        # when that is higher): over ours too.
         raise errors.invalid_argument(
-            f'{kind} of more than {2 * Image.MAX_IMAGE_PIXELS} pixels, more '
+            f'{kind} of more than {error.ceiling} pixels, more '
             f'than the limit of {limits.max_image_pixels} pixels per image '
             '(--max_image_pixels)').with_hint(_RESIZE_HINT) from None
-    except Exception as error:  # pylint: disable=broad-except
+    except image_header.BadImageError as error:
         if kind == 'BMP':
             return None
         raise errors.invalid_argument(
-            f'not a readable {kind} image: {type(error).__name__}: '
-            f'{error}') from None
-    frames = _gif_frames(data, limits) if kind == 'GIF' else 1
-    return ImageHeader(kind, width, height, frames)
-
-
-def _gif_frames(data: bytes, limits: limits_lib.Limits) -> int:
-    """Frames of a GIF, walking its blocks and stopping past --max_image_frames.
-
-    Pillow counts frames only all at once (n_frames) or by decoding each
-    (seek), and a 32 MiB GIF can hold a million one-pixel frames.
-
-    Raises:
-      ServingError: INVALID_ARGUMENT past the frame limit.
-    """
-    view = memoryview(data)
-    size = len(view)
-    # Header (6) + logical screen descriptor (7) + global colour table.
-    position = 13
-    if size >= 13 and view[10] & 0x80:
-        position += 3 << ((view[10] & 0x07) + 1)
-    frames = 0
-    while position < size:
-        block = view[position]
-        position += 1
-        if block == 0x3B:   # trailer
-            break
-        if block == 0x21:   # extension: label, then sub-blocks
-            position += 1
-        elif block == 0x2C:   # image descriptor, colour table, LZW code size
-            frames += 1
-            if frames > limits.max_image_frames:
-                raise errors.invalid_argument(
-                    f'GIF with more than {limits.max_image_frames} frames '
-                    '(--max_image_frames)').with_hint(
-                        'send one frame (e.g. the first) as a PNG or JPEG.')
-            if position + 9 > size:
-                break
-            flags = view[position + 8]
-            position += 9
-            if flags & 0x80:
-                position += 3 << ((flags & 0x07) + 1)
-            position += 1
-        else:
-            break   # not a GIF block: the decoder says what is wrong
-        while position < size and view[position]:
-            position += view[position] + 1
-        position += 1
-    return max(frames, 1)
+            f'not a readable {kind} image: {error.reason}') from None
+    if header.frames > limits.max_image_frames:
+        raise errors.invalid_argument(
+            f'GIF with more than {limits.max_image_frames} frames '
+            '(--max_image_frames)').with_hint(
+                'send one frame (e.g. the first) as a PNG or JPEG.')
+    # Pillow names some JPEGs 'MPO'; messages name what TensorFlow decodes.
+    return header if header.format == kind else dataclasses.replace(header, format=kind)
 
 
 def _check_image(data: bytes, where: str, limits: limits_lib.Limits) -> int:
     """Pixels decoding `data` costs (0 if it is not an image), checked."""
     try:
-        header = image_header(data, limits)
+        header = image_header_of(data, limits)
     except errors.ServingError as error:
         raise errors.ServingError(error.code, f'{where}: {error.message}') from None
     if header is None:
@@ -321,7 +251,7 @@ def images_in_examples(serialized: Iterable[bytes],
     from tensorflow.core.example import example_pb2  # pylint: disable=import-outside-toplevel
     total = 0
     for index, data in enumerate(serialized):
-        if not any(magic in data for magic, _ in _MAGIC[:4]):
+        if not any(signature in data for signature, _ in image_header.TF_SIGNATURES[:4]):
             continue   # no JPEG, PNG or GIF anywhere in it (BMPs are small)
         example = example_pb2.Example()
         try:

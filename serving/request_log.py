@@ -17,14 +17,14 @@ bounded by max_bytes * (backup_count + 1). Paths are local files.
 import base64
 import datetime
 import hashlib
-import io
 import json
 import logging
 import logging.handlers
 import random
 import threading
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
+from models import image_header
 from tfserving import request_log_format as fmt
 
 
@@ -32,7 +32,7 @@ def image_info(data: bytes, *, include_bytes: bool = False) -> Dict[str, Any]:
     """Byte size, SHA-256 and header size (width, height) of an encoded image.
 
     The size comes from the image header (no full decode); it is null when
-    the bytes are not an image Pillow recognises.
+    the bytes are not an image whose header can be read (models/image_header.py).
     """
     info: Dict[str, Any] = {
         fmt.IMAGE_BYTES: len(data),
@@ -40,23 +40,14 @@ def image_info(data: bytes, *, include_bytes: bool = False) -> Dict[str, Any]:
         fmt.IMAGE_WIDTH: None,
         fmt.IMAGE_HEIGHT: None,
     }
-    width_height = _header_size(data)
-    if width_height is not None:
-        info[fmt.IMAGE_WIDTH], info[fmt.IMAGE_HEIGHT] = width_height
+    try:
+        header = image_header.read(data)
+        info[fmt.IMAGE_WIDTH], info[fmt.IMAGE_HEIGHT] = header.width, header.height
+    except image_header.BadImageError:
+        pass
     if include_bytes:
         info[fmt.IMAGE_B64] = base64.b64encode(data).decode('ascii')
     return info
-
-
-def _header_size(data: bytes) -> Optional[Tuple[int, int]]:
-    from PIL import Image  # pylint: disable=import-outside-toplevel
-    from PIL import UnidentifiedImageError  # pylint: disable=import-outside-toplevel
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return int(image.width), int(image.height)
-    except (UnidentifiedImageError, OSError, ValueError,
-            Image.DecompressionBombError):
-        return None
 
 
 class RequestLog:

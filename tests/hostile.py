@@ -14,13 +14,11 @@ import pathlib
 import shutil
 import socket
 import stat
-import struct
 import subprocess
 import sys
 import sysconfig
 import tempfile
 import time
-import zlib
 from typing import Dict, Iterator, List, Tuple
 
 import numpy as np
@@ -28,6 +26,7 @@ import pytest
 from PIL import Image
 
 from tests import data
+from tests.serving import hostile_inputs
 
 CLASS_NAMES = ('cats', 'dogs')
 NOBODY = 65534
@@ -54,27 +53,6 @@ class HostileRoot:
     expected: Dict[str, Tuple[str, str]]
     links: Dict[str, str]
     conflicting: Tuple[str, str]
-
-
-def _png_chunk(kind: bytes, payload: bytes) -> bytes:
-    return (struct.pack('>I', len(payload)) + kind + payload
-            + struct.pack('>I', zlib.crc32(kind + payload)))
-
-
-def png_bomb(side: int) -> bytes:
-    """A PNG whose header claims side x side pixels (its data is a few bytes)."""
-    header = struct.pack('>IIBBBBB', side, side, 8, 2, 0, 0, 0)
-    return (b'\x89PNG\r\n\x1a\n' + _png_chunk(b'IHDR', header)
-            + _png_chunk(b'IDAT', zlib.compress(b'\0' * 64)) + _png_chunk(b'IEND', b''))
-
-
-def jpeg_claiming(jpeg: bytes, side: int) -> bytes:
-    """A real JPEG whose frame header (SOF) claims side x side pixels."""
-    for marker in (b'\xff\xc0', b'\xff\xc2'):
-        at = jpeg.find(marker)
-        if at > 0:
-            return jpeg[:at + 5] + struct.pack('>HH', side, side) + jpeg[at + 9:]
-    raise ValueError('no SOF marker')
 
 
 def _odd_photos(photo: pathlib.Path) -> Dict[str, bytes]:
@@ -184,8 +162,10 @@ def make_hostile_root(base: pathlib.Path, per_class: int) -> HostileRoot:
         "PNG signature, but its decoder found: broken PNG file (bad header checksum in b'IHDR')")
     add('cats/header only.png', png[:33], BAD,
         'PNG header with no image data after it: the file ends after 33 bytes')
-    add('dogs/bomb.png', png_bomb(40_000), BAD, 'image too large to decode safely')
-    add('dogs/claims 65000.jpg', jpeg_claiming(jpeg, 65_000), BAD, 'image too large')
+    add('dogs/bomb.png', hostile_inputs.png_claiming(40_000, 40_000), BAD,
+        'image too large to decode safely')
+    add('dogs/claims 65000.jpg', hostile_inputs.forged_jpeg(jpeg, 65_000, 65_000), BAD,
+        'image too large')
     add('dogs/webp inside.jpg', data.encode(Image.open(cats[1]), 'WEBP'), BAD,
         'unsupported image format WEBP')
     add('cats/empty.jpg', b'', BAD, 'empty file (0 bytes)')
@@ -348,6 +328,15 @@ def unprivileged_env(home: pathlib.Path) -> Dict[str, str]:
     path, a home it can write."""
     return {**os.environ, 'HOME': str(home), 'PYTHONPATH': str(data.PROJECT_ROOT),
             'TMPDIR': str(home)}
+
+
+def run_unprivileged(base: pathlib.Path, command: List[str], timeout: float
+                     ) -> Tuple[int, str, int]:
+    """`run_measured` of command as the unprivileged user of `as_unprivileged`, with a
+    home of its own under base (a `world_readable_dir`)."""
+    home = writable_by_unprivileged(base / 'home')
+    return run_measured(as_unprivileged() + command, env=unprivileged_env(home),
+                        timeout=timeout)
 
 
 def ingest(root: str, out: str) -> None:

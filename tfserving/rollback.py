@@ -74,25 +74,11 @@ def served_versions(model, on_disk: List[int]) -> List[int]:
     return sorted(on_disk)[-count:]
 
 
-def _exists(path: str) -> bool:
-    if '://' in path:
-        import tensorflow as tf  # pylint: disable=import-outside-toplevel
-        return tf.io.gfile.exists(path)
-    return os.path.exists(path)
-
-
-def _model_or_none(config, model_name: str):
-    for model in config.model_config_list.config:
-        if model.name == model_name:
-            return model
-    return None
-
-
 def pinned_version(config_path: str, model_name: str) -> Optional[int]:
     """The version a rollback pinned the model to, or None (no file, no such model, no pin)."""
-    if not config_path or not _exists(config_path):
+    if not config_path or not version_labels.exists(config_path):
         return None
-    model = _model_or_none(version_labels.read_config(config_path), model_name)
+    model = version_labels.find_model(version_labels.read_config(config_path), model_name)
     if model is None or PIN_LABEL not in model.version_labels:
         return None
     return model.version_labels[PIN_LABEL]
@@ -107,23 +93,17 @@ def unpin_command(config_path: str, model_name: str) -> str:
 def _model(config_path: str, model_name: str, base_path: Optional[str]):
     if base_path:
         version_labels.ensure_model(config_path, model_name, base_path)
-    elif not _exists(config_path):
+    elif not version_labels.exists(config_path):
         raise ValueError(f'{config_path} does not exist: pass --base_path to create it with '
                          f'model {model_name!r}, then start the server with '
                          f'--model_config_file={config_path}')
     config = version_labels.read_config(config_path)
-    model = _model_or_none(config, model_name)
+    model = version_labels.find_model(config, model_name)
     if model is None:
         names = [m.name for m in config.model_config_list.config]
         raise ValueError(f'{config_path}: no model {model_name!r} (models: {names}); pass '
                          '--base_path to add it')
     return config, model
-
-
-def _serve(model, versions) -> None:
-    policy = model.model_version_policy
-    policy.Clear()
-    policy.specific.versions.extend(sorted(set(versions)))
 
 
 def rollback(config_path: str, model_name: str, version: Optional[int] = None, *,
@@ -163,7 +143,7 @@ def rollback(config_path: str, model_name: str, version: Optional[int] = None, *
         raise ValueError(f'{model_name}: no complete version {version} in {model.base_path} '
                          f'(versions: {on_disk})')
     if server_url and version not in serving:
-        _serve(model, set(serving) | {version})
+        version_labels.serve_versions(model, set(serving) | {version})
         version_labels.write_config(config_path, config)
         logging.info('%s: loading version %d beside %s; waiting for it at %s', model_name,
                      version, serving, server_url)
@@ -172,7 +152,7 @@ def rollback(config_path: str, model_name: str, version: Optional[int] = None, *
         config, model = _model(config_path, model_name, None)
     moved = {label: old for label, old in model.version_labels.items()
              if label != PIN_LABEL and old != version}
-    _serve(model, [version])
+    version_labels.serve_versions(model, [version])
     for label in list(model.version_labels):
         model.version_labels[label] = version
     model.version_labels[PIN_LABEL] = version
@@ -193,7 +173,7 @@ def unpin(config_path: str, model_name: str) -> Optional[int]:
     if PIN_LABEL in model.version_labels:
         del model.version_labels[PIN_LABEL]
     if model.version_labels:
-        _serve(model, set(model.version_labels.values()) | ({newest} if newest else set()))
+        version_labels.serve_versions(model, set(model.version_labels.values()) | ({newest} if newest else set()))
     else:
         model.ClearField('model_version_policy')   # TF Serving's default: the newest
     version_labels.write_config(config_path, config)
@@ -221,11 +201,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--config', required=True,
                         help='The model config file the server polls (--model_config_file).')
     parser.add_argument('--model', required=True, help='Model name.')
-    action = parser.add_mutually_exclusive_group()
-    action.add_argument('--version', type=int, default=None,
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument('--version', type=int, default=None,
                         help='Serve this version (default: the one before the served one).')
-    action.add_argument('--unpin', action='store_true', help='Serve the newest version again.')
-    action.add_argument('--show', action='store_true', help='Say what is served; change nothing.')
+    choice.add_argument('--unpin', action='store_true', help='Serve the newest version again.')
+    choice.add_argument('--show', action='store_true', help='Say what is served; change nothing.')
     parser.add_argument('--base_path', default=None,
                         help="The model's folder of versions: adds the model to the config "
                              'file (created if missing).')
@@ -233,8 +213,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help='REST root of the server: pin only once the version is AVAILABLE.')
     parser.add_argument('--timeout_seconds', type=float, default=300.0)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format='%(message)s')
-    try:
+
+    def run():
         if args.unpin:
             newest = unpin(args.config, args.model)
             print(f'{args.model}: unpinned; serving the newest version, {newest}')
@@ -247,10 +227,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                   f'{done.served_before}){moved}; pinned: new pushes are written but not '
                   f'served until {unpin_command(args.config, args.model)}')
         print(describe(args.config, args.model))
-    except (ValueError, OSError, TimeoutError) as error:
-        print(f'error: {error}', file=sys.stderr)
-        return 1
-    return 0
+
+    return version_labels.run_command(run)
 
 
 if __name__ == '__main__':

@@ -22,7 +22,7 @@ import os
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
@@ -81,15 +81,24 @@ def write_config(path: str, config) -> None:
         raise
 
 
-def _model(config, model_name: str):
+def find_model(config, model_name: str):
+    """The model's entry in a ModelServerConfig, or None."""
     for model in config.model_config_list.config:
         if model.name == model_name:
             return model
-    names = [m.name for m in config.model_config_list.config]
-    raise ValueError(f'No model {model_name!r} in the config; models: {names}')
+    return None
 
 
-def _exists(path: str) -> bool:
+def _model(config, model_name: str):
+    model = find_model(config, model_name)
+    if model is None:
+        names = [m.name for m in config.model_config_list.config]
+        raise ValueError(f'No model {model_name!r} in the config; models: {names}')
+    return model
+
+
+def exists(path: str) -> bool:
+    """Whether a config file (local path or tf.io.gfile URL) exists."""
     if _is_remote(path):
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
         return tf.io.gfile.exists(path)
@@ -102,14 +111,14 @@ def ensure_model(config_path: str, model_name: str, base_path: str) -> None:
     Raises:
       ValueError: the model is there with another base path.
     """
-    exists = _exists(config_path)
-    config = read_config(config_path) if exists else model_server_config_pb2.ModelServerConfig()
-    for model in config.model_config_list.config:
-        if model.name == model_name:
-            if model.base_path.rstrip('/') != base_path.rstrip('/'):
-                raise ValueError(f'{config_path}: model {model_name!r} has base_path '
-                                 f'{model.base_path}, not {base_path}')
-            return
+    config = (read_config(config_path) if exists(config_path)
+              else model_server_config_pb2.ModelServerConfig())
+    model = find_model(config, model_name)
+    if model is not None:
+        if model.base_path.rstrip('/') != base_path.rstrip('/'):
+            raise ValueError(f'{config_path}: model {model_name!r} has base_path '
+                             f'{model.base_path}, not {base_path}')
+        return
     model = config.model_config_list.config.add()
     model.name = model_name
     model.base_path = base_path
@@ -122,8 +131,8 @@ def labels_of(config_path: str, model_name: str) -> Dict[str, int]:
     return dict(_model(read_config(config_path), model_name).version_labels)
 
 
-def _pin_versions(model, versions) -> None:
-    """Serve exactly `versions` (a specific policy)."""
+def serve_versions(model, versions) -> None:
+    """Makes the model's entry serve exactly `versions` (a `specific` version policy)."""
     policy = model.model_version_policy
     policy.Clear()
     policy.specific.versions.extend(sorted(set(versions)))
@@ -143,7 +152,7 @@ def set_label(config_path: str, model_name: str, label: str,
     config = read_config(config_path)
     model = _model(config, model_name)
     served = set(model.model_version_policy.specific.versions)
-    _pin_versions(model, served | set(model.version_labels.values()) | {version})
+    serve_versions(model, served | set(model.version_labels.values()) | {version})
     model.version_labels[label] = version
     write_config(config_path, config)
 
@@ -205,7 +214,7 @@ def push_canary(config_path: str, model_name: str, version: int, *,
     if not kept and model.model_version_policy.WhichOneof(
             'policy_choice') == 'specific':
         kept = set(model.model_version_policy.specific.versions)
-    _pin_versions(model, kept | {version})
+    serve_versions(model, kept | {version})
     if server_url:
         write_config(config_path, config)
         logging.info('Serving %s version %d; waiting for it at %s', model_name,
@@ -248,10 +257,23 @@ def promote_canary(config_path: str, model_name: str, *,
         if (retire_previous and previous is not None and previous != canary
                 and previous not in model.version_labels.values()):
             versions.discard(previous)
-        _pin_versions(model, versions | {canary})
+        serve_versions(model, versions | {canary})
     write_config(config_path, config)
     logging.info('%s: stable %s -> %d', model_name, previous, canary)
     return canary
+
+
+def run_command(action: Callable[[], None]) -> int:
+    """Runs a command line's action (this one's, tfserving/rollback.py's) with INFO logging:
+    exit status 0, or 1 with `error: <what>` on stderr for a bad argument, file or version
+    or a server that did not answer in time."""
+    logging.basicConfig(level=logging.INFO, format='%(message)s')
+    try:
+        action()
+    except (ValueError, OSError, TimeoutError) as error:
+        print(f'error: {error}', file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -274,8 +296,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if name == 'set':
             sub.add_argument('--label', required=True)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format='%(message)s')
-    try:
+
+    def run():
         if args.command == 'push-canary':
             push_canary(args.config, args.model, args.version,
                         server_url=args.server_url,
@@ -287,10 +309,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             set_label(args.config, args.model, args.label, args.version)
         print(' '.join(f'{k}={v}' for k, v in
                        sorted(labels_of(args.config, args.model).items())))
-    except (ValueError, OSError, TimeoutError) as error:
-        print(f'error: {error}', file=sys.stderr)
-        return 1
-    return 0
+
+    return run_command(run)
 
 
 if __name__ == '__main__':

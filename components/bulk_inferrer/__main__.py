@@ -21,6 +21,7 @@ EXIT_USAGE = 2
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     from components.bulk_inferrer import spec  # pylint: disable=import-outside-toplevel
+    from models import features  # pylint: disable=import-outside-toplevel
     parser = argparse.ArgumentParser(prog='python -m components.bulk_inferrer',
                                      description=__doc__.split('\n')[0])
     parser.add_argument('--images', required=True, help='folder of photos, any depth')
@@ -35,6 +36,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument('--max-pixels', type=int, default=spec.DEFAULTS[spec.MAX_PIXELS_KEY],
                         help='larger images are reported as bad, not decoded '
                              '(default %(default)s)')
+    parser.add_argument('--symlinks', choices=features.SYMLINK_POLICIES,
+                        default=spec.DEFAULTS[spec.SYMLINKS_KEY],
+                        help='which symbolic links to follow: all, those inside --images, '
+                             'none (default %(default)s)')
     parser.add_argument('--verbose', action='store_true',
                         help='also show TensorFlow\'s own log lines')
     return parser.parse_args(argv)
@@ -56,6 +61,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         executor.score_folder(os.path.abspath(args.images), os.path.abspath(args.model),
                               os.path.abspath(args.out), batch_size=args.batch_size,
                               max_file_bytes=args.max_file_bytes, max_pixels=args.max_pixels,
+                              symlinks=args.symlinks,
                               say=lambda line: print(line, flush=True))
     except (NotADirectoryError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)

@@ -14,7 +14,6 @@ from tfx.types import standard_artifacts
 
 from components.bulk_inferrer import driver
 from components.bulk_inferrer import executor
-from components.bulk_inferrer import files
 from components.bulk_inferrer import spec
 from models import features
 
@@ -29,8 +28,9 @@ class BulkInferrer(base_component.BaseComponent):
     def __init__(self, model: channel.BaseChannel, images_dir: str, *,
                  model_blessing: Optional[channel.BaseChannel] = None,
                  batch_size: int = spec.BATCH_SIZE,
-                 max_file_bytes: int = files.MAX_FILE_BYTES,
-                 max_pixels: int = features.MAX_PIXELS):
+                 max_file_bytes: int = features.MAX_FILE_BYTES,
+                 max_pixels: int = features.MAX_PIXELS,
+                 symlinks: str = features.SYMLINKS):
         """Args:
           model: the Trainer's model.
           images_dir: a local folder of photos, any depth (the run's machine must see it).
@@ -38,9 +38,11 @@ class BulkInferrer(base_component.BaseComponent):
           batch_size: images per call of the serving signature.
           max_file_bytes: larger files are reported as bad, not read.
           max_pixels: larger images are reported as bad, not decoded.
+          symlinks: which symbolic links under images_dir are followed, as ImageExampleGen
+            (features.SYMLINK_POLICIES); the others are skipped with the reason.
 
         Raises:
-          ValueError: an empty images_dir or a limit below 1.
+          ValueError: an empty images_dir, a limit below 1 or an unknown link policy.
         """
         if not images_dir:
             raise ValueError('images_dir must name a folder of photos')
@@ -49,8 +51,10 @@ class BulkInferrer(base_component.BaseComponent):
                             (spec.MAX_PIXELS_KEY, max_pixels)):
             if value < 1:
                 raise ValueError(f'{name} must be >= 1, got {value}')
+        features.symlink_policy(symlinks)
         super().__init__(spec.BulkInferrerSpec(
             model=model, model_blessing=model_blessing, images_dir=images_dir,
             batch_size=batch_size, max_file_bytes=max_file_bytes, max_pixels=max_pixels,
+            symlinks=symlinks,
             inference_result=channel.Channel(type=standard_artifacts.InferenceResult)))
 

@@ -2,7 +2,7 @@
 
 The folder is a path parameter, so without this a run after photos were added,
 removed or replaced would reuse the cached scores of the old ones. The driver lists
-the folder as the executor will (files.walk) and adds (path, size, mtime) of every
+the folder as the executor will (listing.walk) and adds (path, size, mtime) of every
 entry, hashed, as an execution property: any change re-runs the component.
 """
 
@@ -16,21 +16,20 @@ from tfx.orchestration.portable import base_driver as portable_base_driver
 from tfx.orchestration.portable import data_types
 from tfx.proto.orchestration import driver_output_pb2
 
-from components.bulk_inferrer import files
+from components.bulk_inferrer import listing
 from components.bulk_inferrer import spec
+from components.image_example_gen import files
+from models import features
 
 
-def folder_fingerprint(root: str) -> str:
-    """Entries and a digest of (path, size, mtime in ns) of every entry under root; an
-    entry that cannot be stat'ed counts as size -1."""
+def folder_fingerprint(root: str, symlinks: str = features.SYMLINKS) -> str:
+    """Entries and a digest of (path, size, mtime in ns) of every entry under root (links
+    as the policy follows them); an entry that cannot be stat'ed counts as size -1."""
     digest = hashlib.sha256()
     entries = 0
-    for entry in files.walk(root):
-        try:
-            found = os.stat(os.path.join(root, entry.path))
-            size, mtime = found.st_size, found.st_mtime_ns
-        except OSError:
-            size, mtime = -1, 0
+    for entry in listing.walk(root, symlinks):
+        size, mtime = files.stat_file(root, entry.path,
+                                      follow=symlinks != files.NONE) or (-1, 0)
         entries += 1
         digest.update(os.fsencode(entry.path) + f'\0{size}\0{mtime}\n'.encode())
     return f'entries:{entries},sha256:{digest.hexdigest()}'
@@ -40,9 +39,10 @@ def _fingerprinted(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
     """exec_properties with the folder's fingerprint (none for a missing folder: the
     executor stops with the reason)."""
     root = exec_properties[spec.IMAGES_DIR_KEY]
-    if not os.path.isdir(root):
+    if not files.is_folder(root):
         return dict(exec_properties)
-    return {**exec_properties, spec.FOLDER_FINGERPRINT_KEY: folder_fingerprint(root)}
+    symlinks = exec_properties.get(spec.SYMLINKS_KEY, spec.DEFAULTS[spec.SYMLINKS_KEY])
+    return {**exec_properties, spec.FOLDER_FINGERPRINT_KEY: folder_fingerprint(root, symlinks)}
 
 
 class Driver(base_driver.BaseDriver, portable_base_driver.BaseDriver):

@@ -2,10 +2,11 @@
 
 `score_folder` is the whole job; the TFX Executor and the command line
 (`python -m components.bulk_inferrer`) both call it. The folder is listed first
-(files.walk: every entry, sorted), so the progress line knows the total. A reader
-thread reads and checks the files of the next batches while the model scores the
-current one (the signature decodes and runs the model on both cores; reading and
-Pillow's header check overlap with it). Rows are written as they come, to
+(listing.walk: every entry, sorted), so the progress line knows the total. A reader
+thread reads the files of the next batches and checks their headers
+(models/image_header.py) while the model scores the current one (the signature
+decodes and runs the model on both cores; reading and the header check overlap
+with it). Rows are written as they come, to
 `<out>.partial`, renamed to `<out>` at the end: a stopped run keeps what it scored.
 """
 
@@ -23,11 +24,13 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
 
-from components.bulk_inferrer import files
+from components.bulk_inferrer import listing
 from components.bulk_inferrer import rows
 from components.bulk_inferrer import scoring
 from components.bulk_inferrer import spec
+from components.image_example_gen import files
 from models import features
+from models import image_header
 from runlog import progress
 
 # Seconds between two progress lines on a long run.
@@ -41,19 +44,25 @@ _Item = Tuple[files.Listed, Optional[bytes], Optional[str]]
 
 
 def read_batches(images_dir: str, listed: List[files.Listed], batch_size: int,
-                 max_file_bytes: int, max_pixels: int) -> Iterator[List[_Item]]:
+                 max_file_bytes: int, max_pixels: int, symlinks: str = features.SYMLINKS
+                 ) -> Iterator[List[_Item]]:
     """Listed entries with their bytes (or why not), in order, grouped so that each group
     holds batch_size readable images (skipped and bad entries ride along)."""
     batch: List[_Item] = []
     readable = 0
     for entry in listed:
-        data, reason = None, entry.skipped
+        data, reason = None, entry.ignored or entry.bad
         if reason is None:
             try:
-                data = files.read_file(images_dir, entry.path, max_file_bytes)
-                files.check_image(data, max_pixels)
-            except files.BadFileError as e:
+                data = files.read_file(images_dir, entry.path, max_file_bytes,
+                                       follow=symlinks != files.NONE)
+                image_header.checked(data, max_pixels=max_pixels)
+            except image_header.BadImageError as e:
                 data, reason = None, e.reason
+            except OSError as e:
+                data, reason = None, files.reason_of(e)
+        if data is None and not listing.is_skipped(entry):
+            reason = files.link_noted(reason, entry.path, entry.link)
         batch.append((entry, data, reason))
         readable += data is not None
         if readable == batch_size:
@@ -99,8 +108,9 @@ def read_ahead(batches: Iterator[Any], depth: int = READ_AHEAD_BATCHES) -> Itera
 
 def score_folder(images_dir: str, model_dir: str, scores_path: str, *,
                  batch_size: int = spec.BATCH_SIZE,
-                 max_file_bytes: int = files.MAX_FILE_BYTES,
+                 max_file_bytes: int = features.MAX_FILE_BYTES,
                  max_pixels: int = features.MAX_PIXELS,
+                 symlinks: str = features.SYMLINKS,
                  say: Optional[Callable[[str], None]] = None) -> Dict:
     """Scores every image file under images_dir; writes the CSV and its summary.
 
@@ -112,6 +122,7 @@ def score_folder(images_dir: str, model_dir: str, scores_path: str, *,
       batch_size: images per call of the signature.
       max_file_bytes: larger files are bad, not read.
       max_pixels: larger images are bad, not decoded.
+      symlinks: which symbolic links are followed (features.SYMLINK_POLICIES).
       say: where progress lines go (default: the progress logger).
 
     Returns:
@@ -129,8 +140,8 @@ def score_folder(images_dir: str, model_dir: str, scores_path: str, *,
     model_dir = scoring.resolve_model_dir(model_dir)
     scorer = scoring.Scorer(model_dir)
     loaded = time.perf_counter()
-    listed = list(files.walk(images_dir))
-    to_read = sum(entry.skipped is None for entry in listed)
+    listed = list(listing.walk(images_dir, symlinks))
+    to_read = sum(not listing.is_skipped(entry) for entry in listed)
     say(f'bulk inference: {len(listed)} files under {images_dir}, {to_read} with an image '
         f'name; model {model_dir}')
     listed_at = time.perf_counter()
@@ -143,12 +154,12 @@ def score_folder(images_dir: str, model_dir: str, scores_path: str, *,
         writer = csv.DictWriter(out, rows.columns(scorer.class_names), lineterminator='\n')
         writer.writeheader()
         for batch in read_ahead(read_batches(images_dir, listed, batch_size, max_file_bytes,
-                                             max_pixels)):
+                                             max_pixels, symlinks)):
             answers = iter(scorer.score([data for _, data, _ in batch if data is not None]))
             for entry, data, reason in batch:
-                path = files.display_path(entry.path)
+                path = files.display(entry.path)
                 if data is None:
-                    status = rows.SKIPPED if entry.skipped else rows.BAD
+                    status = rows.SKIPPED if listing.is_skipped(entry) else rows.BAD
                     values = rows.row(path, scorer.class_names, status=status, reason=reason)
                 else:
                     answer = next(answers)
@@ -176,6 +187,7 @@ def score_folder(images_dir: str, model_dir: str, scores_path: str, *,
         'seconds': {'load_model': loaded - start, 'list': listed_at - loaded,
                     'score': done - listed_at},
         'batch_size': batch_size, 'max_file_bytes': max_file_bytes, 'max_pixels': max_pixels,
+        'symlinks': symlinks,
     }
     with tf.io.gfile.GFile(spec.summary_path(scores_path), 'w') as f:
         json.dump(summary, f, indent=1)
@@ -221,6 +233,7 @@ class Executor(base_executor.BaseExecutor):
             exec_properties[spec.IMAGES_DIR_KEY], model.uri, scores_path,
             batch_size=exec_properties[spec.BATCH_SIZE_KEY],
             max_file_bytes=exec_properties[spec.MAX_FILE_BYTES_KEY],
-            max_pixels=exec_properties[spec.MAX_PIXELS_KEY])
+            max_pixels=exec_properties[spec.MAX_PIXELS_KEY],
+            symlinks=exec_properties[spec.SYMLINKS_KEY])
         result.set_int_custom_property(spec.SCORED_PROPERTY, summary[rows.SCORED])
         result.set_int_custom_property(spec.BAD_PROPERTY, summary[rows.BAD])

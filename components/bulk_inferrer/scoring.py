@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from models import export
 from models import features
+from models import image_header
 
 # What a SavedModel folder holds, and the Trainer's subfolder holding it in its artifact.
 SAVED_MODEL_FILE = 'saved_model.pb'
@@ -60,11 +61,7 @@ def decode_reason(image: bytes) -> str:
     try:
         tf.io.decode_image(image, channels=3, expand_animations=False)
     except _DECODE_ERRORS as e:
-        line = (e.message.strip().splitlines() or ['unknown error'])[0]
-        # Eager ops prefix the reason with '{{function_node ...}} ' and end it with ' [Op:...]'.
-        if line.startswith('{{') and '}}' in line:
-            line = line.split('}}', 1)[1].strip()
-        return f'cannot decode: {line.split(" [Op:")[0]}'
+        return f'cannot decode: {image_header.first_line(e.message)}'
     return 'cannot decode: the model\'s preprocessing failed on it'
 
 

@@ -16,7 +16,6 @@ from tfx.types import component_spec
 from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
 
-from components.bulk_inferrer import files
 from models import export
 from models import features
 
@@ -24,6 +23,7 @@ IMAGES_DIR_KEY = 'images_dir'            # the local folder of photos to score
 BATCH_SIZE_KEY = 'batch_size'            # images per call of the serving signature
 MAX_FILE_BYTES_KEY = 'max_file_bytes'    # larger files are bad, not read
 MAX_PIXELS_KEY = 'max_pixels'            # larger images are bad, not decoded
+SYMLINKS_KEY = 'symlinks'                # which symbolic links are followed
 # Set by the driver, not by the pipeline: (path, size, mtime) of every entry under the
 # folder, so that changed photos re-run the component instead of hitting the cache.
 FOLDER_FINGERPRINT_KEY = 'folder_fingerprint'
@@ -62,6 +62,7 @@ class BulkInferrerSpec(component_spec.ComponentSpec):
         BATCH_SIZE_KEY: component_spec.ExecutionParameter(type=int),
         MAX_FILE_BYTES_KEY: component_spec.ExecutionParameter(type=int),
         MAX_PIXELS_KEY: component_spec.ExecutionParameter(type=int),
+        SYMLINKS_KEY: component_spec.ExecutionParameter(type=str),
         FOLDER_FINGERPRINT_KEY: component_spec.ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
@@ -76,5 +77,6 @@ class BulkInferrerSpec(component_spec.ComponentSpec):
     }
 
 
-DEFAULTS = {BATCH_SIZE_KEY: BATCH_SIZE, MAX_FILE_BYTES_KEY: files.MAX_FILE_BYTES,
-            MAX_PIXELS_KEY: features.MAX_PIXELS}
+# The limits and the link policy are ImageExampleGen's (models/features.py).
+DEFAULTS = {BATCH_SIZE_KEY: BATCH_SIZE, MAX_FILE_BYTES_KEY: features.MAX_FILE_BYTES,
+            MAX_PIXELS_KEY: features.MAX_PIXELS, SYMLINKS_KEY: features.SYMLINKS}

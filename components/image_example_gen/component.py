@@ -72,9 +72,7 @@ class ImageExampleGen(example_gen_component.FileBasedExampleGen):
             raise ValueError(f'max_pixels must be positive, got {max_pixels}')
         if max_file_bytes <= 0:
             raise ValueError(f'max_file_bytes must be positive, got {max_file_bytes}')
-        if symlinks not in features.SYMLINK_POLICIES:
-            raise ValueError(f'symlinks must be one of {features.SYMLINK_POLICIES}, '
-                             f'got {symlinks!r}')
+        features.symlink_policy(symlinks)
         if presplit:
             if test_fraction:
                 raise ValueError('test_fraction applies only when the data is not pre-split '

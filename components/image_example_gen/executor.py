@@ -47,6 +47,7 @@ from components.image_example_gen import spec
 from components.image_example_gen import split
 from components.image_example_gen import summary
 from models import features
+from models import image_header
 
 _MANIFEST_TAG = 'manifest'
 _MANIFEST_NAME = 'files'
@@ -139,13 +140,12 @@ class _ReadImageFn(beam.DoFn):
                 data = files.read_file(self._input_base, placement.path, self._max_file_bytes,
                                        follow=self._follow)
                 info = records.inspect_image(data, max_pixels=self._max_pixels)
-            except records.BadImageError as e:
+            except image_header.BadImageError as e:
                 reason = e.reason
             except OSError as e:
                 reason = files.reason_of(e)
         if reason is not None:
-            if placement.link is not None and placement.link.path == placement.path:
-                reason += f' (a link to {placement.link.target})'
+            reason = files.link_noted(reason, placement.path, placement.link)
             entry.update(status=summary.BAD, reason=files.display(reason))
             logging.warning('Bad image %s: %s', entry['path'], reason)
             yield beam.pvalue.TaggedOutput(_MANIFEST_TAG, entry)

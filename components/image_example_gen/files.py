@@ -132,6 +132,14 @@ def reason_of(error: OSError) -> str:
     return _ERRORS.get(error.errno, error.strerror or str(error))
 
 
+def link_noted(reason: str, path: str, link: Optional[Link]) -> str:
+    """Why the entry at path is bad, naming the target when it is itself a symbolic link
+    (`... (a link to /dev/zero)`); link: the one it came through (`Listed.link`)."""
+    if link is not None and link.path == path:
+        return f'{reason} (a link to {link.target})'
+    return reason
+
+
 def _not_regular(mode: int) -> Optional[str]:
     if stat.S_ISREG(mode):
         return None
@@ -215,6 +223,16 @@ def _folder_error(folder: Folder, error: OSError) -> Listed:
                   bad=f'cannot list folder: {reason_of(error)}')
 
 
+def _scan_or_close(fd: int, root: str, folder: Folder, symlinks: str
+                   ) -> Tuple[Optional[Tuple[List[Listed], List[Folder]]], Optional[Listed]]:
+    """(`_scan` of the open folder, None), or (None, its error entry) with fd closed."""
+    try:
+        return _scan(fd, root, folder, symlinks), None
+    except OSError as e:
+        os.close(fd)
+        return None, _folder_error(folder, e)
+
+
 def _local_walk(root: str, start: Folder, symlinks: str, *, deep: bool
                 ) -> Iterator[Tuple[Optional[Listed], Optional[Folder]]]:
     """(entry, None) for every entry under start, and with deep=False (None, folder) for
@@ -227,12 +245,11 @@ def _local_walk(root: str, start: Folder, symlinks: str, *, deep: bool
         return
     if not start.chain:
         start = dataclasses.replace(start, chain=chain)
-    try:
-        files, folders = _scan(fd, root, start, symlinks)
-    except OSError as e:
-        os.close(fd)
-        yield _folder_error(start, e), None
+    scanned, error = _scan_or_close(fd, root, start, symlinks)
+    if error is not None:
+        yield error, None
         return
+    files, folders = scanned
     stack = [(fd, iter(folders))]
     try:
         yield from ((listed, None) for listed in files)
@@ -253,12 +270,11 @@ def _local_walk(root: str, start: Folder, symlinks: str, *, deep: bool
             except OSError as e:
                 yield _folder_error(folder, e), None
                 continue
-            try:
-                files, folders = _scan(fd_below, root, folder, symlinks)
-            except OSError as e:
-                os.close(fd_below)
-                yield _folder_error(folder, e), None
+            scanned, error = _scan_or_close(fd_below, root, folder, symlinks)
+            if error is not None:
+                yield error, None
                 continue
+            files, folders = scanned
             stack.append((fd_below, iter(folders)))
             yield from ((listed, None) for listed in files)
     finally:

@@ -23,6 +23,7 @@ from models import features
 # Folders that hold no user data: zip archives made on macOS add __MACOSX/ with
 # a '._name' resource file per file. Names starting with '.' are hidden.
 SYSTEM_FOLDERS = ('__MACOSX',)
+HIDDEN_FILE = 'hidden file'     # why a file whose name starts with '.' is not read
 SPLIT_DIRS = (features.TRAIN_DIR, features.VALIDATION_DIR)   # both needed to be pre-split
 # Folder names (lower case) other tools use for splits -> the name a split folder has here.
 # A top folder named so, without images directly in it, stops the run with the rename.
@@ -78,8 +79,14 @@ class Placement:
     link: Optional[files.Link] = None
 
 
-def _hidden(name: str) -> bool:
+def is_hidden(name: str) -> bool:
+    """Whether a file or folder name is hidden ('.name') or a system folder's."""
     return name.startswith('.') or name in SYSTEM_FOLDERS
+
+
+def hidden_folder_reason(name: str) -> str:
+    """Why what is inside the hidden or system folder `name` is not read."""
+    return f'inside hidden or system folder {name}/'
 
 
 def is_image_name(name: str) -> bool:
@@ -109,11 +116,11 @@ def place(path: str, *, split_dirs: Optional[Sequence[str]],
     """
     parts = path.split('/')
     folders, name = (parts, '') if folder else (parts[:-1], parts[-1])
-    hidden = next((f for f in folders if _hidden(f)), None)
+    hidden = next((f for f in folders if is_hidden(f)), None)
     if hidden is not None:
-        return Placement(path, ignored=f'inside hidden or system folder {hidden}/')
+        return Placement(path, ignored=hidden_folder_reason(hidden))
     if name.startswith('.'):
-        return Placement(path, ignored='hidden file')
+        return Placement(path, ignored=HIDDEN_FILE)
     split_dir = None
     if split_dirs is not None:
         if not folders or folders[0] not in split_dirs:
@@ -146,7 +153,7 @@ def _class_folders(root: str, parent: str, symlinks: str) -> List[str]:
     listed, folders = files.list_level(root, files.Folder(parent), symlinks)
     _raise_if_unlisted(root, parent, listed)
     names = (posixpath.basename(folder.path) for folder in folders)
-    return sorted(name for name in names if not _hidden(name) and files.display(name) == name)
+    return sorted(name for name in names if not is_hidden(name) and files.display(name) == name)
 
 
 def _holds_images(root: str, folder: str, symlinks: str) -> bool:

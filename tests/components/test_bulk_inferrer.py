@@ -1,18 +1,16 @@
-"""BulkInferrer: the safe folder walk and reader, the CSV rows, the scorer, the command line
-and the pipeline stage, on real photos and the shared small run's model."""
+"""BulkInferrer: its listing and reading of a folder (through ImageExampleGen's safe reader),
+the CSV rows, the scorer, the command line and the pipeline stage, on real photos and the
+shared small run's model."""
 
-import csv
 import os
 import pathlib
 import re
 import shutil
 import subprocess
 import sys
-import zlib
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from PIL import Image
 from tfx.orchestration.portable import data_types
 from tfx.types import standard_artifacts
@@ -20,13 +18,15 @@ from tfx.types import standard_artifacts
 from components.bulk_inferrer import __main__ as command
 from components.bulk_inferrer import driver
 from components.bulk_inferrer import executor
-from components.bulk_inferrer import files
+from components.bulk_inferrer import listing
 from components.bulk_inferrer import rows
 from components.bulk_inferrer import scoring
 from components.bulk_inferrer import spec
+from components.image_example_gen import files
 from models import features
 from reports import mlmd_runs
 from tests import data
+from tests import hostile
 
 UNDECODABLE = b'bad\xff name.jpg'     # not UTF-8
 
@@ -71,11 +71,11 @@ def make_folder(root: pathlib.Path) -> dict:
     Image.new('RGB', (8, 8)).save(root / 'unsorted' / 'scan.jpg', 'TIFF')
     expected['unsorted/scan.jpg'] = (rows.BAD, 'unsupported image format TIFF')
     os.mkfifo(root / 'unsorted' / 'pipe.jpg')
-    expected['unsorted/pipe.jpg'] = (rows.SKIPPED, 'not a regular file (a FIFO)')
-    os.symlink(root / 'dogs', root / 'unsorted' / 'link to dogs')
-    expected['unsorted/link to dogs'] = (rows.SKIPPED, 'link to a folder')
+    expected['unsorted/pipe.jpg'] = (rows.BAD, 'named pipe (FIFO), not a regular file')
+    os.symlink(root, root / 'unsorted' / 'link to the folder')
+    expected['unsorted/link to the folder'] = (rows.SKIPPED, 'link to a folder that holds it')
     os.symlink(root / 'gone.jpg', root / 'unsorted' / 'dangling.jpg')
-    expected['unsorted/dangling.jpg'] = (rows.BAD, 'cannot open')
+    expected['unsorted/dangling.jpg'] = (rows.BAD, 'no such file (a link to nothing')
     (root / 'unsorted' / 'notes.txt').write_text('shot on a phone')
     expected['unsorted/notes.txt'] = (rows.SKIPPED, 'not an image file name')
     (root / 'unsorted' / 'IMG_1.HEIC').write_bytes(b'x')
@@ -88,47 +88,58 @@ def make_folder(root: pathlib.Path) -> dict:
     return expected
 
 
-def test_walk_lists_every_entry_once_and_skips_what_is_not_a_regular_image_file(tmp_path):
+def test_walk_lists_every_entry_once_and_skips_what_is_not_an_image_file(tmp_path):
     expected = make_folder(tmp_path)
-    listed = list(files.walk(str(tmp_path)))
-    shown = {files.display_path(entry.path): entry.skipped for entry in listed}
+    listed = list(listing.walk(str(tmp_path)))
+    shown = {files.display(entry.path): entry for entry in listed}
     assert len(shown) == len(listed) == len(expected)
     for path, (status, detail) in expected.items():
+        assert listing.is_skipped(shown[path]) == (status == rows.SKIPPED), path
         if status == rows.SKIPPED:
-            assert shown[path].startswith(detail), path
-        else:
-            assert shown[path] is None, path
+            assert (shown[path].ignored or shown[path].bad).startswith(detail), path
     # The undecodable name comes back as its bytes.
-    [odd] = [e.path for e in listed if files.display_path(e.path).startswith('unsorted/bad')]
+    [odd] = [e.path for e in listed if files.display(e.path).startswith('unsorted/bad')]
     assert os.fsencode(odd) == b'unsorted/' + UNDECODABLE
     with pytest.raises(NotADirectoryError, match='does not exist'):
-        list(files.walk(str(tmp_path / 'nothing')))
+        list(listing.walk(str(tmp_path / 'nothing')))
 
 
-def test_read_file_refuses_fifos_large_and_empty_files_without_blocking(tmp_path):
+def test_reading_refuses_fifos_large_empty_and_oversized_images_without_blocking(tmp_path):
     os.mkfifo(tmp_path / 'pipe.jpg')
-    with pytest.raises(files.BadFileError, match=r'not a regular file \(a FIFO\)'):
-        files.read_file(str(tmp_path), 'pipe.jpg')
     (tmp_path / 'big.jpg').write_bytes(b'x' * 101)
-    with pytest.raises(files.BadFileError, match='101 bytes > max_file_bytes 100'):
-        files.read_file(str(tmp_path), 'big.jpg', max_bytes=100)
-    assert files.read_file(str(tmp_path), 'big.jpg', max_bytes=101) == b'x' * 101
     (tmp_path / 'empty.jpg').write_bytes(b'')
-    with pytest.raises(files.BadFileError, match='empty'):
-        files.read_file(str(tmp_path), 'empty.jpg')
+    (tmp_path / 'wide.png').write_bytes(data.encode(Image.new('RGB', (40, 30)), 'PNG'))
+    (tmp_path / 'fits.png').write_bytes(data.encode(Image.new('RGB', (20, 30)), 'PNG'))
+    listed = list(listing.walk(str(tmp_path)))
+    [batch] = executor.read_batches(str(tmp_path), listed, batch_size=8, max_file_bytes=100,
+                                    max_pixels=600)
+    reasons = {entry.path: reason for entry, _, reason in batch}
+    assert reasons == {
+        'big.jpg': 'file too large: 101 bytes > max_file_bytes 100',
+        'empty.jpg': 'empty file (0 bytes)', 'fits.png': None,
+        'pipe.jpg': 'named pipe (FIFO), not a regular file',
+        'wide.png': 'image too large: 40x30 = 1200 pixels > max_pixels 600'}
 
 
-def test_check_image_reads_only_the_header_and_applies_the_pixel_limit():
-    png = data.encode(Image.new('RGB', (40, 30)), 'PNG')
-    files.check_image(png, max_pixels=1200)
-    with pytest.raises(files.BadFileError, match='40x30 = 1200 pixels > max_pixels 1199'):
-        files.check_image(png, max_pixels=1199)
-    # A header claiming 30000 x 30000 pixels: refused before anything is decoded.
-    huge = bytearray(data.encode(Image.new('L', (1, 1)), 'PNG'))
-    huge[16:24] = (30000).to_bytes(4, 'big') * 2
-    huge[29:33] = zlib.crc32(bytes(huge[12:29])).to_bytes(4, 'big')   # the IHDR chunk's CRC
-    with pytest.raises(files.BadFileError, match='too large'):
-        files.check_image(bytes(huge))
+def test_the_hostile_root_reads_as_imageexamplegen_reads_it(tmp_path):
+    """One reader for both stages: each file ImageExampleGen finds bad before decoding is
+    bad here for the same reason, and each photo it ingests is read here."""
+    made = hostile.make_hostile_root(tmp_path, 1)
+    listed = list(listing.walk(str(made.root)))
+    found = {files.display(entry.path): (listing.is_skipped(entry), reason)
+             for batch in executor.read_batches(str(made.root), listed, 64,
+                                                features.MAX_FILE_BYTES, features.MAX_PIXELS)
+             for entry, _, reason in batch}
+    assert found['__MACOSX'] == (True, 'inside hidden or system folder __MACOSX/')
+    compared = 0
+    for path, (status, reason) in made.expected.items():
+        if status == hostile.OK:
+            assert found[path] == (False, None), path
+        elif status == hostile.BAD and 'permission denied' not in reason and not (
+                reason.startswith('cannot decode')):   # as root; decoded later
+            assert not found[path][0] and found[path][1].startswith(reason), (path, found[path])
+            compared += 1
+    assert compared == 12
 
 
 def test_rows_and_accuracy_on_files_whose_folder_names_a_class():
@@ -200,7 +211,7 @@ def test_command_scores_every_file_and_accounts_for_the_rest(small_run, tmp_path
                                                                                   abs=1e-5)
     summary = spec.read_summary(str(out))
     assert (summary['files'], summary['scored'], summary['bad'], summary['skipped']) == (
-        len(expected), 9, 5, 6)
+        len(expected), 9, 6, 5)
     assert summary['accuracy']['images'] == 6
     assert 'accuracy ' in done.stdout and 'images/s (9 images' in done.stdout
     assert not (tmp_path / 'out' / ('scores.csv' + executor.PARTIAL_SUFFIX)).exists()

@@ -12,6 +12,7 @@ import tensorflow as tf
 from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 
+from components.bulk_inferrer import spec as bulk_spec
 from components.image_example_gen import driver
 from components.image_example_gen import files
 from components.image_example_gen import layout
@@ -31,11 +32,9 @@ def ingested():
     with hostile.world_readable_dir() as base:
         made = hostile.make_hostile_root(base, PER_CLASS)
         out = hostile.writable_by_unprivileged(base / 'out')
-        home = hostile.writable_by_unprivileged(base / 'home')
-        code, output, peak = hostile.run_measured(
-            hostile.as_unprivileged() + [sys.executable, '-m', 'tests.hostile', 'ingest',
-                                         str(made.root), str(out / 'examples')],
-            env=hostile.unprivileged_env(home), timeout=900)
+        code, output, peak = hostile.run_unprivileged(
+            base, [sys.executable, '-m', 'tests.hostile', 'ingest', str(made.root),
+                   str(out / 'examples')], timeout=900)
         assert code == 0, output[-5000:]
         yield made, out / 'examples', peak
 
@@ -212,32 +211,36 @@ def test_the_runner_check_names_a_root_or_class_folder_it_cannot_list():
         script = ('import sys; from components.image_example_gen import layout\n'
                   'try:\n    layout.inspect_data_root(sys.argv[1])\n'
                   'except layout.DataRootError as e:\n    print(e)\n')
-        home = hostile.writable_by_unprivileged(base / 'home')
-        command = hostile.as_unprivileged() + [sys.executable, '-c', script, str(root)]
-        _, output, _ = hostile.run_measured(command, hostile.unprivileged_env(home), 300)
+        command = [sys.executable, '-c', script, str(root)]
+        _, output, _ = hostile.run_unprivileged(base, command, 300)
         assert output.splitlines()[-1] == (
             f'folder {root}/dogs: cannot list folder: permission denied')
         (root / 'dogs').chmod(0o755)
         root.chmod(0)
-        _, output, _ = hostile.run_measured(command, hostile.unprivileged_env(home), 300)
+        _, output, _ = hostile.run_unprivileged(base, command, 300)
         assert output.splitlines()[-1] == (
             f'data root {root}: cannot list folder: permission denied')
 
 
-def test_the_runner_flags_reach_imageexamplegen():
+def test_the_runner_flags_reach_imageexamplegen_and_the_bulkinferrer():
     import local_runner  # pylint: disable=import-outside-toplevel
     from pipeline import cli  # pylint: disable=import-outside-toplevel
     from pipeline import configs  # pylint: disable=import-outside-toplevel
     from pipeline import pipeline as pipeline_def  # pylint: disable=import-outside-toplevel
     args = local_runner.parse_args(['--symlinks', 'inside', '--max-file-bytes', '1000',
-                                    '--stop-on-conflicting-labels'])
+                                    '--stop-on-conflicting-labels',
+                                    '--bulk-inference-images', '/photos'])
     config = configs.local('/work', '/data', **cli.run_overrides(args))
-    [gen] = [c for c in pipeline_def.create_pipeline(config).components
-             if c.id == 'ImageExampleGen']
-    assert {key: gen.exec_properties[key] for key in (
+    stages = {c.id: c for c in pipeline_def.create_pipeline(config).components}
+    assert {key: stages['ImageExampleGen'].exec_properties[key] for key in (
         spec.SYMLINKS_KEY, spec.MAX_FILE_BYTES_KEY, spec.STOP_ON_CONFLICTING_LABELS_KEY)} == {
         spec.SYMLINKS_KEY: 'inside', spec.MAX_FILE_BYTES_KEY: 1000,
         spec.STOP_ON_CONFLICTING_LABELS_KEY: 1}
+    # One reader, one set of settings: the folder to score is read as the data root.
+    assert {key: stages['BulkInferrer'].exec_properties[key] for key in (
+        bulk_spec.SYMLINKS_KEY, bulk_spec.MAX_FILE_BYTES_KEY, bulk_spec.MAX_PIXELS_KEY)} == {
+        bulk_spec.SYMLINKS_KEY: 'inside', bulk_spec.MAX_FILE_BYTES_KEY: 1000,
+        bulk_spec.MAX_PIXELS_KEY: features.MAX_PIXELS}
     defaults = configs.local('/work', '/data')
     assert (defaults.symlinks, defaults.max_file_bytes, defaults.stop_on_conflicting_labels) == (
         'follow', 50_000_000, False)

@@ -21,6 +21,7 @@ from components.image_example_gen import records
 from components.image_example_gen import spec
 from components.image_example_gen import summary
 from models import features
+from models import image_header
 from tests import data
 
 CLASS_NAMES = ['cats', 'dogs']
@@ -76,7 +77,7 @@ def test_inspect_image_reads_every_format_as_rgb():
 ])
 def test_inspect_image_names_the_reason(name, reason):
     payload = data.bad_files(data.photos('train', 'cats', 1)[0])[name]
-    with pytest.raises(records.BadImageError, match=reason):
+    with pytest.raises(image_header.BadImageError, match=reason):
         records.inspect_image(payload)
 
 
@@ -84,15 +85,15 @@ def test_inspect_image_says_what_the_decoder_of_the_signature_found():
     png = data.encode(Image.open(data.photos('train', 'cats', 1)[0]), 'PNG')
     bad_checksum = bytearray(png)
     bad_checksum[29] ^= 0xff   # the IHDR chunk's CRC
-    with pytest.raises(records.BadImageError) as raised:
+    with pytest.raises(image_header.BadImageError) as raised:
         records.inspect_image(bytes(bad_checksum))
     assert raised.value.reason == ("PNG signature, but its decoder found: broken PNG file "
                                    "(bad header checksum in b'IHDR')")
-    with pytest.raises(records.BadImageError) as raised:
+    with pytest.raises(image_header.BadImageError) as raised:
         records.inspect_image(png[:33])   # signature and IHDR, nothing after
     assert raised.value.reason == ('PNG header with no image data after it: the file ends '
                                    'after 33 bytes')
-    with pytest.raises(records.BadImageError) as raised:
+    with pytest.raises(image_header.BadImageError) as raised:
         records.inspect_image(b'GIF89a')
     assert raised.value.reason.startswith('GIF header with no image data after it')
 
@@ -100,7 +101,7 @@ def test_inspect_image_says_what_the_decoder_of_the_signature_found():
 def test_inspect_image_refuses_too_many_pixels():
     payload = data.photos('train', 'cats', 1)[0].read_bytes()
     width, height = Image.open(data.photos('train', 'cats', 1)[0]).size
-    with pytest.raises(records.BadImageError, match=f'too large: {width}x{height}'):
+    with pytest.raises(image_header.BadImageError, match=f'too large: {width}x{height}'):
         records.inspect_image(payload, max_pixels=1000)
 
 

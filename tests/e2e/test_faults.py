@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from components.image_example_gen import records
+from models import image_header
 from tests import data
 from tests.components.test_image_example_gen import read_examples, report_of, run_executor
 
@@ -97,5 +98,5 @@ def test_huge_image_preprocessing_stays_within_bounded_memory(extreme_images):
 
 
 def test_decompression_bombs_are_refused_before_decoding(extreme_images):
-    with pytest.raises(records.BadImageError, match='too large: 8000x8000'):
+    with pytest.raises(image_header.BadImageError, match='too large: 8000x8000'):
         records.inspect_image((extreme_images / 'huge.jpg').read_bytes(), max_pixels=10_000_000)

@@ -29,15 +29,14 @@ def hostile_run():
     with hostile.world_readable_dir() as base:
         made = hostile.make_hostile_root(base, PER_CLASS)
         work = hostile.writable_by_unprivileged(base / 'work')
-        home = hostile.writable_by_unprivileged(base / 'home')
-        code, output, _ = hostile.run_measured(
-            hostile.as_unprivileged() + [
+        code, output, _ = hostile.run_unprivileged(
+            base, [
                 hostile.unprivileged_python(base), str(data.PROJECT_ROOT / 'local_runner.py'),
                 '--data-root', str(made.root), '--work-dir', str(work), '--epochs', '2',
                 '--batch-size', '8', '--image-size', '160', '160',
                 '--accuracy-threshold', '0.5', '--max-bad-fraction', '0.5',
                 '--weights', str(data.WEIGHTS), '--tflite-variants'],   # no TFLite stage
-            env=hostile.unprivileged_env(home), timeout=1500)
+            timeout=1500)
         assert code == 0, output[-5000:]
         config = configs.local(str(work), str(made.root), presplit=False)
         run = mlmd_runs.latest_run(configs.metadata_path(str(work)), config.pipeline_name)

@@ -1,9 +1,10 @@
-"""Inputs a hostile or careless client sends, generated (never checked in).
+"""Inputs a hostile or careless client sends, generated (never checked in); the image
+ones are also the hostile data root's (tests/hostile.py) and the header reader's.
 
 Decompression bombs are built directly in their formats so that generating
 them is cheap: a 1-bit grey PNG of 20000x20000 is 50 KB of zlib over zero rows
-and decodes (as RGB) to 1.2 GB; a GIF repeats one frame's blocks; a JPEG keeps
-a real photo's data under a forged size.
+and decodes (as RGB) to 1.2 GB; a PNG header alone can claim any size; a GIF
+repeats one frame's blocks; a JPEG keeps a real photo's data under a forged size.
 """
 
 import io
@@ -13,20 +14,28 @@ import zlib
 from PIL import Image
 
 
+def _png(header: bytes, data: bytes) -> bytes:
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack('>I', len(body)) + kind + body +
+                struct.pack('>I', zlib.crc32(kind + body)))
+
+    return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) +
+            chunk(b'IDAT', data) + chunk(b'IEND', b''))
+
+
 def png_bomb(width: int, height: int) -> bytes:
     """A valid 1-bit greyscale PNG of width x height, all black."""
     row = b'\x00' + b'\x00' * ((width + 7) // 8)   # filter byte, packed bits
     compressor = zlib.compressobj(9)
     data = b''.join(compressor.compress(row) for _ in range(height))
     data += compressor.flush()
+    return _png(struct.pack('>IIBBBBB', width, height, 1, 0, 0, 0, 0), data)
 
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (struct.pack('>I', len(body)) + kind + body +
-                struct.pack('>I', zlib.crc32(kind + body)))
 
-    header = struct.pack('>IIBBBBB', width, height, 1, 0, 0, 0, 0)
-    return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) +
-            chunk(b'IDAT', data) + chunk(b'IEND', b''))
+def png_claiming(width: int, height: int) -> bytes:
+    """An RGB PNG whose header claims width x height; its data is a few bytes (a
+    decoder finds it truncated)."""
+    return _png(struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0), zlib.compress(b'\0' * 64))
 
 
 def gif_bomb(width: int, height: int, frames: int) -> bytes:

@@ -1,13 +1,16 @@
-"""Runs the real `python -m serving.server` in a subprocess for tests."""
+"""Runs the real `python -m serving.server` in a subprocess for tests, and the REST
+clients that keep it busy while a test changes what it serves."""
 
+import base64
 import os
 import pathlib
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from typing import Callable, List, Optional, TypeVar
+from typing import Callable, List, Optional, Set, Tuple, TypeVar
 
 import requests
 
@@ -101,6 +104,16 @@ class ServerProcess:
     def wait_ready(self, timeout: float = 90.0) -> None:
         self._wait_route('/readyz', 'the server to be ready', timeout)
 
+    def start_ready(self, timeout: float = 90.0) -> 'ServerProcess':
+        """`start`, then `wait_ready`; a server that does not get ready is stopped."""
+        self.start()
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
     def wait_exit(self, timeout: float = 90.0) -> int:
         return self.process.wait(timeout=timeout)
 
@@ -118,3 +131,64 @@ class ServerProcess:
         if self._log_file is not None:
             self._log_file.close()
         return self.process.returncode
+
+
+def available_versions(url: str, model: str) -> Set[int]:
+    """The model's versions the server at url reports AVAILABLE."""
+    states = requests.get(f'{url}/v1/models/{model}', timeout=10).json()
+    return {int(s['version']) for s in states['model_version_status']
+            if s['state'] == 'AVAILABLE'}
+
+
+class PredictLoop:
+    """Clients posting one image to a model's REST :predict, each again as soon as it is
+    answered, until `stop`: the label of every answer and every failure (a status other
+    than 200, or no answer) is recorded."""
+
+    def __init__(self, url: str, model: str, image: bytes, clients: int = 2):
+        self.failures: List[Tuple[object, str]] = []
+        self._answered: List[Tuple[float, str]] = []   # (when the request was sent, label)
+        self._url = f'{url}/v1/models/{model}:predict'
+        self._body = {'instances': [{'b64': base64.b64encode(image).decode()}]}
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._client, daemon=True)
+                         for _ in range(clients)]
+
+    @property
+    def answers(self) -> List[str]:
+        """The labels of all answers so far."""
+        return [label for _, label in self._answered]
+
+    def _client(self) -> None:
+        while not self._stop.is_set():
+            sent = time.monotonic()
+            try:
+                response = requests.post(self._url, json=self._body, timeout=60)
+                if response.status_code == 200:
+                    self._answered.append((sent, response.json()['predictions'][0]['label']))
+                else:
+                    self.failures.append((response.status_code, response.text[:300]))
+            except requests.RequestException as e:
+                self.failures.append(('exception', str(e)))
+
+    def start(self) -> 'PredictLoop':
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def next_answers(self, count: int, timeout: float = 60.0) -> List[str]:
+        """The labels of `count` answers (or more) to requests sent from now on, once they
+        came: a request already on its way (to a version being unloaded) is not among them."""
+        start = time.monotonic()
+
+        def after() -> List[str]:
+            return [label for sent, label in list(self._answered) if sent >= start]
+
+        wait_for(lambda: len(after()) >= count, timeout=timeout, what=f'{count} more answers')
+        return after()
+
+    def stop(self, timeout: float = 120.0) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout=timeout)

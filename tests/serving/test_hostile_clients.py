@@ -129,12 +129,7 @@ def start_server(root: pathlib.Path, exported_models, extra=()):
                                     half_base=half_base))
     server = server_process.ServerProcess(
         [f'--model_config_file={config}', '--file_system_poll_wait_seconds=0']
-        + list(extra), root / 'server.log').start()
-    try:
-        server.wait_ready()
-    except BaseException:
-        server.stop()
-        raise
+        + list(extra), root / 'server.log').start_ready()
     return server
 
 

@@ -112,19 +112,20 @@ def test_tensor_protos_are_padded_as_tensorflow_does_but_only_so_far():
 
 
 def test_image_headers_are_read_without_decoding():
-    header = inputs.image_header(hostile_inputs.png_bomb(20000, 3000), LIMITS)
-    assert header == inputs.ImageHeader('PNG', 20000, 3000, 1)
-    gif = inputs.image_header(hostile_inputs.gif_bomb(300, 200, 7), LIMITS)
+    header = inputs.image_header_of(hostile_inputs.png_bomb(20000, 3000), LIMITS)
+    assert (header.format, header.width, header.height, header.frames) == (
+        'PNG', 20000, 3000, 1)
+    gif = inputs.image_header_of(hostile_inputs.gif_bomb(300, 200, 7), LIMITS)
     assert (gif.width, gif.height, gif.frames, gif.pixels) == (
         300, 200, 7, 420000)
-    assert inputs.image_header(b'BM is not always a bitmap', LIMITS) is None
-    assert inputs.image_header(b'plain text', LIMITS) is None
+    assert inputs.image_header_of(b'BM is not always a bitmap', LIMITS) is None
+    assert inputs.image_header_of(b'plain text', LIMITS) is None
     with pytest.raises(errors.ServingError, match='not a readable JPEG image'):
-        inputs.image_header(b'\xff\xd8\xff' + b'\x00' * 20, LIMITS)
+        inputs.image_header_of(b'\xff\xd8\xff' + b'\x00' * 20, LIMITS)
     with pytest.raises(errors.ServingError, match=re.escape(
             'GIF with more than 5 frames (--max_image_frames)')):
-        inputs.image_header(hostile_inputs.gif_bomb(2, 2, 6),
-                            limits_lib.Limits(max_image_frames=5))
+        inputs.image_header_of(hostile_inputs.gif_bomb(2, 2, 6),
+                               limits_lib.Limits(max_image_frames=5))
 
 
 def test_a_requests_images_are_counted_and_capped():

@@ -6,16 +6,13 @@ A real server with --model_config_file and a 1 s config poll serves two clients 
 `--unpin` serves the newest again: no request fails, and the answers follow.
 """
 
-import base64
 import json
 import os
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
-import requests
 
 from components.image_pusher import executor as pusher
 from components.image_pusher import spec as pusher_spec
@@ -138,38 +135,18 @@ def test_no_request_fails_during_a_rollback_a_push_and_an_unpin(tmp_path):
         f'--model_config_file={path}', '--model_config_file_poll_wait_seconds=1',
         '--file_system_poll_wait_seconds=1'], tmp_path / 'server.log', grpc=False).start()
     photo = data.photos('validation', 'cats', 1)[0].read_bytes()
-    body = {'instances': [{'b64': base64.b64encode(photo).decode()}]}
-    failures, answers, stop = [], [], threading.Event()
-
-    def client():
-        while not stop.is_set():
-            try:
-                response = requests.post(f'{server.url}/v1/models/{MODEL}:predict', json=body,
-                                         timeout=60)
-                if response.status_code == 200:
-                    answers.append(response.json()['predictions'][0]['label'])
-                else:
-                    failures.append((response.status_code, response.text[:300]))
-            except requests.RequestException as e:
-                failures.append(('exception', str(e)))
+    clients = server_process.PredictLoop(server.url, MODEL, photo)
 
     def available():
-        states = requests.get(f'{server.url}/v1/models/{MODEL}', timeout=10).json()
-        return {int(s['version']) for s in states['model_version_status']
-                if s['state'] == 'AVAILABLE'}
+        return server_process.available_versions(server.url, MODEL)
 
     def answered_only(label):
-        seen = len(answers)
-        server_process.wait_for(lambda: len(answers) >= seen + 20, timeout=60,
-                                what='20 more answers')
-        return set(answers[seen:]) == {label}
+        return set(clients.next_answers(20)) == {label}
 
-    threads = [threading.Thread(target=client) for _ in range(2)]
     try:
         server.wait_ready()
         server_process.wait_for(lambda: available() == {2}, what='version 2 serving')
-        for thread in threads:
-            thread.start()
+        clients.start()
         assert answered_only('dogs')
 
         result = subprocess.run(
@@ -196,9 +173,6 @@ def test_no_request_fails_during_a_rollback_a_push_and_an_unpin(tmp_path):
         server_process.wait_for(lambda: available() == {newest}, what='the newest serving')
         assert answered_only('dogs')
     finally:
-        stop.set()
-        for thread in threads:
-            if thread.is_alive():
-                thread.join(timeout=120)
+        clients.stop()
         server.stop()
-    assert failures == []
+    assert clients.failures == []

@@ -141,12 +141,7 @@ def start_api(root, exported_models, image_paths, image_bytes, *,
         f'--request_log_file={request_log}',
         '--request_log_sample_rate=1.0',
         f'--rest_api_max_body_bytes={MAX_BODY}',
-    ], root / 'server.log').start()
-    try:
-        server.wait_ready()
-    except BaseException:
-        server.stop()
-        raise
+    ], root / 'server.log').start_ready()
     return Api(server, config_path, request_log, image_base)
 
 

@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 
 import requests
 
@@ -45,28 +44,13 @@ def test_no_request_fails_while_pushes_complete_die_or_are_withdrawn(
     server = server_process.ServerProcess([
         f'--model_name={MODEL}', f'--model_base_path={base}',
         '--file_system_poll_wait_seconds=1'], tmp_path / 'server.log', grpc=False).start()
-    body = {'instances': [{'b64': base64.b64encode(next(iter(image_bytes.values()))).decode()}]}
-    failures, answered, stop = [], [], threading.Event()
-
-    def client():
-        while not stop.is_set():
-            try:
-                response = requests.post(f'{server.url}/v1/models/{MODEL}:predict', json=body,
-                                         timeout=60)
-                if response.status_code != 200:
-                    failures.append((response.status_code, response.text[:300]))
-                else:
-                    answered.append(1)
-            except requests.RequestException as e:
-                failures.append(('exception', str(e)))
+    image = next(iter(image_bytes.values()))
+    clients = server_process.PredictLoop(server.url, MODEL, image)
 
     def serving(version):
-        def check():
-            states = requests.get(f'{server.url}/v1/models/{MODEL}', timeout=10).json()
-            available = {int(s['version']) for s in states['model_version_status']
-                         if s['state'] == 'AVAILABLE'}
-            return available == {version}
-        server_process.wait_for(check, timeout=120, what=f'version {version} alone serving')
+        server_process.wait_for(
+            lambda: server_process.available_versions(server.url, MODEL) == {version},
+            timeout=120, what=f'version {version} alone serving')
 
     killed = subprocess.Popen(  # pylint: disable=consider-using-with
         [sys.executable, '-c', _KILLED_PUSH, exported_models.image_v1, str(base), '3'],
@@ -74,9 +58,7 @@ def test_no_request_fails_while_pushes_complete_die_or_are_withdrawn(
         env=server_process.subprocess_env())
     try:
         server.wait_ready()
-        threads = [threading.Thread(target=client) for _ in range(2)]
-        for thread in threads:
-            thread.start()
+        clients.start()
         # A push completes.
         pusher.publish(exported_models.image_v2, str(base), 2)
         serving(2)
@@ -89,9 +71,7 @@ def test_no_request_fails_while_pushes_complete_die_or_are_withdrawn(
         killed.send_signal(signal.SIGKILL)
         killed.wait(timeout=60)
         assert os.path.isdir(staged) and not (base / '3').exists()
-        answered_before = len(answered)
-        server_process.wait_for(lambda: len(answered) > answered_before + 5, timeout=60,
-                                what='answers after the killed push')
+        clients.next_answers(6)   # answers after the killed push
         serving(2)
 
         # The next push removes the dead push's staging folder at once and completes.
@@ -102,17 +82,16 @@ def test_no_request_fails_while_pushes_complete_die_or_are_withdrawn(
         # A version withdrawn again: the server goes back to the one before.
         pusher.withdraw(str(base), 3)
         serving(2)
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=120)
-        assert failures == []
-        assert len(answered) > 10
-        answer = requests.post(f'{server.url}/v1/models/{MODEL}/versions/2:predict', json=body,
+        clients.stop()
+        assert clients.failures == []
+        assert len(clients.answers) > 10
+        answer = requests.post(f'{server.url}/v1/models/{MODEL}/versions/2:predict',
+                               json={'instances': [{'b64': base64.b64encode(image).decode()}]},
                                timeout=60)
         assert answer.status_code == 200
         assert 'Traceback' not in server.log()
     finally:
-        stop.set()
+        clients.stop()
         killed.kill()
         killed.wait(timeout=60)
         for pipe in (killed.stdin, killed.stdout):

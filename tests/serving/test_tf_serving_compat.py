@@ -134,12 +134,7 @@ def serve(root: pathlib.Path, generated: pathlib.Path, entries, *extra) -> Tfs:
     config.write_text('model_config_list {\n' + ''.join(entries) + '}\n')
     server = server_process.ServerProcess(
         [f'--model_config_file={config}', '--rest_api_timeout_in_ms=5000']
-        + list(extra), root / 'server.log').start()
-    try:
-        server.wait_ready()
-    except BaseException:
-        server.stop()
-        raise
+        + list(extra), root / 'server.log').start_ready()
     return Tfs(server)
 
 
