@@ -8,6 +8,7 @@ served model's `embedding` signature.
 
 A row holds:
   bytes, width, height, aspect (width / height)  -- readable from the file header alone
+                                                   (upright: models/orientation.py)
   format, channels                              -- from the header (Pillow)
   brightness, contrast                          -- mean and standard deviation of the
                                                    luma of the decoded image, in [0, 1]
@@ -22,6 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from models import features
+from models import orientation
 
 # Row keys, by what is needed to compute them.
 HEADER_KEYS = ('bytes', 'width', 'height', 'aspect')
@@ -61,7 +63,7 @@ def image_row(data: bytes) -> Dict[str, Any]:
     """
     from PIL import Image, ImageStat  # pylint: disable=import-outside-toplevel
     with Image.open(io.BytesIO(data)) as image:
-        fmt, (width, height), mode = image.format, image.size, image.mode
+        fmt, (width, height), mode = image.format, orientation.upright_size(image), image.mode
         image.draft('RGB', (_STATS_SIDE, _STATS_SIDE))
         if mode in _WIDE_MODES:
             image = image.point(lambda value: value / 257).convert('L')

@@ -10,7 +10,8 @@ One line per sampled predict/classify/regress request, errors included:
 
 `images` describes each encoded image of the request (the serving input, a
 `*_bytes` string input, or the `image` feature of a classify/regress
-Example): its byte size, SHA-256, decoded size read from the image header,
+Example): its byte size, SHA-256, decoded size read from the image header
+(upright, as the model sees it: models/orientation.py),
 and the model's label and score for it. The image bytes themselves are
 written only with `include_image_bytes` (as base64 under `b64`). This is the
 record a drift check compares with the training statistics.
@@ -29,6 +30,8 @@ import logging.handlers
 import random
 import threading
 from typing import Any, Dict, Optional, Tuple
+
+from models import orientation
 
 def image_info(data: bytes, *, include_bytes: bool = False) -> Dict[str, Any]:
     """Byte size, SHA-256 and header size (width, height) of an encoded image.
@@ -55,7 +58,8 @@ def _header_size(data: bytes) -> Optional[Tuple[int, int]]:
     from PIL import UnidentifiedImageError  # pylint: disable=import-outside-toplevel
     try:
         with Image.open(io.BytesIO(data)) as image:
-            return int(image.width), int(image.height)
+            width, height = orientation.upright_size(image)
+            return int(width), int(height)
     except (UnidentifiedImageError, OSError, ValueError,
             Image.DecompressionBombError):
         return None
