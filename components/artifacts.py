@@ -27,3 +27,15 @@ class ReferenceProfile(artifact.Artifact):
     """reference_profile.json: what the data a model was trained and evaluated on looks
     like (image properties, the model's answers, embeddings), for monitoring."""
     TYPE_NAME = 'components.ReferenceProfile'
+
+
+class DataQualityReport(artifact.Artifact):
+    """label_issues.csv, near_duplicates.csv and summary.json of one data set
+    (components/data_quality/outputs.py reads them)."""
+    TYPE_NAME = 'components.DataQualityReport'
+
+
+class FrozenFeatures(artifact.Artifact):
+    """The frozen base's pooled features of every photo, un-augmented, computed once by
+    DataQuality and reused by the Trainer (models/frozen_features.py: the format)."""
+    TYPE_NAME = 'components.FrozenFeatures'

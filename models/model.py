@@ -34,6 +34,7 @@ from models import callbacks
 from models import eval_answers
 from models import export
 from models import features
+from models import frozen_features
 from models import preprocessing
 from models import tf_data
 from runlog import progress
@@ -126,11 +127,18 @@ class FrozenFeatureValidation(keras.callbacks.Callback):
     would; after fit, `probabilities()` are the final head's answers on the eval
     split. With the split's count and a local folder, features beyond
     CACHE_BUDGET_BYTES are kept in a memory-mapped file there (EVAL_FEATURES_FILE).
+    With `precomputed` (features [photos, D], labels, paths: DataQuality's, see
+    models/frozen_features.py) the eval split is not read at all.
     """
 
     def __init__(self, model: keras.Model, eval_ds: tf.data.Dataset,
-                 count: Optional[int] = None, features_dir: Optional[str] = None):
+                 count: Optional[int] = None, features_dir: Optional[str] = None,
+                 precomputed: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]] = None):
         super().__init__()
+        self._head = model.get_layer(builders.HEAD_LAYER)
+        if precomputed is not None:
+            self._features, self.labels, self.paths = precomputed
+            return
         # Where the features cannot go to a file (nor fit the budget), memory as before.
         in_file = features_in_file(count, builders.POOLED_FEATURES * 4,
                                    shutil.disk_usage(features_dir).free if features_dir else None)
@@ -139,7 +147,6 @@ class FrozenFeatureValidation(keras.callbacks.Callback):
             featurizer, eval_ds, 1, count,
             os.path.join(features_dir, EVAL_FEATURES_FILE) if in_file else None)
         self._features = features[:, 0]
-        self._head = model.get_layer(builders.HEAD_LAYER)
 
     def _logits(self):
         """(logits, labels) of the head on the eval features, EVAL_CHUNK images at a time."""
@@ -415,7 +422,8 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
           log_dir: Optional[str] = None, train_steps: Optional[int] = None,
           train_count: Optional[int] = None, eval_count: Optional[int] = None,
           features_dir: Optional[str] = None,
-          views_plan: Optional[Tuple[int, bool]] = None):
+          views_plan: Optional[Tuple[int, bool]] = None,
+          eval_features: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]] = None):
     """Builds and fits the model (then fine-tunes when asked).
 
     train_steps: batches per epoch when train_ds repeats endlessly (steps_per_epoch);
@@ -430,6 +438,9 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
     FrozenFeatureValidation); None: memory only.
     views_plan: feature_views' answer when the caller already decided how it reads
     the train split from it (run_fn); None: decided here, with the disk's free space now.
+    eval_features: the frozen base's features, labels and paths of the eval split,
+    computed before (DataQuality's, frozen_features.reusable): the transfer model
+    validates on them instead of computing them from eval_ds.
 
     Returns:
       (model, history dict: per-epoch metric lists, 'epoch_seconds', 'views' (the
@@ -462,7 +473,8 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
         # Frozen base: eval features once, then only the head per epoch. It
         # precedes the timer, so epoch times include validation.
         start = time.perf_counter()
-        validation = FrozenFeatureValidation(model, eval_ds, eval_count, features_dir)
+        validation = FrozenFeatureValidation(model, eval_ds, eval_count, features_dir,
+                                             precomputed=eval_features)
         seconds['eval_features'] = time.perf_counter() - start
         views, in_file = views_plan or feature_views(
             settings, train_count, shutil.disk_usage(features_dir).free if features_dir else None)
@@ -516,6 +528,7 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
     seconds['eval_answers'] = time.perf_counter() - start
     history['epoch_seconds'] = timer.seconds
     history['views'] = views
+    history['eval_features_reused'] = validation is not None and eval_features is not None
     history['seconds'] = seconds
     history['fine_tune_from_epoch'] = trained if settings.fine_tune_epochs else None
     return model, history, answers
@@ -601,10 +614,19 @@ def run_fn(fn_args: fn_args_utils.FnArgs) -> None:
                 training=training and not once, seed=settings.seed,
                 limit=0 if once else limit, cache_dir=cache_dir,
                 count=count, repeat=repeat, with_paths=not training)
+        # The eval split's frozen features, when DataQuality computed them for this model.
+        eval_features, why_not = (None, 'not a transfer model')
+        if settings.model_variant == 'transfer':
+            eval_features, why_not = frozen_features.reusable(
+                (fn_args.custom_config or {}).get(frozen_features.CONFIG_KEY),
+                features.EVAL_SPLIT, settings.weights, settings.image_size, counts['eval'],
+                cache_root)
+        logging.info('Eval features: %s', 'reused' if eval_features else f'computed ({why_not})')
         model, history, answers = train(settings, datasets['train'], datasets['eval'],
                                         log_dir=fn_args.model_run_dir, train_steps=train_steps,
                                         train_count=counts['train'], eval_count=counts['eval'],
-                                        features_dir=cache_root, views_plan=views_plan)
+                                        features_dir=cache_root, views_plan=views_plan,
+                                        eval_features=eval_features)
     trained = time.perf_counter()
     export.export_model(model, tf_transform_output, settings.class_names, fn_args.serving_model_dir)
     history['settings'] = dataclasses.asdict(settings)
