@@ -130,6 +130,7 @@ def main() -> int:
     parser.add_argument('--features-from', help='a FrozenFeatures artifact (with --search)')
     args = parser.parse_args()
     work = args.work_dir or tempfile.mkdtemp(prefix='bench_data_quality_')
+    os.makedirs(work, exist_ok=True)
     print(f'data: {args.data_root}\nwork dir: {work}', flush=True)
     if args.search:
         uri = args.features_from or next(iter(sorted(glob.glob(os.path.join(

@@ -85,3 +85,64 @@ def test_trainer_validates_on_them_as_on_its_own_without_reading_the_eval_split(
     np.testing.assert_allclose(history['val_loss'], own_history['val_loss'], rtol=1e-4)
     assert history['val_accuracy'] == own_history['val_accuracy']
     assert answers == own_answers
+
+
+def test_head_trains_on_the_photo_itself_as_one_view_and_the_split_is_not_read(stored):
+    """No augmentation: the one view is the photo itself, DataQuality's features: the
+    train split is not read, and the training is the one on the Trainer's own view."""
+    eval_ds, _ = photo_dataset_with_paths('validation', 3)
+    plain = settings(augmentation='none', augmented_views=3)
+    train_ds, _ = photo_dataset_with_paths('train', 4)
+    own = trainer.train(plain, train_ds, eval_ds, train_count=8, eval_count=6)
+
+    def never():
+        raise AssertionError('the train split was read')
+        yield  # pylint: disable=unreachable
+
+    unread = tf.data.Dataset.from_generator(never, output_signature=train_ds.element_spec)
+    photos, _ = frozen_features.reusable(stored, 'train', str(data.WEIGHTS), SIZE, 8)
+    reused = trainer.train(plain, unread, eval_ds, train_count=8, eval_count=6,
+                           train_photos=photos)
+    assert reused[1]['photo_view_reused'] and not own[1]['photo_view_reused']
+    assert reused[1]['views'] == own[1]['views'] == 1
+    np.testing.assert_allclose(reused[1]['val_loss'], own[1]['val_loss'], rtol=1e-3)
+
+
+def test_with_augmentation_the_photo_is_the_first_of_the_views(stored):
+    photos, _ = frozen_features.reusable(stored, 'train', str(data.WEIGHTS), SIZE, 8)
+    train_ds, _ = photo_dataset_with_paths('train', 4)
+    eval_ds, _ = photo_dataset_with_paths('validation', 3)
+    _, history, _ = trainer.train(settings(augmented_views=3, epochs=3), train_ds, eval_ds,
+                                  train_count=8, eval_count=6, train_photos=photos)
+    assert history['photo_view_reused'] and history['views'] == 3
+    # One view: an augmented model's single view stays a fresh augmented copy.
+    _, history, _ = trainer.train(settings(augmented_views=1, epochs=3), train_ds, eval_ds,
+                                  train_count=8, eval_count=6, train_photos=photos)
+    assert not history['photo_view_reused']
+
+
+def test_view_batches_take_the_photo_then_each_copy():
+    labels = np.arange(4)
+    copies = np.stack([np.full((4, 2), 10.0 + view) + labels[:, None] for view in range(2)],
+                      axis=1).astype(np.float32)                    # [photos, 2 copies, 2]
+    photo_features = np.array([[3.0, 3.0], [2.0, 2.0], [1.0, 1.0], [0.0, 0.0]], np.float32)
+    rows = np.array([3, 2, 1, 0])                                   # photo i is row 3 - i
+    batches = iter(trainer.view_batches(copies, labels, 4, seed=0,
+                                        photo=(photo_features, rows)))
+    for epoch in range(6):
+        features_, batch_labels = next(batches)
+        view = epoch % 3
+        expected = (batch_labels.numpy()[:, None] * np.ones(2) if view == 0
+                    else 10.0 + (view - 1) + batch_labels.numpy()[:, None] * np.ones(2))
+        np.testing.assert_array_equal(features_.numpy(), expected)
+
+
+def test_photo_rows_refuse_other_photos_or_labels():
+    paths = np.array([b'a', b'b'], dtype=object)
+    assert trainer.photo_rows(paths, np.array([0, 1]), paths[::-1], np.array([1, 0])).tolist() \
+        == [1, 0]
+    with pytest.raises(ValueError, match='not there'):
+        trainer.photo_rows(paths, np.array([0, 1]), np.array([b'a', b'c'], dtype=object),
+                           np.array([0, 1]))
+    with pytest.raises(ValueError, match='another label'):
+        trainer.photo_rows(paths, np.array([0, 1]), paths, np.array([1, 1]))
