@@ -6,7 +6,8 @@
 Default: runs the pipeline as `make run` runs it (local_runner.py, the default settings,
 no cache) on the same data, with the stage (the default) and with --no-data-quality,
 alternately, --rounds times each (with first, then without, then with, ...), each run in
-its own process. Prints the wall time of every run, the mean ratio with / without, the
+its own process. Prints the wall time (and the CPU time of the process tree, which other
+processes on the cores move less) of every run, the mean ratios with / without, the
 seconds of every component (DataQuality's own, and the Trainer's with and without its
 eval features computed), and the stage's own split of its time (features, label issues,
 near-duplicates) from its summary.json. Default data: the tutorial's own set.
@@ -30,7 +31,25 @@ import time
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, PROJECT)
 
-from bench import pipeline_vs_notebook  # pylint: disable=wrong-import-position
+from bench import tree_sampler  # pylint: disable=wrong-import-position
+
+
+def run_measured(cmd, log_path):
+    """Runs cmd; returns (wall s, peak RSS bytes, CPU s of the whole process tree). CPU
+    time moves less than wall time when other processes share the cores."""
+    import psutil  # pylint: disable=import-outside-toplevel
+    import subprocess  # pylint: disable=import-outside-toplevel
+    start = time.perf_counter()
+    with open(log_path, 'w') as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT)
+        sampler = tree_sampler.TreeSampler(0.25, psutil.Process(proc.pid))
+        sampler.start()
+        proc.wait()
+        sampler.stop()
+    if proc.returncode:
+        raise RuntimeError(f'{" ".join(cmd[:3])} failed ({proc.returncode}); see {log_path}')
+    cpu = max(sample[2] for sample in sampler.samples)
+    return time.perf_counter() - start, sampler.peak_rss(), cpu
 
 
 def pipeline_runs(data_root: str, rounds: int, work: str):
@@ -47,14 +66,13 @@ def pipeline_runs(data_root: str, rounds: int, work: str):
             pipeline_work = os.path.join(work, name)
             cmd = [sys.executable, 'local_runner.py', '--data-root', data_root, '--work-dir',
                    pipeline_work, '--no-cache'] + ([] if with_stage else ['--no-data-quality'])
-            wall, peak = pipeline_vs_notebook.run_measured(
-                cmd, os.path.join(work, f'{name}.log'))
+            wall, peak, cpu = run_measured(cmd, os.path.join(work, f'{name}.log'))
             noise.quiet_tensorflow()
             run = mlmd_runs.latest_run(configs.metadata_path(pipeline_work),
                                        configs.PIPELINE_NAME)
             history = run_report.read_history(run.nodes[nodes.TRAINER])
-            runs.append((with_stage, wall, peak, run, history))
-            print(f'{name}: {wall:.1f} s', flush=True)
+            runs.append((with_stage, wall, peak, run, history, cpu))
+            print(f'{name}: {wall:.1f} s, CPU {cpu:.1f} s', flush=True)
     return runs
 
 
@@ -64,9 +82,12 @@ def report_runs(runs) -> None:
     from pipeline import nodes  # pylint: disable=import-outside-toplevel
     with_walls = [wall for stage, wall, *_ in runs if stage]
     without_walls = [wall for stage, wall, *_ in runs if not stage]
-    for stage, wall, peak, run, history in runs:
+    with_cpu = [cpu for stage, *_, cpu in runs if stage]
+    without_cpu = [cpu for stage, *_, cpu in runs if not stage]
+    for stage, wall, peak, run, history, cpu in runs:
         seconds = history['seconds']
-        print(f"{'with   ' if stage else 'without'} the stage: wall {wall:.1f} s, peak "
+        print(f"{'with   ' if stage else 'without'} the stage: wall {wall:.1f} s, CPU "
+              f"{cpu:.1f} s, peak "
               f"{peak / 2**30:.2f} GiB; Trainer {run.nodes[nodes.TRAINER].seconds:.1f} s (eval "
               f"features {seconds.get('eval_features', 0):.1f} s, "
               f"{'reused' if history.get('eval_features_reused') else 'computed'}); "
@@ -81,7 +102,9 @@ def report_runs(runs) -> None:
     print(f'HEADLINE: with / without the stage, mean wall time {statistics.mean(with_walls):.1f}'
           f' / {statistics.mean(without_walls):.1f} s = {ratio:.3f}x ({(ratio - 1):+.1%}); runs '
           f"with: {', '.join(f'{w:.1f}' for w in with_walls)}; without: "
-          f"{', '.join(f'{w:.1f}' for w in without_walls)}")
+          f"{', '.join(f'{w:.1f}' for w in without_walls)}; CPU time of the process tree "
+          f'{statistics.mean(with_cpu):.1f} / {statistics.mean(without_cpu):.1f} s = '
+          f'{statistics.mean(with_cpu) / statistics.mean(without_cpu):.3f}x')
 
 
 def search_costs(sizes, features_uri: str) -> None:

@@ -112,7 +112,7 @@ class Executor(base_executor.BaseExecutor):
                       summary=summary)
         leaked = sum(leak['photos'] for leak in summary['leaks'].values())
         progress.logger().info(
-            '%d photos: %d possible label errors, %d near-duplicate pairs, %d held-out '
+            '%d photos: %d possibly mislabelled, %d near-duplicate pairs, %d held-out '
             'photos with a near-copy in train%s (%s)', len(labels), len(issue_rows),
             len(pair_rows), leaked, ': STOPS the run' if summary['problems'] else '',
             report.uri)

@@ -6,7 +6,11 @@ Jiang and Chuang, "Confident Learning: Estimating Uncertainty in Dataset Labels"
 
 1. Out-of-fold probabilities: the photos are split into stratified folds; each fold is
    predicted by a logistic regression trained on the other folds, so no photo is judged
-   by a model that has seen its own label.
+   by a model that has seen its own label. The regressions see the features square-
+   rooted, scaled to unit length and projected on their DIMENSIONS principal axes: on
+   the tutorial's photos with 30 or 90 labels flipped on purpose, as many flips found
+   as with all 1,280 features, in less time, and each regression holds DIMENSIONS
+   floats per photo instead of 1,280.
 2. Per-class thresholds: t_j = the mean probability of class j over the photos labelled
    j, how sure the model typically is of a photo that is j.
 3. A photo is flagged when, among the classes whose probability reaches their own
@@ -28,6 +32,10 @@ FOLDS = 5
 # tutorial's 3,000 photos rank in the top 30 (docs/data_quality.md).
 INVERSE_REGULARISATION = 10.0
 MAX_ITERATIONS = 1000
+# Principal axes the features are projected on for the regressions.
+DIMENSIONS = 256
+# Photos per block when reading the (memory-mapped) features.
+_BLOCK = 8192
 
 
 def normalised(features: np.ndarray) -> np.ndarray:
@@ -35,6 +43,24 @@ def normalised(features: np.ndarray) -> np.ndarray:
     then unit length: what the logistic regressions see."""
     rooted = np.sqrt(np.maximum(np.asarray(features, np.float64), 0.0))
     return rooted / np.maximum(np.linalg.norm(rooted, axis=1, keepdims=True), 1e-12)
+
+
+def reduced(features: np.ndarray, dimensions: int = DIMENSIONS) -> np.ndarray:
+    """normalised(features), centred and projected on its `dimensions` principal axes
+    (float64 [photos, dimensions]); read by blocks, so the features may be memory-mapped."""
+    count, dims = features.shape
+    mean, covariance = np.zeros(dims), np.zeros((dims, dims))
+    for start in range(0, count, _BLOCK):
+        mean += normalised(features[start:start + _BLOCK]).sum(axis=0)
+    mean /= max(count, 1)
+    for start in range(0, count, _BLOCK):
+        block = normalised(features[start:start + _BLOCK]) - mean
+        covariance += block.T @ block
+    axes = np.linalg.eigh(covariance)[1][:, ::-1][:, :dimensions]
+    out = np.empty((count, axes.shape[1]))
+    for start in range(0, count, _BLOCK):
+        out[start:start + _BLOCK] = (normalised(features[start:start + _BLOCK]) - mean) @ axes
+    return out
 
 
 def folds_for(labels: np.ndarray) -> int:
@@ -58,7 +84,7 @@ def out_of_fold_probabilities(features: np.ndarray, labels: Sequence[int], class
     if (counts == 1).any():
         raise ValueError(f'classes {np.flatnonzero(counts == 1).tolist()} have a single photo: '
                          'out-of-fold predictions need at least two')
-    x = normalised(features)
+    x = reduced(features)
     probabilities = np.zeros((len(labels), classes))
     splitter = StratifiedKFold(folds_for(labels), shuffle=True, random_state=seed)
     for train, held_out in splitter.split(x, labels):

@@ -158,8 +158,9 @@ def test_the_console_shows_components_epochs_and_a_summary(any_run):
     # the epochs follow, then it closes.
     number = f'[{node_ids.index("Trainer") + 1}/{len(node_ids)}]'
     trainer = lines.index(f'{number} Trainer ...')
-    assert re.match(r'^ {6}frozen features of 3 augmented copies of each of 36 training '
-                    r'photos: \d+\.\d s$', lines[trainer + 1]), lines[trainer + 1]
+    assert re.match(r'^ {6}frozen features of 2 augmented copies of each of 36 training '
+                    r"photos and the photo itself \(DataQuality's\): \d+\.\d s$",
+                    lines[trainer + 1]), lines[trainer + 1]
     epochs = lines[trainer + 2:trainer + 2 + EPOCHS]
     assert [EPOCH_LINE.match(line).group(1) for line in epochs] == [
         str(i) for i in range(1, EPOCHS + 1)], epochs
