@@ -4,7 +4,8 @@
 
 Without --data-root it uses ../shared/datasets/cats_vs_dogs when present, else
 downloads and caches the tutorial's cats_and_dogs_filtered.zip.
-Re-running reuses cached component outputs (same inputs, same settings).
+Re-running reuses cached component outputs (same inputs, same settings). A run
+first tidies what a killed run left behind (pipeline/recovery.py).
 """
 
 import argparse
@@ -63,11 +64,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def build_config(args: argparse.Namespace):
     """PipelineConfig from the flags (the local preset plus overrides)."""
     from components.image_example_gen import layout  # pylint: disable=import-outside-toplevel
+    from models import features  # pylint: disable=import-outside-toplevel
     from pipeline import configs  # pylint: disable=import-outside-toplevel
 
     data_root = os.path.abspath(args.data_root) if args.data_root else default_data_root()
     # Counted only as far as the choice of Beam's running mode needs.
-    root = layout.inspect_data_root(data_root, count_up_to=configs.IN_MEMORY_MAX_IMAGES + 1)
+    root = layout.inspect_data_root(data_root, count_up_to=configs.IN_MEMORY_MAX_IMAGES + 1,
+                                    symlinks=args.symlinks or features.SYMLINKS)
     work_dir = os.path.abspath(args.work_dir)
     overrides = {
         **cli.run_overrides(args),
@@ -95,6 +98,7 @@ def run(config, metadata_path: str, con=None) -> None:
     from tfx.orchestration import metadata  # pylint: disable=import-outside-toplevel
     from tfx.orchestration.local import local_dag_runner  # pylint: disable=import-outside-toplevel
     from pipeline import pipeline as pipeline_def  # pylint: disable=import-outside-toplevel
+    from pipeline import recovery  # pylint: disable=import-outside-toplevel
     from reports import mlmd_runs  # pylint: disable=import-outside-toplevel
     os.makedirs(os.path.dirname(metadata_path) or '.', exist_ok=True)
     dsl_pipeline = pipeline_def.create_pipeline(
@@ -103,8 +107,11 @@ def run(config, metadata_path: str, con=None) -> None:
         con.node_ids = [component.id for component in dsl_pipeline.components]
         con.node_state = lambda node_id: _node_state(mlmd_runs, metadata_path,
                                                      config.pipeline_name, node_id)
-    with _executor_argv():
-        local_dag_runner.LocalDagRunner().run(dsl_pipeline)
+    say = con.say if con is not None else std_logging.getLogger(__name__).warning
+    with recovery.guard(metadata_path, dsl_pipeline, say=say,
+                        serving_base=os.path.join(config.serving_dir, config.model_name)):
+        with _executor_argv():
+            local_dag_runner.LocalDagRunner().run(dsl_pipeline)
 
 
 @contextlib.contextmanager
@@ -166,6 +173,7 @@ def summarize(config, metadata_path: str) -> List[str]:
     from components.data_report import spec as data_report_spec  # pylint: disable=import-outside-toplevel
     from components.image_example_gen import layout  # pylint: disable=import-outside-toplevel
     from components.image_example_gen import spec  # pylint: disable=import-outside-toplevel
+    from components.image_example_gen import summary as example_gen_summary  # pylint: disable=import-outside-toplevel
     from pipeline import nodes  # pylint: disable=import-outside-toplevel
     from reports import class_accuracy  # pylint: disable=import-outside-toplevel
     from reports import mlmd_runs  # pylint: disable=import-outside-toplevel
@@ -177,10 +185,8 @@ def summarize(config, metadata_path: str) -> List[str]:
     examples = run_info.output(nodes.EXAMPLE_GEN, keys.EXAMPLES_KEY)
     files = _read_json(os.path.join(examples.uri, spec.REPORT_FILE)) if examples else None
     if files:
-        lines.append(f"data: {files['files']} files = {files['images']} images used + "
-                     f"{len(files['bad_files'])} bad + {len(files['ignored_files'])} ignored; "
-                     + ', '.join(f"{name} {split['images']}"
-                                 for name, split in files['splits'].items()))
+        lines += example_gen_summary.console_lines(
+            files, os.path.join(examples.uri, spec.REPORT_FILE))
         unread = layout.unread_photos(collections.Counter(
             layout.extension(i['path']) for i in files['ignored_files']))
         if unread:
@@ -242,7 +248,8 @@ def failure_line(failure: BaseException, con, config, metadata_path: str) -> str
     run_info = mlmd_runs.latest_run(metadata_path, config.pipeline_name) if os.path.exists(
         metadata_path) else None
     report = run_info.output(nodes.DATA_REPORT, data_report_spec.REPORT_KEY) if run_info else None
-    if report is not None:
+    verdict = _read_json(os.path.join(report.uri, artifacts.VERDICT_JSON)) if report else None
+    if verdict is not None and not verdict.get('passed'):   # the data is the reason
         where.append(f'data report {os.path.join(report.uri, artifacts.REPORT_HTML)}')
     where.append(f'log {con.log_path}')
     node = f'{con.failed_node}: ' if con.failed_node else ''
@@ -277,8 +284,12 @@ def _main(args: argparse.Namespace, con, work_dir: str, start: float) -> int:
     for line in header(config):
         con.say(line)
     failure = None
+    from pipeline import recovery  # pylint: disable=import-outside-toplevel
     try:
         run(config, metadata_path, con)
+    except recovery.BusyError as e:
+        con.error(f'error: {e}')
+        return 2
     except Exception as e:  # pylint: disable=broad-except
         failure = e
         logging_failure(e)

@@ -1,6 +1,7 @@
 """Artifact types of our own components."""
 
 from tfx.types import artifact
+from tfx.types import standard_artifacts
 
 
 class DataValidationReport(artifact.Artifact):
@@ -39,3 +40,18 @@ class FrozenFeatures(artifact.Artifact):
     """The frozen base's pooled features of every photo, un-augmented, computed once by
     DataQuality and reused by the Trainer (models/frozen_features.py: the format)."""
     TYPE_NAME = 'components.FrozenFeatures'
+
+
+class PushedModelBlessing(standard_artifacts.ModelBlessing):
+    """The Pusher's word that a model was pushed (blessed = 1) or not (0), with the
+    Evaluator's custom properties (`current_model_id`, ...): TFX's
+    LatestBlessedModelStrategy on a channel of this type resolves the latest model that
+    was pushed, never one that was blessed but never served."""
+    TYPE_NAME = 'components.PushedModelBlessing'
+
+
+class TFLiteModel(artifact.Artifact):
+    """<variant>.tflite models converted from a trained model, each checked on the eval
+    split against it; tflite_report.json says which are ready and why others were refused
+    (components/tflite_export/report.py reads it)."""
+    TYPE_NAME = 'components.TFLiteModel'

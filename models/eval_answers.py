@@ -6,7 +6,9 @@ pass over the eval split it already decoded. The run report's Errors section
 reads them instead of running the exported model over the eval split again
 (the same weights; the report's check against TFMA's accuracy holds). Only the
 misclassified images are listed, so the file stays small however large the
-split is.
+split is, plus the full answers (every class's probability) on the first
+SAMPLE_ANSWERS eval images: the InfraValidator checks that the server answers
+them the same.
 """
 
 import json
@@ -16,18 +18,26 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 
 ANSWERS_FILE = 'eval_answers.json'
+# The first this many eval images (the split's order) get their full answers in the
+# file's `sample`: the most the InfraValidator can send (its sample_images setting).
+SAMPLE_ANSWERS = 50
 
 
 def summarize(probabilities: np.ndarray, labels: np.ndarray, paths: Optional[np.ndarray],
               class_names: Sequence[str]) -> Dict[str, Any]:
-    """{'images': N, 'misclassified': [{path, true_label, predicted_label, probability}]}.
+    """{'images': N, 'misclassified': [{path, true_label, predicted_label, probability}],
+    'sample': [{path, probabilities}]} (the sample: the first SAMPLE_ANSWERS images).
 
     probabilities: [N, classes]; labels: [N] class indices; paths: [N] bytes (the
-    examples' `path`) or None when the eval data carried no paths.
+    examples' `path`) or None when the eval data carried no paths (then no sample).
     """
     predicted = np.argmax(probabilities, axis=-1)
     wrong = np.flatnonzero(predicted != np.asarray(labels))
     return {
+        'sample': [] if paths is None else [{
+            'path': paths[i].decode(),
+            'probabilities': [float(p) for p in probabilities[i]],
+        } for i in range(min(SAMPLE_ANSWERS, len(labels)))],
         'images': int(len(labels)),
         'misclassified': [{
             'path': None if paths is None else paths[i].decode(),

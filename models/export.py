@@ -5,6 +5,9 @@
   :classify, hence its SignatureDef's method_name is set to classify)
 - transform_features: serialized raw Example -> Transform output
 - embedding: encoded image bytes -> the last layer's input (monitoring) and probabilities
+and one function that is not a signature (so no server lists it):
+- PIXELS_FUNCTION: the Transform output (float32 [N, H, W, 3]) -> probabilities, the
+  model without decoding, what models/tflite_export.py converts to TFLite
 All run the Transform graph inside the model, so clients never preprocess. The three
 that run the model run it over at most CHUNK_IMAGES images at a time: a request's or a
 TFMA batch's size changes the time, not the memory (Beam's BatchElements grows TFMA's
@@ -24,6 +27,9 @@ from models import features
 
 CLASSIFY_METHOD_NAME = 'tensorflow/serving/classify'
 CLASS_NAMES_FILE = os.path.join(features.ASSETS_EXTRA, 'labels.txt')
+# The saved module's attribute holding the model on decoded pixels (not a signature:
+# clients send encoded images; TFLite, whose built-in ops cannot decode them, takes pixels).
+PIXELS_FUNCTION = 'classify_pixels'
 
 # Images decoded and run through the model at once inside a signature. 32: as fast as
 # larger batches on CPU; TFMA over 4,000 eval examples at 224x224, same machine: 27.4 s
@@ -130,6 +136,19 @@ def make_signatures(model: keras.Model, module: ServingModule,
             features.EMBEDDING_SIGNATURE: embed_images}
 
 
+def pixels_function(model: keras.Model, tf_transform_output: tft.TFTransformOutput):
+    """The model on the Transform output: float32 [N, H, W, 3] in [-1, 1] -> probabilities."""
+    image_xf = features.transformed_name(features.IMAGE_KEY)
+    shape = tf_transform_output.transformed_feature_spec()[image_xf].shape
+
+    @tf.function(input_signature=[tf.TensorSpec([None, *shape[-3:]], tf.float32, name=image_xf)])
+    def classify_pixels(pixels):
+        return {features.PROBABILITIES_OUTPUT: tf.nn.softmax(model(pixels, training=False),
+                                                              axis=-1)}
+
+    return classify_pixels
+
+
 def set_classify_method_name(export_dir: str) -> None:
     """Marks the classification signature as a classify SignatureDef in saved_model.pb."""
     path = os.path.join(export_dir, 'saved_model.pb')
@@ -148,6 +167,7 @@ def export_model(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
     """Saves the served model: signatures, classify method name, labels.txt."""
     module = ServingModule(model, tf_transform_output)
     signatures = make_signatures(model, module, tf_transform_output, class_names, chunk)
+    setattr(module, PIXELS_FUNCTION, pixels_function(model, tf_transform_output))
     tf.saved_model.save(module, export_dir, signatures=signatures)
     set_classify_method_name(export_dir)
     tf.io.gfile.makedirs(os.path.join(export_dir, os.path.dirname(CLASS_NAMES_FILE)))

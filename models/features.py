@@ -48,6 +48,13 @@ UNREAD_IMAGE_EXTENSIONS = ('.webp', '.heic', '.heif', '.avif', '.tif', '.tiff', 
 EVAL_FRACTION = 0.2          # of each class to eval, when the root has no split folders
 MAX_BAD_FRACTION = 0.05      # more unreadable image files than this fail the run
 MAX_PIXELS = 100_000_000     # larger images are reported as bad instead of decoded
+MAX_FILE_BYTES = 50_000_000  # larger files are reported as bad, never read
+# Symbolic links under the data root: 'follow' them all (a link to a folder that holds
+# it is not followed), only those that stay 'inside' the root, or 'none'. The report
+# names every link followed and its target.
+SYMLINK_POLICIES = ('follow', 'inside', 'none')
+SYMLINKS = 'follow'
+STOP_ON_CONFLICTING_LABELS = False  # same bytes under two classes: a warning, or stop
 # Pillow's format name -> the FORMAT_KEY value; other formats are refused.
 PIL_FORMATS = {'JPEG': 'jpeg', 'MPO': 'jpeg', 'PNG': 'png', 'BMP': 'bmp', 'GIF': 'gif'}
 # Pillow's colour mode -> channels of the source image (CHANNELS_KEY).

@@ -1,10 +1,10 @@
-"""What images and the model's answers look like: one row per image, plus embeddings.
+"""What images and the model's answers look like: one row per image.
 
 The same functions build the reference profile of the data a model was trained
 and evaluated on (components/reference_profile) and the profile of the images a
-served model is asked about (serving/monitor.py), so the two compare like with
-like. Pure apart from decoding (TensorFlow's decoder, as the model's) and the
-served model's `embedding` signature.
+served model is asked about (monitoring/monitor.py), so the two compare like with
+like. Pure apart from decoding (Pillow) and the served model's `embedding`
+signature.
 
 A row holds:
   bytes, width, height, aspect (width / height)  -- readable from the file header alone
@@ -14,6 +14,14 @@ A row holds:
                                                    luma of the decoded image, in [0, 1]
   saturation                                    -- mean HSV saturation, in [0, 1] (0: grey)
   predicted, confidence                         -- the model's class and max probability
+  embedding                                     -- the model's embedding of the image,
+                                                   on the profile's random projection
+
+A profile (reference_profile.json) holds the rows of a sample of the train and
+eval images, with `split`; the answers only on eval rows (the model learnt the
+train images, so its answers on them are too confident); embeddings on eval
+rows, and on train rows too when the embedding does not depend on training (a
+frozen base); and `projection`, the matrix the embeddings are projected with.
 """
 
 import io
@@ -28,17 +36,24 @@ from models import orientation
 # Row keys, by what is needed to compute them.
 HEADER_KEYS = ('bytes', 'width', 'height', 'aspect')
 IMAGE_KEYS = ('format', 'channels', 'brightness', 'contrast', 'saturation')
-PREDICTION_KEYS = ('predicted', 'confidence')
-CATEGORICAL_KEYS = ('format', 'predicted')
+PREDICTED, CONFIDENCE = 'predicted', 'confidence'
+PREDICTION_KEYS = (PREDICTED, CONFIDENCE)
+EMBEDDING = 'embedding'
+SPLIT = 'split'
+# Keys whose values are categories, not quantities.
+CATEGORICAL_KEYS = ('format', 'channels', PREDICTED)
 
 # The reference profile's file, in the ReferenceProfile artifact and in a pushed
 # version's assets.extra/.
 PROFILE_FILE = 'reference_profile.json'
-EMBEDDING_DIMENSIONS = 16
+# Numbers an embedding is projected to (random_projection).
+EMBEDDING_DIMENSIONS = 32
 # Train and eval images each in a reference profile (a 95% interval of +-4.4
-# points on a class share; the model's pass over the eval ones is most of the
-# profile's cost).
+# points on a class share; the model's pass over them is most of the profile's cost).
 REFERENCE_IMAGES = 500
+# Images per call of the embedding signature: large enough that the model's own
+# chunks stay full, small enough that a call's memory stays small.
+MODEL_BATCH = 64
 # Images are shrunk to at most this side before the pixel statistics (JPEGs are
 # decoded at a reduced scale directly): means and spreads barely change, and a
 # 500x375 photo costs 0.8 ms instead of 4 ms at full size.
@@ -60,6 +75,9 @@ def image_row(data: bytes) -> Dict[str, Any]:
     repeated: what the model sees), shrunk to at most _STATS_SIDE a side; luma
     with ITU-R BT.601 weights (Pillow's 'L'), saturation as HSV's S (Pillow's
     'HSV'); both computed by Pillow's C code, in [0, 1].
+
+    Raises:
+      PIL.UnidentifiedImageError, OSError: when Pillow cannot read the bytes.
     """
     from PIL import Image, ImageStat  # pylint: disable=import-outside-toplevel
     with Image.open(io.BytesIO(data)) as image:
@@ -80,7 +98,7 @@ def image_row(data: bytes) -> Dict[str, Any]:
 
 
 def model_outputs(embedding_signature, images: Sequence[bytes],
-                  batch_size: int = 32) -> Tuple[np.ndarray, np.ndarray]:
+                  batch_size: int = MODEL_BATCH) -> Tuple[np.ndarray, np.ndarray]:
     """(probabilities [N, K], embeddings [N, D]) from a served model's embedding signature."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     probabilities, embeddings = [], []
@@ -97,20 +115,26 @@ def model_outputs(embedding_signature, images: Sequence[bytes],
 def prediction_fields(probabilities: np.ndarray,
                       class_names: Sequence[str]) -> List[Dict[str, Any]]:
     """predicted (class name) and confidence (max probability) per row of probabilities."""
-    return [{'predicted': class_names[int(np.argmax(p))], 'confidence': float(np.max(p))}
+    return [{PREDICTED: class_names[int(np.argmax(p))], CONFIDENCE: float(np.max(p))}
             for p in probabilities]
 
 
-def fit_pca(embeddings: np.ndarray, dimensions: int = EMBEDDING_DIMENSIONS) -> Dict[str, Any]:
-    """Mean and principal axes of the reference embeddings (rows are images)."""
-    mean = embeddings.mean(axis=0)
-    _, _, axes = np.linalg.svd(embeddings - mean, full_matrices=False)
-    return {'mean': mean.tolist(), 'components': axes[:min(dimensions, len(axes))].tolist()}
+def random_projection(width: int, dimensions: int = EMBEDDING_DIMENSIONS,
+                      seed: int = 0) -> np.ndarray:
+    """A fixed random basis [width, dimensions] for embeddings of `width` numbers.
+
+    Chosen without looking at any image, so the reference's embeddings and the
+    traffic's are treated alike (a basis fitted to the reference, as PCA's, spreads
+    the reference more than any new image, and clean traffic looks drifted);
+    distances between embeddings are kept up to a small factor (Johnson-Lindenstrauss).
+    """
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(width, dimensions)) / np.sqrt(dimensions)
 
 
-def reduce(embeddings: np.ndarray, pca: Dict[str, Any]) -> np.ndarray:
-    """Embeddings projected on the reference's principal axes."""
-    return (embeddings - np.asarray(pca['mean'])) @ np.asarray(pca['components']).T
+def project(embeddings: np.ndarray, projection: Sequence[Sequence[float]]) -> np.ndarray:
+    """Embeddings [N, width] on the profile's projection -> [N, dimensions]."""
+    return np.asarray(embeddings, dtype=np.float64) @ np.asarray(projection, dtype=np.float64)
 
 
 def save(profile: Dict[str, Any], path: str) -> None:
@@ -121,7 +145,15 @@ def save(profile: Dict[str, Any], path: str) -> None:
 
 
 def load(path: str) -> Dict[str, Any]:
-    """Reads a profile written by `save`."""
+    """Reads a profile written by `save`.
+
+    A profile of the first layout (the eval rows' embeddings on principal axes
+    fitted to those same rows, in one list beside the rows) is read without its
+    embeddings: on such axes clean traffic looks drifted.
+    """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
+        profile = json.load(f)
+    profile.pop(EMBEDDING, None)
+    profile.setdefault('projection', None)
+    return profile

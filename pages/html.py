@@ -4,7 +4,7 @@ No script, font or style sheet is fetched: the pages open offline.
 """
 
 import base64
-from typing import Any, Iterable, List, Mapping, Optional, Sequence
+from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import jinja2
 import markupsafe
@@ -22,6 +22,10 @@ th { background: #f1f1f1; }
 nav a { margin-right: 1em; }
 pre { background: #f6f6f6; padding: .5em; white-space: pre-wrap; font-size: 12px; }
 summary { cursor: pointer; }
+.thumbs { display: flex; flex-wrap: wrap; gap: 8px; margin: .6em 0; }
+.thumbs figure { margin: 0; width: 112px; font-size: 11px; }
+.thumbs figcaption { overflow-wrap: anywhere; }
+.verdict { font-size: 1.15em; }
 </style></head>
 <body>
 <h1>{{ title }}</h1>
@@ -55,6 +59,20 @@ def image(png: bytes, alt: str) -> markupsafe.Markup:
     """An <img> with the PNG inlined as a data URI."""
     data = base64.b64encode(png).decode('ascii')
     return markupsafe.Markup('<img alt="{}" src="data:image/png;base64,{}">').format(alt, data)
+
+
+def thumbnails(items: Iterable[Tuple[bytes, Any]]) -> markupsafe.Markup:
+    """A wrapping row of small pictures (PNG bytes), each with its caption."""
+    figures = [markupsafe.Markup('<figure>{}<figcaption>{}</figcaption></figure>').format(
+        image(png, str(caption)), caption) for png, caption in items]
+    return (markupsafe.Markup('<div class="thumbs">') + markupsafe.Markup('').join(figures)
+            + markupsafe.Markup('</div>'))
+
+
+def verdict(passed: bool, text: Any) -> markupsafe.Markup:
+    """A page's one-line verdict, coloured by whether it passed."""
+    return markupsafe.Markup('<p class="verdict {}">{}</p>').format(
+        'ok' if passed else 'fail', text)
 
 
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str] = ()) -> markupsafe.Markup:

@@ -38,6 +38,14 @@ def decode_thumbnail(encoded: bytes, size: int = _THUMB) -> np.ndarray:
     return np.clip(image.numpy(), 0, 255).astype(np.uint8)
 
 
+def thumbnail_png(encoded: bytes, size: int = 96) -> bytes:
+    """A small PNG of an encoded image (decoded as the model decodes it), at most size a side."""
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+    out = io.BytesIO()
+    Image.fromarray(decode_thumbnail(encoded, size)).save(out, 'PNG')
+    return out.getvalue()
+
+
 def crowded(class_names: Sequence[str]) -> bool:
     """Whether class names side by side (axis ticks, table columns) would collide: many
     classes or long names."""

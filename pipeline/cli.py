@@ -52,11 +52,25 @@ def add_run_flags(parser: argparse.ArgumentParser, *, weights_help: str) -> None
                              'are near-duplicates (default 0.45)')
     parser.add_argument('--no-data-quality', action='store_true',
                         help='skip the DataQuality stage (label issues, near-duplicates)')
+    parser.add_argument('--max-file-bytes', type=int,
+                        help='larger files are reported as bad, never read (default 50000000)')
+    parser.add_argument('--symlinks', choices=features.SYMLINK_POLICIES,
+                        help='symbolic links under the data root to follow: all (follow, '
+                             'default), those staying inside the root, or none')
+    parser.add_argument('--stop-on-conflicting-labels', action='store_true', default=None,
+                        help='stop the run when the same image is filed under two classes '
+                             '(default: a warning, trained under each)')
     parser.add_argument('--eval-fraction', type=float,
                         help='share of each class for eval, without split folders (0.2)')
     parser.add_argument('--test-fraction', type=float,
                         help='share of each class held out as the test split, without split '
                              'folders (default 0: none; a pre-split root uses test/)')
+    parser.add_argument('--bulk-inference-images', metavar='DIR',
+                        help='a local folder of unlabelled photos (any depth) for the blessed '
+                             'model to score into a CSV (the BulkInferrer stage; default: none)')
+    parser.add_argument('--tflite-variants', nargs='*', default=None,
+                        help='TFLite models to write and check (float32, float16, int8; '
+                             'default float16 int8; none given: no TFLite stage)')
     parser.add_argument('--no-cache', action='store_true', help='re-run every component')
 
 
@@ -80,7 +94,12 @@ def run_overrides(args: argparse.Namespace) -> Dict[str, Any]:
         'max_label_issue_fraction': args.max_label_issue_fraction,
         'near_duplicate_similarity': args.near_duplicate_similarity,
         'data_quality': False if args.no_data_quality else None,
+        'max_file_bytes': args.max_file_bytes, 'symlinks': args.symlinks,
+        'stop_on_conflicting_labels': args.stop_on_conflicting_labels,
         'eval_fraction': args.eval_fraction, 'test_fraction': args.test_fraction,
         'enable_cache': False if args.no_cache else None,
+        'bulk_inference_images': args.bulk_inference_images,
+        'tflite_variants': (tuple(args.tflite_variants) if args.tflite_variants is not None
+                            else None),
     }
     return {k: v for k, v in overrides.items() if v is not None}

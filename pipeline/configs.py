@@ -10,8 +10,10 @@ import pathlib
 from typing import Optional, Tuple
 
 from components.data_quality import near_duplicates
+from models import eval_answers
 from models import features
 from models import profile
+from models import tflite_export
 from models import weights as weights_lib
 
 PIPELINE_NAME = 'image-classification'
@@ -46,6 +48,32 @@ IN_MEMORY_MAX_IMAGES = 20_000
 MODEL_VARIANTS = ('transfer', 'cnn', 'cnn_augment', 'cnn_preprocess_augment')
 
 
+@dataclasses.dataclass(frozen=True)
+class InfraValidation:
+    """The InfraValidator's settings: the candidate in our server before it is pushed.
+
+    The server must load the candidate within `load_timeout_seconds` (its start
+    included), answer each request within `request_timeout_seconds`, and answer the
+    first `sample_images` eval images as the Trainer did: the same class, every
+    probability within `probability_tolerance` (docs/infra_validator.md).
+    """
+    sample_images: int = 16
+    probability_tolerance: float = 1e-3
+    load_timeout_seconds: float = 300.0
+    request_timeout_seconds: float = 30.0
+
+    def __post_init__(self):
+        if not 1 <= self.sample_images <= eval_answers.SAMPLE_ANSWERS:
+            raise ValueError(f'infra validation sample_images must be in [1, '
+                             f'{eval_answers.SAMPLE_ANSWERS}] (the answers the Trainer '
+                             f'records), got {self.sample_images}')
+        if not 0.0 <= self.probability_tolerance < 1.0:
+            raise ValueError('infra validation probability_tolerance must be in [0, 1), got '
+                             f'{self.probability_tolerance}')
+        if self.load_timeout_seconds <= 0 or self.request_timeout_seconds <= 0:
+            raise ValueError('infra validation timeouts must be > 0, got '
+                             f'{self.load_timeout_seconds}, {self.request_timeout_seconds}')
+
 
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
@@ -70,6 +98,12 @@ class PipelineConfig:
     test_fraction: float = 0.0
     max_bad_fraction: float = features.MAX_BAD_FRACTION
     max_pixels: int = features.MAX_PIXELS
+    # A user's folder: files above max_file_bytes are bad, never read; which symbolic
+    # links are followed ('follow', 'inside' the root, 'none'); whether the same image
+    # filed under two classes stops the run (otherwise a warning).
+    max_file_bytes: int = features.MAX_FILE_BYTES
+    symlinks: str = features.SYMLINKS
+    stop_on_conflicting_labels: bool = features.STOP_ON_CONFLICTING_LABELS
 
     # Data validation. The schema template: its label domain is set to `class_names`.
     schema_path: str = CURATED_SCHEMA
@@ -119,6 +153,17 @@ class PipelineConfig:
     version_label: Optional[str] = None
     model_config_file: Optional[str] = None
     warmup_images: int = 5
+    # InfraValidator, between the Evaluator and the Pusher.
+    infra_validation: InfraValidation = InfraValidation()
+
+    # TFLiteExport (after the Trainer): these variants of the trained model, each checked
+    # on the eval split against the SavedModel and refused when it loses more accuracy
+    # than tflite_max_accuracy_drop; () skips the stage.
+    tflite_variants: Tuple[str, ...] = (tflite_export.FLOAT16, tflite_export.INT8)
+    tflite_max_accuracy_drop: float = tflite_export.MAX_ACCURACY_DROP
+    # BulkInferrer (after the Evaluator): a local folder of unlabelled photos the blessed
+    # model scores into a CSV; None skips the stage.
+    bulk_inference_images: Optional[str] = None
 
     def __post_init__(self):
         features.class_names(self.class_names)
@@ -150,6 +195,9 @@ class PipelineConfig:
         if not 0.0 <= self.label_smoothing < 1.0 or self.early_stopping_patience < 0:
             raise ValueError('label_smoothing must be in [0, 1) and early_stopping_patience '
                              f'>= 0, got {self.label_smoothing}, {self.early_stopping_patience}')
+        if self.symlinks not in features.SYMLINK_POLICIES or self.max_file_bytes <= 0:
+            raise ValueError(f'symlinks must be one of {features.SYMLINK_POLICIES} and '
+                             f'max_file_bytes > 0, got {self.symlinks!r}, {self.max_file_bytes}')
         if self.augmented_views < 0:
             raise ValueError(f'augmented_views must be >= 0, got {self.augmented_views}')
         if self.fine_tune_epochs and not self.fine_tune_layers:
@@ -158,6 +206,13 @@ class PipelineConfig:
                 and 0.0 <= self.max_label_issue_fraction <= 1.0):
             raise ValueError('max_leak_fraction and max_label_issue_fraction must be in [0, 1], '
                              f'got {self.max_leak_fraction}, {self.max_label_issue_fraction}')
+        unknown = [v for v in self.tflite_variants if v not in tflite_export.VARIANTS]
+        if unknown or len(set(self.tflite_variants)) != len(self.tflite_variants):
+            raise ValueError(f'tflite_variants must be distinct names of '
+                             f'{tflite_export.VARIANTS}, got {self.tflite_variants}')
+        if self.tflite_max_accuracy_drop < 0:
+            raise ValueError('tflite_max_accuracy_drop must be >= 0, got '
+                             f'{self.tflite_max_accuracy_drop}')
 
     @property
     def runs_data_quality(self) -> bool:
@@ -169,6 +224,13 @@ class PipelineConfig:
     def has_test_split(self) -> bool:
         """Whether a held-out test split is made (test/, or test_fraction > 0)."""
         return self.test_folder if self.presplit else self.test_fraction > 0
+
+    @property
+    def frozen_embedding(self) -> bool:
+        """Whether the model's embedding (its last layer's input) is the same function before
+        and after training: the transfer model's frozen base, not fine-tuned. Then the train
+        images' embeddings are as good a reference for monitoring as the eval images'."""
+        return self.model_variant == 'transfer' and not self.fine_tune_epochs
 
     def input_size(self) -> Tuple[Tuple[int, int], str]:
         """The model's input size and why: explicit, the weights' native size, or the tutorial's."""

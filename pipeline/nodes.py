@@ -13,11 +13,14 @@ DATA_REPORT = 'DataReport'
 DATA_GATE = 'DataGate'
 TRANSFORM = 'Transform'
 TRAINER = 'Trainer'                    # compared variants: 'Trainer.<variant>'
-BASELINE_RESOLVER = 'latest_blessed_model_resolver'
+BASELINE_RESOLVER = 'latest_pushed_model_resolver'
 EVALUATOR = 'Evaluator'
 TEST_EVALUATOR = 'Evaluator.test'      # only with a held-out test split
 REFERENCE_PROFILE = 'ReferenceProfile'
+INFRA_VALIDATOR = 'InfraValidator'
 PUSHER = 'ImagePusher'
+TFLITE_EXPORT = 'TFLiteExport'         # unless PipelineConfig.tflite_variants is empty
+BULK_INFERRER = 'BulkInferrer'         # only with PipelineConfig.bulk_inference_images
 
 
 def compared_trainer(variant: str) -> str:

@@ -25,6 +25,8 @@ from tfx.proto import trainer_pb2
 from tfx.types import channel
 from tfx.types import standard_artifacts
 
+from components import artifacts
+from components.bulk_inferrer.component import BulkInferrer
 from components.data_gate.component import DataGate
 from components.data_quality.component import DataQuality
 from components.data_report.component import DataReport
@@ -32,7 +34,9 @@ from components.image_example_gen.component import ImageExampleGen
 from components.image_pusher.component import ImagePusher
 from components.image_trainer.component import ImageTrainer
 from components.image_schema_gen.component import ImageSchemaGen
+from components.infra_validator.component import InfraValidator
 from components.reference_profile.component import ReferenceProfile
+from components.tflite_export.component import TFLiteExport
 from models import features
 from pipeline import configs
 from pipeline import nodes
@@ -57,7 +61,9 @@ def data_components(config: configs.PipelineConfig) -> DataStage:
         input_base=config.data_root, class_names=config.class_names, presplit=config.presplit,
         test_folder=config.test_folder, eval_fraction=config.eval_fraction,
         test_fraction=config.test_fraction, max_bad_fraction=config.max_bad_fraction,
-        max_pixels=config.max_pixels).with_id(nodes.EXAMPLE_GEN)
+        max_pixels=config.max_pixels, max_file_bytes=config.max_file_bytes,
+        symlinks=config.symlinks,
+        stop_on_conflicting_labels=config.stop_on_conflicting_labels).with_id(nodes.EXAMPLE_GEN)
     # The curated schema, its label domain set to this data set's classes.
     schema_gen = ImageSchemaGen(schema_file=config.schema_path,
                                 class_names=class_names_json).with_id(nodes.SCHEMA_GEN)
@@ -166,11 +172,13 @@ def create_pipeline(config: configs.PipelineConfig,
     compare_trainers = [trainer(v).with_id(nodes.compared_trainer(v))
                         for v in config.compare_variants]
 
-    # The last blessed model, the baseline for the no-regression check.
+    # The last model that was pushed, the baseline for the no-regression check: the
+    # Pusher's blessings, so a model blessed but never served (a push that failed or
+    # was killed) is never the baseline.
     baseline_resolver = Resolver(
         strategy_class=LatestBlessedModelStrategy,
         model=channel.Channel(type=standard_artifacts.Model),
-        model_blessing=channel.Channel(type=standard_artifacts.ModelBlessing),
+        model_blessing=channel.Channel(type=artifacts.PushedModelBlessing),
     ).with_id(nodes.BASELINE_RESOLVER)
 
     # TFMA metrics on the eval split; blesses the model or not.
@@ -187,14 +195,28 @@ def create_pipeline(config: configs.PipelineConfig,
     ).with_id(nodes.TEST_EVALUATOR)] if config.has_test_split else []
 
     # What the training and eval images and the model's answers look like: pushed with
-    # the model, the reference that serving.monitor compares traffic with.
+    # the model, the reference that monitoring.monitor compares traffic with.
     reference_profile = ReferenceProfile(
         examples=examples, model=main_trainer.outputs['model'],
-        max_images=config.profile_images).with_id(nodes.REFERENCE_PROFILE)
+        max_images=config.profile_images,
+        embed_train_images=config.frozen_embedding).with_id(nodes.REFERENCE_PROFILE)
+
+    # A copy of the model in our real server: it loads and answers a sample of eval images
+    # as the Trainer did; p50 latency. The Pusher pushes only what it and the Evaluator
+    # bless. After the Evaluator (no data edge: its result is cached with the model's).
+    infra = config.infra_validation
+    infra_validator = InfraValidator(
+        model=main_trainer.outputs['model'], model_run=main_trainer.outputs['model_run'],
+        examples=examples, model_name=config.model_name, warmup_images=config.warmup_images,
+        sample_images=infra.sample_images, probability_tolerance=infra.probability_tolerance,
+        load_timeout_seconds=infra.load_timeout_seconds,
+        request_timeout_seconds=infra.request_timeout_seconds).with_id(nodes.INFRA_VALIDATOR)
+    infra_validator.add_upstream_node(evaluator)
 
     # A blessed model -> <serving_dir>/<model_name>/<version>/, atomically, with warmup.
     pusher = ImagePusher(
         model=main_trainer.outputs['model'], model_blessing=evaluator.outputs['blessing'],
+        infra_blessing=infra_validator.outputs['blessing'],
         evaluation=evaluator.outputs['evaluation'], examples=examples,
         reference_profile=reference_profile.outputs['reference_profile'],
         base_directory=os.path.join(config.serving_dir, config.model_name),
@@ -202,8 +224,25 @@ def create_pipeline(config: configs.PipelineConfig,
         version_label=config.version_label,
         model_config_file=config.model_config_file).with_id(nodes.PUSHER)
 
+    # The trained model as TFLite (float16, int8 ...), each checked on the eval split
+    # against the SavedModel; one that loses too much accuracy is refused, not ready.
+    tflite = [TFLiteExport(
+        model=main_trainer.outputs['model'], examples=examples,
+        variants=','.join(config.tflite_variants),
+        max_accuracy_drop=config.tflite_max_accuracy_drop,
+    ).with_id(nodes.TFLITE_EXPORT)] if config.tflite_variants else []
+    # A folder of unlabelled photos scored by the blessed model (only when one is named).
+    bulk_inferrer = [BulkInferrer(
+        model=main_trainer.outputs['model'], model_blessing=evaluator.outputs['blessing'],
+        images_dir=config.bulk_inference_images).with_id(nodes.BULK_INFERRER)
+    ] if config.bulk_inference_images else []
+    # After the Pusher: neither holds back the served model.
+    for stage in tflite + bulk_inferrer:
+        stage.add_upstream_node(pusher)
+
     components = [*filter(None, data), transform, main_trainer, *compare_trainers,
-                  baseline_resolver, evaluator, *test_evaluators, reference_profile, pusher]
+                  baseline_resolver, evaluator, *test_evaluators, reference_profile, infra_validator, pusher,
+                  *tflite, *bulk_inferrer]
     # Beam settings go to the components that run Beam (ours included), and
     # only to them: a Kubeflow spec would pass pipeline-level ones to every step.
     for component in components:

@@ -38,6 +38,7 @@ from components.data_report import spec as data_report_spec
 from components.image_example_gen import spec as example_gen_spec
 from components.image_pusher import spec as pusher_spec
 from components.image_pusher import validation_text
+from components.infra_validator import spec as infra_spec
 from models import builders
 from models import eval_answers
 from models import features
@@ -46,6 +47,7 @@ from models import model as trainer_model
 from models import preprocessing
 from pipeline import configs
 from pipeline import nodes
+from pipeline import recovery
 from reports import class_accuracy
 from pages import html
 from reports import mlmd_runs
@@ -59,6 +61,7 @@ TRAINER_NODE = nodes.TRAINER
 EVALUATOR_NODE = nodes.EVALUATOR
 TEST_EVALUATOR_NODE = nodes.TEST_EVALUATOR
 REFERENCE_PROFILE_NODE = nodes.REFERENCE_PROFILE
+INFRA_VALIDATOR_NODE = nodes.INFRA_VALIDATOR
 PUSHER_NODE = nodes.PUSHER
 
 # Custom properties of the PushedModel artifact (set by TFX's Pusher and ours).
@@ -166,12 +169,14 @@ def stopped_at(run: mlmd_runs.PipelineRun) -> Optional[mlmd_runs.NodeRun]:
 
 
 def outcome(run: mlmd_runs.PipelineRun) -> str:
-    """'complete', 'stopped at <node>' or '<node> <state>'."""
+    """'complete', 'stopped at <node>', 'abandoned at <node>' or '<node> <state>'."""
     node = stopped_at(run)
     if node is None:
         return 'complete'
     if node.state == 'FAILED':
         return f'stopped at {node.node_id}'
+    if recovery.is_abandoned(node.execution):
+        return f'abandoned at {node.node_id}'
     return f'{node.node_id} {node.state.lower()}'
 
 
@@ -269,6 +274,14 @@ def push_result(run: mlmd_runs.PipelineRun) -> Optional[Dict[str, Any]]:
     }
 
 
+def infra_validation(run: mlmd_runs.PipelineRun) -> Optional[str]:
+    """The InfraValidator's verdict in one line (blessed with its p50 latency, or why
+    not), or None when it did not run."""
+    blessing = run.output(INFRA_VALIDATOR_NODE, infra_spec.BLESSING_KEY)
+    result = infra_spec.read_result(blessing.uri) if blessing is not None else None
+    return infra_spec.describe_result(result) if result is not None else None
+
+
 def blessed(run: mlmd_runs.PipelineRun) -> Optional[bool]:
     """Whether the Evaluator blessed the run's model (None: no Evaluator output)."""
     blessing = run.output(EVALUATOR_NODE, standard_component_specs.BLESSING_KEY)
@@ -316,6 +329,12 @@ def _summary(ctx: _Context) -> List[Any]:
             html.status(False, no=f'Run stopped at {node.node_id}'),
             ': the components after it did not run. The error:')))
         parts.append(html.preformatted(failure(node)))
+    elif recovery.is_abandoned(node.execution):
+        parts.append(html.paragraph(_join(
+            html.status(False, no=f'Run abandoned at {node.node_id}'),
+            ': its process ended before the component did (killed or crashed); the next run '
+            'marked it abandoned and removed its partial outputs. Recorded:')))
+        parts.append(html.preformatted(failure(node)))
     else:
         parts.append(html.paragraph(html.status(
             False, no=f'{node.node_id} is {node.state}: the run is unfinished or was killed')))
@@ -332,6 +351,9 @@ def _summary(ctx: _Context) -> List[Any]:
     is_blessed = blessed(run)
     if is_blessed is not None:
         rows.append(['blessed', html.status(is_blessed, yes='yes', no='no')])
+    served = infra_validation(run)
+    if served is not None:
+        rows.append(['served in our server (InfraValidator)', served])
     pushed = push_result(run)
     if pushed is not None:
         failures = _failures(ctx.evaluation) if ctx.evaluation else []
@@ -579,7 +601,7 @@ def _evaluation(ctx: _Context) -> List[Any]:
         parts.append(html.paragraph(_join(
             'Reference profile for monitoring the served model (image properties, the '
             "model's answers on the eval images, embeddings; pushed beside the model in "
-            f'{features.ASSETS_EXTRA}/, read by python -m serving.monitor): ',
+            f'{features.ASSETS_EXTRA}/, read by python -m monitoring.monitor): ',
             html.link(_href(path, ctx.out_dir), path))))
     test = ctx.test_evaluation
     if test is not None:

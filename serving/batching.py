@@ -150,9 +150,11 @@ def read_batching_parameters(path: str) -> BatchingParameters:
 
 class _Task:
 
-    def __init__(self, inputs: Inputs, size: int):
+    def __init__(self, inputs: Inputs, size: int,
+                 deadline: Optional[float] = None):
         self.inputs = inputs
         self.size = size
+        self.deadline = deadline
         self.enqueued = time.monotonic()
         self.done = threading.Event()
         self.outputs: Optional[Dict[str, np.ndarray]] = None
@@ -270,6 +272,16 @@ class _Queue:
             now = time.monotonic()
             for task in batch:
                 task.queue_seconds = now - task.enqueued
+            # A task whose deadline passed while it queued is answered, not run.
+            expired = [task for task in batch
+                       if task.deadline is not None and now > task.deadline]
+            for task in expired:
+                task.error = errors.ServingError(
+                    errors.Code.DEADLINE_EXCEEDED,
+                    'Deadline Exceeded while waiting in the batching queue')
+            batch = [task for task in batch if task not in expired]
+            if not batch:
+                return
             try:
                 self._run_tasks(batch)
             except errors.ServingError as error:
@@ -284,7 +296,7 @@ class _Queue:
                     task.error = error
         finally:
             self._batcher.slots.release()
-            for task in batch:
+            for task in batch + expired:
                 task.done.set()
 
     def _run_alone(self, task: _Task) -> None:
@@ -337,7 +349,8 @@ class Batcher:
         self._queues: Dict[Hashable, _Queue] = {}
 
     def run(self, key: Hashable, inputs: Inputs, run: RunFn, *,
-            model_name: str = '') -> Tuple[Dict[str, np.ndarray], float]:
+            model_name: str = '', deadline: Optional[float] = None
+            ) -> Tuple[Dict[str, np.ndarray], float]:
         """Runs `inputs` as part of a batch and returns this task's outputs.
 
         Args:
@@ -345,6 +358,7 @@ class Batcher:
           inputs: input arrays sharing their first (batch) dimension.
           run: runs a whole batch of inputs, returns output arrays.
           model_name: label for the batch size metric.
+          deadline: time.monotonic() after which the task is not run.
 
         Returns:
           (outputs, seconds spent waiting in the queue).
@@ -352,7 +366,7 @@ class Batcher:
         Raises:
           ServingError: queue full, task too large, or the run failed.
         """
-        task = _Task(inputs, _task_size(inputs))
+        task = _Task(inputs, _task_size(inputs), deadline)
         with self._lock:
             queue = self._queues.get(key)
             if queue is None:

@@ -10,6 +10,7 @@ is a `Call`, which feeds the metrics and the request log when it finishes.
 Warmup replays go through the same functions, minus the bookkeeping.
 """
 
+import ctypes
 import dataclasses
 import logging
 import time
@@ -22,7 +23,9 @@ from tensorflow_serving.apis import get_model_status_pb2
 
 from models import features
 from serving import errors
+from serving import inputs as inputs_lib
 from serving import json_tensor
+from serving import limits as limits_lib
 from serving import request_log as request_log_lib
 from serving import warmup as warmup_lib
 
@@ -34,13 +37,20 @@ CLASSIFY_SCORES = tf.saved_model.CLASSIFY_OUTPUT_SCORES
 REGRESS_INPUTS = tf.saved_model.REGRESS_INPUTS
 REGRESS_OUTPUTS = tf.saved_model.REGRESS_OUTPUTS
 SIGNATURE_DEF_FIELD = 'signature_def'   # GetModelMetadataImpl::kSignatureDef
+CLASSIFY_METHOD = tf.saved_model.CLASSIFY_METHOD_NAME
+REGRESS_METHOD = tf.saved_model.REGRESS_METHOD_NAME
 
 PREDICT, CLASSIFY, REGRESS = 'predict', 'classify', 'regress'
 METADATA, STATUS = 'metadata', 'status'
+MULTI_INFERENCE = 'multi_inference'
 REST, GRPC = 'REST', 'GRPC'
+# The model_name label (and request log name) of requests for models the
+# server does not serve.
+UNKNOWN_MODEL = '(unknown)'
 # TF Serving's `API` metric label: the REST method, the gRPC method name.
 _GRPC_API = {PREDICT: 'Predict', CLASSIFY: 'Classify', REGRESS: 'Regress',
-             METADATA: 'GetModelMetadata', STATUS: 'GetModelStatus'}
+             METADATA: 'GetModelMetadata', STATUS: 'GetModelStatus',
+             MULTI_INFERENCE: 'MultiInference'}
 
 
 class ModelSpec(NamedTuple):
@@ -64,6 +74,25 @@ class Call:
     predictions: List[Tuple[Optional[str], Optional[float]]] = (
         dataclasses.field(default_factory=list))
     http_status: Optional[int] = None
+    # time.monotonic() after which the request's work stops (None: no deadline).
+    deadline: Optional[float] = None
+    # True once the client has gone (closed connection, cancelled RPC).
+    cancelled: Callable[[], bool] = lambda: False
+
+    def check(self, done: int = 0, total: int = 0) -> None:
+        """Raises once the deadline has passed or the client has gone.
+
+        Raises:
+          ServingError: DEADLINE_EXCEEDED or CANCELLED, saying how far the
+            work got when `total` is given.
+        """
+        progress = (f' after {done} of {total} instances' if total else '')
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise errors.ServingError(errors.Code.DEADLINE_EXCEEDED,
+                                      f'Deadline Exceeded{progress}')
+        if self.cancelled():
+            raise errors.ServingError(errors.Code.CANCELLED,
+                                      f'Request cancelled by the client{progress}')
 
     @property
     def api(self) -> str:
@@ -80,6 +109,42 @@ def _signature_shape(info) -> Optional[List[int]]:
     if info.tensor_shape.unknown_rank:
         return None
     return [d.size for d in info.tensor_shape.dim]
+
+
+# After a request that decoded this many pixels, malloc's freed pages go back to
+# the system: with --tensorflow_system_allocator its images were malloc'ed, and
+# glibc keeps freed heap pages otherwise.
+_TRIM_AFTER_PIXELS = 10_000_000
+
+
+def _return_freed_memory() -> None:
+    """glibc's malloc_trim(0); nothing where the C library has none."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (AttributeError, OSError):
+        pass
+
+
+def _batch_size(signature_def, inputs: Mapping[str, np.ndarray]
+                ) -> Optional[int]:
+    """The shared first dimension when the signature batches, else None.
+
+    A signature batches when every input and output has a known rank of at
+    least one and an unknown (-1) first dimension, and the request's inputs
+    agree on it: then running it in slices and concatenating the outputs gives
+    what one call gives.
+    """
+    infos = list(signature_def.inputs.values()) + list(
+        signature_def.outputs.values())
+    for info in infos:
+        dims = _signature_shape(info)
+        if not dims or dims[0] != -1:
+            return None
+    sizes = {array.shape[0] if np.ndim(array) else None
+             for array in inputs.values()}
+    if len(sizes) != 1 or None in sizes:
+        return None
+    return sizes.pop()
 
 
 def _available_signatures(servable) -> str:
@@ -114,13 +179,13 @@ def serialized_examples(input_proto) -> List[bytes]:
     return examples
 
 
-def arrays_from_tensor_protos(protos: Mapping[str, Any],
-                              signature_def) -> Dict[str, np.ndarray]:
-    """TensorProtos (gRPC, warmup) as arrays, dtypes checked.
+def arrays_from_tensor_protos(protos: Mapping[str, Any], signature_def,
+                              limits: limits_lib.Limits) -> Dict[str, np.ndarray]:
+    """TensorProtos (gRPC, warmup) as arrays, dtypes and shapes checked first.
 
     Raises:
       ServingError: INVALID_ARGUMENT for a dtype that does not match the
-        signature or a malformed tensor.
+        signature, a shape over the limits or a malformed tensor.
     """
     arrays = {}
     names = sorted(signature_def.inputs)
@@ -136,11 +201,7 @@ def arrays_from_tensor_protos(protos: Mapping[str, Any],
             raise errors.invalid_argument(
                 f'Expects arg[{names.index(name)}] to be {want} but {got} is '
                 'provided').with_hint(hint + '.')
-        try:
-            arrays[name] = tf.make_ndarray(proto)
-        except (ValueError, TypeError) as error:
-            raise errors.invalid_argument(
-                f'Malformed TensorProto for input {name!r}: {error}') from None
+        arrays[name] = inputs_lib.array_from_tensor_proto(name, proto, limits)
     return arrays
 
 
@@ -153,11 +214,17 @@ class ServingCore:
 
     def __init__(self, store, *, metrics=None, batcher=None,
                  request_log: Optional[request_log_lib.RequestLog] = None,
-                 num_request_iterations_for_warmup: int = 0):
+                 num_request_iterations_for_warmup: int = 0,
+                 limits: Optional[limits_lib.Limits] = None):
         self.store = store
         self.metrics = metrics
         self.batcher = batcher
         self.request_log = request_log
+        self.limits = limits or limits_lib.Limits()
+        self.pixels = inputs_lib.PixelBudget(self.limits.max_pixels_in_flight)
+        # Port name -> a check that returns None when it answers, else why not
+        # (serving/server.py registers the gRPC port's).
+        self.port_checks: Dict[str, Callable[[], Optional[str]]] = {}
         self._warmup_iterations = max(num_request_iterations_for_warmup, 1)
 
     # ------------------------------------------------------------ calls
@@ -175,6 +242,7 @@ class ServingCore:
         """Records a finished request in the metrics and the request log."""
         seconds = time.perf_counter() - call.started
         code = error.code if error is not None else errors.Code.OK
+        call.model_name = self.model_label(call.model_name)
         if self.metrics is not None:
             self.metrics.record_request(call.model_name, call.api,
                                         call.entrypoint, code.name, seconds)
@@ -183,6 +251,17 @@ class ServingCore:
                 self._log(call, code, error, seconds)
             except Exception:  # pylint: disable=broad-except
                 logging.exception('Request log write failed')
+
+    def model_label(self, name: str) -> str:
+        """The name a request is counted and logged under.
+
+        Names the client made up share one value, so that neither /metrics nor
+        the request log grows with what clients send (TF Serving labels with
+        any name it is sent).
+        """
+        if not name or self.store.has_model(name):
+            return name
+        return UNKNOWN_MODEL
 
     def _log(self, call: Call, code: errors.Code,
              error: Optional[errors.ServingError], seconds: float) -> None:
@@ -208,7 +287,7 @@ class ServingCore:
         if call.http_status is not None:
             record['http_status'] = call.http_status
         if error is not None:
-            record['error'] = error.message
+            record['error'] = error.client_message
         self.request_log.write(record)
 
     # -------------------------------------------------------- signatures
@@ -272,6 +351,9 @@ class ServingCore:
             inputs = decoded.inputs
         else:
             inputs = decoded
+        inputs_lib.check_instances(inputs_lib.count_instances(inputs),
+                                   self.limits)
+        pixels = inputs_lib.images_in_arrays(inputs, self.limits)
         if self.metrics is not None:
             self.metrics.observe_decode(servable.name, call.entrypoint,
                                         time.perf_counter() - started)
@@ -286,8 +368,8 @@ class ServingCore:
         if len(set(output_filter)) != len(output_filter):
             raise errors.invalid_argument(
                 'duplicate output tensor alias: ' + ','.join(output_filter))
-        outputs = self._run(servable, name, signature_def, inputs,
-                            plain_strings=plain_strings)
+        outputs = self._run(servable, name, signature_def, inputs, call=call,
+                            pixels=pixels, plain_strings=plain_strings)
         if output_filter:
             outputs = {k: outputs[k] for k in output_filter}
         if call.sampled:
@@ -395,11 +477,16 @@ class ServingCore:
 
     def _classify_on(self, servable, call: Optional[Call], signature_name: str,
                      examples: Callable[[], List[bytes]]):
+        # The examples first, as TF Serving: a malformed body is reported
+        # before an unknown signature.
+        serialized, pixels = self._decode_examples(servable, call, examples)
         name, signature_def = self._example_signature(servable, signature_name,
                                                       CLASSIFY)
-        serialized = self._decode_examples(servable, call, name, examples)
+        if call is not None:
+            call.signature = name
         outputs = self._run(servable, name, signature_def,
-                            {CLASSIFY_INPUTS: serialized})
+                            {CLASSIFY_INPUTS: serialized}, call=call,
+                            pixels=pixels)
         count = len(serialized)
         classes = outputs.get(CLASSIFY_CLASSES)
         scores = outputs.get(CLASSIFY_SCORES)
@@ -457,11 +544,16 @@ class ServingCore:
 
     def _regress_on(self, servable, call: Optional[Call], signature_name: str,
                     examples: Callable[[], List[bytes]]):
+        # The examples first, as TF Serving: a malformed body is reported
+        # before an unknown signature.
+        serialized, pixels = self._decode_examples(servable, call, examples)
         name, signature_def = self._example_signature(servable, signature_name,
                                                       REGRESS)
-        serialized = self._decode_examples(servable, call, name, examples)
+        if call is not None:
+            call.signature = name
         outputs = self._run(servable, name, signature_def,
-                            {REGRESS_INPUTS: serialized})
+                            {REGRESS_INPUTS: serialized}, call=call,
+                            pixels=pixels)
         values = outputs[REGRESS_OUTPUTS]
         count = len(serialized)
         if values.dtype.kind != 'f':
@@ -478,12 +570,72 @@ class ServingCore:
             call.predictions = [(None, v) for v in result]
         return name, result
 
-    def _decode_examples(self, servable, call: Optional[Call], name: str,
-                         examples: Callable[[], List[bytes]]) -> np.ndarray:
-        if call is not None:
-            call.signature = name
+    def multi_inference(self, call: Call, tasks: Sequence[Tuple[ModelSpec, str, str]],
+                        examples: Callable[[], List[bytes]]):
+        """Runs several classify/regress signatures of one model on one input.
+
+        Args:
+          call: the request's bookkeeping.
+          tasks: (model spec, signature name, method name) per task, in order.
+          examples: the shared serialized Examples.
+
+        Returns:
+          (servable, [(method, result) per task]): classify results as
+          `classify` returns them, regress results as `regress` does.
+
+        Raises:
+          ServingError: TF Serving's code and message (RunMultiInference).
+        """
+        if not tasks:
+            raise errors.invalid_argument('Expected at least one task')
+        names = set()
+        for spec, signature_name, method in tasks:
+            if not spec.name:
+                raise errors.invalid_argument(
+                    'Found ModelSpec with an empty model name.')
+            names.add(spec.name)
+            if method not in (CLASSIFY_METHOD, REGRESS_METHOD):
+                raise errors.ServingError(
+                    errors.Code.UNIMPLEMENTED,
+                    f'Unsupported signature method_name: {method}').with_hint(
+                        f'a task runs {CLASSIFY_METHOD} or {REGRESS_METHOD}.')
+        if len(names) > 1:
+            raise errors.invalid_argument(
+                'All ModelSpecs in a MultiInferenceRequest must access the same '
+                'model name.')
+        signatures = [signature or DEFAULT_SIGNATURE for _, signature, _ in tasks]
+        for signature in signatures:
+            if signatures.count(signature) > 1:
+                raise errors.invalid_argument(
+                    f'Duplicate evaluation of signature: {signature}')
+        servable = self._resolve_for(call, tasks[0][0])
+        cached = []
+
+        def shared() -> List[bytes]:
+            if not cached:
+                cached.append(examples())
+            return cached[0]
+
+        results = []
+        for (_, signature, method), name in zip(tasks, signatures):
+            if name not in servable.signature_defs:
+                raise errors.invalid_argument(
+                    'Requested signature not found in model graph: '
+                    f'{name}').with_hint(
+                        f'available signatures: {_available_signatures(servable)}.')
+            run = (self._classify_on if method == CLASSIFY_METHOD
+                   else self._regress_on)
+            results.append((method, run(servable, call, signature, shared)[1]))
+        return servable, results
+
+    def _decode_examples(self, servable, call: Optional[Call],
+                         examples: Callable[[], List[bytes]]
+                         ) -> Tuple[np.ndarray, int]:
+        """(serialized Examples as an array, pixels of their images), checked."""
         started = time.perf_counter()
         serialized = examples()
+        inputs_lib.check_instances(len(serialized), self.limits)
+        pixels = inputs_lib.images_in_examples(serialized, self.limits)
         array = np.empty(len(serialized), dtype=object)
         array[:] = serialized
         if call is not None:
@@ -492,7 +644,7 @@ class ServingCore:
                                             time.perf_counter() - started)
             if call.sampled:
                 call.images = self._images_from_examples(serialized)
-        return array
+        return array, pixels
 
     @staticmethod
     def _images_from_examples(serialized: Sequence[bytes]) -> List[bytes]:
@@ -522,68 +674,157 @@ class ServingCore:
         checked = {}
         for name, array in inputs.items():
             info = signature_def.inputs[name]
-            want = _signature_shape(info)
             array = np.asarray(array)
-            if want is not None and (
-                    len(want) != array.ndim
-                    or any(w >= 0 and w != g for w, g in zip(want, array.shape))):
-                hint = ''
-                if array.ndim < len(want):
-                    hint = (f'input {name!r} needs {len(want)} dimension(s) '
-                            'with the first one over examples: send a list '
-                            '(e.g. "instances": [...] or "inputs": [...]), '
-                            'not a single value.')
-                elif array.ndim > len(want):
-                    hint = (f'input {name!r} needs {len(want)} dimension(s); '
-                            'the request nests one list too many.')
-                raise errors.invalid_argument(
-                    f'input {name!r} of signature {signature_name!r} expects '
-                    f'shape {_shape_string(want)} of '
-                    f'{json_tensor.dtype_name(info.dtype)}, got shape '
-                    f'{_shape_string(array.shape)}').with_hint(hint)
             np_dtype = json_tensor.numpy_dtype(info.dtype)
-            if np_dtype is not object and array.dtype != np_dtype:
+            # Serialized Examples stay strings whatever the signature declares
+            # (TF Serving feeds them as DT_STRING); other inputs were checked
+            # against the signature's dtype when they were decoded.
+            if (array.dtype != object and np_dtype is not object
+                    and array.dtype != np_dtype):
                 array = array.astype(np_dtype)
             checked[name] = array
         return checked
 
+    @staticmethod
+    def _shape_error(signature_name: str, signature_def,
+                     inputs: Mapping[str, np.ndarray]
+                     ) -> Optional[errors.ServingError]:
+        """Our message for a shape the model refused, if the signature says why.
+
+        TF Serving checks no shapes: the tensor is fed and the model decides.
+        When the model fails on an input whose shape differs from the
+        signature's, that shape says what was expected (clearer than the op's
+        message).
+        """
+        for name in sorted(inputs):
+            array = inputs[name]
+            info = signature_def.inputs[name]
+            want = _signature_shape(info)
+            if want is None or (len(want) == array.ndim and all(
+                    w < 0 or w == g for w, g in zip(want, array.shape))):
+                continue
+            hint = ''
+            if array.ndim < len(want):
+                hint = (f'input {name!r} needs {len(want)} dimension(s) '
+                        'with the first one over examples: send a list '
+                        '(e.g. "instances": [...] or "inputs": [...]), '
+                        'not a single value.')
+            elif array.ndim > len(want):
+                hint = (f'input {name!r} needs {len(want)} dimension(s); '
+                        'the request nests one list too many.')
+            return errors.invalid_argument(
+                f'input {name!r} of signature {signature_name!r} expects '
+                f'shape {_shape_string(want)} of '
+                f'{json_tensor.dtype_name(info.dtype)}, got shape '
+                f'{_shape_string(array.shape)}').with_hint(hint)
+        return None
+
     def _run(self, servable, signature_name: str, signature_def,
-             inputs: Mapping[str, np.ndarray], *,
-             plain_strings=frozenset()) -> Dict[str, np.ndarray]:
+             inputs: Mapping[str, np.ndarray], *, call: Optional[Call] = None,
+             pixels: int = 0, plain_strings=frozenset()
+             ) -> Dict[str, np.ndarray]:
+        """Runs checked inputs through the signature, in chunks, by the deadline.
+
+        `pixels` (what the request's images cost to decode) is held in the
+        server's pixel budget while the model runs.
+        """
         started = time.perf_counter()
         inputs = self._check_inputs(signature_name, signature_def, inputs)
         check_seconds = time.perf_counter() - started
+        if call is not None:
+            call.check()
+        self.pixels.acquire(pixels, call.deadline if call else None)
         try:
-            if self.batcher is not None:
-                outputs, queued = self.batcher.run(
-                    (servable.name, servable.version, signature_name,
-                     id(servable)), inputs,
-                    lambda batch: self._call(servable, signature_name,
-                                             signature_def, batch),
-                    model_name=servable.name)
-                if self.metrics is not None:
-                    self.metrics.observe_preprocess(servable.name,
-                                                    check_seconds + queued)
-                return outputs
-            if self.metrics is not None:
-                self.metrics.observe_preprocess(servable.name, check_seconds)
-            return self._call(servable, signature_name, signature_def, inputs)
+            return self._run_chunks(servable, signature_name, signature_def,
+                                    inputs, call, check_seconds)
         except errors.ServingError as error:
             raise self._with_input_hint(error, signature_def, inputs,
                                         plain_strings) from None
+        finally:
+            self.pixels.release(pixels)
+            if pixels >= _TRIM_AFTER_PIXELS:
+                _return_freed_memory()
+
+    def _chunk_size(self) -> int:
+        size = self.limits.max_instances_per_call
+        if self.batcher is not None:
+            size = min(size, self.batcher.params.max_batch_size)
+        return size
+
+    def _run_chunks(self, servable, signature_name: str, signature_def,
+                    inputs: Dict[str, np.ndarray], call: Optional[Call],
+                    check_seconds: float) -> Dict[str, np.ndarray]:
+        """The request at most --max_instances_per_call instances at a time.
+
+        Only a signature whose inputs and outputs all batch along their first
+        dimension is split; between chunks the deadline (and the client) is
+        checked, so a request past its deadline stops instead of running on.
+        """
+        count = _batch_size(signature_def, inputs)
+        step = self._chunk_size()
+        if count is None or count <= step:
+            return self._run_once(servable, signature_name, signature_def,
+                                  inputs, call, check_seconds)
+        parts = []
+        for start in range(0, count, step):
+            if call is not None and start:
+                call.check(start, count)
+            part = {name: array[start:start + step]
+                    for name, array in inputs.items()}
+            outputs = self._run_once(servable, signature_name, signature_def,
+                                     part, call, check_seconds)
+            size = min(step, count - start)
+            if any(np.ndim(array) == 0 or array.shape[0] != size
+                   for array in outputs.values()):
+                if start == 0:   # not batch-major after all: run it whole
+                    return self._run_once(servable, signature_name,
+                                          signature_def, inputs, call,
+                                          check_seconds)
+                raise errors.internal(
+                    f'Signature {signature_name!r} changed its output batch '
+                    'size between chunks')
+            parts.append(outputs)
+        return {name: np.concatenate([part[name] for part in parts])
+                for name in parts[0]}
+
+    def _run_once(self, servable, signature_name: str, signature_def,
+                  inputs: Dict[str, np.ndarray], call: Optional[Call],
+                  check_seconds: float) -> Dict[str, np.ndarray]:
+        if self.batcher is not None:
+            outputs, queued = self.batcher.run(
+                (servable.name, servable.version, signature_name,
+                 id(servable)), inputs,
+                lambda batch: self._call(servable, signature_name,
+                                         signature_def, batch),
+                model_name=servable.name,
+                deadline=call.deadline if call else None)
+            if self.metrics is not None:
+                self.metrics.observe_preprocess(servable.name,
+                                                check_seconds + queued)
+            return outputs
+        if self.metrics is not None:
+            self.metrics.observe_preprocess(servable.name, check_seconds)
+        return self._call(servable, signature_name, signature_def, inputs)
 
     def _call(self, servable, signature_name: str, signature_def,
               inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         function = servable.functions[signature_name]
-        tensors = {name: tf.constant(array, dtype=tf.dtypes.as_dtype(
-            signature_def.inputs[name].dtype)) for name, array in inputs.items()}
+        tensors = {name: tf.constant(array, dtype=tf.string if array.dtype == object
+                                     else tf.dtypes.as_dtype(
+                                         signature_def.inputs[name].dtype))
+                   for name, array in inputs.items()}
         started = time.perf_counter()
         try:
             outputs = function(**tensors)
         except tf.errors.OpError as error:
-            raise errors.from_tf_error(error) from None
+            refused = errors.from_tf_error(error)
+            shape = (self._shape_error(signature_name, signature_def, inputs)
+                     if refused.code == errors.Code.INVALID_ARGUMENT else None)
+            raise (shape or refused) from None
         except (TypeError, ValueError) as error:
-            raise errors.invalid_argument(str(error)) from None
+            # The function's own input check: a shape (or rank) it refuses.
+            raise (self._shape_error(signature_name, signature_def, inputs)
+                   or errors.invalid_argument(str(error))) from None
         if self.metrics is not None:
             self.metrics.observe_predict(servable.name, signature_name,
                                          time.perf_counter() - started)
@@ -658,9 +899,21 @@ class ServingCore:
             entry.status.error_message = status.error_message
         return response
 
-    def readiness(self) -> Tuple[bool, Dict[str, str]]:
-        """(ready, per-model reason), for /readyz."""
-        return self.store.readiness()
+    def readiness(self) -> Tuple[bool, Dict[str, str], Dict[str, str]]:
+        """(ready, per-model reason, per-port state), for /readyz.
+
+        Ready means every model has an AVAILABLE version and every port
+        answers (REST answers this; the others are probed, see
+        `port_checks`), so a probe never sends clients to a port that is not
+        there yet.
+        """
+        ready, models = self.store.readiness()
+        ports = {}
+        for name, check in sorted(self.port_checks.items()):
+            problem = check()
+            ports[name] = problem or 'answering'
+            ready = ready and problem is None
+        return ready, models, ports
 
     # ------------------------------------------------------------ warmup
 
@@ -675,7 +928,7 @@ class ServingCore:
                     servable, request.model_spec.signature_name,
                     entrypoint=GRPC)
                 inputs = arrays_from_tensor_protos(request.inputs,
-                                                   signature_def)
+                                                   signature_def, self.limits)
                 self._run(servable, name, signature_def, inputs)
             elif kind == 'classify_log':
                 request = log.classify_log.request

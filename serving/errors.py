@@ -63,12 +63,31 @@ class ServingError(Exception):
             return self
         return ServingError(self.code, f'{self.message} Hint: {hint}')
 
+    @property
+    def client_message(self) -> str:
+        """The message as sent to the client: what it echoes is kept short.
+
+        Messages repeat what the request named (model, label, signature); a
+        client that names a model with 60 KB would otherwise get 60 KB back, and
+        over gRPC no message at all (status details above 16 KiB are dropped).
+        """
+        return _LONG_WORD.sub(_shorten, self.message)
+
     def status_string(self) -> str:
         """`CODE: message`, as absl::Status::ToString prints it."""
         return f'{self.code.name}: {self.message}'
 
     def __repr__(self):
         return f'ServingError({self.code.name}, {self.message!r})'
+
+
+# A run of characters without a space longer than any the server writes itself.
+_LONG_WORD = re.compile(r'[^\s]{513,}')
+
+
+def _shorten(match: 're.Match') -> str:
+    word = match.group()
+    return f'{word[:100]}...({len(word)} characters)'
 
 
 def invalid_argument(message: str) -> ServingError:

@@ -1,20 +1,27 @@
 """TF Serving's gRPC API (PredictionService, ModelService) on the shared path.
 
 Uses the stubs of `tensorflow-serving-api`, so any TF Serving client works:
-Predict, Classify, Regress and GetModelMetadata of
-`tensorflow.serving.PredictionService`, and GetModelStatus and
-HandleReloadConfigRequest of `tensorflow.serving.ModelService`.
-`model_spec.version` and `model_spec.version_label` route as in TF Serving.
-MultiInference answers UNIMPLEMENTED.
+Predict, Classify, Regress, GetModelMetadata and
+MultiInference (several classify/regress signatures of one model on one
+input) and GetModelStatus and HandleReloadConfigRequest of
+`tensorflow.serving.ModelService`. `model_spec.version` and
+`model_spec.version_label` route as in TF Serving. Output tensors fill the
+typed fields (float_val, int64_val, string_val, ...), as TF Serving's
+AsProtoField does, so that clients reading `.float_val` work.
 """
 
 import concurrent.futures
 import logging
-from typing import Callable
+import os
+import time
+from typing import Callable, Optional, Sequence
 
 import grpc
+import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2
 from tensorflow_serving.apis import classification_pb2
+from tensorflow_serving.apis import inference_pb2
 from tensorflow_serving.apis import model_management_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
@@ -23,6 +30,7 @@ from tensorflow_serving.apis import regression_pb2
 
 from serving import core as core_lib
 from serving import errors
+from serving import limits as limits_lib
 
 
 def model_spec_of(proto) -> core_lib.ModelSpec:
@@ -39,6 +47,43 @@ def _fill_spec(target, servable, signature_name: str) -> None:
     target.signature_name = signature_name
 
 
+def tensor_proto(array: np.ndarray):
+    """An output array as a TensorProto with typed fields (not tensor_content)."""
+    array = np.asarray(array)
+    proto = tensor_pb2.TensorProto()
+    for size in array.shape:
+        proto.tensor_shape.dim.add().size = size
+    flat = array.reshape(-1)
+    if array.dtype == object or array.dtype.kind in ('S', 'U'):
+        proto.dtype = tf.string.as_datatype_enum
+        proto.string_val.extend(
+            value.encode('utf-8') if isinstance(value, str) else bytes(value)
+            for value in flat)
+        return proto
+    dtype = tf.dtypes.as_dtype(array.dtype)
+    proto.dtype = dtype.as_datatype_enum
+    if dtype in (tf.float16, tf.bfloat16):
+        proto.half_val.extend(flat.view(np.uint16).tolist())
+    elif dtype in (tf.complex64, tf.complex128):
+        field = proto.scomplex_val if dtype == tf.complex64 else proto.dcomplex_val
+        field.extend(np.stack([flat.real, flat.imag], axis=-1).reshape(-1).tolist())
+    else:
+        field = _TYPED_FIELDS.get(dtype)
+        if field is None:
+            return tf.make_tensor_proto(array)
+        getattr(proto, field).extend(flat.tolist())
+    return proto
+
+
+# dtype -> the TensorProto field TF Serving's AsProtoField fills.
+_TYPED_FIELDS = {
+    tf.float32: 'float_val', tf.float64: 'double_val', tf.int32: 'int_val',
+    tf.int16: 'int_val', tf.int8: 'int_val', tf.uint8: 'int_val',
+    tf.uint16: 'int_val', tf.int64: 'int64_val', tf.uint32: 'uint32_val',
+    tf.uint64: 'uint64_val', tf.bool: 'bool_val',
+}
+
+
 class _Handler:
     """Runs one RPC with the core's bookkeeping and status mapping."""
 
@@ -48,11 +93,17 @@ class _Handler:
     def run(self, kind: str, model_name: str, context,
             body: Callable[[core_lib.Call], object]):
         call = self.core.begin(kind, core_lib.GRPC, model_name)
+        # The client's deadline is the request's (TF Serving passes it into the
+        # model run); the work also stops when the client cancels.
+        remaining = context.time_remaining()
+        if remaining is not None:
+            call.deadline = time.monotonic() + remaining
+        call.cancelled = lambda: not context.is_active()
         try:
             response = body(call)
         except errors.ServingError as error:
             self.core.finish(call, error)
-            context.abort(grpc.StatusCode[error.code.name], error.message)
+            context.abort(grpc.StatusCode[error.code.name], error.client_message)
         except Exception:  # pylint: disable=broad-except
             logging.exception('gRPC %s failed', kind)
             error = errors.internal('Internal error')
@@ -75,12 +126,12 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 call, model_spec_of(request.model_spec),
                 request.model_spec.signature_name,
                 lambda signature_def: core_lib.arrays_from_tensor_protos(
-                    request.inputs, signature_def),
+                    request.inputs, signature_def, self._core.limits),
                 output_filter=list(request.output_filter))
             response = predict_pb2.PredictResponse()
             _fill_spec(response.model_spec, servable, name)
             for alias, array in outputs.items():
-                response.outputs[alias].CopyFrom(tf.make_tensor_proto(array))
+                response.outputs[alias].CopyFrom(tensor_proto(array))
             return response
         return self._handler.run(core_lib.PREDICT, request.model_spec.name,
                                  context, body)
@@ -115,6 +166,32 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return self._handler.run(core_lib.REGRESS, request.model_spec.name,
                                  context, body)
 
+    def MultiInference(self, request, context):  # pylint: disable=invalid-name
+        def body(call):
+            tasks = [(model_spec_of(task.model_spec),
+                      task.model_spec.signature_name, task.method_name)
+                     for task in request.tasks]
+            servable, results = self._core.multi_inference(
+                call, tasks, lambda: core_lib.serialized_examples(request.input))
+            response = inference_pb2.MultiInferenceResponse()
+            for task, (method, values) in zip(request.tasks, results):
+                result = response.results.add()
+                _fill_spec(result.model_spec, servable,
+                           task.model_spec.signature_name)
+                result.model_spec.name = task.model_spec.name
+                if method == core_lib.CLASSIFY_METHOD:
+                    for classes in values:
+                        classifications = (
+                            result.classification_result.classifications.add())
+                        for label, score in classes:
+                            classifications.classes.add(label=label, score=score)
+                else:
+                    for value in values:
+                        result.regression_result.regressions.add(value=value)
+            return response
+        name = request.tasks[0].model_spec.name if request.tasks else ''
+        return self._handler.run(core_lib.MULTI_INFERENCE, name, context, body)
+
     def GetModelMetadata(self, request, context):  # pylint: disable=invalid-name
         def body(call):
             response = self._core.metadata(model_spec_of(request.model_spec),
@@ -126,11 +203,19 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    """tensorflow.serving.ModelService."""
+    """tensorflow.serving.ModelService.
 
-    def __init__(self, core: core_lib.ServingCore):
+    HandleReloadConfigRequest may point models only at directories under the
+    allowed roots (--model_base_path_roots; by default the parents of the
+    start-up config's base paths): any client that reaches the port could
+    otherwise make the server read any directory.
+    """
+
+    def __init__(self, core: core_lib.ServingCore,
+                 allowed_roots: Sequence[str] = ()):
         self._handler = _Handler(core)
         self._core = core
+        self._allowed_roots = tuple(allowed_roots)
 
     def GetModelStatus(self, request, context):  # pylint: disable=invalid-name
         return self._handler.run(
@@ -139,6 +224,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
     def HandleReloadConfigRequest(self, request, context):  # pylint: disable=invalid-name
         def body(call):
+            self._check_roots(request.config)
             try:
                 self._core.store.apply_config(request.config)
             except ValueError as error:
@@ -148,20 +234,39 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
             return response
         return self._handler.run(core_lib.STATUS, '', context, body)
 
+    def _check_roots(self, config) -> None:
+        roots = self._allowed_roots
+        for model in config.model_config_list.config:
+            path = model.base_path
+            if '://' not in path and not os.path.isabs(path):
+                raise errors.invalid_argument(
+                    f'base_path {path!r} of model {model.name!r} is not an '
+                    'absolute path').with_hint(
+                        'give the model directory\'s absolute path.')
+            if limits_lib.outside_roots(path, roots):
+                raise errors.ServingError(
+                    errors.Code.PERMISSION_DENIED,
+                    f'base_path {path!r} of model {model.name!r} is outside the '
+                    f'allowed model roots: {", ".join(roots) or "none"}'
+                ).with_hint('publish the model under one of them, or start the '
+                            'server with --model_base_path_roots.')
+
 
 class GrpcServer:
     """The gRPC server of one model server process."""
 
     def __init__(self, core: core_lib.ServingCore, *, host: str = '127.0.0.1',
                  port: int = 8500, max_workers: int = 8,
-                 max_message_bytes: int = 32 * 2**20):
+                 allowed_roots: Sequence[str] = ()):
         if max_workers <= 0:
             raise ValueError(f'max_workers must be > 0, got {max_workers}')
         self.core = core
         self.host = host
         self.port = port
         self._max_workers = max_workers
-        self._max_message_bytes = max_message_bytes
+        self._max_message_bytes = core.limits.grpc_max_message_bytes
+        self._allowed_roots = tuple(allowed_roots)
+        self._probe = None
         self._server = None
 
     def start(self) -> int:
@@ -180,7 +285,7 @@ class GrpcServer:
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionService(self.core), self._server)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-            ModelService(self.core), self._server)
+            ModelService(self.core, self._allowed_roots), self._server)
         host = f'[{self.host}]' if ':' in self.host else self.host
         try:
             port = self._server.add_insecure_port(f'{host}:{self.port}')
@@ -193,7 +298,28 @@ class GrpcServer:
         self.port = port
         return port
 
+    def problem(self, timeout: float = 1.0) -> Optional[str]:
+        """None when the port completes a gRPC handshake, else why not.
+
+        The probe is a channel of the server's own to its address (the
+        loopback one when it binds all interfaces), for /readyz.
+        """
+        if self._server is None:
+            return 'not started'
+        host = {'0.0.0.0': '127.0.0.1', '': '127.0.0.1', '::': '::1'}.get(
+            self.host, self.host)
+        target = f'[{host}]:{self.port}' if ':' in host else f'{host}:{self.port}'
+        if self._probe is None:
+            self._probe = grpc.insecure_channel(target)
+        try:
+            grpc.channel_ready_future(self._probe).result(timeout=timeout)
+        except grpc.FutureTimeoutError:
+            return f'no gRPC handshake with {target} within {timeout:g} s'
+        return None
+
     def stop(self, grace_seconds: float = 10.0) -> None:
         """Refuses new RPCs, waits up to `grace_seconds` for running ones."""
+        if self._probe is not None:
+            self._probe.close()
         if self._server is not None:
             self._server.stop(grace_seconds).wait()

@@ -20,6 +20,7 @@ import numpy as np
 from tensorflow.core.framework import types_pb2
 
 from serving import errors
+from serving.limits import MAX_TENSOR_RANK
 
 INSTANCES_KEY = 'instances'
 INPUTS_KEY = 'inputs'
@@ -78,8 +79,19 @@ def _to_serving_error(error: _JsonError) -> errors.ServingError:
 
 
 def _debug_string(value: Any) -> str:
-    text = json.dumps(value, separators=(',', ':'), allow_nan=True)
-    if len(text) > _MAX_DEBUG_CHARS:
+    """At most _MAX_DEBUG_CHARS of the value as JSON, without writing it all."""
+    encoder = json.JSONEncoder(separators=(',', ':'), allow_nan=True)
+    pieces, length = [], 0
+    try:
+        for piece in encoder.iterencode(value):
+            pieces.append(piece)
+            length += len(piece)
+            if length > _MAX_DEBUG_CHARS:
+                break
+    except RecursionError:
+        pass
+    text = ''.join(pieces)
+    if len(text) > _MAX_DEBUG_CHARS or length > _MAX_DEBUG_CHARS:
         text = text[:_MAX_DEBUG_CHARS] + '...'
     return text
 
@@ -186,10 +198,15 @@ def _leaf(value: Any, dtype: int, name: str, plain_strings: Set[str]) -> Any:
         f'{dtype_name(dtype)}', code=errors.Code.UNIMPLEMENTED)
 
 
-def _dense_shape(value: Any) -> List[int]:
+def _dense_shape(value: Any, name: str) -> List[int]:
     shape = []
     while isinstance(value, list):
         shape.append(len(value))
+        if len(shape) > MAX_TENSOR_RANK:
+            raise _JsonError(
+                f'JSON Value for input {name!r} is nested more than '
+                f'{MAX_TENSOR_RANK} lists deep; tensors have at most '
+                f'{MAX_TENSOR_RANK} dimensions')
         if not value:
             break
         value = value[0]
@@ -248,7 +265,7 @@ def json_to_array(value: Any, dtype: int, name: str,
 
 
 def _json_to_array(value, dtype, name, plain_strings) -> np.ndarray:
-    shape = _dense_shape(value)
+    shape = _dense_shape(value, name)
     flat: List[Any] = []
     _fill(value, 0, shape, dtype, name, flat, plain_strings)
     np_dtype = numpy_dtype(dtype)
@@ -256,7 +273,9 @@ def _json_to_array(value, dtype, name, plain_strings) -> np.ndarray:
         array = np.empty(len(flat), dtype=object)
         array[:] = flat
     else:
-        array = np.array(flat, dtype=np_dtype)
+        # A JSON number beyond float32 becomes +-inf, as in TF Serving.
+        with np.errstate(over='ignore'):
+            array = np.array(flat, dtype=np_dtype)
     return array.reshape(shape)
 
 
@@ -271,25 +290,121 @@ class PredictInputs(NamedTuple):
     plain_string_inputs: Set[str]
 
 
+# rapidjson's words for Python's JSON errors (TF Serving parses with rapidjson).
+_RAPIDJSON_ERRORS = (
+    ('Expecting value', 'Invalid value.'),
+    ('Extra data', 'The document root must not be followed by other values.'),
+    ('Expecting property name enclosed in double quotes',
+     'Missing a name for object member.'),
+    ("Expecting ':' delimiter",
+     'Missing a colon after a name of object member.'),
+    ('Unterminated string', 'Missing a closing quotation mark in string.'),
+    ('Invalid control character', 'Invalid encoding in string.'),
+    ('Invalid \\escape', 'Invalid escape character in string.'),
+    ('Invalid \\uXXXX escape', 'Incorrect hex digit after \\u escape in string.'),
+)
+# A JSON string, or one of the characters that structure a document.
+_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}:,]')
+# The keys of a request body that anything reads.
+_READ_KEYS = (SIGNATURE_KEY, INSTANCES_KEY, INPUTS_KEY, EXAMPLES_KEY,
+              CONTEXT_KEY)
+
+
+def _parse_error_message(error: json.JSONDecodeError, body: bytes) -> str:
+    if error.msg == "Expecting ',' delimiter":
+        # rapidjson says which bracket: the innermost one open at the error.
+        opened = []
+        for token in _TOKEN.finditer(body, 0, error.pos):
+            char = token.group()[:1]
+            if char in (b'[', b'{'):
+                opened.append(char)
+            elif char in (b']', b'}') and opened:
+                opened.pop()
+        text = ("Missing a comma or '}' after an object member."
+                if opened and opened[-1] == b'{' else
+                "Missing a comma or ']' after an array element.")
+    else:
+        text = next((ours for theirs, ours in _RAPIDJSON_ERRORS
+                     if error.msg.startswith(theirs)), error.msg)
+    return f'JSON Parse error: {text} at offset: {error.pos}'
+
+
 def parse_json(body: bytes) -> Dict[str, Any]:
     """Parses a request body; TF Serving accepts NaN and Infinity tokens.
 
+    Python's parser recurses, rapidjson (TF Serving's) does not: a body nested
+    deeper than Python allows is split into its top-level members instead, the
+    ones no request reads are skipped (as TF Serving ignores them), and a read
+    one that is too deep is refused by name.
+
     Raises:
-      ServingError: INVALID_ARGUMENT if the body is empty, not JSON or not an
-        object.
+      ServingError: INVALID_ARGUMENT if the body is empty, not JSON, not an
+        object, or nested too deep where it matters.
     """
     if not body or not body.strip():
         raise errors.invalid_argument('JSON Parse error: The document is empty')
     try:
         doc = json.loads(body)
     except json.JSONDecodeError as error:
-        raise errors.invalid_argument(
-            f'JSON Parse error: {error.msg} at offset: {error.pos}') from None
+        raise errors.invalid_argument(_parse_error_message(error, body)) from None
+    except RecursionError:
+        doc = _parse_deep(body)
     except (UnicodeDecodeError, ValueError) as error:
         raise errors.invalid_argument(f'JSON Parse error: {error}') from None
     if not isinstance(doc, dict):
         raise errors.invalid_argument(
             f'JSON Value: {_debug_string(doc)} Is not object')
+    return doc
+
+
+def _parse_deep(body: bytes) -> Dict[str, Any]:
+    """The members of a too-deep body that a request reads, parsed one by one."""
+    if isinstance(body, str):
+        body = body.encode('utf-8')
+    start = len(body) - len(body.lstrip())
+    if body[start:start + 1] != b'{':
+        raise errors.invalid_argument(
+            'JSON Parse error: the document is nested deeper than this server '
+            'parses and is not an object')
+    members, depth, key, value_start = {}, 0, None, None
+    expect_key = True
+    for token in _TOKEN.finditer(body, start):
+        text = token.group()
+        if text in (b'[', b'{'):
+            depth += 1
+        elif text in (b']', b'}'):
+            depth -= 1
+            if depth == 0:
+                if key is not None:
+                    members[key] = body[value_start:token.start()]
+                break
+        elif depth == 1:
+            if text == b':':
+                value_start = token.end()
+            elif text == b',':
+                if key is not None:
+                    members[key] = body[value_start:token.start()]
+                key, expect_key = None, True
+            elif expect_key and text.startswith(b'"'):
+                key, expect_key = json.loads(text), False
+    doc = {}
+    for name, text in members.items():
+        if name not in _READ_KEYS:
+            continue
+        try:
+            doc[name] = json.loads(text)
+        except RecursionError:
+            if name == SIGNATURE_KEY:
+                raise errors.invalid_argument(
+                    "JSON Value: 'signature_name' key must be a string "
+                    'value.') from None
+            raise errors.invalid_argument(
+                f'JSON Value of {name!r} is nested deeper than this server '
+                f'parses; tensors have at most {MAX_TENSOR_RANK} '
+                'dimensions') from None
+        except ValueError as error:
+            raise errors.invalid_argument(
+                f'JSON Parse error in {name!r}: {error}') from None
     return doc
 
 

@@ -32,8 +32,12 @@ prometheus_client types:
 
 import collections
 import threading
-from typing import Dict, Iterable, Tuple
+from typing import Dict, Iterable, Optional, Tuple
 
+from google.protobuf import descriptor_pb2
+from google.protobuf import descriptor_pool
+from google.protobuf import message_factory
+from google.protobuf import text_format
 import prometheus_client
 from prometheus_client import metrics_core
 
@@ -188,3 +192,44 @@ class _WithoutCreated:
             family.samples = [sample for sample in family.samples
                               if not sample.name.endswith('_created')]
             yield family
+
+
+def _monitoring_config_message():
+    """tensorflow.serving.MonitoringConfig, from its published field numbers.
+
+    (tensorflow-serving-api's pip package does not ship monitoring_config_pb2.)
+    """
+    pool = descriptor_pool.DescriptorPool()
+    proto = descriptor_pb2.FileDescriptorProto(
+        name='serving/monitoring_config.proto', package='tensorflow.serving',
+        syntax='proto3')
+    field = descriptor_pb2.FieldDescriptorProto
+    prometheus = proto.message_type.add(name='PrometheusConfig')
+    prometheus.field.add(name='enable', number=1, label=field.LABEL_OPTIONAL,
+                         type=field.TYPE_BOOL)
+    prometheus.field.add(name='path', number=2, label=field.LABEL_OPTIONAL,
+                         type=field.TYPE_STRING)
+    monitoring = proto.message_type.add(name='MonitoringConfig')
+    monitoring.field.add(name='prometheus_config', number=1,
+                         label=field.LABEL_OPTIONAL, type=field.TYPE_MESSAGE,
+                         type_name='.tensorflow.serving.PrometheusConfig')
+    pool.Add(proto)
+    return message_factory.GetMessageClass(
+        pool.FindMessageTypeByName('tensorflow.serving.MonitoringConfig'))
+
+
+def read_monitoring_config(text: str, default_path: str) -> Optional[str]:
+    """The metrics path a TF Serving monitoring config names, None if disabled.
+
+    Raises:
+      ValueError: the text is not a MonitoringConfig.
+    """
+    config = _monitoring_config_message()()
+    try:
+        text_format.Parse(text, config)
+    except text_format.ParseError as error:
+        raise ValueError('Error parsing text-format '
+                         f'tensorflow.serving.MonitoringConfig: {error}') from None
+    if not config.prometheus_config.enable:
+        return None
+    return config.prometheus_config.path or default_path

@@ -41,6 +41,7 @@ from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving import errors
+from serving import tf1_models
 
 _State = get_model_status_pb2.ModelVersionStatus.State
 START = _State.Value('START')
@@ -107,7 +108,9 @@ def parse_config_text(text: str):
     try:
         text_format.Parse(text, config)
     except text_format.ParseError as error:
-        raise ValueError(f'Invalid model config: {error}') from None
+        # TF Serving's words (protobuf's text parser, then its own).
+        raise ValueError('Error parsing text-format '
+                         f'tensorflow.serving.ModelServerConfig: {error}') from None
     validate_config(config)
     return config
 
@@ -210,9 +213,19 @@ def read_signature_defs(saved_model_dir: str,
 
 
 def load_servable(name: str, version: int, path: str) -> Servable:
-    """Loads one version directory."""
+    """Loads one version directory.
+
+    A TF1 SavedModel that tf.saved_model.load cannot import because TensorFlow
+    1.0 wrote it is loaded as TF Serving reads it (serving/tf1_models.py).
+    """
     signature_defs = read_signature_defs(path)
-    module = tf.saved_model.load(path, tags=[SERVE_TAG])
+    try:
+        module = tf.saved_model.load(path, tags=[SERVE_TAG])
+    except (ValueError, tf.errors.OpError):
+        module = (tf1_models.load_legacy(path, [SERVE_TAG])
+                  if tf1_models.is_tf1(path) else None)
+        if module is None:
+            raise
     functions = dict(module.signatures.items())
     return Servable(name, version, path, module, signature_defs, functions)
 
@@ -474,6 +487,11 @@ class ModelStore:
         with self._lock:
             return sorted(self._models)
 
+    def has_model(self, name: str) -> bool:
+        """Whether `name` is a configured model."""
+        with self._lock:
+            return name in self._models
+
     def _model_hint(self) -> str:
         names = sorted(self._models)
         return ('served models: ' + ', '.join(names) + '.') if names else (
@@ -504,14 +522,28 @@ class ModelStore:
                         'Unrecognized servable version label: '
                         f'{label}').with_hint(hint)
                 version = labels[label]
+            request = (f'Specific({name}, {version})' if version is not None
+                       else f'Latest({name})')
             if model is None:
-                request = (f'Specific({name}, {version})' if version is not None
-                           else f'Latest({name})')
+                if not self._configured:
+                    # The ports open before the first config is applied: a
+                    # client should retry, not give up (UNAVAILABLE, not
+                    # NOT_FOUND).
+                    raise errors.unavailable(
+                        f'Servable not found for request: {request}: the server '
+                        'is still loading its models').with_hint(
+                            'retry; GET /readyz says when they are in.')
                 raise errors.not_found(
                     f'Servable not found for request: {request}').with_hint(
                         self._model_hint())
             available = {v: r for v, r in model.records.items()
                          if r.state == AVAILABLE}
+            if not available and any(r.state == LOADING
+                                     for r in model.records.values()):
+                raise errors.unavailable(
+                    f'Servable not found for request: {request}: model {name} '
+                    'is loading').with_hint(
+                        'retry; GET /readyz says when it is in.')
             if version is None:
                 if not available:
                     raise errors.not_found(

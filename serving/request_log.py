@@ -1,12 +1,7 @@
 """Opt-in, sampled JSON-lines log of prediction requests.
 
-One line per sampled predict/classify/regress request, errors included:
-
-    {"time": "2024-05-01T12:00:00.123456Z", "model": "cats_dogs",
-     "version": 3, "signature": "serving_default", "api": "predict",
-     "entrypoint": "REST", "status": "OK", "http_status": 200,
-     "latency_ms": 12.3, "images": [{"bytes": 23817, "sha256": "...",
-     "width": 500, "height": 375, "label": "cat", "score": 0.93}]}
+One line per sampled predict/classify/regress request, errors included, in
+the format of tfserving/request_log_format.py (which the monitor reads).
 
 `images` describes each encoded image of the request (the serving input, a
 `*_bytes` string input, or the `image` feature of a classify/regress
@@ -32,6 +27,8 @@ import threading
 from typing import Any, Dict, Optional, Tuple
 
 from models import orientation
+from tfserving import request_log_format as fmt
+
 
 def image_info(data: bytes, *, include_bytes: bool = False) -> Dict[str, Any]:
     """Byte size, SHA-256 and header size (width, height) of an encoded image.
@@ -40,16 +37,16 @@ def image_info(data: bytes, *, include_bytes: bool = False) -> Dict[str, Any]:
     the bytes are not an image Pillow recognises.
     """
     info: Dict[str, Any] = {
-        'bytes': len(data),
-        'sha256': hashlib.sha256(data).hexdigest(),
-        'width': None,
-        'height': None,
+        fmt.IMAGE_BYTES: len(data),
+        fmt.IMAGE_SHA256: hashlib.sha256(data).hexdigest(),
+        fmt.IMAGE_WIDTH: None,
+        fmt.IMAGE_HEIGHT: None,
     }
     width_height = _header_size(data)
     if width_height is not None:
-        info['width'], info['height'] = width_height
+        info[fmt.IMAGE_WIDTH], info[fmt.IMAGE_HEIGHT] = width_height
     if include_bytes:
-        info['b64'] = base64.b64encode(data).decode('ascii')
+        info[fmt.IMAGE_B64] = base64.b64encode(data).decode('ascii')
     return info
 
 
@@ -109,7 +106,7 @@ class RequestLog:
 
     def write(self, record: Dict[str, Any]) -> None:
         """Writes one record; `time` is added when missing."""
-        record.setdefault('time', datetime.datetime.now(
+        record.setdefault(fmt.TIME, datetime.datetime.now(
             datetime.timezone.utc).isoformat().replace('+00:00', 'Z'))
         # The handler itself (its lock, rotation and file), without a logger: no
         # process-wide logger registry entry per RequestLog.

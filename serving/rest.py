@@ -17,20 +17,29 @@ Beside them, not part of TF Serving's API:
                                          an AVAILABLE (loaded, warmed) version
 
 Every error is `{"error": "..."}` with TF Serving's HTTP status; handler
-crashes become a 500 with a generic message, never a stack trace. Bodies
-over the size limit get 413.
+crashes become a 500 with a generic message, never a stack trace. What a
+client sends is bounded (serving/limits.py): a URL over the limit gets 414,
+headers 431, a body 413 (answered before the body is read, which is then read
+and dropped so that the client sees the answer), headers that take too long
+408; an idle connection is closed. The REST deadline becomes the request's:
+its work stops at the next chunk once it has passed, or once the client has
+gone.
 """
 
 import asyncio
 import concurrent.futures
+import datetime
 import logging
 import re
-from typing import Any, Dict, Optional, Tuple
+import time
+from typing import Any, Dict, Optional, Sequence, Tuple
 import urllib.parse
 
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2
+import tornado.gen
 import tornado.httpserver
+import tornado.iostream
 import tornado.netutil
 import tornado.web
 
@@ -45,6 +54,7 @@ _STATUS_RE = re.compile(
     r'(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?'
     r'(?:/(metadata))?')
 _MAX_INT64 = 2**63 - 1
+_MAX_INT64_DIGITS = len(str(_MAX_INT64))
 METRICS_PATH = '/monitoring/prometheus/metrics'
 LIVENESS_PATH = '/healthz'
 READINESS_PATH = '/readyz'
@@ -69,7 +79,74 @@ def metadata_to_json(response) -> Dict[str, Any]:
     }
 
 
-class _JsonHandler(tornado.web.RequestHandler):
+@tornado.web.stream_request_body
+class _BoundedHandler(tornado.web.RequestHandler):
+    """Every route: URL, headers and body within the limits, or an answer.
+
+    Bodies are streamed (never buffered whole by tornado); a route that takes
+    none drops what it is sent.
+    """
+
+    takes_body = False
+
+    def initialize(self, server: 'RestServer'):
+        self._server = server
+        self._chunks = []
+        self._size = 0
+
+    def prepare(self):
+        limits = self._server.limits
+        request = self.request
+        if len(request.uri) > limits.rest_api_max_url_bytes:
+            self._refuse(414, f'URL of {len(request.uri)} bytes is longer than '
+                         f'the limit of {limits.rest_api_max_url_bytes} bytes '
+                         '(--rest_api_max_url_bytes)')
+            return
+        header_bytes = len(request.method) + len(request.uri) + len(
+            request.version) + sum(len(name) + len(value) + 4
+                                   for name, value in request.headers.get_all())
+        if header_bytes > limits.rest_api_max_header_bytes:
+            self._refuse(431, f'Request headers of {header_bytes} bytes are '
+                         'larger than the limit of '
+                         f'{limits.rest_api_max_header_bytes} bytes '
+                         '(--rest_api_max_header_bytes)')
+            return
+        length = request.headers.get('Content-Length', '')
+        if length.isdigit() and int(length) > limits.rest_api_max_body_bytes:
+            self._refuse_body(int(length))
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._finished:
+            return
+        self._size += len(chunk)
+        if self._size > self._server.limits.rest_api_max_body_bytes:
+            self._chunks = []
+            self._refuse_body(self._size)
+        elif self.takes_body:
+            self._chunks.append(chunk)
+
+    def _refuse_body(self, size: int) -> None:
+        limit = self._server.limits.rest_api_max_body_bytes
+        self._refuse(413, f'Request body of {"at least " if self._size else ""}'
+                     f'{size} bytes is larger than the limit of {limit} bytes '
+                     '(--rest_api_max_body_bytes)', hint=(
+                         'send fewer or smaller images per request, or raise '
+                         '--rest_api_max_body_bytes.'),
+                     code=errors.Code.RESOURCE_EXHAUSTED)
+
+    def _refuse(self, status: int, message: str, *, hint: str = '',
+                code: errors.Code = errors.Code.INVALID_ARGUMENT) -> None:
+        error = errors.ServingError(code, message).with_hint(hint)
+        self.on_refused(status, error)
+        self.set_status(status)
+        self.set_header('Content-Type', 'application/json')
+        self.finish(json_tensor.dumps({'error': error.client_message}))
+
+    def on_refused(self, status: int, error: errors.ServingError) -> None:
+        """Called before a limit's answer is sent (the API counts it)."""
+
+
+class _JsonHandler(_BoundedHandler):
     """Writes JSON; errors as {"error": ...}, never a traceback."""
 
     def set_default_headers(self):
@@ -93,7 +170,9 @@ class _JsonHandler(tornado.web.RequestHandler):
 class _NotFoundHandler(_JsonHandler):
 
     def prepare(self):
-        self.send_json(404, {'error': f'Not found: {self.request.path}'})
+        super().prepare()
+        if not self._finished:
+            self.send_json(404, {'error': f'Not found: {self.request.path}'})
 
 
 class _LivenessHandler(_JsonHandler):
@@ -104,18 +183,17 @@ class _LivenessHandler(_JsonHandler):
 
 class _ReadinessHandler(_JsonHandler):
 
-    def initialize(self, server: 'RestServer'):
-        self._server = server
+    async def get(self):
+        # The gRPC probe may take a moment: off the event loop, and off the
+        # request threads (they may all be busy with predictions).
+        ready, models, ports = await asyncio.get_running_loop().run_in_executor(
+            None, self._server.core.readiness)
+        ports = dict(ports, rest='answering')
+        self.send_json(200 if ready else 503,
+                       {'ready': ready, 'models': models, 'ports': ports})
 
-    def get(self):
-        ready, detail = self._server.core.readiness()
-        self.send_json(200 if ready else 503, {'ready': ready, 'models': detail})
 
-
-class _MetricsHandler(tornado.web.RequestHandler):
-
-    def initialize(self, server: 'RestServer'):
-        self._server = server
+class _MetricsHandler(_BoundedHandler):
 
     def get(self):
         from serving import metrics as metrics_lib  # pylint: disable=import-outside-toplevel
@@ -123,34 +201,24 @@ class _MetricsHandler(tornado.web.RequestHandler):
         self.finish(self._server.core.metrics.exposition())
 
 
-@tornado.web.stream_request_body
 class _ApiHandler(_JsonHandler):
     """/v1/models...: parse as TF Serving does, run on the worker pool."""
 
     SUPPORTED_METHODS = ('GET', 'POST', 'PUT', 'DELETE', 'PATCH')
+    takes_body = True
 
     def initialize(self, server: 'RestServer'):
-        self._server = server
-        self._chunks = []
-        self._size = 0
-        self._too_large = False
+        super().initialize(server)
+        self._gone = False
 
-    def prepare(self):
-        limit = self._server.max_body_bytes
-        length = self.request.headers.get('Content-Length')
-        if length is not None and length.isdigit() and int(length) > limit:
-            # The body is still read (and dropped, see data_received) so the
-            # client can read the 413; past the server's cap tornado closes
-            # the connection instead.
-            self._too_large = True
+    def on_connection_close(self):
+        self._gone = True
 
-    def data_received(self, chunk: bytes) -> None:
-        self._size += len(chunk)
-        if self._size > self._server.max_body_bytes:
-            self._too_large = True
-            self._chunks = []
-        elif not self._too_large:
-            self._chunks.append(chunk)
+    def on_refused(self, status: int, error: errors.ServingError) -> None:
+        _, spec, _ = _parse_path(self.request.method, self.request.path[:2048])
+        call = self._server.core.begin(core_lib.STATUS, core_lib.REST, spec.name)
+        call.http_status = status
+        self._server.core.finish(call, error)
 
     async def get(self):
         await self._process('GET')
@@ -168,19 +236,16 @@ class _ApiHandler(_JsonHandler):
         await self._process('PATCH')
 
     async def _process(self, method: str) -> None:
+        if self._finished:   # refused while the body came in (413)
+            return
         path = self.request.path
         kind, spec, error = _parse_path(method, path)
         call = self._server.core.begin(kind, core_lib.REST, spec.name)
-        if error is None and self._too_large:
-            error = errors.ServingError(
-                errors.Code.RESOURCE_EXHAUSTED,
-                f'Request body of {max(self._size, 0)} bytes is larger than the '
-                f'limit of {self._server.max_body_bytes} bytes').with_hint(
-                    'send fewer or smaller images per request, or raise '
-                    '--rest_api_max_body_bytes.')
-            status = 413
-        else:
-            status = None
+        timeout = self._server.limits.rest_deadline_seconds
+        if timeout is not None:
+            call.deadline = time.monotonic() + timeout
+        call.cancelled = lambda: self._gone
+        status = None
         if error is None and self._server.stopping:
             error = errors.unavailable('The server is shutting down').with_hint(
                 'retry on another replica.')
@@ -193,7 +258,7 @@ class _ApiHandler(_JsonHandler):
             body)
         try:
             status, doc, error = await asyncio.wait_for(
-                asyncio.shield(work), self._server.timeout_seconds)
+                asyncio.shield(work), timeout)
         except asyncio.TimeoutError:
             error = errors.ServingError(errors.Code.DEADLINE_EXCEEDED,
                                         'Deadline Exceeded')
@@ -213,7 +278,7 @@ class _ApiHandler(_JsonHandler):
         status = status or error.http_status
         call.http_status = status
         self._server.core.finish(call, error)
-        self.send_json(status, {'error': error.message})
+        self.send_json(status, {'error': error.client_message})
 
 
 def _parse_path(method: str, path: str
@@ -241,10 +306,14 @@ def _parse_path(method: str, path: str
     label = urllib.parse.unquote(label) if label else None
     spec_version = None
     if version_text:
-        spec_version = int(version_text)
-        if spec_version > _MAX_INT64:
+        # int() refuses more than 4300 digits; no int64 has more than 19.
+        if (len(version_text.lstrip('0')) > _MAX_INT64_DIGITS
+                or int(version_text) > _MAX_INT64):
+            shown = (version_text if len(version_text) <= 40 else
+                     f'{version_text[:20]}...({len(version_text)} digits)')
             return core_lib.STATUS, core_lib.ModelSpec(name), errors.invalid_argument(
-                f'Failed to convert version: {version_text} to numeric.')
+                f'Failed to convert version: {shown} to numeric.')
+        spec_version = int(version_text)
     spec = core_lib.ModelSpec(name, spec_version, label)
     if method == 'POST':
         kind = match.group(4)
@@ -290,10 +359,12 @@ def _handle(core: core_lib.ServingCore, call: core_lib.Call, kind: str,
             call, spec, signature, lambda: json_tensor.decode_examples(doc, kind))
         return 200, json_tensor.encode_regression(values), None
     except errors.ServingError as error:
-        return error.http_status, {'error': error.message}, error
+        return error.http_status, {'error': error.client_message}, error
 
 
 _PROBES = (LIVENESS_PATH, READINESS_PATH)
+# A client's URL goes into the access log at most this long.
+_LOGGED_URI_CHARS = 200
 
 
 def _log_request(handler: tornado.web.RequestHandler) -> None:
@@ -306,9 +377,62 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
         level = (logging.INFO if status < 400 else
                  logging.WARNING if status < 500 else logging.ERROR)
     request = handler.request
+    uri = request.uri if len(request.uri) <= _LOGGED_URI_CHARS else (
+        f'{request.uri[:_LOGGED_URI_CHARS]}...({len(request.uri)} bytes)')
     logging.getLogger('tornado.access').log(
-        level, '%d %s %s (%s) %.2fms', status, request.method, request.uri, request.remote_ip,
+        level, '%d %s %s (%s) %.2fms', status, request.method, uri, request.remote_ip,
         1000.0 * request.request_time())
+
+
+class _HttpServer(tornado.httpserver.HTTPServer):
+    """tornado's HTTP server with an idle timeout apart from the header timeout.
+
+    tornado runs one timer from a connection's start (or its last response) to
+    the end of the next request's headers. Here the wait for a request's first
+    byte is the idle timeout (then the connection is closed quietly), and from
+    that byte to the end of its headers the header timeout (then 408), so a
+    client that trickles its headers is cut off sooner than an idle keep-alive.
+    """
+
+    def initialize(self, *args, idle_timeout: float = 60.0,  # pylint: disable=arguments-differ
+                   header_timeout: float = 30.0, **kwargs):
+        super().initialize(*args, **kwargs)
+        self._idle_timeout = datetime.timedelta(seconds=idle_timeout)
+        self._header_timeout = datetime.timedelta(seconds=header_timeout)
+
+    def handle_stream(self, stream, address) -> None:
+        read_headers = stream.read_until_regex
+        idle, header = self._idle_timeout, self._header_timeout
+        quiet = tornado.iostream.StreamClosedError
+
+        async def read_request_head(regex, max_bytes=None):
+            try:
+                first = await tornado.gen.with_timeout(
+                    idle, stream.read_bytes(1), quiet_exceptions=quiet)
+            except tornado.gen.TimeoutError:
+                stream.close()
+                raise tornado.iostream.StreamClosedError() from None
+            try:
+                rest = await tornado.gen.with_timeout(
+                    header, read_headers(regex, max_bytes=(
+                        max_bytes - 1 if max_bytes else None)),
+                    quiet_exceptions=quiet)
+            except tornado.gen.TimeoutError:
+                body = json_tensor.dumps({'error': (
+                    'Request headers not received within '
+                    f'{header.total_seconds():g} s '
+                    '(--rest_api_header_timeout_seconds)')}).encode()
+                await stream.write(
+                    b'HTTP/1.1 408 Request Timeout\r\nContent-Type: '
+                    b'application/json\r\nConnection: close\r\n'
+                    b'Content-Length: %d\r\n\r\n%s' % (len(body), body))
+                stream.close()
+                raise tornado.iostream.StreamClosedError() from None
+            return first + rest
+
+        # The HTTP/1 connection reads each request's head through this.
+        stream.read_until_regex = read_request_head
+        super().handle_stream(stream, address)
 
 
 class RestServer:
@@ -316,16 +440,14 @@ class RestServer:
 
     def __init__(self, core: core_lib.ServingCore, *, host: str = '127.0.0.1',
                  port: int = 8501, num_threads: int = 8,
-                 timeout_ms: int = 30000, max_body_bytes: int = 32 * 2**20):
-        if max_body_bytes <= 0:
-            raise ValueError(f'max_body_bytes must be > 0, got {max_body_bytes}')
+                 metrics_paths: Sequence[str] = (METRICS_PATH,)):
         if num_threads <= 0:
             raise ValueError(f'num_threads must be > 0, got {num_threads}')
         self.core = core
+        self.limits = core.limits
+        self.metrics_paths = list(metrics_paths)
         self.host = host
         self.port = port
-        self.max_body_bytes = max_body_bytes
-        self.timeout_seconds = timeout_ms / 1000 if timeout_ms > 0 else None
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=num_threads, thread_name_prefix='rest')
         self._http_server: Optional[tornado.httpserver.HTTPServer] = None
@@ -337,20 +459,26 @@ class RestServer:
         return tornado.web.Application(
             [
                 (r'(?i)/v1/.*', _ApiHandler, kwargs),
-                (METRICS_PATH, _MetricsHandler, kwargs),
-                (LIVENESS_PATH, _LivenessHandler),
+                (LIVENESS_PATH, _LivenessHandler, kwargs),
                 (READINESS_PATH, _ReadinessHandler, kwargs),
-            ],
+            ] + [(re.escape(path), _MetricsHandler, kwargs)
+                 for path in self.metrics_paths],
             default_handler_class=_NotFoundHandler,
+            default_handler_args=kwargs,
             serve_traceback=False, compress_response=False, log_function=_log_request)
 
     def start(self) -> int:
         """Binds and starts serving on the running IOLoop; returns the port."""
-        # The connection limit is above ours, so an oversized body is read
-        # and dropped and the client gets a 413 instead of a reset.
-        self._http_server = tornado.httpserver.HTTPServer(
-            self.make_app(), max_body_size=max(4 * self.max_body_bytes, 2**26),
-            idle_connection_timeout=3600)
+        limits = self.limits
+        # tornado's own caps sit above ours, so that up to them a client over
+        # a limit reads an answer (414, 431, 413) instead of a reset.
+        self._http_server = _HttpServer(
+            self.make_app(),
+            max_header_size=limits.rest_api_header_hard_cap_bytes,
+            max_body_size=limits.rest_api_body_hard_cap_bytes,
+            body_timeout=limits.rest_api_body_timeout_seconds,
+            idle_timeout=limits.rest_api_idle_timeout_seconds,
+            header_timeout=limits.rest_api_header_timeout_seconds)
         sockets = tornado.netutil.bind_sockets(self.port, address=self.host)
         self._http_server.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]

@@ -20,7 +20,7 @@ TF Serving flags accepted (same meaning): --port, --rest_api_port,
 --file_system_poll_wait_seconds, --enable_batching, --batching_parameters_file,
 --allow_version_labels_for_unavailable_models, --enable_model_warmup,
 --num_request_iterations_for_warmup, --max_num_load_retries,
---load_retry_interval_micros, --grpc_max_threads,
+--load_retry_interval_micros, --grpc_max_threads, --monitoring_config_file,
 --tensorflow_intra_op_parallelism, --tensorflow_inter_op_parallelism.
 A zero --port or --rest_api_port disables that API, as in TF Serving; unlike
 TF Serving, --rest_api_port defaults to 8501 (the docker image's port).
@@ -36,6 +36,12 @@ import threading
 from typing import List, Optional
 
 from runlog import noise
+from serving import limits
+
+
+# TensorFlow's switch from its oneDNN memory pool to malloc
+# (--tensorflow_system_allocator).
+ONEDNN_SYSTEM_ALLOCATOR = 'TF_ONEDNN_USE_SYSTEM_ALLOCATOR'
 
 
 def _bool(text: str) -> bool:
@@ -67,8 +73,6 @@ def build_parser() -> argparse.ArgumentParser:
     tf_serving.add_argument('--rest_api_num_threads', type=int,
                             default=4 * cpus,
                             help='Threads running REST requests.')
-    tf_serving.add_argument('--rest_api_timeout_in_ms', type=int, default=30000,
-                            help='REST request deadline; <= 0 for none.')
     tf_serving.add_argument('--grpc_max_threads', type=int, default=4 * cpus,
                             help='Threads running gRPC requests.')
     tf_serving.add_argument('--model_name', default='default',
@@ -103,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     tf_serving.add_argument('--load_retry_interval_micros', type=int,
                             default=60_000_000,
                             help='Wait between load retries.')
+    tf_serving.add_argument('--monitoring_config_file', default='',
+                            help='MonitoringConfig text proto: its '
+                            'prometheus_config.path also serves the metrics '
+                            '(they are always at '
+                            '/monitoring/prometheus/metrics).')
     tf_serving.add_argument('--tensorflow_intra_op_parallelism', type=int,
                             default=0, help='0: TensorFlow chooses.')
     tf_serving.add_argument('--tensorflow_inter_op_parallelism', type=int,
@@ -112,10 +121,6 @@ def build_parser() -> argparse.ArgumentParser:
                       help='REST bind address (0.0.0.0 for all interfaces).')
     ours.add_argument('--grpc_host', default='127.0.0.1',
                       help='gRPC bind address.')
-    ours.add_argument('--rest_api_max_body_bytes', type=int, default=32 * 2**20,
-                      help='Larger REST bodies get 413.')
-    ours.add_argument('--grpc_max_message_bytes', type=int, default=32 * 2**20,
-                      help='Largest gRPC message in either direction.')
     ours.add_argument('--max_batch_size', type=int, default=None,
                       help='Batching: overrides the parameters file.')
     ours.add_argument('--batch_timeout_micros', type=int, default=None,
@@ -139,8 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
               'Also log each image\'s bytes (base64). Off by default.')
     ours.add_argument('--shutdown_grace_seconds', type=float, default=10.0,
                       help='Time running requests get on SIGTERM.')
+    _add_bool(ours, 'tensorflow_system_allocator', False,
+              'Allocate tensors with malloc instead of TensorFlow\'s oneDNN '
+              'pool, which keeps its peak: memory comes back after a burst of '
+              'large images, at a cost in speed (docs/serving.md, Limits).')
     ours.add_argument('--log_level', default='INFO',
                       choices=('DEBUG', 'INFO', 'WARNING', 'ERROR'))
+    limits.add_flags(parser)
     return parser
 
 
@@ -159,6 +169,7 @@ def _validate(args: argparse.Namespace) -> None:
     if args.batching_parameters_file and not args.enable_batching:
         raise ValueError('--batching_parameters_file is set without '
                          '--enable_batching')
+    limits.from_args(args)
 
 
 class ModelServer:
@@ -166,6 +177,8 @@ class ModelServer:
 
     def __init__(self, args: argparse.Namespace):
         self.args = args
+        self.limits = limits.from_args(args)
+        self.allowed_roots = ()
         self.store = None
         self.core = None
         self.rest = None
@@ -179,6 +192,7 @@ class ModelServer:
         """Creates everything; TensorFlow is imported here, not at import."""
         args = self.args
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        from PIL import Image  # pylint: disable=import-outside-toplevel
         from serving import batching  # pylint: disable=import-outside-toplevel
         from serving import core  # pylint: disable=import-outside-toplevel
         from serving import metrics  # pylint: disable=import-outside-toplevel
@@ -191,6 +205,10 @@ class ModelServer:
         if args.tensorflow_inter_op_parallelism > 0:
             tf.config.threading.set_inter_op_parallelism_threads(
                 args.tensorflow_inter_op_parallelism)
+        # Pillow refuses to open headers above 2 x MAX_IMAGE_PIXELS; our own cap
+        # decides, so Pillow's must not be lower.
+        Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS,
+                                     self.limits.max_image_pixels)
         server_metrics = metrics.ServingMetrics()
         if args.enable_batching:
             params = (batching.read_batching_parameters(
@@ -229,15 +247,42 @@ class ModelServer:
             self.store, metrics=server_metrics, batcher=self.batcher,
             request_log=self.request_log,
             num_request_iterations_for_warmup=(
-                args.num_request_iterations_for_warmup))
+                args.num_request_iterations_for_warmup),
+            limits=self.limits)
 
     def read_config(self):
         """The ModelServerConfig from the flags."""
         from serving import model_store  # pylint: disable=import-outside-toplevel
         if self.args.model_config_file:
-            return model_store.read_config_file(self.args.model_config_file)
-        return model_store.single_model_config(self.args.model_name,
-                                               self.args.model_base_path)
+            config = model_store.read_config_file(self.args.model_config_file)
+        else:
+            config = model_store.single_model_config(self.args.model_name,
+                                                     self.args.model_base_path)
+        self.allowed_roots = self.limits.allowed_roots(config)
+        return config
+
+    def metrics_paths(self) -> List[str]:
+        """Where REST serves the metrics: ours, and the monitoring config's.
+
+        Raises:
+          ValueError: for a monitoring config file that does not parse.
+        """
+        from serving import metrics  # pylint: disable=import-outside-toplevel
+        from serving import rest  # pylint: disable=import-outside-toplevel
+        paths = [rest.METRICS_PATH]
+        if self.args.monitoring_config_file:
+            import tensorflow as tf  # pylint: disable=import-outside-toplevel
+            try:
+                with tf.io.gfile.GFile(self.args.monitoring_config_file,
+                                       'r') as handle:
+                    text = handle.read()
+            except tf.errors.OpError as error:
+                raise ValueError(f'Cannot read --monitoring_config_file: '
+                                 f'{error.message}') from None
+            path = metrics.read_monitoring_config(text, rest.METRICS_PATH)
+            if path and path not in paths:
+                paths.append(path)
+        return paths
 
     def start_transports(self) -> None:
         """Binds gRPC and REST and logs where they listen."""
@@ -248,16 +293,16 @@ class ModelServer:
             self.grpc = grpc_server.GrpcServer(
                 self.core, host=args.grpc_host, port=args.port,
                 max_workers=args.grpc_max_threads,
-                max_message_bytes=args.grpc_max_message_bytes)
+                allowed_roots=self.allowed_roots)
             port = self.grpc.start()
+            self.core.port_checks['grpc'] = self.grpc.problem
             logging.info('Running gRPC ModelServer at %s:%d ...',
                          args.grpc_host, port)
         if args.rest_api_port:
             self.rest = rest.RestServer(
                 self.core, host=args.rest_api_host, port=args.rest_api_port,
                 num_threads=args.rest_api_num_threads,
-                timeout_ms=args.rest_api_timeout_in_ms,
-                max_body_bytes=args.rest_api_max_body_bytes)
+                metrics_paths=self.metrics_paths())
             port = self.rest.start()
             logging.info('Exporting HTTP/REST API at:%s:%d ...',
                          args.rest_api_host, port)
@@ -336,6 +381,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         _validate(args)
     except ValueError as error:
         parser.error(str(error))
+    if args.tensorflow_system_allocator:
+        # Read once, when TensorFlow creates its CPU allocator: before import.
+        os.environ[ONEDNN_SYSTEM_ALLOCATOR] = '1'
     # TensorFlow's C++ INFO and WARNING lines (e.g. "Local rendezvous is aborting"
     # at the end of every tf.data read) would drown the server's own log; its
     # errors still show. Import noise and third-party warnings are left out too.

@@ -12,7 +12,7 @@ from pipeline import configs
 from tests import data
 
 # 30 + 30 eval photos: enough for the monitor's reference answers to tell a one-class
-# stream from a mixed one (tests/serving/test_monitor.py).
+# stream from a mixed one (tests/monitoring/test_monitor.py).
 SMALL = {'train': {'cats': 20, 'dogs': 20}, 'validation': {'cats': 30, 'dogs': 30}}
 
 

@@ -1,8 +1,10 @@
 """The import graph between our top-level packages has no cycle and points one way.
 
 runners -> reports -> pipeline -> components -> models -> runlog; serving uses only models,
-runlog and tfserving (TF Serving's file formats, shared with the Pusher); pages (HTML and
-pictures) and runlog import nothing of ours.
+runlog and tfserving (TF Serving's file formats and the request log's, shared with the Pusher
+and the monitor); monitoring (offline jobs over request logs) uses only models, runlog,
+tfserving and pages, never the server nor the pipeline; pages (HTML and pictures) and runlog
+import nothing of ours.
 """
 
 import ast
@@ -22,6 +24,7 @@ ALLOWED = {
     'pipeline': {'components', 'models', 'runlog'},
     'reports': {'pipeline', 'components', 'models', 'runlog', 'pages'},
     'serving': {'models', 'runlog', 'tfserving'},
+    'monitoring': {'models', 'runlog', 'tfserving', 'pages'},
     'local_runner': {'pipeline', 'components', 'models', 'reports', 'runlog'},
     'kubeflow_v2_runner': {'pipeline', 'components', 'models', 'runlog'},
 }

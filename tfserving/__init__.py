@@ -1,5 +1,6 @@
-"""TF Serving's own file formats, shared by the Pusher (writes them) and the server (reads
-them): the warmup file and the model config file's version labels.
+"""File formats the server shares with other jobs: TF Serving's own (the warmup file and the
+model config file's version labels, written by the Pusher and read by the server) and the
+server's request log (written by the server, read by the monitor).
 
-Imports nothing of the pipeline or the server, so both may use it.
+Imports nothing of the pipeline, the server or the monitor, so all of them may use it.
 """

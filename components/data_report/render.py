@@ -77,6 +77,20 @@ def _file_list(entries: Sequence[Mapping[str, str]], what: str) -> Any:
     return html.raw(html.table(rows, ['path', 'reason']) + more)
 
 
+def _links(links: Sequence[Mapping[str, Any]]) -> Any:
+    """The symbolic links under the data root: where each leads, what came through it."""
+    if not links:
+        return ''
+    rows = [[link['link'], link['target'], 'yes' if link['outside_root'] else 'no',
+             link['files'], link['images']] for link in links[:_LIST_LIMIT]]
+    more = (html.paragraph(f'... and {len(links) - _LIST_LIMIT} more (see image_report.json)')
+            if len(links) > _LIST_LIMIT else '')
+    return html.raw(html.paragraph('Symbolic links (files are the entries through each, '
+                                   'images those used):')
+                    + html.table(rows, ['link', 'target', 'out of the data root', 'files',
+                                        'images']) + more)
+
+
 def files_sentence(image_report: Mapping[str, Any]) -> str:
     """Every file under the data root, and what became of it."""
     return (f"{image_report['files']} files under the data root = {image_report['images']} "
@@ -177,6 +191,7 @@ def render(*, verdict: Dict[str, Any], stats: Dict[str, statistics_pb2.DatasetFe
         _file_list(image_report['bad_files'], 'bad files'),
         html.paragraph('Ignored (each with the reason):'),
         _file_list(image_report['ignored_files'], 'ignored files'),
+        _links(image_report.get('links', [])),
         html.paragraph(f"Exact duplicates (same bytes): {len(image_report['duplicates'])} "
                        f"groups, {image_report['cross_split_duplicates']} across train and "
                        f"eval (leakage), {image_report['cross_class_duplicates']} filed under "

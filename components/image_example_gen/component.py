@@ -35,7 +35,10 @@ class ImageExampleGen(example_gen_component.FileBasedExampleGen):
                  test_folder: bool = False, eval_fraction: float = features.EVAL_FRACTION,
                  test_fraction: float = 0.0,
                  max_bad_fraction: float = features.MAX_BAD_FRACTION,
-                 max_pixels: int = features.MAX_PIXELS):
+                 max_pixels: int = features.MAX_PIXELS,
+                 max_file_bytes: int = features.MAX_FILE_BYTES,
+                 symlinks: str = features.SYMLINKS,
+                 stop_on_conflicting_labels: bool = features.STOP_ON_CONFLICTING_LABELS):
         """Builds the component; bad arguments fail here, not at run time.
 
         Args:
@@ -52,6 +55,12 @@ class ImageExampleGen(example_gen_component.FileBasedExampleGen):
           max_bad_fraction: fail the run when more image files than this share
             cannot be decoded.
           max_pixels: images larger than this are reported as bad.
+          max_file_bytes: files larger than this are reported as bad, never read.
+          symlinks: which symbolic links under the root are followed: 'follow'
+            (all; a link to a folder that holds it is not), 'inside' (those whose
+            target is inside the root) or 'none'; the others are listed as ignored.
+          stop_on_conflicting_labels: fail the run when the same image bytes are
+            filed under two classes (otherwise a warning; trained under each).
 
         Raises:
           ValueError: on an invalid argument.
@@ -61,6 +70,11 @@ class ImageExampleGen(example_gen_component.FileBasedExampleGen):
             raise ValueError(f'max_bad_fraction must be in [0, 1], got {max_bad_fraction}')
         if max_pixels <= 0:
             raise ValueError(f'max_pixels must be positive, got {max_pixels}')
+        if max_file_bytes <= 0:
+            raise ValueError(f'max_file_bytes must be positive, got {max_file_bytes}')
+        if symlinks not in features.SYMLINK_POLICIES:
+            raise ValueError(f'symlinks must be one of {features.SYMLINK_POLICIES}, '
+                             f'got {symlinks!r}')
         if presplit:
             if test_fraction:
                 raise ValueError('test_fraction applies only when the data is not pre-split '
@@ -105,6 +119,9 @@ class ImageExampleGen(example_gen_component.FileBasedExampleGen):
             class_names=json.dumps(class_names),
             max_bad_fraction=float(max_bad_fraction),
             max_pixels=int(max_pixels),
+            max_file_bytes=int(max_file_bytes),
+            symlinks=symlinks,
+            stop_on_conflicting_labels=int(bool(stop_on_conflicting_labels)),
             examples=channel.Channel(type=standard_artifacts.Examples))
         # FileBasedExampleGen.__init__ builds the stock spec; build ours instead.
         base_beam_component.BaseBeamComponent.__init__(self, spec=component_spec)

@@ -16,13 +16,16 @@ bytes stream through, whatever the data set's size. After the Beam run the
 manifest becomes `image_report.json` and `labels.txt` beside the Split-*
 folders, and the run fails if too many files are bad.
 
-All file access goes through tf.io.gfile, so gs:// (and ram:// in tests) work.
+The data root is listed and read through `files`: os on a local root (names that
+are not UTF-8, paths beyond PATH_MAX, FIFOs, devices, link loops and oversized
+files are each one entry's problem), tf.io.gfile on gs:// (and ram:// in tests).
+Outputs are written through tf.io.gfile.
 """
 
+import dataclasses
 import hashlib
 import json
 import os
-import posixpath
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
@@ -37,6 +40,7 @@ from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
+from components.image_example_gen import files
 from components.image_example_gen import layout
 from components.image_example_gen import records
 from components.image_example_gen import spec
@@ -86,66 +90,103 @@ class SplitPlan:
             self.folder_splits = {s.pattern.split('/')[0]: s.name for s in input_config.splits}
 
 
+def _placed(listed: files.Listed, split_dirs: Optional[Tuple[str, ...]],
+            class_names: List[str]) -> layout.Placement:
+    """Where a listed entry goes: `layout.place`, then what the listing found."""
+    placement = layout.place(listed.path, split_dirs=split_dirs, class_names=class_names,
+                             folder=listed.folder)
+    if placement.ignored is None:
+        placement = dataclasses.replace(placement, ignored=listed.ignored, bad=listed.bad)
+    return dataclasses.replace(placement, link=listed.link)
+
+
+def _entry(placement: layout.Placement) -> Dict[str, Any]:
+    """The manifest entry of a placed file (status ignored until read), as text."""
+    entry = {'path': files.display(placement.path), 'status': summary.IGNORED,
+             'reason': placement.ignored and files.display(placement.ignored),
+             'label_name': placement.class_name,
+             'split_dir': placement.split_dir}
+    if placement.link is not None:
+        entry.update(link=files.display(placement.link.path), link_target=placement.link.target,
+                     link_outside_root=placement.link.outside_root)
+    return entry
+
+
 class _ReadImageFn(beam.DoFn):
     """Reads one candidate image; emits (entry, Example) or a manifest entry.
 
-    with_example=False: (entry, None), for ReadAgainFn to make the Example later.
+    with_example=False: (entry, Placement), for ReadAgainFn to make the Example later.
     """
 
     def __init__(self, input_base: str, class_names: List[str], max_pixels: int,
-                 with_example: bool = True):
+                 max_file_bytes: int, symlinks: str, with_example: bool = True):
         super().__init__()
         self._input_base = input_base
         self._class_names = class_names
         self._max_pixels = max_pixels
+        self._max_file_bytes = max_file_bytes
+        self._follow = symlinks != files.NONE
         self._with_example = with_example
 
     def process(self, placement: layout.Placement) -> Iterator[Any]:
-        entry = {'path': placement.path, 'status': summary.IGNORED,
-                 'reason': placement.ignored, 'label_name': placement.class_name,
-                 'split_dir': placement.split_dir}
+        entry = _entry(placement)
         if placement.ignored is not None:
             yield beam.pvalue.TaggedOutput(_MANIFEST_TAG, entry)
             return
-        try:
-            with tf.io.gfile.GFile(posixpath.join(self._input_base, placement.path), 'rb') as f:
-                data = f.read()
-            info = records.inspect_image(data, max_pixels=self._max_pixels)
-        except records.BadImageError as e:
-            entry.update(status=summary.BAD, reason=e.reason)
-        except (OSError, tf.errors.OpError) as e:
-            entry.update(status=summary.BAD, reason=f'cannot read file: {e}')
-        if entry['status'] == summary.BAD:
-            logging.warning('Bad image %s: %s', placement.path, entry['reason'])
+        reason = placement.bad
+        if reason is None:
+            try:
+                data = files.read_file(self._input_base, placement.path, self._max_file_bytes,
+                                       follow=self._follow)
+                info = records.inspect_image(data, max_pixels=self._max_pixels)
+            except records.BadImageError as e:
+                reason = e.reason
+            except OSError as e:
+                reason = files.reason_of(e)
+        if reason is not None:
+            if placement.link is not None and placement.link.path == placement.path:
+                reason += f' (a link to {placement.link.target})'
+            entry.update(status=summary.BAD, reason=files.display(reason))
+            logging.warning('Bad image %s: %s', entry['path'], reason)
             yield beam.pvalue.TaggedOutput(_MANIFEST_TAG, entry)
             return
         label = self._class_names.index(placement.class_name)
         entry.update(status=summary.OK, label=label, sha256=info.sha256, height=info.height,
                      width=info.width, channels=info.channels, format=info.format,
                      bytes=len(data))
-        yield entry, (records.make_example(data, placement.path, label, self._class_names, info)
-                      if self._with_example else None)
+        yield entry, (records.make_example(data, entry['path'], label, self._class_names, info)
+                      if self._with_example else placement)
 
 
 class ReadAgainFn(beam.DoFn):
-    """(split, entry, None) -> (split, entry, Example): the image read again, once the
-    hash split has placed it. Fails the run if the file changed since it was checked."""
+    """(split, entry, Placement) -> (split, entry, Example): the image read again, once
+    the hash split has placed it. Fails the run if the file changed since it was checked."""
 
-    def __init__(self, input_base: str, class_names: List[str]):
+    def __init__(self, input_base: str, class_names: List[str], max_file_bytes: int,
+                 symlinks: str):
         super().__init__()
         self._input_base = input_base
         self._class_names = class_names
+        self._max_file_bytes = max_file_bytes
+        self._follow = symlinks != files.NONE
 
-    def process(self, assigned: Tuple[str, Dict[str, Any], None]) -> Iterator[Any]:
-        name, entry, _ = assigned
-        with tf.io.gfile.GFile(posixpath.join(self._input_base, entry['path']), 'rb') as f:
-            data = f.read()
-        sha256 = hashlib.sha256(data).hexdigest()
-        if sha256 != entry['sha256']:
+    def process(self, assigned: Tuple[str, Dict[str, Any], layout.Placement]) -> Iterator[Any]:
+        name, entry, placement = assigned
+        changed = None
+        try:
+            data = files.read_file(self._input_base, placement.path, self._max_file_bytes,
+                                   follow=self._follow)
+            sha256 = hashlib.sha256(data).hexdigest()
+            if sha256 != entry['sha256']:
+                changed = (f'sha256 {entry["sha256"][:12]}... when checked, {sha256[:12]}... '
+                           'when written')
+        except OSError as e:
+            changed = f'readable when checked, then: {files.reason_of(e)}'
+        if changed:
             raise records.ChangedFileError(
                 f'{entry["path"]} changed while ImageExampleGen was reading the data root '
-                f'(sha256 {entry["sha256"][:12]}... when checked, {sha256[:12]}... when '
-                'written): run the pipeline again once the folder is no longer being written')
+                f'({changed}): run the pipeline again once the folder is no longer being '
+                'written')
         info = records.ImageInfo(height=entry['height'], width=entry['width'],
                                  channels=entry['channels'], format=entry['format'],
                                  sha256=sha256)
@@ -219,38 +260,43 @@ def _with_split(assigned: Tuple[Any, ...]) -> Dict[str, Any]:
     return {**entry, 'split': name}
 
 
-def _list_level(folder: str, root: str) -> Iterator[Any]:
-    """The files directly in one folder, and its sub-folders as a tagged output."""
-    files, folders = layout.list_level(root, folder)
-    yield from files
+def _list_level(folder: files.Folder, root: str, symlinks: str) -> Iterator[Any]:
+    """The entries directly in one folder, and its sub-folders as a tagged output."""
+    listed, folders = files.list_level(root, folder, symlinks)
+    yield from listed
     for sub_folder in folders:
         yield beam.pvalue.TaggedOutput(_FOLDERS_TAG, sub_folder)
 
 
 @beam.ptransform_fn
-def ListFiles(pbegin: beam.pvalue.PBegin, root: str):  # pylint: disable=invalid-name
-    """Every file under root at any depth, as `layout.list_files` names them, unsorted.
+def ListFiles(pbegin: beam.pvalue.PBegin, root: str,  # pylint: disable=invalid-name
+              symlinks: str = features.SYMLINKS):
+    """Every entry under root at any depth, as `files.list_files` gives them, unsorted.
 
     Nothing is listed while the graph is built: one worker lists the top level
-    of root (its files are output, its folders are the seeds: a handful of class
+    of root (its entries are output, its folders are the seeds: a handful of class
     or split folders), each seed is listed one level deep on a worker, then each
     of its sub-folders is walked whole on a worker: a pre-split root is listed
     in parallel per class folder, a class-folder root per first-level
     sub-folder of a class. The Reshuffles stop Beam from fusing the steps, so
     each folder can go to a different worker. Nothing is pruned: files in
     hidden folders are listed, for `layout.place` to report as ignored.
+    Entries and folders travel as `files.Listed` and `files.Folder` objects
+    (pickled), never as bare strings: a name that is not UTF-8 is a str Beam's
+    string coder cannot encode.
     """
     top_level = (pbegin
-                 | 'Root' >> beam.Create([''])
-                 | 'ListRoot' >> beam.FlatMap(_list_level, root).with_outputs(
+                 | 'Root' >> beam.Create([files.Folder()])
+                 | 'ListRoot' >> beam.FlatMap(_list_level, root, symlinks).with_outputs(
                      _FOLDERS_TAG, main='files'))
     seed_level = (top_level[_FOLDERS_TAG]
                   | 'ReshuffleSeeds' >> beam.Reshuffle()
-                  | 'ListSeed' >> beam.FlatMap(_list_level, root).with_outputs(
+                  | 'ListSeed' >> beam.FlatMap(_list_level, root, symlinks).with_outputs(
                       _FOLDERS_TAG, main='files'))
     walked = (seed_level[_FOLDERS_TAG]
               | 'ReshuffleFolders' >> beam.Reshuffle()
-              | 'WalkFolder' >> beam.FlatMap(lambda folder: layout.files_under(root, folder)))
+              | 'WalkFolder' >> beam.FlatMap(
+                  lambda folder: files.walk(root, folder, symlinks)))
     return ((top_level['files'], seed_level['files'], walked)
             | 'AllFiles' >> beam.Flatten())
 
@@ -287,19 +333,21 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         split_dirs = None if plan.by_hash else tuple(plan.folder_splits)
         # Listed in Beam, not here: one process takes hours on 100M photos, and
         # beam.Create of every path would exceed Dataflow's 10 MB job limit.
+        max_file_bytes = exec_properties[spec.MAX_FILE_BYTES_KEY]
+        symlinks = exec_properties[spec.SYMLINKS_KEY]
         read = (pipeline
-                | 'ListFiles' >> ListFiles(input_base)  # pylint: disable=no-value-for-parameter
-                | 'Place' >> beam.Map(lambda path: layout.place(
-                    path, split_dirs=split_dirs, class_names=class_names))
+                | 'ListFiles' >> ListFiles(input_base, symlinks)  # pylint: disable=no-value-for-parameter
+                | 'Place' >> beam.Map(_placed, split_dirs, class_names)
                 | 'Reshuffle' >> beam.Reshuffle()
                 | 'ReadImage' >> beam.ParDo(_ReadImageFn(
                     input_base, class_names, exec_properties[spec.MAX_PIXELS_KEY],
-                    with_example=not plan.by_hash)).with_outputs(
+                    max_file_bytes, symlinks, with_example=not plan.by_hash)).with_outputs(
                         _MANIFEST_TAG, main='images'))
         if plan.by_hash:
             assigned = (read['images']
                         | 'SplitByHash' >> _SplitByHash(plan)  # pylint: disable=no-value-for-parameter
-                        | 'ReadAgain' >> beam.ParDo(ReadAgainFn(input_base, class_names)))
+                        | 'ReadAgain' >> beam.ParDo(ReadAgainFn(
+                            input_base, class_names, max_file_bytes, symlinks)))
         else:
             assigned = read['images'] | 'SplitByFolder' >> beam.Map(
                 lambda image: (plan.folder_splits[image[0]['split_dir']], *image))
@@ -355,7 +403,8 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             _read_jsonl(self._manifest_prefix), _read_jsonl(self._duplicates_prefix),
             class_names, plan.names, hash_split=plan.by_hash,
             eval_fraction=plan.eval_fraction, test_fraction=plan.test_fraction,
-            max_bad_fraction=exec_properties[spec.MAX_BAD_FRACTION_KEY])
+            max_bad_fraction=exec_properties[spec.MAX_BAD_FRACTION_KEY],
+            stop_on_conflicting_labels=bool(exec_properties[spec.STOP_ON_CONFLICTING_LABELS_KEY]))
         report_text = json.dumps(report, indent=1, sort_keys=True, ensure_ascii=False)
         report_path = os.path.join(examples.uri, spec.REPORT_FILE)
         _write_text(report_path, report_text)

@@ -7,19 +7,17 @@ Accepted layouts (a class folder holds its images at any depth):
 
 Every file under the root is placed by `place`: a candidate image of a class
 (read later: ingested, or bad with a reason), or ignored with the reason. So
-every file the user gave is accounted for. Pure except `list_level`,
-`files_under`, `list_files` and `inspect_data_root`, which read the file system
-through tf.io.gfile (local paths, gs://, ram://).
+every file the user gave is accounted for. Pure except `inspect_data_root`,
+which reads the file system through `files` (local paths, gs://, ram://).
 """
 
 import collections
 import dataclasses
 import math
 import posixpath
-from typing import Counter, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Counter, Dict, List, Optional, Sequence, Tuple
 
-import tensorflow as tf
-
+from components.image_example_gen import files
 from models import features
 
 # Folders that hold no user data: zip archives made on macOS add __MACOSX/ with
@@ -69,11 +67,15 @@ class Placement:
       split_dir: for a pre-split root, the split folder ('train', 'validation').
       class_name: the class folder's name, for a candidate image.
       ignored: why the file is not an image of a class; None for a candidate.
+      bad: why a candidate cannot be read, known from the listing (`files.Listed.bad`).
+      link: the symbolic link it came through (`files.Listed.link`).
     """
     path: str
     split_dir: Optional[str] = None
     class_name: Optional[str] = None
     ignored: Optional[str] = None
+    bad: Optional[str] = None
+    link: Optional[files.Link] = None
 
 
 def _hidden(name: str) -> bool:
@@ -91,7 +93,7 @@ def extension(name: str) -> str:
 
 
 def place(path: str, *, split_dirs: Optional[Sequence[str]],
-          class_names: Sequence[str]) -> Placement:
+          class_names: Sequence[str], folder: bool = False) -> Placement:
     """Decides what one file under the data root is.
 
     Args:
@@ -99,12 +101,14 @@ def place(path: str, *, split_dirs: Optional[Sequence[str]],
       split_dirs: the split folders of a pre-split root (DataRoot.split_dirs);
         None when class folders are at the top.
       class_names: the class folder names.
+      folder: path is a folder that is not walked (files.Listed.folder): placed
+        by where it is, not by its name.
 
     Returns:
       The Placement; `ignored` names the first rule the file breaks.
     """
     parts = path.split('/')
-    folders, name = parts[:-1], parts[-1]
+    folders, name = (parts, '') if folder else (parts[:-1], parts[-1])
     hidden = next((f for f in folders if _hidden(f)), None)
     if hidden is not None:
         return Placement(path, ignored=f'inside hidden or system folder {hidden}/')
@@ -119,86 +123,37 @@ def place(path: str, *, split_dirs: Optional[Sequence[str]],
     if not folders:
         return Placement(path, split_dir, ignored='not inside a class folder')
     if folders[0] not in class_names:
-        return Placement(path, split_dir,
-                         ignored=f'folder {folders[0]}/ is not one of the classes')
-    if not is_image_name(name):
+        not_text = '' if files.display(folders[0]) == folders[0] else (
+            ' (its name is not UTF-8 text: rename it)')
+        return Placement(path, split_dir, ignored=(
+            f'folder {files.display(folders[0])}/ is not one of the classes{not_text}'))
+    if not folder and not is_image_name(name):
         return Placement(path, split_dir, folders[0], ignored=not_read_reason(name))
     return Placement(path, split_dir, folders[0])
 
 
-def _relative(root: str, path: str) -> str:
-    """A folder gfile's walk gave under root (no trailing '/'), relative to root.
-
-    '/'-separated, '' for root itself: the walk may end a folder with '/'
-    (gs://) and joins with '\\' on Windows.
-    """
-    relative = posixpath.relpath(path.replace('\\', '/').rstrip('/'), root)
-    return '' if relative == '.' else relative
+def _raise_if_unlisted(root: str, folder: str, listed: Sequence[files.Listed]) -> None:
+    """DataRootError if the listing of root/folder is its own failure (no permission)."""
+    failed = next((entry.bad for entry in listed if entry.path == folder and entry.bad), None)
+    if failed:
+        raise DataRootError(f'{"data root" if not folder else "folder"} '
+                            f'{files.display(files.join(root, folder))}: {failed}')
 
 
-def _walk(root: str, folder: str) -> Iterator[Tuple[str, List[str], List[str]]]:
-    """tf.io.gfile.walk of root/folder, each folder given relative to root (_relative)."""
-    root = root.rstrip('/')
-    for path, folders, files in tf.io.gfile.walk(
-            posixpath.join(root, folder) if folder else root):
-        yield _relative(root, path), folders, files
+def _class_folders(root: str, parent: str, symlinks: str) -> List[str]:
+    """Folders in root/parent (links to folders as the policy follows them) that can
+    be classes: not hidden, names that are text."""
+    listed, folders = files.list_level(root, files.Folder(parent), symlinks)
+    _raise_if_unlisted(root, parent, listed)
+    names = (posixpath.basename(folder.path) for folder in folders)
+    return sorted(name for name in names if not _hidden(name) and files.display(name) == name)
 
 
-def _under(relative: str, name: str) -> str:
-    return posixpath.join(relative, name.rstrip('/')) if relative else name.rstrip('/')
-
-
-def list_level(root: str, folder: str = '') -> Tuple[List[str], List[str]]:
-    """Files and sub-folders directly in root/folder: one directory listing, no deeper.
-
-    Args:
-      root: the data root; local path or any tf.io.gfile URL.
-      folder: '/'-separated path relative to root, as this function or
-        `files_under` name folders; '' for the root itself.
-
-    Returns:
-      (files, folders): files as `list_files` names them; sub-folders as paths
-      relative to root to pass back as `folder` (here or to `files_under`).
-      Both empty if root/folder does not exist.
-    """
-    # The walk's first step lists this folder only; it goes no deeper unless advanced.
-    level = next(_walk(root, folder), None)
-    if level is None:
-        return [], []
-    relative, folders, files = level
-    return [_under(relative, name) for name in files], [_under(relative, name)
-                                                        for name in folders]
-
-
-def files_under(root: str, folder: str = '') -> Iterator[str]:
-    """Every file under root/folder at any depth, as '/'-separated paths relative to root.
-
-    Lazy, one directory listing at a time, so a caller may stop early.
-    """
-    for relative, _, files in _walk(root, folder):
-        for name in files:
-            yield _under(relative, name)
-
-
-def list_files(root: str) -> List[str]:
-    """Every file under root at any depth, as sorted '/'-separated relative paths."""
-    return sorted(files_under(root))
-
-
-def _class_folders(root: str, parent: str) -> List[str]:
-    path = posixpath.join(root, parent) if parent else root
-    return sorted(name.rstrip('/') for name in tf.io.gfile.listdir(path)
-                  if not _hidden(name.rstrip('/'))
-                  and tf.io.gfile.isdir(posixpath.join(path, name)))
-
-
-def _holds_images(root: str, folder: str) -> bool:
+def _holds_images(root: str, folder: str, symlinks: str) -> bool:
     """Whether root/folder has image files directly in it (not only in sub-folders)."""
-    path = posixpath.join(root, folder)
-    # Stops at the first: at most a few stats, however large the folder.
-    return any(is_image_name(name.rstrip('/')) and not name.startswith('.')
-               and not tf.io.gfile.isdir(posixpath.join(path, name))
-               for name in tf.io.gfile.listdir(path))
+    listed, _ = files.list_level(root, files.Folder(folder), symlinks)
+    return any(is_image_name(posixpath.basename(entry.path)) and not entry.folder
+               and not posixpath.basename(entry.path).startswith('.') for entry in listed)
 
 
 def unread_photos_sentence(kinds: Sequence[str]) -> str:
@@ -221,20 +176,22 @@ def not_read_reason(name: str) -> str:
     return f'not an image file name ({", ".join(features.IMAGE_EXTENSIONS)}, any case)'
 
 
-def _class_images(root: str, parent: str, class_name: str,
-                  enough: float) -> Tuple[int, Counter]:
+def _class_images(root: str, parent: str, class_name: str, enough: float,
+                  symlinks: str) -> Tuple[int, Counter]:
     """(image files of one class folder (any depth, as `place` counts them), at most
     `enough`; the extensions of the files seen that are not used, with their counts)."""
     found, others = 0, collections.Counter()
-    for path in files_under(root, posixpath.join(parent, class_name)):
-        placement = place(path, split_dirs=[parent] if parent else None,
-                          class_names=[class_name])
-        if placement.ignored is None:
+    folder = posixpath.join(parent, class_name)
+    for entry in files.walk(root, files.Folder(folder), symlinks):
+        _raise_if_unlisted(root, folder, [entry])
+        placement = place(entry.path, split_dirs=[parent] if parent else None,
+                          class_names=[class_name], folder=entry.folder)
+        if placement.ignored is None and entry.ignored is None and entry.bad is None:
             found += 1
             if found >= enough:
                 break
-        else:
-            others[extension(path) or '(no extension)'] += 1
+        elif not entry.folder:
+            others[files.display(extension(entry.path)) or '(no extension)'] += 1
     return found, others
 
 
@@ -248,7 +205,8 @@ def _what_it_holds(extensions: Counter) -> str:
     return f'; it holds {sum(extensions.values())} other files ({listed}){advice}'
 
 
-def inspect_data_root(root: str, count_up_to: Optional[int] = None) -> DataRoot:
+def inspect_data_root(root: str, count_up_to: Optional[int] = None,
+                      symlinks: str = features.SYMLINKS) -> DataRoot:
     """Checks a data root and returns its layout and class names.
 
     Each class folder is walked only until it shows an image and, with
@@ -260,24 +218,26 @@ def inspect_data_root(root: str, count_up_to: Optional[int] = None) -> DataRoot:
       root: local path or any tf.io.gfile URL (gs://, ram://).
       count_up_to: stop counting images here (DataRoot.images is then at most
         this); None counts them all.
+      symlinks: which symbolic links to follow (features.SYMLINK_POLICIES).
 
     Returns:
       DataRoot with sorted class folder names.
 
     Raises:
-      DataRootError: missing, not a folder, no class folders, a single class,
-        a class folder without image files (at any depth) in some split, or
+      DataRootError: missing, not a folder, the root or a class folder cannot
+        be listed (no permission), no class folders, a single class, a class
+        folder without image files (at any depth) in some split, or
         train/ without validation/ (a class named train has images directly in
         train/, beside the other class folders: no error).
     """
-    if not tf.io.gfile.exists(root):
+    if not files.exists(root):
         raise DataRootError(f'data root {root} does not exist')
-    if not tf.io.gfile.isdir(root):
+    if not files.is_folder(root):
         raise DataRootError(f'data root {root} is not a folder')
-    top = _class_folders(root, '')
+    top = _class_folders(root, '', symlinks)
     lookalikes = {d: SPLIT_LOOKALIKES[d.lower()] for d in top
                   if d not in SPLIT_DIRS + TEST_DIRS and d.lower() in SPLIT_LOOKALIKES
-                  and not _holds_images(root, d)}
+                  and not _holds_images(root, d, symlinks)}
     if lookalikes:
         renames = ', '.join(f'{d}/ to {name}/' for d, name in sorted(lookalikes.items()))
         raise DataRootError(
@@ -290,7 +250,7 @@ def inspect_data_root(root: str, count_up_to: Optional[int] = None) -> DataRoot:
     if len(split_dirs) == 1:
         lone = split_dirs[0]
         missing = ({*SPLIT_DIRS} - {lone}).pop()
-        if len(top) > 1 and _holds_images(root, lone):
+        if len(top) > 1 and _holds_images(root, lone, symlinks):
             split_dirs = []     # images in it, beside other folders: a class named so
         else:
             raise DataRootError(
@@ -300,13 +260,15 @@ def inspect_data_root(root: str, count_up_to: Optional[int] = None) -> DataRoot:
                 'its sub-folders')
     presplit = bool(split_dirs)
     parents = split_dirs if presplit else ['']
-    class_names = sorted({c for parent in parents for c in _class_folders(root, parent)})
+    class_names = sorted({c for parent in parents
+                          for c in _class_folders(root, parent, symlinks)})
     if not class_names:
         raise DataRootError(f'data root {root} has no class folders (expected {_EXPECTED})')
     if len(class_names) == 1:
         # A folder wrapping the class folders (photos/cats, photos/dogs): name it.
         only = class_names[0]
-        inner = ([] if presplit or _holds_images(root, only) else _class_folders(root, only))
+        inner = ([] if presplit or _holds_images(root, only, symlinks)
+                 else _class_folders(root, only, symlinks))
         hint = (f'; its sub-folders ({", ".join(inner[:5])}{", ..." if len(inner) > 5 else ""})'
                 f' look like the classes: use {posixpath.join(root, only)} as the data root'
                 if len(inner) > 1 else '')
@@ -321,13 +283,15 @@ def inspect_data_root(root: str, count_up_to: Optional[int] = None) -> DataRoot:
     folders = [(parent, name) for parent in parents for name in class_names]
     if candidate.test_folder:
         folders += [(features.TEST_DIR, name) for name in class_names]
+    present = {parent: set(_class_folders(root, parent, symlinks))
+               for parent in {parent for parent, _ in folders}}
     for parent, name in folders:
-        if tf.io.gfile.isdir(posixpath.join(root, parent, name)):
+        if name in present[parent]:
             # At least the one image that shows the class is there.
             enough = (math.inf if count_up_to is None
                       else max(1, count_up_to - sum(images.values())))
             images[parent or None, name], not_used[parent or None, name] = _class_images(
-                root, parent, name, enough)
+                root, parent, name, enough, symlinks)
     for parent in parents:
         for name in class_names:
             if not images[parent or None, name]:

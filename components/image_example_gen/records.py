@@ -8,6 +8,7 @@ file accepted here is a file the model can read. Pillow only reads the header
 import dataclasses
 import hashlib
 import io
+import struct
 import warnings
 from typing import Sequence
 
@@ -15,6 +16,10 @@ import tensorflow as tf
 from PIL import Image
 
 from models import features
+
+
+# Pillow's words for bytes that end before the decoder has read what it needs.
+_TRUNCATED_HINTS = ('buffer', 'truncated', 'Truncated', 'not enough data')
 
 
 class BadImageError(ValueError):
@@ -47,6 +52,32 @@ def _first_line(message: str) -> str:
     return line.split(' [Op:')[0]
 
 
+def _unidentified_reason(data: bytes) -> str:
+    """Why Pillow could not open the bytes: what the decoder of the format whose
+    signature they start with found, or that no format's signature is there."""
+    Image.init()
+    prefix = data[:16]
+    for name, (factory, accept) in Image.OPEN.items():
+        # As Image.open does, but only formats recognised by their signature.
+        if accept is None or not accept(prefix):
+            continue
+        try:
+            # Reads the header only (no pixels), as Image.open does.
+            factory(io.BytesIO(data), '').close()
+        except (EOFError, struct.error):
+            return _truncated(name, data)
+        except Exception as e:  # pylint: disable=broad-except
+            if any(hint in str(e) for hint in _TRUNCATED_HINTS):
+                return _truncated(name, data)
+            return f'{name} signature, but its decoder found: {_first_line(str(e))}'
+    return 'not a readable image (no known image format in its bytes)'
+
+
+def _truncated(name: str, data: bytes) -> str:
+    return (f'{name} header with no image data after it: the file ends after {len(data)} '
+            'bytes')
+
+
 def inspect_image(data: bytes, *, max_pixels: int = features.MAX_PIXELS) -> ImageInfo:
     """Validates encoded image bytes by decoding them fully.
 
@@ -71,7 +102,7 @@ def inspect_image(data: bytes, *, max_pixels: int = features.MAX_PIXELS) -> Imag
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise BadImageError(f'image too large to decode safely: {e}') from None
     except Image.UnidentifiedImageError:
-        raise BadImageError('not a readable image (no known image format in its bytes)') from None
+        raise BadImageError(_unidentified_reason(data)) from None
     except Exception as e:  # pylint: disable=broad-except
         raise BadImageError(f'not a readable image ({type(e).__name__}: {e})') from None
     if fmt not in features.PIL_FORMATS:

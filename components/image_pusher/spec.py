@@ -1,6 +1,8 @@
-"""ImagePusherSpec: the stock PusherSpec plus evaluation (to say why a model was not
-pushed), eval examples (for the warmup file), the reference profile (for the
-monitor) and serving settings."""
+"""ImagePusherSpec: the stock PusherSpec, with the InfraValidator's blessing required,
+plus evaluation (to say why a model was not pushed), eval examples (for the warmup
+file), the reference profile (for the monitor), serving settings, and a
+PushedModelBlessing output (the Evaluator's baseline is the latest model that was
+pushed)."""
 
 from tfx.types import component_spec
 from tfx.types import standard_artifacts
@@ -18,12 +20,18 @@ MODEL_CONFIG_FILE_KEY = 'model_config_file'  # TF Serving model config to update
 
 # Written into the PushedModel artifact, pushed or not.
 PUSH_RESULT_FILE = 'push_result.json'
+# In it: whether this push made the version (False: the model was served already).
+NEW_VERSION_FIELD = 'new_version'
+# In it: the version a rollback pinned the model to (the new version is not served).
+PINNED_VERSION_FIELD = 'pinned_version'
 # Custom properties of the PushedModel artifact: the stock Pusher's names (which TFX's
 # own readers, e.g. InfraValidator's and Vertex's, know) and our reason.
 PUSHED_PROPERTY = 'pushed'                          # 1 or 0
 PUSHED_DESTINATION_PROPERTY = 'pushed_destination'  # the version's folder
 PUSHED_VERSION_PROPERTY = 'pushed_version'
 NOT_PUSHED_REASON_PROPERTY = 'not_pushed_reason'
+
+PUSHED_BLESSING_KEY = 'pushed_blessing'     # output: blessed = 1 when the model was pushed
 
 
 class ImagePusherSpec(standard_component_specs.PusherSpec):
@@ -36,10 +44,17 @@ class ImagePusherSpec(standard_component_specs.PusherSpec):
     }
     INPUTS = {
         **standard_component_specs.PusherSpec.INPUTS,
+        # Required: a model is pushed only once our server has loaded and run it.
+        standard_component_specs.INFRA_BLESSING_KEY: component_spec.ChannelParameter(
+            type=standard_artifacts.InfraBlessing),
         EVALUATION_KEY: component_spec.ChannelParameter(
             type=standard_artifacts.ModelEvaluation, optional=True),
         EXAMPLES_KEY: component_spec.ChannelParameter(
             type=standard_artifacts.Examples, optional=True),
         REFERENCE_PROFILE_KEY: component_spec.ChannelParameter(
             type=artifacts.ReferenceProfile, optional=True),
+    }
+    OUTPUTS = {
+        **standard_component_specs.PusherSpec.OUTPUTS,
+        PUSHED_BLESSING_KEY: component_spec.ChannelParameter(type=artifacts.PushedModelBlessing),
     }

@@ -10,7 +10,7 @@ import tensorflow_model_analysis as tfma
 
 METRIC_FORMAT = '{:.4f}'
 
-_CHANGE = ' change vs the last blessed model'
+_CHANGE = ' change vs the last pushed model'
 
 
 def _bounds(threshold) -> List[Tuple[bool, str]]:

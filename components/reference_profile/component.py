@@ -2,12 +2,15 @@
 
 For a sample of the train and eval images (at most `max_images` per split, the
 ones with the smallest sha256, so the same sample on every run), one row of
-image properties each (models/profile.py); for the eval images only, the
-trained model's answers and embeddings, reduced by PCA (the train images'
-answers would be too confident, and their embeddings too close to what a
-fine-tuned base learnt; the model's pass is most of the component's cost). The Pusher copies the
-profile into the pushed version's assets.extra/, where `python -m
-serving.monitor` finds it.
+image properties each (models/profile.py). Through the trained model: the eval
+images' answers and embeddings, and with `embed_train_images` (set when the
+embedding does not depend on training, e.g. a frozen base's pooled features)
+the train images' embeddings too, so the monitor compares traffic with up to
+twice as many images; never the train images' answers (the model learnt them:
+too confident). Embeddings are stored on a fixed random projection
+(models/profile.py: random_projection).
+The Pusher copies the profile into the pushed version's assets.extra/, where
+`python -m monitoring.monitor` finds it.
 
 The sample is picked by Beam (`Top.Smallest` per split: each worker keeps at
 most `max_images` records), so the splits are never read in one process; only
@@ -68,26 +71,35 @@ def read_sample(sample_uri: str, split: str) -> List[Tuple[bytes, int]]:
     return [(data, label) for _, data, label in rows]
 
 
-def build_profile(sample_uri: str, model_dir: str, class_names: List[str]) -> Dict:
+def build_profile(sample_uri: str, model_dir: str, class_names: List[str], *,
+                  embed_train_images: bool) -> Dict:
     """The reference profile of the sampled train and eval images under a model."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     signature = tf.saved_model.load(model_dir).signatures[features.EMBEDDING_SIGNATURE]
     samples = {split: read_sample(sample_uri, split) for split in SPLITS}
-    rows = {split: [{'split': split, 'label': class_names[label], **profile.image_row(data)}
+    rows = {split: [{profile.SPLIT: split, 'label': class_names[label],
+                     **profile.image_row(data)}
                     for data, label in sample] for split, sample in samples.items()}
-    # Only the eval images go through the model.
-    probabilities, matrix = profile.model_outputs(
-        signature, [data for data, _ in samples[features.EVAL_SPLIT]])
+    embedded = [split for split in SPLITS
+                if split == features.EVAL_SPLIT or embed_train_images]
+    outputs = {split: profile.model_outputs(signature, [data for data, _ in samples[split]])
+               for split in embedded}
+    probabilities, _ = outputs[features.EVAL_SPLIT]
     for row, answer in zip(rows[features.EVAL_SPLIT],
                            profile.prediction_fields(probabilities, class_names)):
         row.update(answer)
-    pca = profile.fit_pca(matrix)
+    width = outputs[features.EVAL_SPLIT][1].shape[1]
+    projection = profile.random_projection(width).round(5)
+    for split, (_, matrix) in outputs.items():
+        for row, projected in zip(rows[split],
+                                  profile.project(matrix, projection).round(5).tolist()):
+            row[profile.EMBEDDING] = projected
     return {
         'class_names': class_names,
         'created': datetime.datetime.now(datetime.timezone.utc).isoformat(),
         'model': model_dir,
         'rows': [row for split in SPLITS for row in rows[split]],
-        'embedding': {**pca, 'reduced': profile.reduce(matrix, pca).round(5).tolist()},
+        'projection': projection.tolist(),
     }
 
 
@@ -97,6 +109,7 @@ def ReferenceProfile(  # pylint: disable=invalid-name
         model: InputArtifact[standard_artifacts.Model],
         reference_profile: OutputArtifact[artifacts.ReferenceProfile],
         max_images: Parameter[int] = profile.REFERENCE_IMAGES,
+        embed_train_images: Parameter[bool] = False,
         beam_pipeline: BeamComponentParameter[beam.Pipeline] = None) -> None:
     """Writes reference_profile.json for the model and the data it learnt from."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
@@ -106,6 +119,7 @@ def ReferenceProfile(  # pylint: disable=invalid-name
     with beam_pipeline as pipeline:
         _ = pipeline | 'Sample' >> SampleToFiles(  # pylint: disable=no-value-for-parameter
             examples.uri, sample_uri, max_images)
-    result = build_profile(sample_uri, path_utils.serving_model_path(model.uri), class_names)
+    result = build_profile(sample_uri, path_utils.serving_model_path(model.uri), class_names,
+                           embed_train_images=embed_train_images)
     tf.io.gfile.rmtree(sample_uri)
     profile.save(result, os.path.join(reference_profile.uri, profile.PROFILE_FILE))

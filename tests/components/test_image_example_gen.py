@@ -19,6 +19,7 @@ from components.image_example_gen import executor
 from components.image_example_gen import layout
 from components.image_example_gen import records
 from components.image_example_gen import spec
+from components.image_example_gen import summary
 from models import features
 from tests import data
 
@@ -77,6 +78,23 @@ def test_inspect_image_names_the_reason(name, reason):
     payload = data.bad_files(data.photos('train', 'cats', 1)[0])[name]
     with pytest.raises(records.BadImageError, match=reason):
         records.inspect_image(payload)
+
+
+def test_inspect_image_says_what_the_decoder_of_the_signature_found():
+    png = data.encode(Image.open(data.photos('train', 'cats', 1)[0]), 'PNG')
+    bad_checksum = bytearray(png)
+    bad_checksum[29] ^= 0xff   # the IHDR chunk's CRC
+    with pytest.raises(records.BadImageError) as raised:
+        records.inspect_image(bytes(bad_checksum))
+    assert raised.value.reason == ("PNG signature, but its decoder found: broken PNG file "
+                                   "(bad header checksum in b'IHDR')")
+    with pytest.raises(records.BadImageError) as raised:
+        records.inspect_image(png[:33])   # signature and IHDR, nothing after
+    assert raised.value.reason == ('PNG header with no image data after it: the file ends '
+                                   'after 33 bytes')
+    with pytest.raises(records.BadImageError) as raised:
+        records.inspect_image(b'GIF89a')
+    assert raised.value.reason.startswith('GIF header with no image data after it')
 
 
 def test_inspect_image_refuses_too_many_pixels():
@@ -195,12 +213,19 @@ def test_an_image_that_changes_between_its_two_reads_fails_the_run_by_name(tmp_p
     info = records.inspect_image(path.read_bytes())
     entry = {'path': 'cats/cat.jpg', 'label': 0, 'sha256': info.sha256, 'height': info.height,
              'width': info.width, 'channels': info.channels, 'format': info.format}
-    read_again = executor.ReadAgainFn(str(tmp_path), CLASS_NAMES)
-    [(name, _, example)] = read_again.process(('eval', entry, None))
+    read_again = executor.ReadAgainFn(str(tmp_path), CLASS_NAMES, features.MAX_FILE_BYTES,
+                                      features.SYMLINKS)
+    placement = layout.Placement('cats/cat.jpg', class_name='cats')
+    [(name, _, example)] = read_again.process(('eval', entry, placement))
     assert name == 'eval' and feature(example, features.IMAGE_KEY) == photo.read_bytes()
     path.write_bytes(data.photos('train', 'cats', 2)[1].read_bytes())
     with pytest.raises(records.ChangedFileError, match='cats/cat.jpg changed'):
-        list(read_again.process(('eval', entry, None)))
+        list(read_again.process(('eval', entry, placement)))
+    # Replaced by a pipe or grown past the limit since it was checked: the same error.
+    path.unlink()
+    os.mkfifo(path)
+    with pytest.raises(records.ChangedFileError, match='cats/cat.jpg changed .*named pipe'):
+        list(read_again.process(('eval', entry, placement)))
 
 
 def test_executor_accounts_for_every_file_of_a_messy_root(tmp_path):
@@ -285,6 +310,42 @@ def test_executor_fails_when_too_many_files_are_bad_and_keeps_the_report(tmp_pat
     assert len(json.loads(kept.read_text())['bad_files']) == 3
 
 
+def test_a_photo_filed_under_two_classes_warns_or_stops_the_run(tmp_path):
+    root = data.make_root(tmp_path / 'root', {'train': {'cats': 3, 'dogs': 3}},
+                          presplit=False)
+    photo = data.photos('train', 'cats', 1)[0]
+    shutil.copy(photo, root / 'dogs' / 'not a dog.jpg')
+    report = report_of(run_executor(root, tmp_path / 'warned', presplit=False))
+    assert report['cross_class_duplicates'] == 1 and report['images'] == 7
+    [warning] = [line for line in summary.console_lines(report, 'r.json')
+                 if line.startswith('warning:')]
+    assert f'cats/{photo.name} = dogs/not a dog.jpg' in warning
+    out = tmp_path / 'pipeline' / 'ImageExampleGen' / 'examples' / '3'
+    with pytest.raises(RuntimeError, match=(
+            r'^1 image is filed under more than one class \(conflicting labels, '
+            r'stop_on_conflicting_labels is on\): cats/cat.0.jpg = dogs/not a dog.jpg; ')):
+        run_executor(root, out, presplit=False, stop_on_conflicting_labels=True)
+
+
+def test_the_console_names_few_bad_files_and_counts_many():
+    entries = [{'path': f'cats/{i}.jpg', 'status': summary.BAD, 'reason': 'empty file (0 bytes)',
+                'label_name': 'cats', 'split_dir': None} for i in range(summary.CONSOLE_LIMIT + 2)]
+    entries += [{'path': 'cats/ok.jpg', 'status': summary.OK, 'split': 'train',
+                 'label_name': 'cats'}]
+
+    def lines(count):
+        return summary.console_lines(summary.summarize(
+            entries[-1 - count:], [], CLASS_NAMES, ['train', 'eval'], max_bad_fraction=1.0,
+            hash_split=True), 'report.json')
+
+    assert lines(0) == ['data: 1 files = 1 images used + 0 bad + 0 ignored; train 1, eval 0']
+    assert lines(2)[1:] == ['bad: cats/5.jpg: empty file (0 bytes)',
+                            'bad: cats/6.jpg: empty file (0 bytes)']
+    many = lines(summary.CONSOLE_LIMIT + 2)
+    assert len(many) == summary.CONSOLE_LIMIT + 2
+    assert many[-1] == 'bad: ... and 2 more, all listed in report.json'
+
+
 def test_executor_fails_when_a_class_has_no_image_in_a_split_and_keeps_the_report(tmp_path):
     # One photo of a class cannot be both trained and evaluated on: stopped here, by name,
     # not later by a component that finds a label missing from the statistics.
@@ -314,7 +375,9 @@ def test_a_link_to_nothing_is_a_bad_file_with_the_reason(tmp_path):
     (root / 'train' / 'dogs' / 'moved.jpg').symlink_to(tmp_path / 'gone.jpg')
     report = report_of(run_executor(root, tmp_path / 'out', presplit=True, max_bad_fraction=0.5))
     assert [b['path'] for b in report['bad_files']] == ['train/dogs/moved.jpg']
-    assert 'No such file or directory' in report['bad_files'][0]['reason']
+    assert report['bad_files'][0]['reason'] == (
+        'no such file (a link to nothing, or removed while the run read the folder) '
+        f'(a link to {tmp_path / "gone.jpg"})')
     assert report['images'] == 6
 
 

@@ -11,6 +11,7 @@ import types
 import pytest
 
 from components.image_example_gen import driver
+from components.image_example_gen import files as files_lib
 from components.image_example_gen import layout
 from components.image_example_gen import split
 from models import features
@@ -59,7 +60,7 @@ def test_list_files_and_inspect_read_nested_folders(tmp_path):
     for name in files:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b'x')
-    assert layout.list_files(str(tmp_path)) == sorted(files)
+    assert [entry.path for entry in files_lib.list_files(str(tmp_path))] == sorted(files)
     root = layout.inspect_data_root(str(tmp_path))
     assert (root.presplit, root.class_names, root.images) == (False, ('a b', 'b'), 3)
 

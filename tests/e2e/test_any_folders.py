@@ -37,13 +37,19 @@ def any_run(tmp_path_factory):
     work = tmp_path_factory.mktemp('any_folders')
     root = work / 'my photos'
     expected = data.make_any_root(root, per_class=20)
+    # A temp folder of its own: the console is compared line by line, and a Trainer killed
+    # elsewhere on this machine leaves a cache in the shared one that this run would remove
+    # (and say so).
+    temp = work / 'tmp'
+    temp.mkdir()
     # Small images and a low bar keep it quick; the three classes are what is tested.
     result = subprocess.run(
         [sys.executable, str(data.PROJECT_ROOT / 'local_runner.py'), '--data-root', str(root),
          '--work-dir', str(work / 'work'), '--epochs', str(EPOCHS), '--batch-size', '8',
          '--image-size', '96', '96', '--accuracy-threshold', '0.5', '--test-fraction', '0.2',
          '--weights', str(data.WEIGHTS)],
-        capture_output=True, text=True, cwd=work, timeout=1200)
+        capture_output=True, text=True, cwd=work, timeout=1200,
+        env={**os.environ, 'TMPDIR': str(temp)})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     # The config the runner built from these flags (paths, names, classes, splits).
     config = configs.local(str(work / 'work'), str(root), presplit=False,
@@ -139,7 +145,9 @@ def test_the_console_shows_components_epochs_and_a_summary(any_run):
     config, run, expected, result = any_run
     assert result.stderr == ''
     lines = result.stdout.splitlines()
-    assert len(lines) <= 40, result.stdout
+    # About 30 lines: one per component, the Trainer's epochs, the InfraValidator's and
+    # TFLiteExport's verdicts and the summary; nothing floods it.
+    assert len(lines) <= 45, result.stdout
     assert not [line for line in lines if re.search(r'warn|error|traceback', line, re.I)]
     assert lines[:4] == [f'data root: {config.data_root}',
                          'layout: one folder per class, 20% of each class to eval and 20% to test '
@@ -148,12 +156,31 @@ def test_the_console_shows_components_epochs_and_a_summary(any_run):
                          'input size: 96x96, set explicitly (--image-size)']
     node_ids = [c.id for c in pipeline_def.create_pipeline(config).components]
     assert set(node_ids) == set(run.nodes)
-    # Every component but the Trainer on one line, in the pipeline's order.
-    others = [line for line in lines if line.startswith('[') and '] Trainer ' not in line]
+    # Every component but those that say more (the Trainer, the InfraValidator,
+    # TFLiteExport) on one line, in the pipeline's order.
+    verbose = ('Trainer', 'InfraValidator', 'TFLiteExport')
+    others = [line for line in lines if line.startswith('[')
+              and not re.search(rf'\] ({"|".join(verbose)}) ', line)]
     components = [COMPONENT_LINE.match(line) for line in others]
     assert all(components), others
     assert [(int(m.group(1)), int(m.group(2)), m.group(3)) for m in components] == [
-        (i + 1, len(node_ids), n) for i, n in enumerate(node_ids) if n != 'Trainer']
+        (i + 1, len(node_ids), n) for i, n in enumerate(node_ids) if n not in verbose]
+    # TFLiteExport's line opens, one verdict per variant follows, then it closes.
+    number = f'[{node_ids.index("TFLiteExport") + 1}/{len(node_ids)}]'
+    tflite = lines.index(f'{number} TFLiteExport ...')
+    for line, variant in zip(lines[tflite + 1:tflite + 3], ('float16', 'int8')):
+        assert re.match(rf'^ {{6}}TFLite {variant}: \d+\.\d MB, accuracy \d\.\d{{4}} vs '
+                        r'\d\.\d{4} \(SavedModel\) on 12 eval images, agreement \d+\.\d%, '
+                        r'largest probability difference \d\.\d{4}: (ready|refused.*)$',
+                        line), line
+    assert re.match(rf'^{re.escape(number)} TFLiteExport done \d+\.\d s$', lines[tflite + 3])
+    # The InfraValidator's line opens, its verdict follows, then it closes.
+    number = f'[{node_ids.index("InfraValidator") + 1}/{len(node_ids)}]'
+    infra = lines.index(f'{number} InfraValidator ...')
+    assert re.match(r'^ {6}blessed: our server loaded it in \d+\.\d s and answered 12 eval '
+                    r'images as the Trainer did .*; p50 \d+\.\d ms per image over REST$',
+                    lines[infra + 1]), lines[infra + 1]
+    assert re.match(rf'^{re.escape(number)} InfraValidator done \d+\.\d s$', lines[infra + 2])
     # The Trainer's line opens, the features of the 36 train photos' augmented copies and
     # the epochs follow, then it closes.
     number = f'[{node_ids.index("Trainer") + 1}/{len(node_ids)}]'
@@ -166,11 +193,15 @@ def test_the_console_shows_components_epochs_and_a_summary(any_run):
         str(i) for i in range(1, EPOCHS + 1)], epochs
     assert re.match(rf'^{re.escape(number)} Trainer done \d+\.\d s$', lines[trainer + 2 + EPOCHS])
 
-    summary = lines[-9:]
+    summary = lines[-11:]
     images, bad, ignored = (len(expected[k]) for k in ('images', 'bad', 'ignored'))
     work = os.path.dirname(config.pipeline_root)
     assert summary[0] == (f'data: {images + bad + ignored} files = {images} images used + '
                           f'{bad} bad + {ignored} ignored; eval 12, test 12, train 36')
+    # The bad files, by name, with the reason (issue 42).
+    assert [summary.pop(1), summary.pop(1)] == [
+        'bad: Hunde/broken.jpg: not a readable image (no known image format in its bytes)',
+        'bad: Été/empty.GIF: empty file (0 bytes)']
     # Photos in formats TensorFlow does not decode are named with the way out.
     assert summary.pop(1) == ('1 .heic, 1 .webp photos are not read (TensorFlow decodes .jpg, '
                               '.jpeg, .png, .bmp, .gif): convert them, e.g. to .jpg')

@@ -1,21 +1,17 @@
-"""Faults the pipeline must survive, and bad input it must refuse clearly."""
+"""Bad input the pipeline must refuse clearly. (Killed runs and full disks:
+test_fault_injection.py.)"""
 
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from components.image_example_gen import records
-from models import model as trainer
-from pipeline import configs
-from reports import mlmd_runs
 from tests import data
 from tests.components.test_image_example_gen import read_examples, report_of, run_executor
 
@@ -24,54 +20,6 @@ pytestmark = pytest.mark.e2e
 
 def runner(*args):
     return [sys.executable, str(data.PROJECT_ROOT / 'local_runner.py'), *args]
-
-
-def test_killed_during_training_then_rerun_completes_from_cache(tmp_path):
-    root = data.make_root(tmp_path / 'data', {'train': {'cats': 12, 'dogs': 12},
-                                              'validation': {'cats': 6, 'dogs': 6}})
-    work = tmp_path / 'work'
-    # Enough epochs that the Trainer is still fitting when the first epoch's line shows
-    # (each running the base: a head on cached features would finish 20 epochs at once).
-    args = runner('--data-root', str(root), '--work-dir', str(work), '--epochs', '20',
-                  '--image-size', '96', '96', '--augmented-views', '0',
-                  '--batch-size', '8', '--accuracy-threshold', '0.5', '--no-report')
-    killed_log = tmp_path / 'killed.log'
-    # The Trainer's cache folder goes to the temp folder: this test's own.
-    temp = tmp_path / 'temp'
-    temp.mkdir()
-    env = {**os.environ, 'TMPDIR': str(temp)}
-    with open(killed_log, 'wb') as log:
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, cwd=tmp_path, env=env)
-        deadline = time.monotonic() + 600
-        while 'epoch 1/20' not in killed_log.read_text(errors='replace'):
-            assert proc.poll() is None, killed_log.read_text()[-3000:]
-            assert time.monotonic() < deadline, 'Trainer never started fitting'
-            time.sleep(0.1)
-        assert proc.poll() is None  # inside the Trainer, fitting
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
-    serving = work / 'serving'
-    assert not serving.exists() or not any(serving.iterdir())
-    [left] = temp.glob(f'{trainer.CACHE_DIR_PREFIX}{proc.pid}-*')  # the killed Trainer's
-
-    result = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=1200,
-                            env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert 'pipeline finished' in result.stdout
-    # The next Trainer removed it, and its own when it finished.
-    assert f'removed the cache of a Trainer that was stopped: {left}' in result.stdout
-    assert not list(temp.glob(f'{trainer.CACHE_DIR_PREFIX}*'))
-    run = mlmd_runs.latest_run(configs.metadata_path(str(work)), configs.PIPELINE_NAME)
-    states = {node: n.state for node, n in run.nodes.items()}
-    for node in ('ImageExampleGen', 'StatisticsGen', 'ExampleValidator', 'DataReport',
-                 'Transform'):
-        assert states[node] == 'CACHED', states
-    assert states['Trainer'] == states['ImagePusher'] == 'COMPLETE'
-    model_dir = serving / configs.MODEL_NAME
-    versions = os.listdir(model_dir)
-    assert len(versions) == 1 and versions[0].isdigit()  # no staging folder left
-    assert (model_dir / versions[0] / 'saved_model.pb').is_file()
 
 
 def test_unreadable_files_fail_the_run_with_one_line(tmp_path):

@@ -24,8 +24,8 @@ from tests.conftest import SMALL, make_run
 pytestmark = pytest.mark.e2e
 
 NODES = ['ImageExampleGen', 'DataQuality', 'StatisticsGen', 'ImageSchemaGen', 'ExampleValidator',
-         'DataReport', 'DataGate', 'Transform', 'Trainer', 'latest_blessed_model_resolver',
-         'Evaluator', 'ReferenceProfile', 'ImagePusher']
+         'DataReport', 'DataGate', 'Transform', 'Trainer', 'latest_pushed_model_resolver',
+         'Evaluator', 'ReferenceProfile', 'InfraValidator', 'ImagePusher', 'TFLiteExport']
 
 
 def pushed_versions(config):
@@ -130,9 +130,9 @@ def test_rerun_reuses_cached_outputs(small_run):
     again = pipeline_run.run()
     assert again.run_id != first.run_id
     states = {node: n.state for node, n in again.nodes.items()}
-    # The first blessed model is now the baseline, a new input of the Evaluator: it and
+    # The first pushed model is now the baseline, a new input of the Evaluator: it and
     # the Pusher may run again (as in TFX's penguin e2e test); nothing else does.
-    rerun = {'latest_blessed_model_resolver', 'Evaluator', 'ImagePusher'}
+    rerun = {'latest_pushed_model_resolver', 'Evaluator', 'ImagePusher'}
     assert {node: s for node, s in states.items() if node not in rerun} == {
         node: 'CACHED' for node in NODES if node not in rerun}
     if len(runs_before) == 1:   # the first rerun: the baseline is new to the Evaluator
@@ -145,8 +145,8 @@ def test_rerun_reuses_cached_outputs(small_run):
     # Once more, with nothing new: every component is a cache hit.
     third = pipeline_run.run()
     assert {node: n.state for node, n in third.nodes.items()
-            if node != 'latest_blessed_model_resolver'} == {
-        node: 'CACHED' for node in NODES if node != 'latest_blessed_model_resolver'}
+            if node != 'latest_pushed_model_resolver'} == {
+        node: 'CACHED' for node in NODES if node != 'latest_pushed_model_resolver'}
     assert pushed_versions(pipeline_run.config) == versions_before
 
 

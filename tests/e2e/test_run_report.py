@@ -398,7 +398,7 @@ def test_cli_writes_the_latest_run_report(small_run, tmp_path, capsys):
         assert failures
         for failure in failures:
             assert (f'{failure.metric_key.name}' + (
-                ' change vs the last blessed model' if failure.metric_key.is_diff else '') +
+                ' change vs the last pushed model' if failure.metric_key.is_diff else '') +
                     f' is {failure.metric_value.double_value.value:.4f}, not ') in gate['failures']
 
     assert run_report.main(['--metadata-path', str(tmp_path / 'none.sqlite'),

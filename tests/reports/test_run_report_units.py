@@ -15,7 +15,7 @@ def test_thresholds_of_the_pipeline_eval_config_in_words():
                            regression_tolerance=0.02)
     assert validation_text.describe_thresholds(pipeline_def.eval_config(config)) == [
         'SparseCategoricalAccuracy >= 0.75',
-        'SparseCategoricalAccuracy change vs the last blessed model >= -0.02',
+        'SparseCategoricalAccuracy change vs the last pushed model >= -0.02',
     ]
 
 
@@ -34,7 +34,7 @@ def test_validation_failures_in_words():
     failure.metric_value.double_value.value = -0.35
     failure.message = 'worse than the baseline'
     assert validation_text.describe_failure(failure) == (
-        'sparse_categorical_accuracy change vs the last blessed model is -0.3500, not >= -0.01 '
+        'sparse_categorical_accuracy change vs the last pushed model is -0.3500, not >= -0.01 '
         '(worse than the baseline)')
 
 

@@ -9,6 +9,8 @@ code (same Transform graph, another head). The regression model is a stand-in
 
 import dataclasses
 import pathlib
+import subprocess
+import sys
 from typing import Dict, List
 
 import numpy as np
@@ -17,6 +19,7 @@ import tensorflow as tf
 
 from models import features
 from tests import data
+from tests.serving import server_process
 from tests.serving import standin_model
 
 VALIDATION = data.CATS_VS_DOGS / 'validation'
@@ -80,3 +83,16 @@ def exported_models(tmp_path_factory, image_bytes, small_run) -> ExportedModels:
     standin_model.export_regression_model(regression)
     return ExportedModels(image_v1, image_v2, regression,
                           _expected(image_v1, image_bytes), _expected(image_v2, image_bytes))
+
+
+@pytest.fixture(scope='session')
+def tf_serving_models(tmp_path_factory) -> pathlib.Path:
+    """TF Serving's test models, generated (tests/serving/tf_serving_models.py):
+    <dir>/<name>/<version>/. A process of its own (it sets up virtual CPUs)."""
+    out = tmp_path_factory.mktemp('tf_serving_models')
+    result = subprocess.run(
+        [sys.executable, '-m', 'tests.serving.tf_serving_models', str(out)],
+        cwd=str(server_process.PROJECT_ROOT), env=server_process.subprocess_env(),
+        capture_output=True, text=True, timeout=900, check=False)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return out

@@ -352,6 +352,14 @@ def test_predict_numbers_single_output_is_a_plain_list(api):
     assert response.json() == {'outputs': [2.5, 3.0]}
 
 
+def test_shapes_are_the_models_to_refuse(api):
+    """As in TF Serving: the tensor is fed as sent; x is [-1] in the signature."""
+    response = api.post(f'/v1/models/{HALF}:predict',
+                        {'instances': [[1.0], [2.0]]})
+    assert response.status_code == 200, response.text
+    assert response.json() == {'predictions': [[2.5], [3.0]]}
+
+
 def test_predict_several_inputs_and_bytes_outputs(api):
     signature = standin_model.MULTI_SIGNATURE
     response = api.post(f'/v1/models/{HALF}:predict', {
@@ -428,10 +436,10 @@ ERROR_CASES = [
      {'instances': []}, 400, 'JSON Value: ', None),
     ('signature_not_string', 'POST', f'/v1/models/{HALF}:predict',
      {'instances': [1.0], 'signature_name': 3}, 400, 'JSON Value: ', None),
-    ('wrong_shape', 'POST', f'/v1/models/{HALF}:predict',
-     {'instances': [[1.0], [2.0]]}, 400,
-     "input 'x' of signature 'serving_default' expects shape [-1] of float, "
-     'got shape [2,1]', 'nests one list too many'),
+    ('shape_the_model_refuses', 'POST', f'/v1/models/{MODEL}:predict',
+     {'inputs': {'b64': 'aGVsbG8='}}, 400,
+     "input 'image_bytes' of signature 'serving_default' expects shape [-1] of "
+     'string, got shape []', 'send a list'),
     ('ragged', 'POST', f'/v1/models/{HALF}:predict',
      {'instances': [[1.0, 2.0], [3.0]]}, 400,
      "Failed to process element: 1 of 'instances' list. Error: "

@@ -127,7 +127,8 @@ def test_not_ready_until_loaded_and_warmed(reload, exported_models,
     code, doc = server_process.wait_for(initial_load_done, timeout=30,
                                         what='the initial load')
     assert code == 503
-    assert doc == {'ready': False, 'models': {MODEL: 'no AVAILABLE version'}}
+    assert doc == {'ready': False, 'models': {MODEL: 'no AVAILABLE version'},
+                   'ports': {'grpc': 'answering', 'rest': 'answering'}}
     status = reload.status()
     assert status.status_code == 404
     assert status.json()['error'].startswith(

@@ -127,7 +127,7 @@ def test_model_config_is_validated():
     with pytest.raises(ValueError, match="model_platform 'pytorch'"):
         model_store.parse_config_text(CONFIG.replace("'tensorflow'",
                                                      "'pytorch'"))
-    with pytest.raises(ValueError, match='Invalid model config'):
+    with pytest.raises(ValueError, match='Error parsing text-format tensorflow.serving.ModelServerConfig'):
         model_store.parse_config_text('model_config_list { nonsense: 1 }')
 
 
@@ -187,3 +187,28 @@ def test_tf_error_messages_lose_the_python_stack():
                'DecodeImage}}]] [Op:__inference_serve_1]')
     assert errors.clean_tf_message(message) == (
         'Unknown image file format.\n\t [[{{node DecodeImage}}]]')
+
+
+def test_readiness_needs_the_grpc_port_to_answer(tmp_path):
+    from serving import core  # pylint: disable=import-outside-toplevel
+    from serving import grpc_server  # pylint: disable=import-outside-toplevel
+    from tests.serving import server_process  # pylint: disable=import-outside-toplevel
+    from tests.serving import standin_model  # pylint: disable=import-outside-toplevel
+    standin_model.export_regression_model(str(tmp_path / 'half' / '1'))
+    store = model_store.ModelStore()
+    serving_core = core.ServingCore(store)
+    assert serving_core.readiness() == (False, {'': 'no config applied yet'}, {})
+    store.apply_config(model_store.single_model_config('half', str(tmp_path / 'half')))
+    assert serving_core.readiness() == (True, {'half': 'AVAILABLE: 1'}, {})
+    server = grpc_server.GrpcServer(serving_core, port=server_process.free_port())
+    serving_core.port_checks['grpc'] = server.problem
+    assert server.problem() == 'not started'
+    server.start()
+    assert serving_core.readiness() == (True, {'half': 'AVAILABLE: 1'},
+                                        {'grpc': 'answering'})
+    server.stop(0)
+    problem = server.problem()
+    assert problem.startswith('no gRPC handshake with 127.0.0.1:'), problem
+    assert serving_core.readiness() == (False, {'half': 'AVAILABLE: 1'},
+                                        {'grpc': problem})
+    store.stop()

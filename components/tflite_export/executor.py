@@ -1,0 +1,208 @@
+"""TFLiteExport's work: convert the trained model to TFLite and check each variant.
+
+What is converted is the model on the Transform output (models/tflite_export.py says
+why); the pixels come from the SavedModel's own `transform_features` signature, so the
+check feeds the converted models exactly what the SavedModel computes from the same
+images. The int8 calibration uses train images (a class-balanced sample from the start
+of the split); the check runs the SavedModel and every variant on the first eval images,
+EVAL_BATCH at a time, keeping only their probabilities (memory flat in the split's size).
+"""
+
+import json
+import os
+import time
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from components import examples_io
+from components.tflite_export import report
+from models import features
+from models import tf_data
+from models import tflite_export
+from runlog import progress
+
+# Eval images run through the SavedModel and the converted models at once.
+EVAL_BATCH = 32
+_IMAGE_XF = features.transformed_name(features.IMAGE_KEY)
+PREPROCESSING = ('encoded image -> tf.io.decode_image (3 channels) -> bilinear resize to the '
+                 'input size -> x / 127.5 - 1 (models/preprocessing.py), as the SavedModel does')
+
+
+def labelled_records(examples_uri: str, split: str) -> Iterator[Tuple[bytes, int]]:
+    """(serialized Example, label) of a split, in file order."""
+    files = examples_io.split_files(examples_uri, split)
+    if not files:
+        raise FileNotFoundError(f'no files for split {split!r} under {examples_uri}')
+    records = tf.data.TFRecordDataset(files, compression_type='GZIP').with_options(
+        tf_data.no_autotune_thread())
+    for record in records:
+        raw = record.numpy()
+        yield raw, int(examples_io.value(examples_io.parse(raw), features.LABEL_KEY))
+
+
+def balanced_records(records: Iterator[Tuple[bytes, int]], count: int,
+                     classes: int) -> List[bytes]:
+    """Up to `count` records, as many of each class as there are (up to count / classes),
+    taken from the start and interleaved class by class. Stops reading once all are found."""
+    per_class = -(-count // classes)
+    chosen: Dict[int, List[bytes]] = {label: [] for label in range(classes)}
+    for raw, label in records:
+        if len(chosen[label]) < per_class:
+            chosen[label].append(raw)
+            if all(len(found) >= per_class for found in chosen.values()):
+                break
+    interleaved = [found[i] for i in range(per_class) for found in chosen.values()
+                   if i < len(found)]
+    return interleaved[:count]
+
+
+def to_pixels(transform, serialized: Sequence[bytes]) -> np.ndarray:
+    """The Transform output (float32 [N, H, W, 3]) of serialized Examples, by the model's
+    own transform_features signature."""
+    return transform(examples=tf.constant(list(serialized)))[_IMAGE_XF].numpy()
+
+
+def batches(records: Iterator[Tuple[bytes, int]], limit: int,
+            size: int) -> Iterator[Tuple[List[bytes], np.ndarray]]:
+    """(serialized, labels) of the first `limit` records, `size` at a time."""
+    chunk: List[Tuple[bytes, int]] = []
+    for index, record in enumerate(records):
+        if index >= limit:
+            break
+        chunk.append(record)
+        if len(chunk) == size:
+            yield [raw for raw, _ in chunk], np.array([label for _, label in chunk])
+            chunk = []
+    if chunk:
+        yield [raw for raw, _ in chunk], np.array([label for _, label in chunk])
+
+
+def check(pixels_function, runners: Dict[str, tflite_export.Runner],
+          eval_batches: Iterator[Tuple[np.ndarray, np.ndarray]]
+          ) -> Dict[str, tflite_export.Comparison]:
+    """Each runner against the SavedModel's pixels function on (pixels, labels) batches."""
+    reference, answers, labels = [], {variant: [] for variant in runners}, []
+    for pixels, batch_labels in eval_batches:
+        reference.append(pixels_function(tf.constant(pixels))[
+            features.PROBABILITIES_OUTPUT].numpy())
+        for variant, runner in runners.items():
+            answers[variant].append(runner.run(pixels))
+        labels.append(batch_labels)
+    if not labels:
+        raise ValueError('the eval split has no images to check the TFLite models on')
+    reference, labels = np.concatenate(reference), np.concatenate(labels)
+    return {variant: tflite_export.compare(reference, np.concatenate(outputs), labels)
+            for variant, outputs in answers.items()}
+
+
+def export_tflite(model_dir: str, examples_uri: str, out_uri: str, *,
+                  variants: Sequence[str],
+                  max_accuracy_drop: float = tflite_export.MAX_ACCURACY_DROP,
+                  representative_images: int = tflite_export.REPRESENTATIVE_IMAGES,
+                  eval_images: int = tflite_export.EVAL_IMAGES,
+                  threads: int = tflite_export.DEFAULT_THREADS,
+                  representative: Optional[Callable[[], np.ndarray]] = None) -> Dict:
+    """Converts the SavedModel at model_dir to each variant, checks each, writes them.
+
+    Args:
+      model_dir: the Trainer's SavedModel (with export.PIXELS_FUNCTION).
+      examples_uri: ExampleGen's Examples artifact (train split: calibration; eval: check).
+      out_uri: the TFLiteModel artifact's folder (report.py lays it out).
+      variants: of tflite_export.VARIANTS.
+      max_accuracy_drop: a variant losing more accuracy than this is refused.
+      representative_images: train images for the int8 calibration.
+      eval_images: eval images (the first of the split) each variant is checked on.
+      threads: the interpreter's threads in the check.
+      representative: pixels [N, H, W, 3] to calibrate on instead of the train images
+        (a test makes a deliberately bad int8 model with it).
+
+    Returns:
+      The report written to tflite_report.json.
+
+    Raises:
+      ValueError: an unknown variant, a model without PIXELS_FUNCTION, no eval images.
+    """
+    for variant in variants:
+        if variant not in tflite_export.VARIANTS:
+            raise ValueError(f'TFLite variant must be one of {tflite_export.VARIANTS}, '
+                             f'got {variant!r}')
+    function, loaded = tflite_export.saved_model_pixels_function(model_dir)
+    transform = loaded.signatures[features.TRANSFORM_SIGNATURE]
+    class_names = examples_io.read_class_names(examples_uri)
+    calibration = None
+    if tflite_export.INT8 in variants:
+        calibration = representative() if representative is not None else to_pixels(
+            transform, balanced_records(labelled_records(examples_uri, features.TRAIN_SPLIT),
+                                        representative_images, len(class_names)))
+    contents, seconds, failures = {}, {}, {}
+    for variant in variants:
+        start = time.perf_counter()
+        try:
+            contents[variant] = tflite_export.convert(
+                function, variant, trackable=loaded,
+                representative=None if calibration is None else (
+                    lambda: (calibration[i:i + 1] for i in range(len(calibration)))))
+        except Exception as e:  # pylint: disable=broad-except
+            # The converter raises several types (ConverterError, ValueError, RuntimeError);
+            # a variant that cannot be converted is that variant's problem, not the run's.
+            failures[variant] = f'conversion failed: {type(e).__name__}: {_first_line(str(e))}'
+            progress.logger().info('TFLite %s: REFUSED: %s', variant, failures[variant])
+        seconds[variant] = time.perf_counter() - start
+    runners = {variant: tflite_export.Runner(content, threads)
+               for variant, content in contents.items()}
+    eval_batches = ((to_pixels(transform, serialized), labels) for serialized, labels in
+                    batches(labelled_records(examples_uri, features.EVAL_SPLIT), eval_images,
+                            EVAL_BATCH))
+    comparisons = check(function, runners, eval_batches)
+    results = {}
+    for variant, reason in failures.items():
+        results[variant] = {'ready': False, 'reason': reason, 'file': None,
+                            'convert_seconds': round(seconds[variant], 2)}
+    for variant in contents:
+        comparison = comparisons[variant]
+        reason = tflite_export.refusal(comparison, max_accuracy_drop)
+        path = report.model_file(out_uri, variant, ready=reason is None)
+        tf.io.gfile.makedirs(os.path.dirname(path))
+        with tf.io.gfile.GFile(path, 'wb') as f:
+            f.write(contents[variant])
+        progress.logger().info('%s', tflite_export.describe(variant, len(contents[variant]),
+                                                            comparison, reason))
+        results[variant] = {
+            'ready': reason is None, 'reason': reason,
+            'file': os.path.relpath(path, out_uri), 'size_bytes': len(contents[variant]),
+            'convert_seconds': round(seconds[variant], 2),
+            'images': comparison.images, 'reference_accuracy': comparison.reference_accuracy,
+            'accuracy': comparison.accuracy, 'accuracy_drop': comparison.accuracy_drop,
+            'agreement': comparison.agreement,
+            'max_abs_difference': comparison.max_abs_difference,
+        }
+    results = {variant: results[variant] for variant in variants}
+    shape = function.structured_input_signature[0][0].shape
+    result = {
+        'model': model_dir,
+        'class_names': class_names,
+        'input': {'name': _IMAGE_XF, 'shape': [None, *shape[1:].as_list()],
+                  'dtype': 'float32', 'range': [-1.0, 1.0], 'preprocessing': PREPROCESSING},
+        'output': features.PROBABILITIES_OUTPUT,
+        'max_accuracy_drop': max_accuracy_drop,
+        'representative_images': 0 if calibration is None else len(calibration),
+        'variants': results,
+    }
+    with tf.io.gfile.GFile(os.path.join(out_uri, report.CLASS_NAMES_FILE), 'w') as f:
+        f.write('\n'.join(class_names) + '\n')
+    with tf.io.gfile.GFile(os.path.join(out_uri, report.REPORT_FILE), 'w') as f:
+        json.dump(result, f, indent=1)
+    return result
+
+
+def _first_line(message: str) -> str:
+    lines = message.strip().splitlines()
+    return lines[0] if lines else 'no message'
+
+
+def parse_variants(text: str) -> List[str]:
+    """'float16,int8' -> ['float16', 'int8'] (the component's parameter)."""
+    return [part.strip() for part in text.split(',') if part.strip()]
+

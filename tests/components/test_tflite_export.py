@@ -1,0 +1,87 @@
+"""TFLiteExport: the shared small run's TFLite models, and a bad int8 model refused."""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+from tfx.utils import path_utils
+
+from components.tflite_export import executor
+from components.tflite_export import report
+from models import features
+from models import preprocessing
+from models import tflite_export
+from reports import mlmd_runs
+from tests import data
+from tests.conftest import SMALL
+
+EVAL_IMAGES = sum(SMALL['validation'].values())
+
+
+def _model_dir(run) -> str:
+    return path_utils.serving_model_path(run.output('Trainer', 'model').uri)
+
+
+def test_the_run_writes_checked_float16_and_int8_models(small_run):
+    _, run = small_run
+    assert run.nodes['TFLiteExport'].state == 'COMPLETE'
+    artifact = run.output('TFLiteExport', 'tflite')
+    found = report.read_report(artifact.uri)
+    assert list(found['variants']) == ['float16', 'int8']
+    assert found['input']['shape'] == [None, 160, 160, 3]
+    assert found['representative_images'] == sum(SMALL['train'].values())
+    for variant, result in found['variants'].items():
+        # Every eval image checked; the verdict follows the accuracy lost; the file is
+        # where the verdict puts it.
+        assert result['images'] == EVAL_IMAGES
+        assert result['ready'] == (result['accuracy_drop'] <= found['max_accuracy_drop'])
+        assert result['file'] == os.path.relpath(
+            report.model_file(artifact.uri, variant, ready=result['ready']), artifact.uri)
+        assert os.path.getsize(os.path.join(artifact.uri, result['file'])) == result['size_bytes']
+    assert found['variants']['float16']['ready']
+    assert found['variants']['float16']['agreement'] == 1.0
+    ready = report.ready_models(artifact.uri)
+    assert mlmd_runs.custom_property(artifact, report.READY_PROPERTY) == ','.join(ready)
+    assert (open(os.path.join(artifact.uri, report.CLASS_NAMES_FILE)).read().split()
+            == ['cats', 'dogs'])
+
+    # A client decoding as documented gets the SavedModel's answers from the float16 model.
+    photos = data.photos('validation', 'cats', 2) + data.photos('validation', 'dogs', 2)
+    raw = tf.constant([p.read_bytes() for p in photos])
+    served = tf.saved_model.load(_model_dir(run)).signatures[features.SERVING_SIGNATURE](
+        **{features.SERVING_INPUT: raw})[features.PROBABILITIES_OUTPUT].numpy()
+    with open(ready['float16'], 'rb') as f:
+        runner = tflite_export.Runner(f.read(), threads=2)
+    answers = runner.run(preprocessing.preprocess_images(raw, runner.input_shape[:2]).numpy())
+    # float16 weights move a probability by a few hundredths at most, not the class.
+    np.testing.assert_allclose(answers, served, atol=0.05)
+    assert answers.argmax(axis=1).tolist() == served.argmax(axis=1).tolist()
+
+
+def test_an_int8_model_calibrated_on_the_wrong_pixels_is_refused(small_run, tmp_path):
+    """Calibrated on flat grey images, the int8 ranges miss what photos produce: the model
+    loses far more than a point and is kept only under refused/."""
+    _, run = small_run
+    examples = run.output('ImageExampleGen', 'examples').uri
+    out = str(tmp_path / 'tflite')
+    grey = np.zeros((8, 160, 160, 3), np.float32)
+    found = executor.export_tflite(_model_dir(run), examples, out, variants=['int8'],
+                                   representative=lambda: grey)
+    result = found['variants']['int8']
+    assert not result['ready']
+    assert result['accuracy_drop'] > 0.01
+    assert 'points below the SavedModel' in result['reason']
+    assert report.ready_models(out) == {}
+    assert os.path.isfile(report.model_file(out, 'int8', ready=False))
+    assert not os.path.exists(report.model_file(out, 'int8', ready=True))
+
+
+def test_balanced_records_take_each_class_in_turn_from_the_start():
+    records = iter([(b'c1', 0), (b'c2', 0), (b'c3', 0), (b'd1', 1), (b'c4', 0), (b'd2', 1),
+                    (b'd3', 1)])
+    assert executor.balanced_records(records, 4, 2) == [b'c1', b'd1', b'c2', b'd2']
+    # A class with fewer images than its share gives what it has.
+    assert executor.balanced_records(iter([(b'c1', 0), (b'c2', 0), (b'd1', 1)]), 6, 2) == [
+        b'c1', b'd1', b'c2']
+    assert [labels.tolist() for _, labels in executor.batches(
+        iter([(b'x', i % 2) for i in range(7)]), 5, 2)] == [[0, 1], [0, 1], [0]]
