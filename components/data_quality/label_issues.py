@@ -13,11 +13,17 @@ Jiang and Chuang, "Confident Learning: Estimating Uncertainty in Dataset Labels"
    floats per photo instead of 1,280.
 2. Per-class thresholds: t_j = the mean probability of class j over the photos labelled
    j, how sure the model typically is of a photo that is j.
-3. A photo is flagged when, among the classes whose probability reaches their own
-   threshold, the most probable is not its given class (the confident joint's
-   off-diagonal); that class is the suggestion. A photo reaching no threshold is not
-   flagged: it is ambiguous, not confidently something else.
-4. Score = 1 - the probability of the given class (1 - self-confidence): flagged photos
+3. The confident joint: each photo whose probability of some class reaches that class's
+   threshold is counted under (given class, the most probable such class). Its rows are
+   calibrated to the number of photos of each given class (photos reaching no threshold
+   count in proportion), which estimates how many photos labelled i are really j.
+4. Prune by noise rate: for every pair of classes i != j, that many photos labelled i
+   are flagged, those with the largest margin p_j - p_i; a photo whose most probable
+   class is its given one is never flagged. The suggestion is the most probable class.
+   The count comes from the calibrated joint, not from the photos above the thresholds
+   alone: the thresholds of confident models sit high, and a flipped photo fairly sure
+   of its true class may reach none (docs/data_quality.md).
+5. Score = 1 - the probability of the given class (1 - self-confidence): flagged photos
    are listed most suspicious first.
 """
 
@@ -101,23 +107,53 @@ def per_class_thresholds(probabilities: np.ndarray, labels: np.ndarray) -> np.nd
                      for j in range(probabilities.shape[1])])
 
 
+def confident_joint(probabilities: np.ndarray, labels: np.ndarray,
+                    thresholds: np.ndarray) -> np.ndarray:
+    """int [given class, confident class]: photos counted by their given class and the
+    most probable class whose threshold they reach (photos reaching none: not counted)."""
+    classes = probabilities.shape[1]
+    confident = probabilities >= thresholds
+    counted = confident.any(axis=1)
+    best = np.where(confident, probabilities, -1.0).argmax(axis=1)
+    joint = np.zeros((classes, classes), np.int64)
+    np.add.at(joint, (labels[counted], best[counted]), 1)
+    return joint
+
+
+def calibrated(joint: np.ndarray, given_counts: np.ndarray) -> np.ndarray:
+    """float [given, true]: the confident joint's rows scaled to sum to the number of
+    photos of each given class: the estimated count of photos labelled i that are j."""
+    rows = joint.sum(axis=1, keepdims=True)
+    return np.where(rows > 0, joint / np.maximum(rows, 1) * given_counts[:, None], 0.0)
+
+
 def find(probabilities: np.ndarray, labels: Sequence[int]) -> Dict[str, np.ndarray]:
-    """Confident learning on out-of-fold probabilities.
+    """Confident learning on out-of-fold probabilities (module docstring, 2-5).
 
     Returns:
-      {'flagged': bool [photos], 'suggested': int [photos] (the confident class, or the
-      most probable one where none is confident), 'score': float [photos] (1 - the
-      probability of the given class), 'thresholds': float [classes]}.
+      {'flagged': bool [photos], 'suggested': int [photos] (the most probable class),
+      'score': float [photos] (1 - the probability of the given class), 'thresholds':
+      float [classes], 'estimated': float [given, true] (the calibrated confident joint)}.
     """
     labels = np.asarray(labels, np.int64)
+    classes = probabilities.shape[1]
     thresholds = per_class_thresholds(probabilities, labels)
-    confident = probabilities >= thresholds
-    best_confident = np.where(confident, probabilities, -1.0).argmax(axis=1)
-    flagged = confident.any(axis=1) & (best_confident != labels)
-    suggested = np.where(confident.any(axis=1), best_confident, probabilities.argmax(axis=1))
+    estimated = calibrated(confident_joint(probabilities, labels, thresholds),
+                           np.bincount(labels, minlength=classes))
+    flagged = np.zeros(len(labels), bool)
+    for given in range(classes):
+        members = np.flatnonzero(labels == given)
+        for true in range(classes):
+            count = int(round(estimated[given, true]))
+            if true == given or not count:
+                continue
+            margin = probabilities[members, true] - probabilities[members, given]
+            flagged[members[np.argsort(-margin, kind='stable')[:count]]] = True
+    suggested = probabilities.argmax(axis=1)
+    flagged &= suggested != labels
     score = 1.0 - probabilities[np.arange(len(labels)), labels]
     return {'flagged': flagged, 'suggested': suggested, 'score': score,
-            'thresholds': thresholds}
+            'thresholds': thresholds, 'estimated': estimated}
 
 
 def ranked(found: Dict[str, np.ndarray]) -> np.ndarray:

@@ -89,9 +89,10 @@ def sections(quality: Mapping[str, Any],
         f"{found['flagged']} of {summary['photos']} photos ({found['share']:.1%}) look like "
         'another class to logistic regressions on the frozen features trained without them '
         f"({found['folds']}-fold, out-of-fold accuracy {found['out_of_fold_accuracy']:.1%}): "
-        'among the classes a photo reaches the typical confidence of (per class: '
-        f'{thresholds}), the most probable is not its given class. Score: 1 - the '
-        'probability of the given class. Look at them: a flagged photo may be ambiguous '
+        'confident learning: the photos reaching a class\'s typical confidence (per class: '
+        f'{thresholds}) estimate how many of each class are another, and that many are '
+        'flagged, those that look most like the other class. Score: 1 - the probability '
+        'of the given class. Look at them: a flagged photo may be ambiguous '
         f"rather than wrong. Every one: {outputs.LABEL_ISSUES_FILE} in {quality['uri']}.")]
     tiles = [(thumbnail(images[(row['split'], row['path'])]),
               f"{_name(row['path'])}\n{row['given_class']} -> {row['suggested_class']} "
