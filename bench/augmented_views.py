@@ -12,7 +12,8 @@ This script computes, with the Trainer's own functions, the features of
 tutorial's epochs make) and of <data-root>/validation without augmentation, then
 trains the head `--seeds` times per schedule on them: 'fresh' (a new copy every
 epoch: exactly the tutorial's fresh augmentation), 'none' (no augmentation) and
-each K of --copies. Prints the validation accuracy per seed, its mean and range,
+each K of --copies, and 'photo + K-1' (the un-augmented photo as one of K views, then
+K-1 copies: what the Trainer trains on when DataQuality computed the photos' features). Prints the validation accuracy per seed, its mean and range,
 each schedule's difference from 'fresh' paired by seed (a seed fixes the head's
 initial weights and the order of the photos, so the pairs differ only by the
 features) with its 95% interval, and what the copies cost through the base. The
@@ -117,8 +118,12 @@ def main() -> int:
         predicted = np.argmax(head_model.predict(eval_features, verbose=0), axis=-1)
         return float(np.mean(predicted == eval_labels))
 
+    # 'photo + K-1 copies': the photo itself (the un-augmented features DataQuality
+    # computes) as one of K views, what the Trainer trains on when the stage ran.
     schedules = [('fresh', copies), ('none', unaugmented)] + [
-        (f'{k} copies', copies[:, :k]) for k in args.copies]
+        (f'{k} copies', copies[:, :k]) for k in args.copies] + [
+        (f'photo + {k - 1}', np.concatenate([unaugmented, copies[:, :k - 1]], axis=1))
+        for k in args.copies if k > 1]
     print(f'\n{"schedule":10s} {"mean":>6s} {"min-max":>13s}  {"- fresh, paired (95%)":>27s}'
           f'  accuracy per seed ({eval_count} validation photos)')
     results = {}

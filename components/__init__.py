@@ -3,4 +3,6 @@
 from components.artifacts import DataValidationReport  # pylint: disable=unused-import
 from components.artifacts import PushedModelBlessing  # pylint: disable=unused-import
 from components.artifacts import ReferenceProfile  # pylint: disable=unused-import
+from components.artifacts import DataQualityReport  # pylint: disable=unused-import
+from components.artifacts import FrozenFeatures  # pylint: disable=unused-import
 from components.artifacts import TFLiteModel  # pylint: disable=unused-import

@@ -30,6 +30,18 @@ class ReferenceProfile(artifact.Artifact):
     TYPE_NAME = 'components.ReferenceProfile'
 
 
+class DataQualityReport(artifact.Artifact):
+    """label_issues.csv, near_duplicates.csv and summary.json of one data set
+    (components/data_quality/outputs.py reads them)."""
+    TYPE_NAME = 'components.DataQualityReport'
+
+
+class FrozenFeatures(artifact.Artifact):
+    """The frozen base's pooled features of every photo, un-augmented, computed once by
+    DataQuality and reused by the Trainer (models/frozen_features.py: the format)."""
+    TYPE_NAME = 'components.FrozenFeatures'
+
+
 class PushedModelBlessing(standard_artifacts.ModelBlessing):
     """The Pusher's word that a model was pushed (blessed = 1) or not (0), with the
     Evaluator's custom properties (`current_model_id`, ...): TFX's

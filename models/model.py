@@ -34,6 +34,7 @@ from models import callbacks
 from models import eval_answers
 from models import export
 from models import features
+from models import frozen_features
 from models import preprocessing
 from models import tf_data
 from runlog import progress
@@ -126,11 +127,18 @@ class FrozenFeatureValidation(keras.callbacks.Callback):
     would; after fit, `probabilities()` are the final head's answers on the eval
     split. With the split's count and a local folder, features beyond
     CACHE_BUDGET_BYTES are kept in a memory-mapped file there (EVAL_FEATURES_FILE).
+    With `precomputed` (features [photos, D], labels, paths: DataQuality's, see
+    models/frozen_features.py) the eval split is not read at all.
     """
 
     def __init__(self, model: keras.Model, eval_ds: tf.data.Dataset,
-                 count: Optional[int] = None, features_dir: Optional[str] = None):
+                 count: Optional[int] = None, features_dir: Optional[str] = None,
+                 precomputed: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]] = None):
         super().__init__()
+        self._head = model.get_layer(builders.HEAD_LAYER)
+        if precomputed is not None:
+            self._features, self.labels, self.paths = precomputed
+            return
         # Where the features cannot go to a file (nor fit the budget), memory as before.
         in_file = features_in_file(count, builders.POOLED_FEATURES * 4,
                                    shutil.disk_usage(features_dir).free if features_dir else None)
@@ -139,7 +147,6 @@ class FrozenFeatureValidation(keras.callbacks.Callback):
             featurizer, eval_ds, 1, count,
             os.path.join(features_dir, EVAL_FEATURES_FILE) if in_file else None)
         self._features = features[:, 0]
-        self._head = model.get_layer(builders.HEAD_LAYER)
 
     def _logits(self):
         """(logits, labels) of the head on the eval features, EVAL_CHUNK images at a time."""
@@ -248,31 +255,62 @@ def features_of(featurizer: keras.Model, dataset: tf.data.Dataset, views: int,
 
 
 def view_features(model: keras.Model, train_ds: tf.data.Dataset, views: int,
-                  steps: Optional[int], count: int, path: Optional[str] = None):
+                  steps: Optional[int], count: int, path: Optional[str] = None, *,
+                  with_paths: bool = False):
     """(features [count, views, dimensions], labels [count]): the frozen base's pooled
     features of `views` augmented copies of every training photo (features_of: in
     memory, or in a memory-mapped file at `path`). steps: batches in one pass of an
-    endless train_ds."""
-    features, labels, _ = features_of(builders.pooled_features(model),
-                                      train_ds.take(steps) if steps else train_ds,
-                                      views, count, path)
-    return features, labels
+    endless train_ds. with_paths: also the photos' paths (train_ds carries them)."""
+    features, labels, paths = features_of(builders.pooled_features(model),
+                                          train_ds.take(steps) if steps else train_ds,
+                                          views, count, path)
+    return (features, labels, paths) if with_paths else (features, labels)
+
+
+def photo_rows(photo_paths: np.ndarray, photo_labels: np.ndarray, paths: np.ndarray,
+               labels: np.ndarray) -> np.ndarray:
+    """For each training photo (paths, labels in the Trainer's order), its row among
+    DataQuality's (photo_paths, photo_labels).
+
+    Raises:
+      ValueError: a photo is not there, or with another label.
+    """
+    position = {path: row for row, path in enumerate(photo_paths)}
+    missing = [p.decode() for p in paths if p not in position][:3]
+    if missing or len(paths) != len(photo_paths):
+        raise ValueError(f'the frozen features are not of these {len(paths)} training photos '
+                         f'({len(photo_paths)} rows; not there: {missing})')
+    rows = np.asarray([position[p] for p in paths])
+    if not np.array_equal(np.asarray(photo_labels)[rows], np.asarray(labels)):
+        raise ValueError('the frozen features give some training photos another label')
+    return rows
 
 
 def view_batches(view_features_: np.ndarray, labels: np.ndarray, batch_size: int,
-                 seed: int) -> tf.data.Dataset:
+                 seed: int, photo: Optional[Tuple[np.ndarray, np.ndarray]] = None
+                 ) -> tf.data.Dataset:
     """Endless (features, label) batches for fit() with steps_per_epoch: epoch e takes
     copy e mod views of every photo, in a new random order each epoch. One
-    iterator for the whole fit, autotuning off (input_pipeline says why)."""
-    count, views, dimensions = view_features_.shape
+    iterator for the whole fit, autotuning off (input_pipeline says why).
+
+    photo: (features [rows, dimensions], each training photo's row in them
+    (photo_rows)): the photo itself, not augmented (DataQuality's features), as one
+    more view, the first: epoch e then takes view e mod (copies + 1), view 0 the photo.
+    """
+    count, copies, dimensions = len(labels), view_features_.shape[1], view_features_.shape[2]
+    views = copies + (photo is not None)
 
     def batches():
         rng = np.random.default_rng(seed)
         for epoch in itertools.count():
             order = rng.permutation(count)
+            view = epoch % views - (photo is not None)
             for start in range(0, count, batch_size):
                 chosen = order[start:start + batch_size]
-                yield view_features_[chosen, epoch % views], labels[chosen]
+                if view < 0:
+                    yield np.asarray(photo[0][photo[1][chosen]], np.float32), labels[chosen]
+                else:
+                    yield view_features_[chosen, view], labels[chosen]
 
     dataset = tf.data.Dataset.from_generator(batches, output_signature=(
         tf.TensorSpec((None, dimensions), tf.float32),
@@ -415,7 +453,9 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
           log_dir: Optional[str] = None, train_steps: Optional[int] = None,
           train_count: Optional[int] = None, eval_count: Optional[int] = None,
           features_dir: Optional[str] = None,
-          views_plan: Optional[Tuple[int, bool]] = None):
+          views_plan: Optional[Tuple[int, bool]] = None,
+          eval_features: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]] = None,
+          train_photos: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]] = None):
     """Builds and fits the model (then fine-tunes when asked).
 
     train_steps: batches per epoch when train_ds repeats endlessly (steps_per_epoch);
@@ -430,6 +470,14 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
     FrozenFeatureValidation); None: memory only.
     views_plan: feature_views' answer when the caller already decided how it reads
     the train split from it (run_fn); None: decided here, with the disk's free space now.
+    eval_features: the frozen base's features, labels and paths of the eval split,
+    computed before (DataQuality's, frozen_features.reusable): the transfer model
+    validates on them instead of computing them from eval_ds.
+    train_photos: the same of the train split: the photo itself is then one of the
+    `augmented_views` views the head trains on (view_batches), so the base computes
+    one augmented copy fewer per photo; only with more than one view (one view of an
+    augmented model is the tutorial's fresh augmentation), or no augmentation at all
+    (then the train split is not read). train_ds must then carry the paths.
 
     Returns:
       (model, history dict: per-epoch metric lists, 'epoch_seconds', 'views' (the
@@ -457,27 +505,42 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
                                              patience=settings.early_stopping_patience)
                if settings.early_stopping_patience else None)
     first_phase = watchers + ([stopper] if stopper else [])
-    validation, views = None, 0
+    validation, views, photo = None, 0, None
     if settings.model_variant == 'transfer':
         # Frozen base: eval features once, then only the head per epoch. It
         # precedes the timer, so epoch times include validation.
         start = time.perf_counter()
-        validation = FrozenFeatureValidation(model, eval_ds, eval_count, features_dir)
+        validation = FrozenFeatureValidation(model, eval_ds, eval_count, features_dir,
+                                             precomputed=eval_features)
         seconds['eval_features'] = time.perf_counter() - start
         views, in_file = views_plan or feature_views(
             settings, train_count, shutil.disk_usage(features_dir).free if features_dir else None)
         start = time.perf_counter()
+        if views and train_photos is not None and (views > 1 or settings.augmentation == 'none'):
+            photo = train_photos
+        else:
+            photo = None
         if views:
-            copies, labels = view_features(
-                model, train_ds, views, train_steps, train_count,
-                os.path.join(features_dir, FEATURES_FILE) if in_file else None)
+            copies = views - (photo is not None)
+            if copies:
+                features_, labels, paths = view_features(
+                    model, train_ds, copies, train_steps, train_count,
+                    os.path.join(features_dir, FEATURES_FILE) if in_file else None,
+                    with_paths=True)
+            else:
+                labels, paths = photo[1], photo[2]
+                features_ = np.zeros((len(labels), 0, builders.POOLED_FEATURES), np.float32)
+            rows = photo_rows(photo[2], photo[1], paths, labels) if photo is not None else None
             seconds['train_features'] = time.perf_counter() - start
             progress.logger().info('frozen features of %d augmented cop%s of each of %d training '
-                                   'photos%s: %.1f s', views, 'y' if views == 1 else 'ies',
-                                   len(labels), f' (in {features_dir})' if in_file else '',
+                                   'photos%s%s: %.1f s', copies, 'y' if copies == 1 else 'ies',
+                                   len(labels), ' and the photo itself (DataQuality\'s)'
+                                   if photo is not None else '',
+                                   f' (in {features_dir})' if in_file else '',
                                    seconds['train_features'])
             fit = builders.head(model, settings.learning_rate, settings.label_smoothing).fit(
-                view_batches(copies, labels, settings.batch_size, settings.seed),
+                view_batches(features_, labels, settings.batch_size, settings.seed,
+                             photo=(photo[0], rows) if photo is not None else None),
                 epochs=settings.epochs, verbose=2,
                 steps_per_epoch=steps_per_epoch(len(labels), settings.batch_size),
                 callbacks=[validation] + first_phase)
@@ -516,6 +579,8 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
     seconds['eval_answers'] = time.perf_counter() - start
     history['epoch_seconds'] = timer.seconds
     history['views'] = views
+    history['eval_features_reused'] = validation is not None and eval_features is not None
+    history['photo_view_reused'] = bool(views) and photo is not None
     history['seconds'] = seconds
     history['fine_tune_from_epoch'] = trained if settings.fine_tune_epochs else None
     return model, history, answers
@@ -564,7 +629,7 @@ def run_fn(fn_args: fn_args_utils.FnArgs) -> None:
     # it would only hold memory.
     cache_eval = settings.model_variant != 'transfer'
     limit = cache_limit(tf_transform_output)
-    datasets, train_steps, counts, views_plan = {}, None, {}, None
+    datasets, train_steps, counts, views_plan, reused = {}, None, {}, None, {}
     # A split too large for memory is cached on this machine's disk for the run only,
     # when it fits there.
     for path in remove_stale_caches(tempfile.gettempdir()):
@@ -583,6 +648,15 @@ def run_fn(fn_args: fn_args_utils.FnArgs) -> None:
                 once = not settings.fine_tune_epochs and views_plan[0] > 0
             else:
                 once = not cache_eval
+            # DataQuality's frozen features of a split read once by the transfer model,
+            # when they are this model's: its eval features, one view of each train photo.
+            if settings.model_variant == 'transfer' and once:
+                reused[name], why_not = frozen_features.reusable(
+                    (fn_args.custom_config or {}).get(frozen_features.CONFIG_KEY),
+                    features.TRAIN_SPLIT if training else features.EVAL_SPLIT,
+                    settings.weights, settings.image_size, count, cache_root)
+                logging.info('%s split\'s frozen features: %s', name,
+                             'reused' if reused[name] else f'computed ({why_not})')
             cache_dir = None if once else os.path.join(cache_root, name)
             if cache_dir and count is not None and count >= limit:
                 free = shutil.disk_usage(cache_root).free
@@ -600,11 +674,14 @@ def run_fn(fn_args: fn_args_utils.FnArgs) -> None:
                 files, fn_args.data_accessor, tf_transform_output, settings.batch_size,
                 training=training and not once, seed=settings.seed,
                 limit=0 if once else limit, cache_dir=cache_dir,
-                count=count, repeat=repeat, with_paths=not training)
+                count=count, repeat=repeat,
+                with_paths=not training or reused.get(name) is not None)
         model, history, answers = train(settings, datasets['train'], datasets['eval'],
                                         log_dir=fn_args.model_run_dir, train_steps=train_steps,
                                         train_count=counts['train'], eval_count=counts['eval'],
-                                        features_dir=cache_root, views_plan=views_plan)
+                                        features_dir=cache_root, views_plan=views_plan,
+                                        eval_features=reused.get('eval'),
+                                        train_photos=reused.get('train'))
     trained = time.perf_counter()
     export.export_model(model, tf_transform_output, settings.class_names, fn_args.serving_model_dir)
     history['settings'] = dataclasses.asdict(settings)

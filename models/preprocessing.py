@@ -1,7 +1,8 @@
 """preprocessing_fn for Transform: encoded image bytes -> MobileNetV2 input.
 
-decode -> resize (bilinear, what `image_dataset_from_directory` does) -> scale
-to [-1, 1] exactly as `mobilenet_v2.preprocess_input`. No analyzers, so the
+decode, upright (the EXIF orientation applied: models/orientation.py) -> resize
+(bilinear, what `image_dataset_from_directory` does) -> scale to [-1, 1] exactly as
+`mobilenet_v2.preprocess_input`. No analyzers, so the
 function also runs eagerly on a dict of tensors (tests do that). The Transform
 graph is saved inside the served model, so clients send plain JPEG/PNG bytes.
 """
@@ -11,11 +12,12 @@ from typing import Any, Dict, Optional, Sequence
 import tensorflow as tf
 
 from models import features
+from models import orientation
 
 
 def decode_and_resize(image_bytes: tf.Tensor, image_size: Sequence[int]) -> tf.Tensor:
-    """One encoded image (scalar string) -> float32 [height, width, 3] in [0, 255]."""
-    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+    """One encoded image (scalar string) -> float32 [height, width, 3] in [0, 255], upright."""
+    image = orientation.decode_upright(image_bytes)
     image = tf.image.resize(image, image_size, method=tf.image.ResizeMethod.BILINEAR)
     return tf.ensure_shape(image, (*image_size, 3))
 

@@ -8,7 +8,8 @@ signature.
 
 A row holds:
   bytes, width, height, aspect (width / height)  -- readable from the file header alone
-  format, channels                              -- from the header (models/image_header.py)
+  format, channels                              -- from the header (models/image_header.py;
+                                                   width and height upright by its EXIF orientation)
   brightness, contrast                          -- mean and standard deviation of the
                                                    luma of the decoded image, in [0, 1]
   saturation                                    -- mean HSV saturation, in [0, 1] (0: grey)
@@ -81,7 +82,7 @@ def image_row(data: bytes) -> Dict[str, Any]:
     from PIL import Image, ImageStat  # pylint: disable=import-outside-toplevel
     with Image.open(io.BytesIO(data)) as image:
         header = image_header.from_image(image)
-        fmt, (width, height), mode = header.format, (header.width, header.height), header.mode
+        fmt, (width, height), mode = header.format, header.upright_size, header.mode
         image.draft('RGB', (_STATS_SIDE, _STATS_SIDE))
         if mode in _WIDE_MODES:
             image = image.point(lambda value: value / 257).convert('L')

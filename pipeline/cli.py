@@ -41,6 +41,17 @@ def add_run_flags(parser: argparse.ArgumentParser, *, weights_help: str) -> None
                              'the label balance or drift check (default 0.001); the thresholds '
                              'follow from the counts')
     parser.add_argument('--max-bad-fraction', type=float)
+    parser.add_argument('--max-leak-fraction', type=float,
+                        help='share of the eval (or test) photos with a near-copy in train '
+                             'above which the run stops (default 0.01)')
+    parser.add_argument('--max-label-issue-fraction', type=float,
+                        help='share of photos flagged as possibly mislabelled above which the '
+                             'run stops (default 1.0: they are only listed and warned about)')
+    parser.add_argument('--near-duplicate-similarity', type=float,
+                        help='whitened cosine of the frozen features from which two photos '
+                             'are near-duplicates (default 0.45)')
+    parser.add_argument('--no-data-quality', action='store_true',
+                        help='skip the DataQuality stage (label issues, near-duplicates)')
     parser.add_argument('--max-file-bytes', type=int,
                         help='larger files are reported as bad, never read (default 50000000)')
     parser.add_argument('--symlinks', choices=features.SYMLINK_POLICIES,
@@ -79,6 +90,10 @@ def run_overrides(args: argparse.Namespace) -> Dict[str, Any]:
         'balance_tolerance': args.balance_tolerance,
         'label_false_alarm_rate': args.label_false_alarm_rate,
         'max_bad_fraction': args.max_bad_fraction,
+        'max_leak_fraction': args.max_leak_fraction,
+        'max_label_issue_fraction': args.max_label_issue_fraction,
+        'near_duplicate_similarity': args.near_duplicate_similarity,
+        'data_quality': False if args.no_data_quality else None,
         'max_file_bytes': args.max_file_bytes, 'symlinks': args.symlinks,
         'stop_on_conflicting_labels': args.stop_on_conflicting_labels,
         'eval_fraction': args.eval_fraction, 'test_fraction': args.test_fraction,

@@ -9,6 +9,7 @@ import os
 import pathlib
 from typing import Optional, Tuple
 
+from components.data_quality import near_duplicates
 from models import eval_answers
 from models import features
 from models import profile
@@ -113,6 +114,16 @@ class PipelineConfig:
     label_false_alarm_rate: float = 0.001
     max_cross_split_duplicates: int = 0
     sample_images_per_class: int = 3
+    # Data quality (components/data_quality, docs/data_quality.md): possible label errors
+    # and near-duplicates, on the frozen base's features (computed once: the Trainer
+    # reuses the eval split's). A held-out split whose share of photos with a near-copy
+    # in train is above max_leak_fraction stops the run at the DataGate; so does a share
+    # of photos flagged as possibly mislabelled above max_label_issue_fraction (1.0:
+    # they are listed and warned about, never stop).
+    data_quality: bool = True
+    near_duplicate_similarity: float = near_duplicates.SIMILARITY
+    max_leak_fraction: float = 0.01
+    max_label_issue_fraction: float = 1.0
 
     # Transform and Trainer. None: the weights' own size (see input_size()).
     image_size: Optional[Tuple[int, int]] = None
@@ -191,6 +202,10 @@ class PipelineConfig:
             raise ValueError(f'augmented_views must be >= 0, got {self.augmented_views}')
         if self.fine_tune_epochs and not self.fine_tune_layers:
             raise ValueError('fine_tune_epochs needs fine_tune_layers > 0')
+        if not (0.0 <= self.max_leak_fraction <= 1.0
+                and 0.0 <= self.max_label_issue_fraction <= 1.0):
+            raise ValueError('max_leak_fraction and max_label_issue_fraction must be in [0, 1], '
+                             f'got {self.max_leak_fraction}, {self.max_label_issue_fraction}')
         unknown = [v for v in self.tflite_variants if v not in tflite_export.VARIANTS]
         if unknown or len(set(self.tflite_variants)) != len(self.tflite_variants):
             raise ValueError(f'tflite_variants must be distinct names of '
@@ -198,6 +213,12 @@ class PipelineConfig:
         if self.tflite_max_accuracy_drop < 0:
             raise ValueError('tflite_max_accuracy_drop must be >= 0, got '
                              f'{self.tflite_max_accuracy_drop}')
+
+    @property
+    def runs_data_quality(self) -> bool:
+        """Whether the DataQuality stage runs: asked for, with pretrained weights for its
+        features (random weights would tell nothing)."""
+        return self.data_quality and bool(self.weights)
 
     @property
     def has_test_split(self) -> bool:

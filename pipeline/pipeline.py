@@ -14,7 +14,6 @@ import tensorflow_model_analysis as tfma
 from tfx.components.evaluator.component import Evaluator
 from tfx.components.example_validator.component import ExampleValidator
 from tfx.components.statistics_gen.component import StatisticsGen
-from tfx.components.trainer.component import Trainer
 from tfx.components.transform.component import Transform
 from tfx.dsl.components.base import base_node
 from tfx.dsl.components.base import executor_spec
@@ -29,9 +28,11 @@ from tfx.types import standard_artifacts
 from components import artifacts
 from components.bulk_inferrer.component import BulkInferrer
 from components.data_gate.component import DataGate
+from components.data_quality.component import DataQuality
 from components.data_report.component import DataReport
 from components.image_example_gen.component import ImageExampleGen
 from components.image_pusher.component import ImagePusher
+from components.image_trainer.component import ImageTrainer
 from components.image_schema_gen.component import ImageSchemaGen
 from components.infra_validator.component import InfraValidator
 from components.reference_profile.component import ReferenceProfile
@@ -49,6 +50,7 @@ class DataStage(NamedTuple):
     example_validator: base_node.BaseNode
     data_report: base_node.BaseNode
     data_gate: base_node.BaseNode
+    data_quality: Optional[base_node.BaseNode] = None   # None: PipelineConfig.runs_data_quality
 
 
 def data_components(config: configs.PipelineConfig) -> DataStage:
@@ -73,6 +75,14 @@ def data_components(config: configs.PipelineConfig) -> DataStage:
     example_validator = ExampleValidator(
         statistics=statistics_gen.outputs['statistics'],
         schema=schema_gen.outputs['schema']).with_id(nodes.EXAMPLE_VALIDATOR)
+    # Label issues and near-duplicate leaks on the frozen base's features (kept for the Trainer).
+    data_quality = DataQuality(
+        examples=example_gen.outputs['examples'], weights=config.weights,
+        image_size=config.input_size()[0],
+        near_duplicate_similarity=config.near_duplicate_similarity,
+        max_leak_fraction=config.max_leak_fraction,
+        max_label_issue_fraction=config.max_label_issue_fraction,
+    ).with_id(nodes.DATA_QUALITY) if config.runs_data_quality else None
     # Label balance, train/eval label drift, leakage, anomalies -> verdict + HTML report.
     data_report = DataReport(
         examples=example_gen.outputs['examples'],
@@ -83,11 +93,13 @@ def data_components(config: configs.PipelineConfig) -> DataStage:
         balance_tolerance=config.balance_tolerance,
         label_false_alarm_rate=config.label_false_alarm_rate,
         max_cross_split_duplicates=config.max_cross_split_duplicates,
-        sample_images_per_class=config.sample_images_per_class).with_id(nodes.DATA_REPORT)
+        sample_images_per_class=config.sample_images_per_class,
+        data_quality=data_quality.outputs['report'] if data_quality else None,
+    ).with_id(nodes.DATA_REPORT)
     # Stops the run here when the verdict failed (the report above is kept).
     data_gate = DataGate(report=data_report.outputs['report']).with_id(nodes.DATA_GATE)
     return DataStage(example_gen, schema_gen, statistics_gen, example_validator, data_report,
-                     data_gate)
+                     data_gate, data_quality)
 
 
 def eval_config(config: configs.PipelineConfig, *, gate: bool = True) -> tfma.EvalConfig:
@@ -142,14 +154,17 @@ def create_pipeline(config: configs.PipelineConfig,
         materialize=False, disable_statistics=True).with_id(nodes.TRANSFORM)
     transform.add_upstream_node(data_gate)
 
-    def trainer(variant: str) -> Trainer:
-        return Trainer(
+    def trainer(variant: str) -> ImageTrainer:
+        # The transfer model validates on DataQuality's features of the eval split.
+        reused = (data.data_quality.outputs['features']
+                  if data.data_quality and variant == 'transfer' else None)
+        return ImageTrainer(
             run_fn=configs.RUN_FN, examples=examples,
             transform_graph=transform.outputs['transform_graph'],
             schema=schema_gen.outputs['schema'],
             train_args=trainer_pb2.TrainArgs(splits=[features.TRAIN_SPLIT]),
             eval_args=trainer_pb2.EvalArgs(splits=[features.EVAL_SPLIT]),
-            custom_config=config.trainer_config(variant))
+            custom_config=config.trainer_config(variant), frozen_features=reused)
 
     # The model that is evaluated and pushed.
     main_trainer = trainer(config.model_variant).with_id(nodes.TRAINER)
@@ -227,8 +242,8 @@ def create_pipeline(config: configs.PipelineConfig,
     for stage in tflite + bulk_inferrer:
         stage.add_upstream_node(pusher)
 
-    components = [*data, transform, main_trainer, *compare_trainers, baseline_resolver,
-                  evaluator, *test_evaluators, reference_profile, infra_validator, pusher,
+    components = [*filter(None, data), transform, main_trainer, *compare_trainers,
+                  baseline_resolver, evaluator, *test_evaluators, reference_profile, infra_validator, pusher,
                   *tflite, *bulk_inferrer]
     # Beam settings go to the components that run Beam (ours included), and
     # only to them: a Kubeflow spec would pass pipeline-level ones to every step.

@@ -5,7 +5,8 @@ the format of tfserving/request_log_format.py (which the monitor reads).
 
 `images` describes each encoded image of the request (the serving input, a
 `*_bytes` string input, or the `image` feature of a classify/regress
-Example): its byte size, SHA-256, decoded size read from the image header,
+Example): its byte size, SHA-256, decoded size read from the image header
+(upright, as the model sees it: models/image_header.py),
 and the model's label and score for it. The image bytes themselves are
 written only with `include_image_bytes` (as base64 under `b64`). This is the
 record a drift check compares with the training statistics.
@@ -42,7 +43,7 @@ def image_info(data: bytes, *, include_bytes: bool = False) -> Dict[str, Any]:
     }
     try:
         header = image_header.read(data)
-        info[fmt.IMAGE_WIDTH], info[fmt.IMAGE_HEIGHT] = header.width, header.height
+        info[fmt.IMAGE_WIDTH], info[fmt.IMAGE_HEIGHT] = header.upright_size
     except image_header.BadImageError:
         pass
     if include_bytes:

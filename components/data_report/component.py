@@ -23,9 +23,11 @@ class DataReport(base_component.BaseComponent):
                  schema: channel.Channel, anomalies: channel.Channel, *, class_names_json: str,
                  balance_tolerance: float, label_false_alarm_rate: float,
                  max_cross_split_duplicates: int, sample_images_per_class: int = 3,
-                 report: Optional[channel.Channel] = None):
+                 report: Optional[channel.Channel] = None,
+                 data_quality: Optional[channel.Channel] = None):
         """Args: the channels of ExampleGen, StatisticsGen, the schema and
-        ExampleValidator, and the checks' settings (see PipelineConfig)."""
+        ExampleValidator, and the checks' settings (see PipelineConfig); optionally
+        DataQuality's report (its problems join the verdict, its suspects the page)."""
         if not 0.0 <= balance_tolerance <= 1.0:
             raise ValueError(f'balance_tolerance must be in [0, 1], got {balance_tolerance}')
         if not 0.0 < label_false_alarm_rate < 1.0:
@@ -36,6 +38,7 @@ class DataReport(base_component.BaseComponent):
                              f'got {max_cross_split_duplicates}')
         spec = DataReportSpec(
             examples=examples, statistics=statistics, schema=schema, anomalies=anomalies,
+            data_quality=data_quality,
             class_names=class_names_json, balance_tolerance=float(balance_tolerance),
             label_false_alarm_rate=float(label_false_alarm_rate),
             max_cross_split_duplicates=int(max_cross_split_duplicates),

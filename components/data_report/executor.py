@@ -15,6 +15,7 @@ from tfx.types import artifact_utils
 from components import artifacts
 from components import examples_io
 from components.data_report import checks
+from components.data_report import quality as quality_part
 from components.data_report import render
 from components.data_report import spec
 from components.image_example_gen import spec as example_gen_spec
@@ -99,6 +100,12 @@ class Executor(base_executor.BaseExecutor):
         image_report = _read_json(os.path.join(examples.uri, example_gen_spec.REPORT_FILE))
 
         verdict, drift = build_verdict(stats, anomalies, schema, image_report, exec_properties)
+        quality, quality_images = None, {}
+        if input_dict.get(spec.DATA_QUALITY_KEY):
+            quality = quality_part.read(
+                artifact_utils.get_single_uri(input_dict[spec.DATA_QUALITY_KEY]))
+            quality_part.add_to_verdict(verdict, quality)
+            quality_images = quality_part.read_images(examples.uri, quality_part.pictured(quality))
         html_path = os.path.join(report.uri, artifacts.REPORT_HTML)
         verdict['report'] = html_path
         samples = examples_io.samples_per_label(
@@ -111,7 +118,8 @@ class Executor(base_executor.BaseExecutor):
         _write(html_path, render.render(
             verdict=verdict, stats=stats, anomalies=anomalies, drift=drift, schema=schema,
             image_report=image_report, samples=samples, sample_split=splits[0],
-            examples_uri=examples.uri))
+            examples_uri=examples.uri,
+            quality_sections=quality_part.sections(quality, quality_images) if quality else ()))
         report.set_int_custom_property('passed', int(verdict['passed']))
         logging.info('DataReport: %s, %d problems; report %s',
                      'passed' if verdict['passed'] else 'FAILED', len(verdict['problems']),

@@ -11,6 +11,7 @@ from tensorflow_data_validation.utils import display_util
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
+from components.data_report import quality
 from models import features
 from pages import html
 from pages import plots
@@ -124,8 +125,9 @@ def label_rule_sentences(verdict: Mapping[str, Any]) -> List[str]:
 def render(*, verdict: Dict[str, Any], stats: Dict[str, statistics_pb2.DatasetFeatureStatisticsList],
            anomalies: Dict[str, anomalies_pb2.Anomalies], drift: anomalies_pb2.Anomalies,
            schema, image_report: Dict[str, Any], samples: Dict[str, List[Tuple[bytes, str]]],
-           sample_split: str, examples_uri: str) -> str:
-    """The report page."""
+           sample_split: str, examples_uri: str,
+           quality_sections: Sequence[html.Section] = ()) -> str:
+    """The report page; quality_sections (DataQuality's suspects) follow the samples."""
     counts = verdict['label_counts']
     splits = list(stats)
     sections = []
@@ -136,6 +138,7 @@ def render(*, verdict: Dict[str, Any], stats: Dict[str, statistics_pb2.DatasetFe
         html.bullet_list(problems) if problems else html.paragraph(
             'Label balance, train/eval label drift, schema anomalies and leakage are '
             'within the settings.'),
+        quality.warnings_part(verdict),
         html.table([[k, v] for k, v in sorted(verdict['settings'].items())],
                    ['setting', 'value']),
         html.paragraph(f'Examples: {examples_uri}', 'muted'),
@@ -157,6 +160,7 @@ def render(*, verdict: Dict[str, Any], stats: Dict[str, statistics_pb2.DatasetFe
         html.paragraph(f'First images of each class in the {sample_split} split.'),
         html.image(plots.image_grid(grid_rows), 'sample images per class'),
     ]))
+    sections.extend(quality_sections)
 
     size_parts = []
     for key in (features.WIDTH_KEY, features.HEIGHT_KEY):

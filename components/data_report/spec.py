@@ -9,6 +9,7 @@ EXAMPLES_KEY = 'examples'
 STATISTICS_KEY = 'statistics'
 SCHEMA_KEY = 'schema'
 ANOMALIES_KEY = 'anomalies'
+DATA_QUALITY_KEY = 'data_quality'                   # optional: DataQuality's report
 REPORT_KEY = 'report'
 CLASS_NAMES_KEY = 'class_names'                     # JSON list of class names
 BALANCE_TOLERANCE_KEY = 'balance_tolerance'
@@ -31,6 +32,8 @@ class DataReportSpec(component_spec.ComponentSpec):
             type=standard_artifacts.ExampleStatistics),
         SCHEMA_KEY: component_spec.ChannelParameter(type=standard_artifacts.Schema),
         ANOMALIES_KEY: component_spec.ChannelParameter(type=standard_artifacts.ExampleAnomalies),
+        DATA_QUALITY_KEY: component_spec.ChannelParameter(type=artifacts.DataQualityReport,
+                                                          optional=True),
     }
     OUTPUTS = {
         REPORT_KEY: component_spec.ChannelParameter(type=artifacts.DataValidationReport),

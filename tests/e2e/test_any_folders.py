@@ -12,10 +12,12 @@ import pytest
 import requests
 
 from components import artifacts
+from components.data_quality import outputs
 from components.image_example_gen import spec as example_gen_spec
 from models import export
 from models import features
 from pipeline import configs
+from pipeline import nodes
 from pipeline import pipeline as pipeline_def
 from reports import mlmd_runs
 from tests import data
@@ -43,11 +45,15 @@ def any_run(tmp_path_factory):
     temp = work / 'tmp'
     temp.mkdir()
     # Small images and a low bar keep it quick; the three classes are what is tested.
+    # The synthetic class's images are a flat colour and a square, several of them the
+    # same square a few pixels apart in another tint: near-copies that DataQuality finds
+    # across the splits (test_data_quality_finds_the_synthetic_near_copies); the run goes
+    # on so that the rest of the chain is tested on these folders.
     result = subprocess.run(
         [sys.executable, str(data.PROJECT_ROOT / 'local_runner.py'), '--data-root', str(root),
          '--work-dir', str(work / 'work'), '--epochs', str(EPOCHS), '--batch-size', '8',
          '--image-size', '96', '96', '--accuracy-threshold', '0.5', '--test-fraction', '0.2',
-         '--weights', str(data.WEIGHTS)],
+         '--max-leak-fraction', '1.0', '--weights', str(data.WEIGHTS)],
         capture_output=True, text=True, cwd=work, timeout=1200,
         env={**os.environ, 'TMPDIR': str(temp)})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -96,6 +102,21 @@ def test_every_file_is_ingested_bad_or_ignored(any_run):
     assert (f'{on_disk} files under the data root = {len(expected["images"])} images used + '
             f'{len(expected["bad"])} bad + {len(expected["ignored"])} ignored.') in page
     assert 'Été' in page and 'Chats domestiques' in page
+
+
+def test_data_quality_finds_the_synthetic_near_copies(any_run):
+    _, run, expected, _ = any_run
+    report = run.output(nodes.DATA_QUALITY, 'report').uri
+    pairs = outputs.read_near_duplicates(report)
+    # Named as found under the root (accents, spaces, nested folders), all in the
+    # synthetic class: no pair of the real cats and dogs.
+    assert pairs
+    assert {expected['images'][row[key]] for row in pairs for key in ('path_a', 'path_b')} == {
+        'Été'}
+    summary = outputs.read_summary(report)
+    assert summary['photos'] == len(expected['images'])
+    # Leaks found and shown, not a problem at --max-leak-fraction 1.0.
+    assert summary['leaks']['eval']['photos'] > 0 and summary['problems'] == []
 
 
 def test_pushed_model_serves_the_class_names_over_rest(any_run, tmp_path):
@@ -156,15 +177,22 @@ def test_the_console_shows_components_epochs_and_a_summary(any_run):
                          'input size: 96x96, set explicitly (--image-size)']
     node_ids = [c.id for c in pipeline_def.create_pipeline(config).components]
     assert set(node_ids) == set(run.nodes)
-    # Every component but those that say more (the Trainer, the InfraValidator,
-    # TFLiteExport) on one line, in the pipeline's order.
-    verbose = ('Trainer', 'InfraValidator', 'TFLiteExport')
+    # Every component but those that say more (DataQuality, the Trainer, the
+    # InfraValidator, TFLiteExport) on one line, in the pipeline's order.
+    verbose = ('DataQuality', 'Trainer', 'InfraValidator', 'TFLiteExport')
     others = [line for line in lines if line.startswith('[')
               and not re.search(rf'\] ({"|".join(verbose)}) ', line)]
     components = [COMPONENT_LINE.match(line) for line in others]
     assert all(components), others
     assert [(int(m.group(1)), int(m.group(2)), m.group(3)) for m in components] == [
         (i + 1, len(node_ids), n) for i, n in enumerate(node_ids) if n not in verbose]
+    # DataQuality's line opens, its counts follow, then it closes.
+    number = f'[{node_ids.index("DataQuality") + 1}/{len(node_ids)}]'
+    quality = lines.index(f'{number} DataQuality ...')
+    assert re.match(r'^ {6}60 photos: \d+ possibly mislabelled, \d+ near-duplicate pairs, '
+                    r'\d+ held-out photos with a near-copy in train \(.*/DataQuality/report/'
+                    r'\d+\)$', lines[quality + 1]), lines[quality + 1]
+    assert re.match(rf'^{re.escape(number)} DataQuality done \d+\.\d s$', lines[quality + 2])
     # TFLiteExport's line opens, one verdict per variant follows, then it closes.
     number = f'[{node_ids.index("TFLiteExport") + 1}/{len(node_ids)}]'
     tflite = lines.index(f'{number} TFLiteExport ...')
@@ -185,8 +213,9 @@ def test_the_console_shows_components_epochs_and_a_summary(any_run):
     # the epochs follow, then it closes.
     number = f'[{node_ids.index("Trainer") + 1}/{len(node_ids)}]'
     trainer = lines.index(f'{number} Trainer ...')
-    assert re.match(r'^ {6}frozen features of 3 augmented copies of each of 36 training '
-                    r'photos: \d+\.\d s$', lines[trainer + 1]), lines[trainer + 1]
+    assert re.match(r'^ {6}frozen features of 2 augmented copies of each of 36 training '
+                    r"photos and the photo itself \(DataQuality's\): \d+\.\d s$",
+                    lines[trainer + 1]), lines[trainer + 1]
     epochs = lines[trainer + 2:trainer + 2 + EPOCHS]
     assert [EPOCH_LINE.match(line).group(1) for line in epochs] == [
         str(i) for i in range(1, EPOCHS + 1)], epochs

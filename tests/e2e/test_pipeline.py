@@ -23,7 +23,7 @@ from tests.conftest import SMALL, make_run
 
 pytestmark = pytest.mark.e2e
 
-NODES = ['ImageExampleGen', 'StatisticsGen', 'ImageSchemaGen', 'ExampleValidator',
+NODES = ['ImageExampleGen', 'DataQuality', 'StatisticsGen', 'ImageSchemaGen', 'ExampleValidator',
          'DataReport', 'DataGate', 'Transform', 'Trainer', 'latest_pushed_model_resolver',
          'Evaluator', 'ReferenceProfile', 'InfraValidator', 'ImagePusher', 'TFLiteExport']
 

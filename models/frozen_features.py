@@ -1,0 +1,217 @@
+"""The frozen base's pooled features of every photo as it is (no augmentation), computed once.
+
+The DataQuality stage (components/data_quality) computes them for every split right
+after ExampleGen, because finding label issues and near-duplicates needs them, and
+writes them as a FrozenFeatures artifact; the Trainer reuses the eval split's for its
+per-epoch validation and its answers on the eval split (models/model.py:
+FrozenFeatureValidation) instead of running the base over the eval split again. This
+module is their format and the featurizer both sides use, so that the two compute the
+same thing: the transfer model's base and pooling (models/builders.py) on the photo
+decoded, upright, resized and scaled by the Transform graph's own function
+(models/preprocessing.py).
+
+Artifact layout:
+  features.npy  float32 [photos, POOLED_FEATURES], rows grouped by split (np.load can
+                memory-map it: readers never hold more than the rows they use)
+  photos.jsonl  one line per row: {"split", "label", "path"}
+  meta.json     what the features are (weights, image size, pooling) and where each
+                split's rows are: {"splits": {name: [first row, rows]}, ...}
+"""
+
+import json
+import os
+import shutil
+import tempfile
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from models import builders
+from models import features
+from models import preprocessing
+from models import tf_data
+
+FEATURES_FILE = 'features.npy'
+PHOTOS_FILE = 'photos.jsonl'
+META_FILE = 'meta.json'
+# The Trainer's custom_config key under which its executor hands run_fn the URI of the
+# FrozenFeatures artifact (components/image_trainer), when the pipeline wires one.
+CONFIG_KEY = 'frozen_features_uri'
+# The transfer model's pooling (builders.POOL_LAYER: GlobalMaxPooling2D), recorded so
+# that a reader can tell features of another pooling apart.
+POOLING = 'max'
+BATCH_SIZE = 32
+
+
+def featurizer(weights: Optional[str], image_size: Sequence[int]):
+    """The transfer model's input -> its frozen base's pooled features, no augmentation:
+    what the Trainer's model computes for an eval photo."""
+    # Imported here: models.model reads this module's files (a cycle at import time).
+    from models import model as trainer  # pylint: disable=import-outside-toplevel
+    trainer.keep_autograph_out_of_tf_keras()
+    model = builders.build_transfer_model(tuple(image_size), 2, weights=weights, augment='none')
+    return builders.pooled_features(model)
+
+
+def meta(weights: Optional[str], image_size: Sequence[int]) -> Dict[str, Any]:
+    """What features computed with these settings are (without the rows per split)."""
+    return {'weights': weights, 'image_size': [int(s) for s in image_size],
+            'pooling': POOLING, 'dimensions': builders.POOLED_FEATURES}
+
+
+def mismatch(stored: Dict[str, Any], weights: Optional[str],
+             image_size: Sequence[int]) -> Optional[str]:
+    """Why stored features are not what a model with these settings computes, or None."""
+    wanted = meta(weights, image_size)
+    different = [f'{key} {stored.get(key)!r} instead of {value!r}'
+                 for key, value in wanted.items() if stored.get(key) != value]
+    return '; '.join(different) or None
+
+
+def batches(files: Sequence[str], image_size: Sequence[int], model, *,
+            thumbnail_side: Optional[int] = None,
+            batch_size: int = BATCH_SIZE) -> Iterator[Dict[str, np.ndarray]]:
+    """The features of every example in a split's gzipped TFRecord files, in file order.
+
+    Each image is decoded once (upright, as the Transform graph decodes it) and gives
+    the model's input and, with thumbnail_side, a grey thumbnail of that side (for
+    perceptual hashes).
+
+    Yields:
+      Per batch: {'features': float32 [b, D], 'labels': int64 [b], 'paths': bytes [b],
+      'thumbnails': float32 [b, side, side] in [0, 255] (with thumbnail_side)}.
+    """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    size = tuple(int(s) for s in image_size)
+    spec = {features.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
+            features.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
+            features.PATH_KEY: tf.io.FixedLenFeature([], tf.string)}
+
+    def decode(record):
+        example = tf.io.parse_single_example(record, spec)
+        pixels = preprocessing.decode_and_resize(example[features.IMAGE_KEY], size)
+        out = {'images': preprocessing.scale_to_unit_range(pixels),
+               'labels': example[features.LABEL_KEY], 'paths': example[features.PATH_KEY]}
+        if thumbnail_side:
+            grey = tf.image.resize(tf.image.rgb_to_grayscale(pixels),
+                                   (thumbnail_side, thumbnail_side), antialias=True)
+            out['thumbnails'] = grey[..., 0]
+        return out
+
+    dataset = (tf.data.TFRecordDataset(list(files), compression_type='GZIP')
+               .map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+               .batch(batch_size).prefetch(2).with_options(tf_data.no_autotune_thread()))
+    run = tf.function(lambda images: model(images, training=False),
+                      input_signature=[tf.TensorSpec([None, *size, 3], tf.float32)])
+    for batch in dataset:
+        out = {'features': run(batch.pop('images')).numpy()}
+        out.update({key: value.numpy() for key, value in batch.items()})
+        yield out
+
+
+class Writer:
+    """Writes a FrozenFeatures artifact row by row: memory holds one batch, not the split.
+
+    Rows go to a local file as they come; `close` writes features.npy (a header, then
+    those rows) into the artifact, with photos.jsonl and meta.json.
+    """
+
+    def __init__(self, uri: str, settings: Dict[str, Any]):
+        self._uri, self._meta = uri, dict(settings, splits={})
+        self._local = tempfile.mkdtemp(prefix='frozen-features-')
+        # Open until close(): the rows arrive batch by batch.
+        self._rows = open(  # pylint: disable=consider-using-with
+            os.path.join(self._local, 'rows.f32'), 'wb')
+        self._photos = open(  # pylint: disable=consider-using-with
+            os.path.join(self._local, PHOTOS_FILE), 'w', encoding='utf-8')
+        self.count = 0
+
+    def add(self, split: str, batch_features: np.ndarray, labels: Sequence[int],
+            paths: Sequence[bytes]) -> None:
+        """Appends rows of a split (the splits one after the other)."""
+        first, rows = self._meta['splits'].setdefault(split, [self.count, 0])
+        self._meta['splits'][split] = [first, rows + len(labels)]
+        self._rows.write(np.ascontiguousarray(batch_features, np.float32).tobytes())
+        for label, path in zip(labels, paths):
+            self._photos.write(json.dumps({'split': split, 'label': int(label),
+                                           'path': path.decode()}) + '\n')
+        self.count += len(labels)
+
+    def close(self) -> None:
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        self._rows.close()
+        self._photos.close()
+        self._meta['count'] = self.count
+        npy = os.path.join(self._local, FEATURES_FILE)
+        with open(npy, 'wb') as out, open(self._rows.name, 'rb') as rows:
+            np.lib.format.write_array_header_1_0(out, {
+                'descr': np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+                'fortran_order': False, 'shape': (self.count, self._meta['dimensions'])})
+            shutil.copyfileobj(rows, out)
+        with open(os.path.join(self._local, META_FILE), 'w', encoding='utf-8') as f:
+            json.dump(self._meta, f, indent=1)
+        tf.io.gfile.makedirs(self._uri)
+        for name in (FEATURES_FILE, PHOTOS_FILE, META_FILE):
+            tf.io.gfile.copy(os.path.join(self._local, name), os.path.join(self._uri, name),
+                             overwrite=True)
+        shutil.rmtree(self._local, ignore_errors=True)
+
+
+def read_meta(uri: str) -> Dict[str, Any]:
+    """meta.json of a FrozenFeatures artifact."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    with tf.io.gfile.GFile(os.path.join(uri, META_FILE)) as f:
+        return json.load(f)
+
+
+def read_photos(uri: str, split: Optional[str] = None) -> List[Dict[str, Any]]:
+    """The rows' photos ({split, label, path}) in row order, of one split or all."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    with tf.io.gfile.GFile(os.path.join(uri, PHOTOS_FILE)) as f:
+        rows = (json.loads(line) for line in f)
+        return [row for row in rows if split is None or row['split'] == split]
+
+
+def read_features(uri: str, local_dir: Optional[str] = None) -> np.ndarray:
+    """features.npy, memory-mapped (copied into local_dir first when not on this machine)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    path = os.path.join(uri, FEATURES_FILE)
+    if '://' in path:
+        local = os.path.join(local_dir or tempfile.mkdtemp(), FEATURES_FILE)
+        tf.io.gfile.copy(path, local, overwrite=True)
+        path = local
+    return np.load(path, mmap_mode='r')
+
+
+def load_split(uri: str, split: str,
+               local_dir: Optional[str] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features [rows, D] memory-mapped, labels [rows], paths [rows] as bytes) of a split."""
+    first, rows = read_meta(uri)['splits'][split]
+    photos = read_photos(uri, split)
+    if len(photos) != rows:
+        raise ValueError(f'{uri}: {len(photos)} photos of split {split!r} listed, '
+                         f'meta.json says {rows}')
+    return (read_features(uri, local_dir)[first:first + rows],
+            np.asarray([p['label'] for p in photos], np.int64),
+            np.asarray([p['path'].encode() for p in photos], dtype=object))
+
+
+def reusable(uri: Optional[str], split: str, weights: Optional[str], image_size: Sequence[int],
+             count: int, local_dir: Optional[str] = None):
+    """A split's (features, labels, paths) when they are what a model with these weights
+    and input size computes for that split's `count` photos.
+
+    Returns:
+      (the three arrays, None), or (None, why they cannot be reused).
+    """
+    if not uri:
+        return None, 'no frozen features given'
+    stored = read_meta(uri)
+    reason = mismatch(stored, weights, image_size)
+    if reason is None and split not in stored['splits']:
+        reason = f'no split {split!r}'
+    if reason is None and stored['splits'][split][1] != count:
+        reason = f"{stored['splits'][split][1]} {split} photos instead of {count}"
+    if reason is not None:
+        return None, f'the frozen features in {uri} are for {reason}'
+    return load_split(uri, split, local_dir), None

@@ -1,0 +1,148 @@
+"""models/frozen_features.py: the features DataQuality writes are the Trainer's own, and the
+Trainer validates on them without reading the eval split."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from models import builders
+from models import features
+from models import frozen_features
+from models import model as trainer
+from tests import data
+from tests.models.test_model_export import SIZE, photo_dataset, photo_dataset_with_paths, settings
+
+
+def write_examples(path: str, split: str, per_class: int) -> None:
+    """A split's gzipped TFRecords as ImageExampleGen writes them (image, label, path)."""
+    with tf.io.TFRecordWriter(path, options='GZIP') as writer:
+        for label, name in enumerate(('cats', 'dogs')):
+            for photo in data.photos(split, name, per_class):
+                writer.write(tf.train.Example(features=tf.train.Features(feature={
+                    features.IMAGE_KEY: tf.train.Feature(
+                        bytes_list=tf.train.BytesList(value=[photo.read_bytes()])),
+                    features.LABEL_KEY: tf.train.Feature(
+                        int64_list=tf.train.Int64List(value=[label])),
+                    features.PATH_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(
+                        value=[f'{split}/{name}/{photo.name}'.encode()])),
+                })).SerializeToString())
+
+
+@pytest.fixture(scope='module')
+def stored(tmp_path_factory):
+    """A FrozenFeatures artifact of 4 train and 3 eval photos per class, as DataQuality
+    writes it."""
+    work = tmp_path_factory.mktemp('frozen_features')
+    model = frozen_features.featurizer(str(data.WEIGHTS), SIZE)
+    writer = frozen_features.Writer(str(work / 'artifact'),
+                                    frozen_features.meta(str(data.WEIGHTS), SIZE))
+    for split, folder, per_class in (('train', 'train', 4), ('eval', 'validation', 3)):
+        files = [str(work / f'{split}.gz')]
+        write_examples(files[0], folder, per_class)
+        for batch in frozen_features.batches(files, SIZE, model, batch_size=4):
+            writer.add(split, batch['features'], batch['labels'], batch['paths'])
+    writer.close()
+    return str(work / 'artifact')
+
+
+def test_rows_meta_and_photos_of_each_split(stored):
+    meta = frozen_features.read_meta(stored)
+    assert meta['splits'] == {'train': [0, 8], 'eval': [8, 6]} and meta['count'] == 14
+    assert frozen_features.read_features(stored).shape == (14, builders.POOLED_FEATURES)
+    pooled, labels, paths = frozen_features.load_split(stored, 'eval')
+    assert labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert paths[0].decode().startswith('validation/cats/cat.')
+
+
+def test_reusable_only_for_the_same_weights_size_and_photos(stored):
+    found, why_not = frozen_features.reusable(stored, 'eval', str(data.WEIGHTS), SIZE, 6)
+    assert why_not is None and len(found[0]) == 6
+    for weights, size, count, reason in (
+            (str(data.WEIGHTS), (128, 128), 6, 'image_size'), ('imagenet', SIZE, 6, 'weights'),
+            (str(data.WEIGHTS), SIZE, 7, '6 eval photos instead of 7')):
+        found, why_not = frozen_features.reusable(stored, 'eval', weights, size, count)
+        assert found is None and reason in why_not
+    assert frozen_features.reusable(None, 'eval', str(data.WEIGHTS), SIZE, 6) == (
+        None, 'no frozen features given')
+
+
+def test_trainer_validates_on_them_as_on_its_own_without_reading_the_eval_split(stored):
+    eval_ds, _ = photo_dataset_with_paths('validation', 3)
+    own = trainer.train(settings(), photo_dataset('train', 4), eval_ds, eval_count=6)
+    precomputed, _ = frozen_features.reusable(stored, 'eval', str(data.WEIGHTS), SIZE, 6)
+
+    def never():
+        raise AssertionError('the eval split was read')
+        yield  # pylint: disable=unreachable
+
+    unread = tf.data.Dataset.from_generator(never, output_signature=eval_ds.element_spec)
+    reused = trainer.train(settings(), photo_dataset('train', 4), unread, eval_count=6,
+                           eval_features=precomputed)
+    (_, own_history, own_answers), (_, history, answers) = own, reused
+    assert history['eval_features_reused'] and not own_history['eval_features_reused']
+    np.testing.assert_allclose(history['val_loss'], own_history['val_loss'], rtol=1e-4)
+    assert history['val_accuracy'] == own_history['val_accuracy']
+    assert answers == own_answers
+
+
+def test_head_trains_on_the_photo_itself_as_one_view_and_the_split_is_not_read(stored):
+    """No augmentation: the one view is the photo itself, DataQuality's features: the
+    train split is not read, and the training is the one on the Trainer's own view."""
+    eval_ds, _ = photo_dataset_with_paths('validation', 3)
+    plain = settings(augmentation='none', augmented_views=3)
+    train_ds, _ = photo_dataset_with_paths('train', 4)
+    own = trainer.train(plain, train_ds, eval_ds, train_count=8, eval_count=6)
+
+    def never():
+        raise AssertionError('the train split was read')
+        yield  # pylint: disable=unreachable
+
+    unread = tf.data.Dataset.from_generator(never, output_signature=train_ds.element_spec)
+    photos, _ = frozen_features.reusable(stored, 'train', str(data.WEIGHTS), SIZE, 8)
+    reused = trainer.train(plain, unread, eval_ds, train_count=8, eval_count=6,
+                           train_photos=photos)
+    assert reused[1]['photo_view_reused'] and not own[1]['photo_view_reused']
+    assert reused[1]['views'] == own[1]['views'] == 1
+    np.testing.assert_allclose(reused[1]['val_loss'], own[1]['val_loss'], rtol=1e-3)
+
+
+def test_with_augmentation_the_photo_is_the_first_of_the_views(stored):
+    photos, _ = frozen_features.reusable(stored, 'train', str(data.WEIGHTS), SIZE, 8)
+    train_ds, _ = photo_dataset_with_paths('train', 4)
+    eval_ds, _ = photo_dataset_with_paths('validation', 3)
+    _, history, _ = trainer.train(settings(augmented_views=3, epochs=3), train_ds, eval_ds,
+                                  train_count=8, eval_count=6, train_photos=photos)
+    assert history['photo_view_reused'] and history['views'] == 3
+    # One view: an augmented model's single view stays a fresh augmented copy.
+    _, history, _ = trainer.train(settings(augmented_views=1, epochs=3), train_ds, eval_ds,
+                                  train_count=8, eval_count=6, train_photos=photos)
+    assert not history['photo_view_reused']
+
+
+def test_view_batches_take_the_photo_then_each_copy():
+    labels = np.arange(4)
+    copies = np.stack([np.full((4, 2), 10.0 + view) + labels[:, None] for view in range(2)],
+                      axis=1).astype(np.float32)                    # [photos, 2 copies, 2]
+    photo_features = np.array([[3.0, 3.0], [2.0, 2.0], [1.0, 1.0], [0.0, 0.0]], np.float32)
+    rows = np.array([3, 2, 1, 0])                                   # photo i is row 3 - i
+    batches = iter(trainer.view_batches(copies, labels, 4, seed=0,
+                                        photo=(photo_features, rows)))
+    for epoch in range(6):
+        features_, batch_labels = next(batches)
+        view = epoch % 3
+        expected = (batch_labels.numpy()[:, None] * np.ones(2) if view == 0
+                    else 10.0 + (view - 1) + batch_labels.numpy()[:, None] * np.ones(2))
+        np.testing.assert_array_equal(features_.numpy(), expected)
+
+
+def test_photo_rows_refuse_other_photos_or_labels():
+    paths = np.array([b'a', b'b'], dtype=object)
+    assert trainer.photo_rows(paths, np.array([0, 1]), paths[::-1], np.array([1, 0])).tolist() \
+        == [1, 0]
+    with pytest.raises(ValueError, match='not there'):
+        trainer.photo_rows(paths, np.array([0, 1]), np.array([b'a', b'c'], dtype=object),
+                           np.array([0, 1]))
+    with pytest.raises(ValueError, match='another label'):
+        trainer.photo_rows(paths, np.array([0, 1]), paths, np.array([1, 1]))
