@@ -85,7 +85,6 @@ def build_root(source: pathlib.Path, dest: pathlib.Path, synthetic: bool) -> int
 def read_results(config, metadata_path: str):
     """(image report, data verdict, Evaluation) of the latest run."""
     from tfx.types import standard_component_specs as keys  # pylint: disable=import-outside-toplevel
-    from components import artifacts  # pylint: disable=import-outside-toplevel
     from components.data_report import spec as data_report_spec  # pylint: disable=import-outside-toplevel
     from components.image_example_gen import spec  # pylint: disable=import-outside-toplevel
     from pipeline import nodes  # pylint: disable=import-outside-toplevel
@@ -93,11 +92,9 @@ def read_results(config, metadata_path: str):
     from reports import run_report  # pylint: disable=import-outside-toplevel
     run = mlmd_runs.latest_run(metadata_path, config.pipeline_name)
     examples = run.output(nodes.EXAMPLE_GEN, keys.EXAMPLES_KEY)
-    with open(os.path.join(examples.uri, spec.REPORT_FILE), encoding='utf-8') as f:
-        report = json.load(f)
-    report_dir = run.output(nodes.DATA_REPORT, data_report_spec.REPORT_KEY).uri
-    with open(os.path.join(report_dir, artifacts.VERDICT_JSON), encoding='utf-8') as f:
-        verdict = json.load(f)
+    report = spec.read_report(examples.uri)
+    verdict = data_report_spec.read_verdict(
+        run.output(nodes.DATA_REPORT, data_report_spec.REPORT_KEY).uri)
     evaluation = run_report.load_evaluation(run.output(nodes.EVALUATOR, keys.EVALUATION_KEY).uri)
     return report, verdict, evaluation
 

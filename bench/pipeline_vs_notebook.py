@@ -59,9 +59,8 @@ def pipeline_results(work_dir):
     run = mlmd_runs.latest_run(configs.metadata_path(work_dir), configs.PIPELINE_NAME)
     history = run_report.read_history(run.nodes[nodes.TRAINER])
     evaluation = run_report.load_evaluation(run.output(nodes.EVALUATOR, keys.EVALUATION_KEY).uri)
-    with open(os.path.join(run.output(nodes.EXAMPLE_GEN, keys.EXAMPLES_KEY).uri,
-                           example_gen_spec.REPORT_FILE)) as f:
-        train_images = json.load(f)['splits']['train']['images']
+    train_images = example_gen_spec.read_report(
+        run.output(nodes.EXAMPLE_GEN, keys.EXAMPLES_KEY).uri)['splits']['train']['images']
     return run, history, evaluation, train_images
 
 

@@ -1,4 +1,5 @@
-"""Our TFX components (spec + executor each) and their artifact types."""
+"""Our TFX components (a spec + executor class, or one @component function: README, Layout)
+and their artifact types."""
 
 from components.artifacts import DataValidationReport  # pylint: disable=unused-import
 from components.artifacts import PushedModelBlessing  # pylint: disable=unused-import

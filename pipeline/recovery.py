@@ -19,7 +19,6 @@ removes staging folders whose writer is gone.
 import contextlib
 import dataclasses
 import fcntl
-import json
 import os
 import time
 from typing import Callable, Iterator, List, Optional, Tuple
@@ -152,11 +151,10 @@ def _remove(path: str, store, recovery: Recovery) -> None:
 def _withdraw_unrecorded(pushed_uri: str, store, recovery: Recovery) -> None:
     """Withdraws the version an unfinished push made, unless a finished push recorded it."""
     try:
-        with tf.io.gfile.GFile(os.path.join(pushed_uri, pusher_spec.PUSH_RESULT_FILE)) as f:
-            result = json.load(f)
-    except (tf.errors.NotFoundError, ValueError):
+        result = pusher_spec.read_push_result(pushed_uri)
+    except ValueError:  # cut short by the kill: it names no version to withdraw
         return
-    if not (result.get('pushed') and result.get(pusher_spec.NEW_VERSION_FIELD)):
+    if not (result and result.get('pushed') and result.get(pusher_spec.NEW_VERSION_FIELD)):
         return
     path = result['path']
     recorded = [a for a in store.get_artifacts_by_type(standard_artifacts.PushedModel.TYPE_NAME)

@@ -101,6 +101,13 @@ def latest_run(metadata_path: str, pipeline_name: str) -> Optional[PipelineRun]:
     return runs[-1] if runs else None
 
 
+def node_state(metadata_path: str, pipeline_name: str, node_id: str) -> Optional[str]:
+    """A node's state in the newest run ('COMPLETE', 'CACHED', 'FAILED', ...), or None."""
+    run = latest_run(metadata_path, pipeline_name)
+    node = run.nodes.get(node_id) if run else None
+    return node.state if node else None
+
+
 def custom_property(artifact: metadata_store_pb2.Artifact, name: str):
     """A custom property's value (int, double or string), or None."""
     if name not in artifact.custom_properties:

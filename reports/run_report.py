@@ -154,7 +154,7 @@ def failure(node: mlmd_runs.NodeRun) -> str:
     for inputs in node.inputs.values():
         for artifact in inputs:
             if artifact.type == artifacts.DataValidationReport.TYPE_NAME:
-                verdict = _read_json(os.path.join(artifact.uri, artifacts.VERDICT_JSON))
+                verdict = data_report_spec.read_verdict(artifact.uri)
                 if verdict and not verdict['passed']:
                     return artifacts.failed_verdict_message(verdict)
     return 'TFX recorded no error message for this execution; see the log of the run.'
@@ -341,7 +341,7 @@ def _summary(ctx: _Context) -> List[Any]:
     rows = [['run id', run.run_id], ['started', _date(run.create_time_ms)],
             ['outcome', outcome(run)]]
     report = ctx.output(DATA_REPORT_NODE, data_report_spec.REPORT_KEY)
-    verdict = _read_json(os.path.join(report.uri, artifacts.VERDICT_JSON)) if report else None
+    verdict = data_report_spec.read_verdict(report.uri) if report else None
     if verdict is not None:
         rows.append(['data validation', html.status(verdict['passed'])])
     if ctx.evaluation is not None:
@@ -369,7 +369,7 @@ def _data(ctx: _Context) -> List[Any]:
     examples = ctx.output(EXAMPLE_GEN_NODE, standard_component_specs.EXAMPLES_KEY)
     if examples is None:
         return [ctx.missing(EXAMPLE_GEN_NODE, 'examples')]
-    image_report = _read_json(os.path.join(examples.uri, example_gen_spec.REPORT_FILE))
+    image_report = example_gen_spec.read_report(examples.uri)
     # The train split first, then the others as ExampleGen named them.
     splits = sorted(image_report['splits'], key=lambda split: split != features.TRAIN_SPLIT)
     counts = {split: dict(image_report['splits'][split]['by_label']) for split in splits}
@@ -405,7 +405,7 @@ def _data(ctx: _Context) -> List[Any]:
     if report is None:
         parts.append(ctx.missing(DATA_REPORT_NODE, 'data-validation report'))
         return parts
-    verdict = _read_json(os.path.join(report.uri, artifacts.VERDICT_JSON))
+    verdict = data_report_spec.read_verdict(report.uri)
     index = os.path.join(report.uri, artifacts.REPORT_HTML)
     parts.append(html.paragraph(_join(
         'Data validation (DataReport): ', html.status(verdict['passed']), '. Full TFDV report: ',

@@ -1,13 +1,10 @@
 """DataGate: stops the run before Transform when the data report failed."""
 
-import json
-import os
-
-import tensorflow as tf
 from tfx.dsl.component.experimental.annotations import InputArtifact
 from tfx.dsl.component.experimental.decorators import component
 
 from components import artifacts
+from components.data_report import spec as data_report_spec
 
 
 class DataValidationError(RuntimeError):
@@ -19,9 +16,15 @@ def check_verdict(report_uri: str) -> None:
 
     Args:
       report_uri: URI of a DataValidationReport artifact.
+
+    Raises:
+      DataValidationError: the verdict failed.
+      RuntimeError: the report holds no verdict.
     """
-    with tf.io.gfile.GFile(os.path.join(report_uri, artifacts.VERDICT_JSON)) as f:
-        verdict = json.load(f)
+    verdict = data_report_spec.read_verdict(report_uri)
+    if verdict is None:
+        raise RuntimeError(f'the data report {report_uri} has no {artifacts.VERDICT_JSON}: '
+                           'the DataReport did not finish')
     if not verdict['passed']:
         raise DataValidationError(artifacts.failed_verdict_message(verdict))
 

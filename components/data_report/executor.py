@@ -27,11 +27,6 @@ ANOMALIES_FILE = 'SchemaDiff.pb'
 SCHEMA_FILE = 'schema.pbtxt'
 
 
-def _read_json(path: str) -> Any:
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
-
-
 def _write(path: str, content: str) -> None:
     with tf.io.gfile.GFile(path, 'w') as f:
         f.write(content)
@@ -97,7 +92,10 @@ class Executor(base_executor.BaseExecutor):
                     anomalies_artifacts, split), ANOMALIES_FILE), 'rb') as f:
                 anomalies[split] = anomalies_pb2.Anomalies.FromString(f.read())
         schema = tfdv.load_schema_text(os.path.join(schema_uri, SCHEMA_FILE))
-        image_report = _read_json(os.path.join(examples.uri, example_gen_spec.REPORT_FILE))
+        image_report = example_gen_spec.read_report(examples.uri)
+        if image_report is None:
+            raise ValueError(f'{examples.uri} has no {example_gen_spec.REPORT_FILE}: the '
+                             'DataReport reads the Examples of ImageExampleGen')
 
         verdict, drift = build_verdict(stats, anomalies, schema, image_report, exec_properties)
         quality, quality_images = None, {}

@@ -1,5 +1,11 @@
-"""DataReportSpec and the keys of its inputs, outputs and parameters."""
+"""DataReportSpec, the keys of its inputs, outputs and parameters, and the reader of
+the verdict it writes."""
 
+import json
+import os
+from typing import Any, Dict, Optional
+
+import tensorflow as tf
 from tfx.types import component_spec
 from tfx.types import standard_artifacts
 
@@ -38,3 +44,17 @@ class DataReportSpec(component_spec.ComponentSpec):
     OUTPUTS = {
         REPORT_KEY: component_spec.ChannelParameter(type=artifacts.DataValidationReport),
     }
+
+
+def read_verdict(report_uri: str) -> Optional[Dict[str, Any]]:
+    """artifacts.VERDICT_JSON of a DataValidationReport ({'passed', 'problems', 'report',
+    ...}), or None when it has none (a run stopped before the DataReport wrote it).
+
+    Raises:
+      ValueError: the file is not JSON (e.g. cut short).
+    """
+    path = os.path.join(report_uri, artifacts.VERDICT_JSON)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)

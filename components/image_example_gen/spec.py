@@ -1,5 +1,11 @@
-"""ImageExampleGenSpec: the stock FileBasedExampleGen spec plus our settings."""
+"""ImageExampleGenSpec: the stock FileBasedExampleGen spec plus our settings, and the
+reader of the report ImageExampleGen writes beside its splits."""
 
+import json
+import os
+from typing import Any, Dict, Optional
+
+import tensorflow as tf
 from tfx.types import component_spec
 from tfx.types import standard_component_specs
 
@@ -29,3 +35,17 @@ class ImageExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
         SYMLINKS_KEY: component_spec.ExecutionParameter(type=str),
         STOP_ON_CONFLICTING_LABELS_KEY: component_spec.ExecutionParameter(type=int),
     }
+
+
+def read_report(examples_uri: str) -> Optional[Dict[str, Any]]:
+    """REPORT_FILE of an Examples artifact (summary.summarize's dict: counts, bad and
+    ignored files, duplicates), or None when it has none (another ExampleGen's).
+
+    Raises:
+      ValueError: the file is not JSON (e.g. cut short).
+    """
+    path = os.path.join(examples_uri, REPORT_FILE)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)

@@ -2,8 +2,13 @@
 plus evaluation (to say why a model was not pushed), eval examples (for the warmup
 file), the reference profile (for the monitor), serving settings, and a
 PushedModelBlessing output (the Evaluator's baseline is the latest model that was
-pushed)."""
+pushed); and the reader of the push result it writes."""
 
+import json
+import os
+from typing import Any, Dict, Optional
+
+import tensorflow as tf
 from tfx.types import component_spec
 from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
@@ -58,3 +63,18 @@ class ImagePusherSpec(standard_component_specs.PusherSpec):
         **standard_component_specs.PusherSpec.OUTPUTS,
         PUSHED_BLESSING_KEY: component_spec.ChannelParameter(type=artifacts.PushedModelBlessing),
     }
+
+
+def read_push_result(pushed_uri: str) -> Optional[Dict[str, Any]]:
+    """PUSH_RESULT_FILE of a PushedModel artifact ({'pushed', 'reason'} or {'pushed',
+    'version', 'path', NEW_VERSION_FIELD, ...}), or None when it has none (a push
+    stopped before writing it).
+
+    Raises:
+      ValueError: the file is not JSON (e.g. cut short by a killed push).
+    """
+    path = os.path.join(pushed_uri, PUSH_RESULT_FILE)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
