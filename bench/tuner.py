@@ -1,18 +1,19 @@
 """Tuned against default head settings, on a held-out test split, over several seeds.
 
     python bench/tuner.py [--data-root DIR] [--seeds 5] [--trials 12] [--image-size 160]
+                          [--cache FILE.npz]
 
 The Tuner (models/tuning.py) searches the transfer model's head settings (learning rate,
 dropout, epochs, augmented views, label smoothing) on the frozen features of the train
-split only, scored on a validation fold drawn from it. This script runs that search
+split only, scored by k-fold cross-validation on it. This script runs that search
 in process, with the Tuner's own functions, on <data-root>/train (the photo's features, as
 DataQuality computes them, and augmented copies, as the Trainer does, computed once), then
 trains a head on the whole train split with the default settings and one with the best
 settings, as the Trainer would (the same schedule of views), and measures both on
 <data-root>/validation, used here as the held-out test split: neither the search nor the
-defaults' training sees it. Per seed (the seed fixes the fold, the search's draws, the
+defaults' training sees it. Per seed (the seed fixes the folds, the search's draws, the
 head's initial weights and the order of the photos, for both heads): the best settings,
-the fold's loss of the defaults and of the best, the test accuracy and loss of both.
+the cross-validated loss of the defaults and of the best, the test accuracy and loss of both.
 Then the mean, the spread (min-max, standard deviation) and the tuned - default
 difference paired by seed, with its 95% interval, and what the search cost. Default data:
 the tutorial's own set.
@@ -39,6 +40,8 @@ def main() -> int:
     parser.add_argument('--trials', type=int, help='trials per search (default: the Tuner\'s)')
     parser.add_argument('--image-size', type=int,
                         help="square input size; default: the pipeline's (the weights' own)")
+    parser.add_argument('--cache', help='an .npz file for the features: read when it exists, '
+                                        'else written (a later run skips the base)')
     args = parser.parse_args()
 
     from runlog import noise  # pylint: disable=import-outside-toplevel
@@ -69,18 +72,30 @@ def main() -> int:
     copies = tuning.copies_needed(settings, tuning.candidates(settings, 'augmented_views'),
                                   True)
     start = time.perf_counter()
-    augmenting = builders.build_transfer_model(size, len(class_names), weights=settings.weights,
-                                               seed=settings.seed, augment=settings.augmentation)
-    plain = builders.build_transfer_model(size, len(class_names), weights=settings.weights,
-                                          augment='none')
-    augmented, labels = trainer.view_features(augmenting, train_ds, copies, None, train_count)
-    photo, _ = trainer.view_features(plain, train_ds, 1, None, train_count)
-    test_features, test_labels = trainer.view_features(plain, test_ds, 1, None, test_count)
+    if args.cache and os.path.exists(args.cache):
+        cached = np.load(args.cache)
+        augmented, labels, photo = cached['augmented'], cached['labels'], cached['photo']
+        test_features, test_labels = cached['test_features'], cached['test_labels']
+        if augmented.shape[1] < copies or len(labels) != train_count:
+            raise ValueError(f'{args.cache} holds other features; remove it')
+    else:
+        augmenting = builders.build_transfer_model(size, len(class_names),
+                                                   weights=settings.weights, seed=settings.seed,
+                                                   augment=settings.augmentation)
+        plain = builders.build_transfer_model(size, len(class_names), weights=settings.weights,
+                                              augment='none')
+        augmented, labels = trainer.view_features(augmenting, train_ds, copies, None,
+                                                  train_count)
+        photo, _ = trainer.view_features(plain, train_ds, 1, None, train_count)
+        test_features, test_labels = trainer.view_features(plain, test_ds, 1, None, test_count)
+        if args.cache:
+            np.savez(args.cache, augmented=augmented, labels=labels, photo=photo,
+                     test_features=test_features, test_labels=test_labels)
     features_seconds = time.perf_counter() - start
     data = tuning.TrainFeatures(photo[:, 0], augmented, labels, True, {})
     every_row = np.arange(len(labels))
-    print(f'data: {args.data_root}: {train_count} train photos (the search\'s fold: '
-          f'{search.validation_fraction:.0%} of them), {test_count} held-out test photos; '
+    print(f'data: {args.data_root}: {train_count} train photos ({search.folds}-fold '
+          f'cross-validation in the search), {test_count} held-out test photos; '
           f'{size[0]}x{size[1]}; {copies} augmented copies + the photo; features '
           f'{features_seconds:.0f} s')
     print(f'search: {search.trials} trials, KerasTuner random search, the first the defaults; '
@@ -111,7 +126,7 @@ def main() -> int:
                                      test_labels)
             results[name].append(scores['val_accuracy'])
             results[f'{name}_loss'].append(scores['val_loss'])
-        print(f"seed {seed}: best {best['values']}; fold loss default "
+        print(f"seed {seed}: best {best['values']}; cross-validated loss default "
               f"{default_trial['val_loss']:.4f} best {best['val_loss']:.4f}; test accuracy "
               f"default {results['default'][-1]:.4f} tuned {results['tuned'][-1]:.4f}, loss "
               f"{results['default_loss'][-1]:.4f} / {results['tuned_loss'][-1]:.4f} "

@@ -1,17 +1,20 @@
 """The Tuner's search (tuner_fn, for TFX's Tuner): the transfer model's head settings,
-on the frozen features of the train split only, scored on a validation fold taken from it.
+on the frozen features of the train split only, scored by k-fold cross-validation on it.
 
 The base is frozen, so a trial is the head alone: the Tuner computes the frozen base's
 features once, as the Trainer does (the photo itself, DataQuality's when they are given,
-and augmented copies of it through the Trainer's own functions), then every trial trains a
-head on the fold's other photos (models/model.py: fit_head, the Trainer's own schedule of
-views) and scores it on the fold's photos as they are, not augmented (cross-entropy and
-accuracy, as the Trainer validates). KerasTuner's random search draws the trials; the first
-is the pipeline's own settings, so the best is never worse than them on the fold.
+and augmented copies of it through the Trainer's own functions). A trial splits the
+training photos into `folds` folds (per class) and, for each, trains a head on the other
+folds (models/model.py: fit_head, the Trainer's own schedule of views) and scores it on
+the fold's photos as they are, not augmented (cross-entropy and accuracy, as the Trainer
+validates): every training photo is validated once, by a head that never saw it.
+KerasTuner's random search draws the trials; the first is the pipeline's own settings,
+so the best is never worse than them on these folds.
 
 It reads the train split and nothing else: FnArgs.train_files (the Tuner's eval_args name
-the train split too, the fold is drawn from it) and the train rows of the frozen features.
-The eval split the Evaluator gates on and the held-out test split are never opened.
+the train split too: its validation photos are drawn from it) and the train rows of the
+frozen features. The eval split the Evaluator gates on and the held-out test split are
+never opened.
 """
 
 import dataclasses
@@ -136,16 +139,19 @@ def train_features(fn_args: fn_args_utils.FnArgs, settings: trainer.TrainerSetti
     return TrainFeatures(photo, augmented, labels, reused is not None, read)
 
 
-def fold(labels: np.ndarray, fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
-    """(rows trained on, rows validated on): `fraction` of the photos, per class when
-    every class has two photos or more."""
+def folds(labels: np.ndarray, count: int, seed: int) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """k-fold cross-validation's (rows trained on, rows validated on), `count` folds (at
+    most one per photo): each photo is validated in exactly one; per class when every
+    class has `count` photos or more (sklearn's StratifiedKFold, else KFold), shuffled by
+    the seed."""
     from sklearn import model_selection  # pylint: disable=import-outside-toplevel
-    rows = np.arange(len(labels))
-    classes, counts = np.unique(labels, return_counts=True)
-    stratify = labels if len(classes) > 1 and counts.min() >= 2 else None
-    fit_rows, val_rows = model_selection.train_test_split(
-        rows, test_size=fraction, random_state=seed, stratify=stratify)
-    return np.sort(fit_rows), np.sort(val_rows)
+    count = min(count, len(labels))
+    _, per_class = np.unique(labels, return_counts=True)
+    kind = (model_selection.StratifiedKFold if per_class.min() >= count
+            else model_selection.KFold)
+    splitter = kind(n_splits=count, shuffle=True, random_state=seed)
+    return [(np.sort(fit_rows), np.sort(val_rows))
+            for fit_rows, val_rows in splitter.split(np.zeros(len(labels)), labels)]
 
 
 def fit(data: TrainFeatures, rows: np.ndarray, settings: trainer.TrainerSettings):
@@ -175,29 +181,36 @@ def evaluate(head, photo_features: np.ndarray, labels: np.ndarray) -> Dict[str, 
             'val_accuracy': float(np.mean(np.argmax(logits, axis=-1) == labels))}
 
 
-def score(data: TrainFeatures, fit_rows: np.ndarray, val_rows: np.ndarray,
+def score(data: TrainFeatures, splits: Sequence[Tuple[np.ndarray, np.ndarray]],
           settings: trainer.TrainerSettings) -> Dict[str, float]:
-    """A trial: a head trained on fit_rows (fit), evaluated on val_rows' photos as they
-    are, not augmented (evaluate)."""
-    return evaluate(fit(data, fit_rows, settings), data.photo[val_rows], data.labels[val_rows])
+    """A trial: for each (fit rows, validation rows) of `splits` (folds), a head trained on
+    the fit rows (fit) and evaluated on the validation rows' photos as they are, not
+    augmented (evaluate); the metrics over all validation photos."""
+    totals, photos = {'val_loss': 0.0, 'val_accuracy': 0.0}, 0
+    for fit_rows, val_rows in splits:
+        metrics = evaluate(fit(data, fit_rows, settings), data.photo[val_rows],
+                           data.labels[val_rows])
+        for name in totals:
+            totals[name] += metrics[name] * len(val_rows)
+        photos += len(val_rows)
+    return {name: total / photos for name, total in totals.items()}
 
 
 class HeadTuner(keras_tuner.Tuner):
     """A KerasTuner tuner whose trial trains the transfer model's head on the frozen
-    features of the train split's fold (score)."""
+    features of the train split, cross-validated over its folds (score)."""
 
     def __init__(self, data: TrainFeatures, settings: trainer.TrainerSettings,
                  search: hyperparameters.SearchSettings, **kwargs):
         super().__init__(**kwargs)
         # Not `search`, `settings`: KerasTuner's own names (search() runs the trials).
         self.train_data, self.trainer_settings, self.search_settings = data, settings, search
-        self.fit_rows, self.val_rows = fold(data.labels, search.validation_fraction,
-                                            settings.seed)
+        self.splits = folds(data.labels, search.folds, settings.seed)
 
     def run_trial(self, trial, *args, **kwargs):
         values = dict(trial.hyperparameters.values)
         start = time.perf_counter()
-        metrics = score(self.train_data, self.fit_rows, self.val_rows,
+        metrics = score(self.train_data, self.splits,
                         dataclasses.replace(self.trainer_settings, **values))
         metrics['seconds'] = time.perf_counter() - start
         progress.logger().info('trial %d/%d: %s: val_loss %.4f, val_accuracy %.4f (%.1f s)',

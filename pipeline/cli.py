@@ -35,7 +35,7 @@ def add_run_flags(parser: argparse.ArgumentParser, *, weights_help: str) -> None
     parser.add_argument('--tune', action='store_true',
                         help='run the Tuner before the Trainer: it searches the head\'s '
                              'learning rate, dropout, epochs, augmented views and label '
-                             'smoothing on a fold of the train split; the Trainer trains with '
+                             'smoothing by cross-validation on the train split; the Trainer trains with '
                              'the best (README: The Tuner)')
     parser.add_argument('--tuner-trials', type=int,
                         help=f'settings the Tuner tries (default {hyperparameters.TRIALS}, '

@@ -83,13 +83,13 @@ class Tuning:
 
     With `enabled`, a Tuner between Transform and the Trainer searches the transfer
     model's head settings (hyperparameters.SPACE) in `trials` trials on the frozen
-    features of at most `max_photos` training photos, each trial scored on a
-    `validation_fraction` of them (never on the eval or test split); the Trainer trains
-    with the best. Off by default: it costs more than a fifth of a run (docs/benchmarks.md).
+    features of at most `max_photos` training photos, each trial scored by `folds`-fold
+    cross-validation on them (never on the eval or test split); the Trainer trains with
+    the best. Off by default: it costs more than a fifth of a run (docs/benchmarks.md).
     """
     enabled: bool = False
     trials: int = hyperparameters.TRIALS
-    validation_fraction: float = hyperparameters.VALIDATION_FRACTION
+    folds: int = hyperparameters.FOLDS
     max_photos: int = hyperparameters.MAX_PHOTOS
 
     def __post_init__(self):
@@ -98,7 +98,7 @@ class Tuning:
     def search_settings(self) -> hyperparameters.SearchSettings:
         """What tuner_fn reads from custom_config[hyperparameters.CONFIG_KEY]."""
         return hyperparameters.SearchSettings(trials=self.trials,
-                                              validation_fraction=self.validation_fraction,
+                                              folds=self.folds,
                                               max_photos=self.max_photos)
 
 
@@ -172,7 +172,7 @@ class PipelineConfig:
     # augmented copies of each training photo, computed once; 0: the base runs on
     # freshly augmented photos every epoch (the tutorial's way). README: 3 by measurement.
     augmented_views: int = 3
-    # The Tuner (off by default): the best head settings on a fold of the train split.
+    # The Tuner (off by default): the best head settings on folds of the train split.
     tuning: Tuning = Tuning()
 
     # Evaluator, ReferenceProfile and Pusher

@@ -157,8 +157,8 @@ def create_pipeline(config: configs.PipelineConfig,
     quality_features = data.data_quality.outputs['features'] if data.data_quality else None
 
     # The head's settings searched on the train split's frozen features, each trial
-    # scored on a fold of the train split (never the eval or test split); the best are
-    # the main Trainer's hyperparameters.
+    # cross-validated on folds of the train split (never the eval or test split); the
+    # best are the main Trainer's hyperparameters.
     tuner = ImageTuner(
         examples=examples, transform_graph=transform.outputs['transform_graph'],
         schema=schema_gen.outputs['schema'], tuner_fn=configs.TUNER_FN,

@@ -533,11 +533,12 @@ def _tuning(ctx: _Context) -> List[Any]:
     parts = [html.paragraph(
         f"{len(trials)} trials of the transfer model's head on the frozen features of "
         f"{read['photos']} of the {read['split_photos']} photos of the "
-        f"{' and '.join(read['splits'])} split only: each trained on {fold['fit_photos']} "
-        f"and scored on the other {fold['validation_photos']} (a fold of the same split; "
-        f'the {features.EVAL_SPLIT} split the Evaluator gates on and the {features.TEST_SPLIT} '
-        f"split are never read); the best has the lowest {recorded['objective']}. Trial 1 is "
-        f"the pipeline's own settings. Photo features: {read['frozen_features']}.")]
+        f"{' and '.join(read['splits'])} split only, each scored by {fold['folds']}-fold "
+        'cross-validation on them (every photo validated once, by heads trained on the '
+        f'other folds; the {features.EVAL_SPLIT} split the Evaluator gates on and the '
+        f"{features.TEST_SPLIT} split are never read); the best has the lowest "
+        f"{recorded['objective']}. Trial 1 is the pipeline's own settings. Photo features: "
+        f"{read['frozen_features']}.")]
     parts.append(html.table(
         [[i + 1] + [f"{trial['values'][name]:g}" if name in trial['values'] else '-'
                     for name in names]

@@ -1,7 +1,7 @@
 """ImageTuner: TFX's Tuner (tuner_fn, KerasTuner) on the train split only, plus one
 optional input, DataQuality's frozen features (models/tuning.py reuses the train rows).
 
-The search validates on a fold drawn from the train split: train_args and eval_args both
+The search cross-validates on folds of the train split: train_args and eval_args both
 name the train split, so tuner_fn is handed no file of the eval split (which the
 Evaluator gates on) nor of the test split. The best settings are TFX's
 best_hyperparameters artifact, which the Trainer takes as its `hyperparameters` input.

@@ -31,7 +31,8 @@ class Executor(base_executor.BaseExecutor):
             spec.write_trials(
                 artifact_utils.get_single_uri(output_dict[spec.TUNER_RESULTS_KEY]),
                 tuning.trial_rows(tuner), tuner.train_data.read, hyperparameters.OBJECTIVE,
-                {'fit_photos': len(tuner.fit_rows), 'validation_photos': len(tuner.val_rows)})
+                {'folds': len(tuner.splits),
+                 'photos': sum(len(val_rows) for _, val_rows in tuner.splits)})
         finally:
             shutil.rmtree(working_dir, ignore_errors=True)
 

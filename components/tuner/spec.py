@@ -4,7 +4,8 @@ TFX's Tuner writes `best_hyperparameters.txt` (the best_hyperparameters artifact
 the Trainer reads) and `tuner_results.json` (each trial's settings and score) into its
 outputs; our Tuner adds `trials.json` to the tuner_results artifact: every trial's
 settings, validation loss and accuracy and seconds in the order run, which one is best,
-and what the search read (only the train split), for the run report.
+the cross-validation's folds, and what the search read (only the train split), for the
+run report.
 """
 
 import json

@@ -40,7 +40,8 @@ from tests.components.test_image_example_gen import run_executor
 
 SIZE = (160, 160)
 PER_CLASS = {'train': 12, 'validation': 4, 'test': 4}
-TRIALS = 3
+TRIALS = 2
+FOLDS = 2
 # Settings a Tuner could return, each unlike the config's (epochs 1, views 3, ...).
 TUNED = {'learning_rate': 0.003, 'dropout': 0.5, 'epochs': 2, 'augmented_views': 2,
          'label_smoothing': 0.1}
@@ -62,7 +63,7 @@ def build_root(root):
 def make_config(work) -> configs.PipelineConfig:
     return configs.local(str(work), str(work / 'root'), presplit=True, test_folder=True,
                          epochs=1, batch_size=8, image_size=SIZE, weights=str(data.WEIGHTS),
-                         tuning=configs.Tuning(enabled=True, trials=TRIALS))
+                         tuning=configs.Tuning(enabled=True, trials=TRIALS, folds=FOLDS))
 
 
 @pytest.fixture(scope='module')
@@ -152,7 +153,7 @@ def test_the_tuner_reads_the_train_split_only(world, tuned, tmp_path):
         f'Split-{features.TRAIN_SPLIT}' in f for f in recorded['read']['files'])
     assert f'({features.TRAIN_SPLIT} rows)' in recorded['read']['frozen_features']
     assert recorded['read']['photos'] == train_photos
-    assert recorded['fold']['fit_photos'] + recorded['fold']['validation_photos'] == train_photos
+    assert recorded['fold'] == {'folds': FOLDS, 'photos': train_photos}
     # Without any eval or test file or feature row, the same search, the same result.
     examples, features_uri = train_only_copy(world, tmp_path)
     alone_best, alone_results = run_tuner(world, tmp_path / 'out', examples, features_uri)
@@ -248,3 +249,28 @@ def test_flags_turn_the_tuner_on_or_train_with_an_earlier_runs_settings(world, t
     with pytest.raises(ValueError, match='--hyperparameters: no hyperparameters file'):
         local_runner.build_config(local_runner.parse_args(
             base + ['--hyperparameters', str(tmp_path / 'missing.txt')]))
+
+
+def test_the_run_report_shows_the_trials_as_a_table_and_a_chart(world, tuned):
+    from ml_metadata.proto import metadata_store_pb2  # pylint: disable=import-outside-toplevel
+    from pages import html  # pylint: disable=import-outside-toplevel
+    from reports import mlmd_runs  # pylint: disable=import-outside-toplevel
+    from reports import run_report  # pylint: disable=import-outside-toplevel
+    best_uri, results_uri = tuned
+    node = mlmd_runs.NodeRun(
+        node_id=nodes.TUNER, state='COMPLETE', seconds=1.0, inputs={},
+        outputs={spec.TUNER_RESULTS_KEY: [metadata_store_pb2.Artifact(uri=results_uri)],
+                 spec.BEST_HYPERPARAMETERS_KEY: [metadata_store_pb2.Artifact(uri=best_uri)]},
+        execution=metadata_store_pb2.Execution())
+    run = mlmd_runs.PipelineRun('run-1', 0, {nodes.TUNER: node})
+    ctx = run_report._Context(run=run, runs=[run], out_dir=str(world['work']))  # pylint: disable=protected-access
+    page = html.page('report', [run_report._section(  # pylint: disable=protected-access
+        'Tuning', run_report._tuning, ctx)])  # pylint: disable=protected-access
+    assert 'could not be built' not in page
+    for trial in spec.read_trials(results_uri)['trials']:
+        assert run_report.fmt(trial['val_loss']) in page
+        assert run_report.fmt(trial['val_accuracy']) in page
+    assert page.count('data:image/png') == 1
+    assert os.path.relpath(os.path.join(best_uri, hyperparameters.FILE_NAME),
+                           str(world['work'])) in page
+    assert f'{FOLDS}-fold cross-validation' in page
