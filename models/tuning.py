@@ -103,8 +103,11 @@ def train_features(fn_args: fn_args_utils.FnArgs, settings: trainer.TrainerSetti
     if reused is not None:
         photo, photo_labels, photo_paths = reused
     else:
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
         model = frozen_features.featurizer(settings.weights, settings.image_size)
-        rows = list(frozen_features.batches(files, settings.image_size, model))
+        # FnArgs names file patterns; batches() reads files.
+        paths = sorted(p for pattern in files for p in tf.io.gfile.glob(pattern))
+        rows = list(frozen_features.batches(paths, settings.image_size, model))
         photo = np.concatenate([r['features'] for r in rows])
         photo_labels = np.concatenate([r['labels'] for r in rows])
         photo_paths = np.concatenate([r['paths'] for r in rows])
