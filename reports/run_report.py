@@ -543,7 +543,7 @@ def _tuning(ctx: _Context) -> List[Any]:
         [[i + 1] + [f"{trial['values'][name]:g}" if name in trial['values'] else '-'
                     for name in names]
          + [fmt(trial['val_loss']), fmt(trial['val_accuracy']), f"{trial['seconds']:.1f}",
-            'best' if trial['best'] else ('defaults' if i == 0 else '')]
+            ', '.join(['best'] * trial['best'] + ['the defaults'] * (i == 0))]
          for i, trial in enumerate(trials)],
         ['trial'] + names + ['val_loss', 'val_accuracy', 'seconds', '']))
     parts.append(html.image(plots.trials([t['val_loss'] for t in trials],

@@ -88,9 +88,9 @@ def _artifact(kind, uri):
     return artifact
 
 
-def run_tuner(world, out_dir, examples=None, features_uri=None):
-    """The Tuner's executor on the module's artifacts (or those given); returns the
-    (best_hyperparameters, tuner_results) URIs."""
+def run_tuner(world, out_dir, examples=None, features_uri=None, *, with_features=True):
+    """The Tuner's executor on the module's artifacts (or those given; with_features=False:
+    without DataQuality's); returns the (best_hyperparameters, tuner_results) URIs."""
     node = component.ImageTuner(
         examples=channel.Channel(type=standard_artifacts.Examples),
         transform_graph=channel.Channel(type=standard_artifacts.TransformGraph),
@@ -99,11 +99,14 @@ def run_tuner(world, out_dir, examples=None, features_uri=None):
         frozen_features=channel.Channel(type=artifacts.FrozenFeatures))
     best = _artifact(standard_artifacts.HyperParameters, out_dir / 'best')
     results = _artifact(standard_artifacts.TunerResults, out_dir / 'results')
+    inputs = {'examples': [examples or world['examples']],
+              'transform_graph': [_artifact(standard_artifacts.TransformGraph,
+                                            world['transform'])]}
+    if with_features:
+        inputs[spec.FROZEN_FEATURES_KEY] = [_artifact(artifacts.FrozenFeatures,
+                                                      features_uri or world['features'])]
     executor.Executor().Do(
-        {'examples': [examples or world['examples']],
-         'transform_graph': [_artifact(standard_artifacts.TransformGraph, world['transform'])],
-         spec.FROZEN_FEATURES_KEY: [_artifact(artifacts.FrozenFeatures,
-                                              features_uri or world['features'])]},
+        inputs,
         {spec.BEST_HYPERPARAMETERS_KEY: [best], spec.TUNER_RESULTS_KEY: [results]},
         _exec_properties(node))
     return best.uri, results.uri
@@ -178,6 +181,14 @@ def test_the_best_hyperparameters_are_reproducible_for_a_fixed_seed(world, tuned
     assert trials[0]['values'] == {name: world['config'].trainer_config()[name]
                                    for name in hyperparameters.SPACE}
     assert hyperparameters.values(config) == next(t for t in trials if t['best'])['values']
+
+
+def test_without_dataquality_the_tuner_computes_the_photos_features_itself(world, tmp_path):
+    _, results_uri = run_tuner(world, tmp_path, with_features=False)
+    recorded = _trials(results_uri)
+    assert recorded['read']['frozen_features'].startswith('computed here')
+    assert recorded['read']['photos'] == 2 * PER_CLASS['train']
+    assert len(recorded['trials']) == TRIALS
 
 
 def test_the_trainer_trains_with_the_artifacts_settings(world, tuned, tmp_path):
