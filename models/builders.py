@@ -106,10 +106,24 @@ def build_transfer_model(image_size: Sequence[int], num_classes: int, *, weights
     # training=False keeps BatchNorm in inference mode, also when fine-tuning.
     x = base(x, training=False)
     x = keras.layers.GlobalMaxPooling2D(name=POOL_LAYER)(x)
-    x = keras.layers.Dropout(dropout, name=HEAD_DROPOUT_LAYER)(x)
-    outputs = keras.layers.Dense(num_classes, name=HEAD_LAYER)(x)
+    outputs = _head_layers(x, num_classes, dropout)
     return compile_model(keras.Model(inputs, outputs, name='transfer'), learning_rate,
                          label_smoothing)
+
+
+def _head_layers(pooled, num_classes: int, dropout: float):
+    """The transfer model's head on its pooled features: Dropout, then the Dense logits."""
+    x = keras.layers.Dropout(dropout, name=HEAD_DROPOUT_LAYER)(pooled)
+    return keras.layers.Dense(num_classes, name=HEAD_LAYER)(x)
+
+
+def build_head(num_classes: int, *, dropout: float, learning_rate: float,
+               label_smoothing: float = 0.0) -> keras.Model:
+    """A compiled head alone, as the transfer model has it (pooled features -> logits),
+    without building the base: what the Tuner trains per trial."""
+    pooled = keras.Input(shape=(POOLED_FEATURES,))
+    return compile_model(keras.Model(pooled, _head_layers(pooled, num_classes, dropout),
+                                     name='head'), learning_rate, label_smoothing)
 
 
 def pooled_features(model: keras.Model) -> keras.Model:

@@ -35,6 +35,7 @@ from models import eval_answers
 from models import export
 from models import features
 from models import frozen_features
+from models import hyperparameters
 from models import preprocessing
 from models import tf_data
 from runlog import progress
@@ -183,10 +184,38 @@ def feature_views(settings: TrainerSettings, count: Optional[int],
     """
     if settings.model_variant != 'transfer' or not settings.augmented_views or count is None:
         return 0, False
-    views = 1 if settings.augmentation == 'none' else min(settings.augmented_views,
-                                                          settings.epochs)
+    views = head_views(settings)
     in_file = features_in_file(count, views * builders.POOLED_FEATURES * 4, free_bytes)
     return (0, False) if in_file is None else (views, in_file)
+
+
+def head_views(settings: TrainerSettings) -> int:
+    """Views of each training photo a head trained on frozen features takes its epochs
+    from (augmented_views > 0): one without augmentation (the photo is all there is),
+    else augmented_views, never more than the epochs use."""
+    return 1 if settings.augmentation == 'none' else min(settings.augmented_views,
+                                                         settings.epochs)
+
+
+def photo_is_a_view(views: int, augmentation: str) -> bool:
+    """Whether the photo itself, not augmented (DataQuality's features), is one of the
+    `views` views, when its features are at hand: with more than one view, or without
+    augmentation; one view of an augmented model is the tutorial's fresh augmentation."""
+    return views > 1 or augmentation == 'none'
+
+
+def fit_head(head_model: keras.Model, copies: np.ndarray, labels: np.ndarray,
+             settings: TrainerSettings,
+             photo: Optional[Tuple[np.ndarray, np.ndarray]] = None,
+             callbacks: Sequence[keras.callbacks.Callback] = (), verbose: int = 2):
+    """Fits a head (builders.head, builders.build_head) on frozen features for
+    settings.epochs: view_batches of the copies [photos, copies, D] and, with `photo`,
+    the photo itself as view 0. Returns fit's History."""
+    return head_model.fit(
+        view_batches(copies, labels, settings.batch_size, settings.seed, photo=photo),
+        epochs=settings.epochs, verbose=verbose,
+        steps_per_epoch=steps_per_epoch(len(labels), settings.batch_size),
+        callbacks=list(callbacks))
 
 
 def features_in_file(count: Optional[int], bytes_per_photo: int,
@@ -516,7 +545,7 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
         views, in_file = views_plan or feature_views(
             settings, train_count, shutil.disk_usage(features_dir).free if features_dir else None)
         start = time.perf_counter()
-        if views and train_photos is not None and (views > 1 or settings.augmentation == 'none'):
+        if views and train_photos is not None and photo_is_a_view(views, settings.augmentation):
             photo = train_photos
         else:
             photo = None
@@ -538,12 +567,10 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
                                    if photo is not None else '',
                                    f' (in {features_dir})' if in_file else '',
                                    seconds['train_features'])
-            fit = builders.head(model, settings.learning_rate, settings.label_smoothing).fit(
-                view_batches(features_, labels, settings.batch_size, settings.seed,
-                             photo=(photo[0], rows) if photo is not None else None),
-                epochs=settings.epochs, verbose=2,
-                steps_per_epoch=steps_per_epoch(len(labels), settings.batch_size),
-                callbacks=[validation] + first_phase)
+            fit = fit_head(builders.head(model, settings.learning_rate, settings.label_smoothing),
+                           features_, labels, settings,
+                           photo=(photo[0], rows) if photo is not None else None,
+                           callbacks=[validation] + first_phase)
         else:
             fit = model.fit(train_ds, epochs=settings.epochs, verbose=2,
                             steps_per_epoch=train_steps, callbacks=[validation] + first_phase)
@@ -624,6 +651,13 @@ def run_fn(fn_args: fn_args_utils.FnArgs) -> None:
     start = time.perf_counter()
     keep_autograph_out_of_tf_keras()
     settings = TrainerSettings.from_custom_config(fn_args.custom_config)
+    # The Tuner's best settings (its best_hyperparameters artifact) replace the pipeline's.
+    tuned = (hyperparameters.values(fn_args.hyperparameters, "the Tuner's best hyperparameters")
+             if fn_args.hyperparameters else {})
+    if tuned:
+        settings = dataclasses.replace(settings, **tuned)
+        progress.logger().info('settings from the Tuner: %s', ', '.join(
+            f'{name} {value:g}' for name, value in sorted(tuned.items())))
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     # The transfer model reads the eval split once (FrozenFeatureValidation): caching
     # it would only hold memory.
@@ -685,6 +719,7 @@ def run_fn(fn_args: fn_args_utils.FnArgs) -> None:
     trained = time.perf_counter()
     export.export_model(model, tf_transform_output, settings.class_names, fn_args.serving_model_dir)
     history['settings'] = dataclasses.asdict(settings)
+    history['tuned'] = tuned
     history['seconds'].update(total=time.perf_counter() - start,
                               export=time.perf_counter() - trained)
     eval_answers.save(answers, fn_args.model_run_dir)

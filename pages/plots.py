@@ -191,6 +191,34 @@ def metric_by_variant(histories: Mapping[str, Mapping[str, Sequence[float]]],
     return _png(fig)
 
 
+def trials(losses: Sequence[float], accuracies: Sequence[float], best: int,
+           title: str = 'Tuner trials') -> bytes:
+    """A search's trials in the order run: validation loss (what it minimizes) and
+    validation accuracy per trial, the best trial marked.
+
+    Args:
+      losses: each trial's validation loss.
+      accuracies: each trial's validation accuracy.
+      best: the best trial's index.
+      title: the figure's title.
+
+    Returns:
+      PNG bytes.
+    """
+    fig, axes = _subplots(1, 2, figsize=(10, 3.4))
+    numbers = list(range(1, len(losses) + 1))
+    for ax, values, name in zip(axes, (losses, accuracies),
+                                ('validation loss', 'validation accuracy')):
+        ax.plot(numbers, values, marker='o', linestyle=':', label='trial')
+        ax.plot([best + 1], [values[best]], marker='*', markersize=16, linestyle='',
+                color='tab:orange', label='best')
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+        ax.set(xlabel='trial (1: the defaults)', ylabel=name, title=name)
+        ax.legend()
+    fig.suptitle(title)
+    return _png(fig)
+
+
 def to_uint8(images: np.ndarray, low: float = -1.0, high: float = 1.0) -> np.ndarray:
     """Float pictures in [low, high] (e.g. the Transform output) -> uint8 for imshow."""
     scaled = (np.asarray(images, dtype=np.float32) - low) / (high - low) * 255.0

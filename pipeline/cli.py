@@ -4,6 +4,7 @@ import argparse
 from typing import Any, Dict
 
 from models import features
+from models import hyperparameters
 
 
 def add_run_flags(parser: argparse.ArgumentParser, *, weights_help: str) -> None:
@@ -31,6 +32,18 @@ def add_run_flags(parser: argparse.ArgumentParser, *, weights_help: str) -> None
                              'this many augmented copies of each training photo, computed once '
                              '(default 3); 0: run the base on freshly augmented photos every '
                              'epoch, as the tutorial')
+    parser.add_argument('--tune', action='store_true',
+                        help='run the Tuner before the Trainer: it searches the head\'s '
+                             'learning rate, dropout, epochs, augmented views and label '
+                             'smoothing by cross-validation on the train split; the Trainer trains with '
+                             'the best (README: The Tuner)')
+    parser.add_argument('--tuner-trials', type=int,
+                        help=f'settings the Tuner tries (default {hyperparameters.TRIALS}, '
+                             'the first the defaults)')
+    parser.add_argument('--hyperparameters', metavar='FILE',
+                        help='train with the settings of an earlier Tuner run: its '
+                             f'{hyperparameters.FILE_NAME} (or the best_hyperparameters '
+                             'folder holding it); a setting\'s own flag wins over the file')
     parser.add_argument('--accuracy-threshold', type=float)
     parser.add_argument('--balance-tolerance', type=float,
                         help='accepted distance of a class share from its fair share 1/K, '
@@ -102,4 +115,19 @@ def run_overrides(args: argparse.Namespace) -> Dict[str, Any]:
         'tflite_variants': (tuple(args.tflite_variants) if args.tflite_variants is not None
                             else None),
     }
-    return {k: v for k, v in overrides.items() if v is not None}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if args.tune or args.tuner_trials is not None:
+        from pipeline import configs  # pylint: disable=import-outside-toplevel
+        overrides['tuning'] = configs.Tuning(enabled=True, **(
+            {'trials': args.tuner_trials} if args.tuner_trials is not None else {}))
+    if args.hyperparameters:
+        if 'tuning' in overrides:
+            raise ValueError('--hyperparameters trains with the settings of an earlier Tuner '
+                             'run; --tune searches new ones: give one of them')
+        try:
+            tuned = hyperparameters.read(args.hyperparameters)
+        except OSError as e:
+            raise ValueError(f'--hyperparameters: {e}') from e
+        # A setting given by its own flag wins over the file.
+        overrides = {**tuned, **overrides}
+    return overrides

@@ -12,6 +12,7 @@ from typing import Optional, Tuple
 from components.data_quality import near_duplicates
 from models import eval_answers
 from models import features
+from models import hyperparameters
 from models import profile
 from models import tflite_export
 from models import weights as weights_lib
@@ -22,6 +23,7 @@ MODEL_NAME = 'image_classifier'
 # User code, named by dotted path (resolves wherever this package is installed).
 PREPROCESSING_FN = 'models.preprocessing.preprocessing_fn'
 RUN_FN = 'models.model.run_fn'
+TUNER_FN = 'models.tuning.tuner_fn'
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 CURATED_SCHEMA = str(PROJECT_ROOT / 'schema' / 'schema.pbtxt')
@@ -73,6 +75,31 @@ class InfraValidation:
         if self.load_timeout_seconds <= 0 or self.request_timeout_seconds <= 0:
             raise ValueError('infra validation timeouts must be > 0, got '
                              f'{self.load_timeout_seconds}, {self.request_timeout_seconds}')
+
+
+@dataclasses.dataclass(frozen=True)
+class Tuning:
+    """The Tuner's settings (models/tuning.py, docs in README: The Tuner).
+
+    With `enabled`, a Tuner between Transform and the Trainer searches the transfer
+    model's head settings (hyperparameters.SPACE) in `trials` trials on the frozen
+    features of at most `max_photos` training photos, each trial scored by `folds`-fold
+    cross-validation on them (never on the eval or test split); the Trainer trains with
+    the best. Off by default: it costs more than a fifth of a run (docs/benchmarks.md).
+    """
+    enabled: bool = False
+    trials: int = hyperparameters.TRIALS
+    folds: int = hyperparameters.FOLDS
+    max_photos: int = hyperparameters.MAX_PHOTOS
+
+    def __post_init__(self):
+        self.search_settings()   # raises on a bad value
+
+    def search_settings(self) -> hyperparameters.SearchSettings:
+        """What tuner_fn reads from custom_config[hyperparameters.CONFIG_KEY]."""
+        return hyperparameters.SearchSettings(trials=self.trials,
+                                              folds=self.folds,
+                                              max_photos=self.max_photos)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +172,8 @@ class PipelineConfig:
     # augmented copies of each training photo, computed once; 0: the base runs on
     # freshly augmented photos every epoch (the tutorial's way). README: 3 by measurement.
     augmented_views: int = 3
+    # The Tuner (off by default): the best head settings on folds of the train split.
+    tuning: Tuning = Tuning()
 
     # Evaluator, ReferenceProfile and Pusher
     accuracy_threshold: float = 0.9
@@ -200,6 +229,11 @@ class PipelineConfig:
                              f'max_file_bytes > 0, got {self.symlinks!r}, {self.max_file_bytes}')
         if self.augmented_views < 0:
             raise ValueError(f'augmented_views must be >= 0, got {self.augmented_views}')
+        if self.tuning.enabled and (self.model_variant != 'transfer'
+                                    or self.augmented_views < 1):
+            raise ValueError('the Tuner tunes the transfer model\'s head on cached features: '
+                             'it needs model_variant transfer and augmented_views >= 1, got '
+                             f'{self.model_variant!r}, {self.augmented_views}')
         if self.fine_tune_epochs and not self.fine_tune_layers:
             raise ValueError('fine_tune_epochs needs fine_tune_layers > 0')
         if not (0.0 <= self.max_leak_fraction <= 1.0
@@ -258,6 +292,12 @@ class PipelineConfig:
             'early_stopping_patience': self.early_stopping_patience,
             'augmented_views': self.augmented_views,
         }
+
+    def tuner_config(self) -> dict:
+        """What tuner_fn reads from custom_config: the main Trainer's settings (the
+        Tuner trains heads as it does) and the search's."""
+        return {**self.trainer_config(),
+                hyperparameters.CONFIG_KEY: dataclasses.asdict(self.tuning.search_settings())}
 
     def transform_config(self) -> dict:
         """What preprocessing_fn reads from custom_config."""

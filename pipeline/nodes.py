@@ -12,6 +12,7 @@ DATA_QUALITY = 'DataQuality'
 DATA_REPORT = 'DataReport'
 DATA_GATE = 'DataGate'
 TRANSFORM = 'Transform'
+TUNER = 'Tuner'                        # only with PipelineConfig.tuning.enabled
 TRAINER = 'Trainer'                    # compared variants: 'Trainer.<variant>'
 BASELINE_RESOLVER = 'latest_pushed_model_resolver'
 EVALUATOR = 'Evaluator'

@@ -35,6 +35,7 @@ from components.image_pusher.component import ImagePusher
 from components.image_trainer.component import ImageTrainer
 from components.image_schema_gen.component import ImageSchemaGen
 from components.infra_validator.component import InfraValidator
+from components.tuner.component import ImageTuner
 from components.reference_profile.component import ReferenceProfile
 from components.tflite_export.component import TFLiteExport
 from models import features
@@ -153,18 +154,29 @@ def create_pipeline(config: configs.PipelineConfig,
         preprocessing_fn=configs.PREPROCESSING_FN, custom_config=config.transform_config(),
         materialize=False, disable_statistics=True).with_id(nodes.TRANSFORM)
     transform.add_upstream_node(data_gate)
+    quality_features = data.data_quality.outputs['features'] if data.data_quality else None
+
+    # The head's settings searched on the train split's frozen features, each trial
+    # cross-validated on folds of the train split (never the eval or test split); the
+    # best are the main Trainer's hyperparameters.
+    tuner = ImageTuner(
+        examples=examples, transform_graph=transform.outputs['transform_graph'],
+        schema=schema_gen.outputs['schema'], tuner_fn=configs.TUNER_FN,
+        custom_config=config.tuner_config(), frozen_features=quality_features,
+    ).with_id(nodes.TUNER) if config.tuning.enabled else None
 
     def trainer(variant: str) -> ImageTrainer:
         # The transfer model validates on DataQuality's features of the eval split.
-        reused = (data.data_quality.outputs['features']
-                  if data.data_quality and variant == 'transfer' else None)
+        reused = quality_features if variant == 'transfer' else None
         return ImageTrainer(
             run_fn=configs.RUN_FN, examples=examples,
             transform_graph=transform.outputs['transform_graph'],
             schema=schema_gen.outputs['schema'],
             train_args=trainer_pb2.TrainArgs(splits=[features.TRAIN_SPLIT]),
             eval_args=trainer_pb2.EvalArgs(splits=[features.EVAL_SPLIT]),
-            custom_config=config.trainer_config(variant), frozen_features=reused)
+            custom_config=config.trainer_config(variant), frozen_features=reused,
+            hyperparameters=(tuner.outputs['best_hyperparameters']
+                             if tuner and variant == config.model_variant else None))
 
     # The model that is evaluated and pushed.
     main_trainer = trainer(config.model_variant).with_id(nodes.TRAINER)
@@ -242,7 +254,8 @@ def create_pipeline(config: configs.PipelineConfig,
     for stage in tflite + bulk_inferrer:
         stage.add_upstream_node(pusher)
 
-    components = [*filter(None, data), transform, main_trainer, *compare_trainers,
+    components = [*filter(None, data), transform, *filter(None, [tuner]), main_trainer,
+                  *compare_trainers,
                   baseline_resolver, evaluator, *test_evaluators, reference_profile, infra_validator, pusher,
                   *tflite, *bulk_inferrer]
     # Beam settings go to the components that run Beam (ours included), and

@@ -8,8 +8,8 @@ settings) and the artifacts they wrote (image_report.json, verdict.json,
 history.json and the eval answers, TFMA's evaluation, the push result). Pictures
 are PNGs inlined as data URIs; the page fetches nothing and opens offline.
 
-Sections: Summary, Data, Augmentation preview, Training, Comparison (several
-variants only), Evaluation, Errors, Runs (all runs of the pipeline, to compare),
+Sections: Summary, Data, Augmentation preview, Tuning (with the Tuner only), Training,
+Comparison (several variants only), Evaluation, Errors, Runs (all runs of the pipeline, to compare),
 Run facts. A run that stopped early (e.g. at DataGate) gets every section it has
 artifacts for and says where and why it stopped.
 """
@@ -39,9 +39,11 @@ from components.image_example_gen import spec as example_gen_spec
 from components.image_pusher import spec as pusher_spec
 from components.image_pusher import validation_text
 from components.infra_validator import spec as infra_spec
+from components.tuner import spec as tuner_spec
 from models import builders
 from models import eval_answers
 from models import features
+from models import hyperparameters
 from models import profile
 from models import model as trainer_model
 from models import preprocessing
@@ -57,6 +59,7 @@ from pages import plots
 EXAMPLE_GEN_NODE = nodes.EXAMPLE_GEN
 DATA_REPORT_NODE = nodes.DATA_REPORT
 TRANSFORM_NODE = nodes.TRANSFORM
+TUNER_NODE = nodes.TUNER
 TRAINER_NODE = nodes.TRAINER
 EVALUATOR_NODE = nodes.EVALUATOR
 TEST_EVALUATOR_NODE = nodes.TEST_EVALUATOR
@@ -491,6 +494,9 @@ def _training(ctx: _Context) -> List[Any]:
             continue
         tuned = history.get('fine_tune_from_epoch')
         views = history.get('views')
+        # The settings it trained with: the Tuner's replace the pipeline's custom_config.
+        used = history.get('settings') or settings
+        from_tuner = history.get('tuned') or {}
         copies = (f"; the head trained on the frozen base's features of {views} augmented "
                   f"cop{'y' if views == 1 else 'ies'} of each training photo, computed once in "
                   f"{(history.get('seconds') or {}).get('train_features', 0.0):.1f} s (epoch e "
@@ -500,12 +506,57 @@ def _training(ctx: _Context) -> List[Any]:
                        f'{variant} accuracy and loss per epoch'),
             html.paragraph(
                 f"{len(history.get('accuracy') or [])} epochs, batch size "
-                f"{settings.get('batch_size', '-')}, learning rate "
-                f"{settings.get('learning_rate', '-')}" + copies
-                + (f'; fine-tuning from epoch {tuned + 1}' if tuned else '') + '.', 'muted'),
+                f"{used.get('batch_size', '-')}, learning rate "
+                f"{used.get('learning_rate', '-')}" + copies
+                + (f'; fine-tuning from epoch {tuned + 1}' if tuned else '')
+                + ('; from the Tuner: ' + ', '.join(f'{k} {v:g}' for k, v in
+                                                    sorted(from_tuner.items()))
+                   if from_tuner else '') + '.', 'muted'),
             html.table(_history_rows(history), ['epoch', 'accuracy', 'val_accuracy', 'loss',
                                                 'val_loss', 'seconds']),
         ]
+    return parts
+
+
+def _tuning(ctx: _Context) -> List[Any]:
+    results = ctx.output(TUNER_NODE, tuner_spec.TUNER_RESULTS_KEY)
+    if results is None:
+        return [ctx.missing(TUNER_NODE, 'trials')]
+    recorded = tuner_spec.read_trials(results.uri)
+    if recorded is None or not recorded['trials']:
+        return [html.paragraph(f'The Tuner recorded no trials ({tuner_spec.TRIALS_FILE}).',
+                               'muted')]
+    trials = recorded['trials']
+    names = list(hyperparameters.SPACE)
+    best = next(i for i, trial in enumerate(trials) if trial['best'])
+    read, fold = recorded['read'], recorded['fold']
+    parts = [html.paragraph(
+        f"{len(trials)} trials of the transfer model's head on the frozen features of "
+        f"{read['photos']} of the {read['split_photos']} photos of the "
+        f"{' and '.join(read['splits'])} split only, each scored by {fold['folds']}-fold "
+        'cross-validation on them (every photo validated once, by heads trained on the '
+        f'other folds; the {features.EVAL_SPLIT} split the Evaluator gates on and the '
+        f"{features.TEST_SPLIT} split are never read); the best has the lowest "
+        f"{recorded['objective']}. Trial 1 is the pipeline's own settings. Photo features: "
+        f"{read['frozen_features']}.")]
+    parts.append(html.table(
+        [[i + 1] + [f"{trial['values'][name]:g}" if name in trial['values'] else '-'
+                    for name in names]
+         + [fmt(trial['val_loss']), fmt(trial['val_accuracy']), f"{trial['seconds']:.1f}",
+            ', '.join(['best'] * trial['best'] + ['the defaults'] * (i == 0))]
+         for i, trial in enumerate(trials)],
+        ['trial'] + names + ['val_loss', 'val_accuracy', 'seconds', '']))
+    parts.append(html.image(plots.trials([t['val_loss'] for t in trials],
+                                         [t['val_accuracy'] for t in trials], best),
+                            'validation loss and accuracy per trial'))
+    chosen = ctx.output(TUNER_NODE, tuner_spec.BEST_HYPERPARAMETERS_KEY)
+    if chosen is not None:
+        path = os.path.join(chosen.uri, hyperparameters.FILE_NAME)
+        parts.append(html.paragraph(_join(
+            'The Trainer trained with the best (', ', '.join(
+                f'{name} {value:g}' for name, value in trials[best]['values'].items()),
+            '). To train with them again without tuning: --hyperparameters ',
+            html.link(_href(path, ctx.out_dir), path))))
     return parts
 
 
@@ -823,8 +874,10 @@ def build_report(metadata_path: str, pipeline_name: str, out_dir: str, *,
 
     sections = [_section('Summary', _summary, ctx),
                 _section('Data', _data, ctx),
-                _section('Augmentation preview', _augmentation, ctx),
-                _section('Training', _training, ctx)]
+                _section('Augmentation preview', _augmentation, ctx)]
+    if TUNER_NODE in ctx.run.nodes:
+        sections.append(_section('Tuning', _tuning, ctx))
+    sections.append(_section('Training', _training, ctx))
     if len(trainer_nodes(ctx.run)) > 1:
         sections.append(_section('Comparison', _comparison, ctx))
     sections += [_section('Evaluation', _evaluation, ctx),
