@@ -105,6 +105,9 @@ JSON_READERS = {
     'models/eval_answers.py': FORMAT,           # eval_answers.json in the Trainer's model_run
     'models/profile.py': FORMAT,                # reference_profile.json (ReferenceProfile)
                                                 # (the monitor reads a pushed version's copy)
+    'models/hyperparameters.py': ("best_hyperparameters.txt, KerasTuner's format as TFX's "
+                                  "Tuner writes it: read by the Trainer's run_fn, and by the "
+                                  'runner for --hyperparameters, a file the user names'),
     'kubeflow_v2_runner.py': 'the pipeline spec it has just compiled (not an artifact)',
     'monitoring/traffic.py': "the server's request log (not an artifact)",
     'serving/json_tensor.py': 'REST request bodies',
