@@ -37,8 +37,8 @@ def photo_dataset(split, per_class, batch_size=8):
 def settings(**overrides):
     values = dict(class_names=['cats', 'dogs'], image_size=list(SIZE), model_variant='transfer',
                   weights=str(data.WEIGHTS), epochs=2, batch_size=8, learning_rate=1e-3,
-                  dropout=0.2, fine_tune_layers=0, fine_tune_epochs=0,
-                  fine_tune_learning_rate=1e-5, seed=1, augmentation='tutorial',
+                  dropout=0.2, fine_tune_from_layer=100, fine_tune_epochs=0,
+                  fine_tune_learning_rate=1e-5, fine_tune_patience=2, seed=1, augmentation='tutorial',
                   label_smoothing=0.0, early_stopping_patience=0, augmented_views=0)
     values.update(overrides)
     return trainer.TrainerSettings.from_custom_config(values)
@@ -65,7 +65,7 @@ def test_frozen_feature_validation_equals_keras_evaluate(where, tmp_path, monkey
 def test_fine_tuning_continues_the_history():
     train_ds, (eval_ds, names) = photo_dataset('train', 4), photo_dataset_with_paths('validation', 2)
     model, history, answers = trainer.train(
-        settings(epochs=1, fine_tune_layers=5, fine_tune_epochs=1), train_ds, eval_ds)
+        settings(epochs=1, fine_tune_from_layer=150, fine_tune_epochs=1), train_ds, eval_ds)
     assert len(history['accuracy']) == len(history['val_accuracy']) == 2
     assert history['fine_tune_from_epoch'] == 1
     # The base changed: the answers come from one more pass, not the first features.
@@ -320,7 +320,7 @@ def test_head_trained_on_augmented_copies_is_the_models_head():
 def test_fine_tuning_after_a_head_trained_on_augmented_copies():
     train_ds, eval_ds = photo_dataset('train', 4), photo_dataset('validation', 2)
     model, history, answers = trainer.train(
-        settings(epochs=2, augmented_views=2, fine_tune_layers=5, fine_tune_epochs=1),
+        settings(epochs=2, augmented_views=2, fine_tune_from_layer=150, fine_tune_epochs=1),
         train_ds, eval_ds, train_count=8)
     assert history['views'] == 2 and history['fine_tune_from_epoch'] == 2
     assert len(history['accuracy']) == len(history['val_accuracy']) == 3
