@@ -34,7 +34,7 @@ SETTINGS = {
     'default': {},
     '224': dict(image_size=(224, 224)),
     '224-early-stop': dict(image_size=(224, 224), epochs=20, early_stopping_patience=3),
-    '224-fine-tune': dict(image_size=(224, 224), fine_tune_layers=30, fine_tune_epochs=3),
+    '224-fine-tune': dict(image_size=(224, 224), fine_tune_from_layer=124, fine_tune_epochs=3),
     '224-light-aug': dict(image_size=(224, 224), augmentation='light'),
     '224-strong-aug': dict(image_size=(224, 224), augmentation='strong'),
     '224-smoothing': dict(image_size=(224, 224), label_smoothing=0.1),

@@ -147,14 +147,24 @@ def head(model: keras.Model, learning_rate: float, label_smoothing: float = 0.0)
                          label_smoothing)
 
 
-def unfreeze_top_layers(model: keras.Model, layers: int, learning_rate: float,
-                        label_smoothing: float = 0.0) -> keras.Model:
-    """Fine-tuning: the top `layers` layers of the base become trainable; recompiles."""
+def unfreeze_from(model: keras.Model, first_layer: int, learning_rate: float,
+                  label_smoothing: float = 0.0) -> keras.Model:
+    """Fine-tuning: the base's layers from index first_layer on become trainable (the
+    layers below keep their weights); recompiles with learning_rate.
+
+    BatchNorm layers stay in inference mode: the model calls its base with
+    training=False, so their moving statistics never move (their scale and offset
+    train with the rest of the top).
+
+    Raises:
+      ValueError: first_layer is not an index of the base's layers.
+    """
     base = model.get_layer(BASE_MODEL_NAME)
-    if not 0 < layers <= len(base.layers):
-        raise ValueError(f'fine_tune_layers must be in [1, {len(base.layers)}], got {layers}')
+    if not 0 <= first_layer < len(base.layers):
+        raise ValueError(f'fine_tune_from_layer must be in [0, {len(base.layers) - 1}] '
+                         f'(the base has {len(base.layers)} layers), got {first_layer}')
     base.trainable = True
-    for layer in base.layers[:-layers]:
+    for layer in base.layers[:first_layer]:
         layer.trainable = False
     return compile_model(model, learning_rate, label_smoothing)
 

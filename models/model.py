@@ -73,9 +73,10 @@ class TrainerSettings:
     batch_size: int
     learning_rate: float
     dropout: float
-    fine_tune_layers: int
+    fine_tune_from_layer: int
     fine_tune_epochs: int
     fine_tune_learning_rate: float
+    fine_tune_patience: int
     seed: int
     augmentation: str
     label_smoothing: float
@@ -92,20 +93,27 @@ class TrainerSettings:
 
 
 class EpochProgress(keras.callbacks.Callback):
-    """One progress line per epoch: metrics and the time the timer measured."""
+    """One progress line per epoch of a phase: metrics and the time the timer measured.
 
-    def __init__(self, timer: callbacks.EpochTimer, total_epochs: int):
+    first_epoch: the epoch (0-based, over the whole fit) the phase starts at, so that a
+    fine-tuning phase counts its own epochs (`fine-tuning epoch 1/3: ...`).
+    """
+
+    def __init__(self, timer: callbacks.EpochTimer, total_epochs: int, label: str = 'epoch',
+                 first_epoch: int = 0):
         super().__init__()
         self._timer = timer
         self._total = total_epochs
+        self._label = label
+        self._first = first_epoch
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         metrics = ', '.join(f'{name} {logs[name]:.3f}' for name in (
             'loss', 'accuracy', 'val_loss', 'val_accuracy') if name in logs)
         seconds = self._timer.seconds[-1] if self._timer.seconds else 0.0
-        progress.logger().info('epoch %d/%d: %s (%.1f s)', epoch + 1, self._total, metrics,
-                               seconds)
+        progress.logger().info('%s %d/%d: %s (%.1f s)', self._label, epoch - self._first + 1,
+                               self._total, metrics, seconds)
 
 
 def has_paths(eval_ds: tf.data.Dataset) -> bool:
@@ -485,7 +493,8 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
           views_plan: Optional[Tuple[int, bool]] = None,
           eval_features: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]] = None,
           train_photos: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]] = None):
-    """Builds and fits the model (then fine-tunes when asked).
+    """Builds and fits the model, then fine-tunes the top of its base when asked
+    (settings.fine_tune_epochs, fine_tune).
 
     train_steps: batches per epoch when train_ds repeats endlessly (steps_per_epoch);
     None when each iteration of train_ds is one epoch.
@@ -500,23 +509,36 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
     views_plan: feature_views' answer when the caller already decided how it reads
     the train split from it (run_fn); None: decided here, with the disk's free space now.
     eval_features: the frozen base's features, labels and paths of the eval split,
-    computed before (DataQuality's, frozen_features.reusable): the transfer model
-    validates on them instead of computing them from eval_ds.
+    computed before (DataQuality's, frozen_features.reusable): the transfer model's
+    head validates on them instead of computing them from eval_ds (the head phase
+    only: fine-tuning changes the base, so it validates on eval_ds).
     train_photos: the same of the train split: the photo itself is then one of the
     `augmented_views` views the head trains on (view_batches), so the base computes
     one augmented copy fewer per photo; only with more than one view (one view of an
     augmented model is the tutorial's fresh augmentation), or no augmentation at all
-    (then the train split is not read). train_ds must then carry the paths.
+    (then the train split is not read). train_ds must then carry the paths, so not
+    with fine-tuning (which trains on train_ds's images).
 
     Returns:
-      (model, history dict: per-epoch metric lists, 'epoch_seconds', 'views' (the
-      augmented copies the head trained on; 0: the base ran every epoch), and
-      'seconds': wall seconds of the model build, the eval features, the training
-      copies' features, fit (those features and all epochs, with what Keras does
-      between them) and the eval answers; the final model's answers on the eval
-      split (eval_answers.summarize)).
+      (model, history dict: per-epoch metric lists (both phases, one after the other),
+      'epoch_seconds', 'views' (the augmented copies the head trained on; 0: the base
+      ran every epoch), 'fine_tune_from_epoch' (epochs of the head phase; None: no
+      fine-tuning), 'best_epoch' (with early stopping, the epoch whose weights were
+      kept) and 'seconds': wall seconds of the model build, the eval features, the
+      training copies' features, fit (those features and all epochs of the head, with
+      what Keras does between them), fine_tune and the eval answers; the final model's
+      answers on the eval split (eval_answers.summarize)).
+
+    Raises:
+      ValueError: fine-tuning asked of a model without a pretrained base, or with
+        train_photos.
     """
     start = time.perf_counter()
+    if settings.fine_tune_epochs and settings.model_variant != 'transfer':
+        raise ValueError(f'fine-tuning needs the transfer model\'s base, not '
+                         f'{settings.model_variant!r}')
+    if settings.fine_tune_epochs and train_photos is not None:
+        raise ValueError('fine-tuning trains on train_ds\'s images: no train_photos with it')
     keras.utils.set_random_seed(settings.seed)
     model = builders.build(settings.model_variant, settings.image_size, len(settings.class_names),
                            weights=settings.weights, dropout=settings.dropout,
@@ -524,8 +546,7 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
                            augment=settings.augmentation,
                            label_smoothing=settings.label_smoothing)
     timer = callbacks.EpochTimer()
-    total_epochs = settings.epochs + settings.fine_tune_epochs
-    watchers = [timer, EpochProgress(timer, total_epochs)] + (
+    watchers = [timer, EpochProgress(timer, settings.epochs)] + (
         [keras.callbacks.TensorBoard(log_dir)] if log_dir else [])
     seconds = {'build': time.perf_counter() - start}
     # Early stopping watches the eval loss (after validation wrote it) and keeps
@@ -580,23 +601,23 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
                         steps_per_epoch=train_steps, callbacks=first_phase, verbose=2)
     seconds['fit'] = time.perf_counter() - start
     history = {k: [float(v) for v in values] for k, values in fit.history.items()}
-    trained = len(history.get('loss', []))
     if stopper is not None:
         history['best_epoch'] = int(stopper.best_epoch) + 1
-    if settings.fine_tune_epochs:
-        builders.unfreeze_top_layers(model, settings.fine_tune_layers,
-                                     settings.fine_tune_learning_rate,
-                                     settings.label_smoothing)
-        tuned = model.fit(train_ds, validation_data=without_paths(eval_ds), initial_epoch=trained,
-                          epochs=trained + settings.fine_tune_epochs, steps_per_epoch=train_steps,
-                          callbacks=watchers, verbose=2)
-        for key, values in tuned.history.items():
-            history.setdefault(key, []).extend(float(v) for v in values)
-        seconds['fit'] = time.perf_counter() - start
-    # The final weights' answers (the best epoch's, with early stopping): the frozen
-    # features through the head, or one more pass when the base has changed or there is none.
+    history['epoch_seconds'] = timer.seconds
+    history['fine_tune_from_epoch'] = None
     start = time.perf_counter()
-    if validation is not None and not settings.fine_tune_epochs:
+    if settings.fine_tune_epochs:
+        fine_tune(model, settings, train_ds, eval_ds, history, train_steps=train_steps,
+                  log_dir=log_dir)
+        seconds['fine_tune'] = time.perf_counter() - start
+        start = time.perf_counter()
+        # The base has changed: the answers come from the whole model, never from
+        # frozen features of the base before fine-tuning.
+        logits, labels, paths = features_of(model, eval_ds, 1)
+        probabilities = tf.nn.softmax(logits[:, 0], axis=-1).numpy()
+    elif validation is not None:
+        # The final weights' answers (the best epoch's, with early stopping): the
+        # frozen features through the head.
         probabilities, labels, paths = validation.probabilities(), validation.labels, validation.paths
     else:
         logits, labels, paths = features_of(model, eval_ds, 1)
@@ -604,13 +625,60 @@ def train(settings: TrainerSettings, train_ds: tf.data.Dataset, eval_ds: tf.data
     answers = eval_answers.summarize(probabilities, np.asarray(labels), paths,
                                      settings.class_names)
     seconds['eval_answers'] = time.perf_counter() - start
-    history['epoch_seconds'] = timer.seconds
     history['views'] = views
     history['eval_features_reused'] = validation is not None and eval_features is not None
     history['photo_view_reused'] = bool(views) and photo is not None
     history['seconds'] = seconds
-    history['fine_tune_from_epoch'] = trained if settings.fine_tune_epochs else None
     return model, history, answers
+
+
+def fine_tune(model: keras.Model, settings: TrainerSettings, train_ds: tf.data.Dataset,
+              eval_ds: tf.data.Dataset, history: Dict[str, Any], *,
+              train_steps: Optional[int] = None, log_dir: Optional[str] = None) -> keras.Model:
+    """The second phase: the transfer model, its head trained, trains whole (its base
+    from layer settings.fine_tune_from_layer on, BatchNorm in inference mode:
+    builders.unfreeze_from) on train_ds's decoded photos, augmented by the model's own
+    layers, at settings.fine_tune_learning_rate, for at most settings.fine_tune_epochs.
+
+    It validates on eval_ds through the whole model every epoch and keeps the weights
+    of the epoch with the lowest eval loss, the head phase's final weights counting as
+    one (so fine-tuning never ends with a higher eval loss than the head alone); it
+    stops after settings.fine_tune_patience epochs without a lower one (0: never early).
+
+    Args:
+      model: the transfer model after the head phase (train).
+      settings: the Trainer's settings.
+      train_ds: (image, label) batches; endless with train_steps.
+      eval_ds: (image, label) or ((image, path), label) batches.
+      history: the head phase's history (train): this phase's epochs are appended to
+        its metric lists and 'epoch_seconds'; 'fine_tune_from_epoch' is set to the
+        head's epoch count, 'best_epoch' to the epoch (1-based, over both phases) whose
+        weights the model ends with.
+      train_steps: batches per epoch of an endless train_ds; None: one pass each.
+      log_dir: TensorBoard's folder, or None.
+
+    Returns:
+      The model, fine-tuned in place.
+    """
+    head_epochs = len(history.get('loss', []))
+    last = history.get('best_epoch', head_epochs)
+    head_loss = history['val_loss'][last - 1]
+    builders.unfreeze_from(model, settings.fine_tune_from_layer,
+                           settings.fine_tune_learning_rate, settings.label_smoothing)
+    timer = callbacks.EpochTimer()
+    keeper = callbacks.BestEpoch(head_loss, last - 1, settings.fine_tune_patience)
+    watchers = [timer, EpochProgress(timer, settings.fine_tune_epochs, 'fine-tuning epoch',
+                                     first_epoch=head_epochs), keeper] + (
+        [keras.callbacks.TensorBoard(log_dir)] if log_dir else [])
+    tuned = model.fit(train_ds, validation_data=without_paths(eval_ds), initial_epoch=head_epochs,
+                      epochs=head_epochs + settings.fine_tune_epochs, steps_per_epoch=train_steps,
+                      callbacks=watchers, verbose=2)
+    for key, values in tuned.history.items():
+        history.setdefault(key, []).extend(float(v) for v in values)
+    history.setdefault('epoch_seconds', []).extend(timer.seconds)
+    history['fine_tune_from_epoch'] = head_epochs
+    history['best_epoch'] = keeper.best_epoch + 1
+    return model
 
 
 def keep_autograph_out_of_tf_keras() -> None:
@@ -659,9 +727,9 @@ def run_fn(fn_args: fn_args_utils.FnArgs) -> None:
         progress.logger().info('settings from the Tuner: %s', ', '.join(
             f'{name} {value:g}' for name, value in sorted(tuned.items())))
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    # The transfer model reads the eval split once (FrozenFeatureValidation): caching
-    # it would only hold memory.
-    cache_eval = settings.model_variant != 'transfer'
+    # The transfer model's head reads the eval split once (FrozenFeatureValidation):
+    # caching it would only hold memory. Fine-tuning validates on it every epoch.
+    cache_eval = settings.model_variant != 'transfer' or settings.fine_tune_epochs > 0
     limit = cache_limit(tf_transform_output)
     datasets, train_steps, counts, views_plan, reused = {}, None, {}, None, {}
     # A split too large for memory is cached on this machine's disk for the run only,
@@ -680,11 +748,14 @@ def run_fn(fn_args: fn_args_utils.FnArgs) -> None:
             if training:
                 views_plan = feature_views(settings, count, shutil.disk_usage(cache_root).free)
                 once = not settings.fine_tune_epochs and views_plan[0] > 0
+                reuse = once
             else:
                 once = not cache_eval
-            # DataQuality's frozen features of a split read once by the transfer model,
-            # when they are this model's: its eval features, one view of each train photo.
-            if settings.model_variant == 'transfer' and once:
+                reuse = True
+            # DataQuality's frozen features of a split the transfer model's head reads
+            # once, when they are this model's: its eval features, one view of each train
+            # photo. They are of the base before fine-tuning: the head phase's only.
+            if settings.model_variant == 'transfer' and reuse:
                 reused[name], why_not = frozen_features.reusable(
                     (fn_args.custom_config or {}).get(frozen_features.CONFIG_KEY),
                     features.TRAIN_SPLIT if training else features.EVAL_SPLIT,

@@ -18,8 +18,18 @@ def add_run_flags(parser: argparse.ArgumentParser, *, weights_help: str) -> None
                         help='transfer (default), cnn, cnn_augment, cnn_preprocess_augment')
     parser.add_argument('--compare-variants', nargs='*', default=None,
                         help='extra tutorial models to train for the comparison table')
-    parser.add_argument('--fine-tune-layers', type=int)
-    parser.add_argument('--fine-tune-epochs', type=int)
+    parser.add_argument('--fine-tune-epochs', type=int,
+                        help='transfer model: after the head, fine-tune the top of the base '
+                             'for at most this many epochs (default 0: off)')
+    parser.add_argument('--fine-tune-from-layer', type=int,
+                        help='index of the first base layer fine-tuning trains (default 100 '
+                             'of MobileNetV2\'s 154: its top 54)')
+    parser.add_argument('--fine-tune-learning-rate', type=float,
+                        help='learning rate of fine-tuning (default 1e-5)')
+    parser.add_argument('--fine-tune-patience', type=int,
+                        help='stop fine-tuning after this many epochs without a lower eval '
+                             'loss, keeping the best (the head counting as one; default 2; '
+                             '0: run every epoch)')
     parser.add_argument('--weights', help=weights_help)
     parser.add_argument('--augmentation', choices=features.AUGMENTATIONS,
                         help='augmentation strength of the transfer model (default tutorial)')
@@ -95,7 +105,10 @@ def run_overrides(args: argparse.Namespace) -> Dict[str, Any]:
         'image_size': tuple(args.image_size) if args.image_size else None,
         'model_variant': args.model_variant,
         'compare_variants': tuple(args.compare_variants) if args.compare_variants else None,
-        'fine_tune_layers': args.fine_tune_layers, 'fine_tune_epochs': args.fine_tune_epochs,
+        'fine_tune_epochs': args.fine_tune_epochs,
+        'fine_tune_from_layer': args.fine_tune_from_layer,
+        'fine_tune_learning_rate': args.fine_tune_learning_rate,
+        'fine_tune_patience': args.fine_tune_patience,
         'weights': args.weights, 'accuracy_threshold': args.accuracy_threshold,
         'augmentation': args.augmentation, 'label_smoothing': args.label_smoothing,
         'early_stopping_patience': args.early_stopping_patience,

@@ -161,9 +161,16 @@ class PipelineConfig:
     batch_size: int = 32
     learning_rate: float = 1e-3
     dropout: float = 0.2
-    fine_tune_layers: int = 0
+    # Transfer model: after the head, fine-tune the base from layer index
+    # fine_tune_from_layer on (MobileNetV2 has 154 layers; 100: its top 54, the last
+    # blocks) with the whole model on augmented photos, BatchNorm in inference mode, at
+    # fine_tune_learning_rate, for at most fine_tune_epochs (0: off), keeping the epoch
+    # with the lowest eval loss (the head's counts) and stopping after
+    # fine_tune_patience epochs without a lower one. Default off: docs/benchmarks.md.
+    fine_tune_from_layer: int = 100
     fine_tune_epochs: int = 0
     fine_tune_learning_rate: float = 1e-5
+    fine_tune_patience: int = 2
     seed: int = 42
     augmentation: str = 'tutorial'      # none, light, tutorial (flip + rotation), strong
     label_smoothing: float = 0.0
@@ -234,8 +241,16 @@ class PipelineConfig:
             raise ValueError('the Tuner tunes the transfer model\'s head on cached features: '
                              'it needs model_variant transfer and augmented_views >= 1, got '
                              f'{self.model_variant!r}, {self.augmented_views}')
-        if self.fine_tune_epochs and not self.fine_tune_layers:
-            raise ValueError('fine_tune_epochs needs fine_tune_layers > 0')
+        if min(self.fine_tune_from_layer, self.fine_tune_epochs, self.fine_tune_patience) < 0:
+            raise ValueError('fine_tune_from_layer, fine_tune_epochs and fine_tune_patience '
+                             f'must be >= 0, got {self.fine_tune_from_layer}, '
+                             f'{self.fine_tune_epochs}, {self.fine_tune_patience}')
+        if self.fine_tune_epochs and self.model_variant != 'transfer':
+            raise ValueError('fine_tune_epochs needs the transfer model (a pretrained base), '
+                             f'not {self.model_variant!r}')
+        if not self.fine_tune_learning_rate > 0:
+            raise ValueError(f'fine_tune_learning_rate must be > 0, got '
+                             f'{self.fine_tune_learning_rate}')
         if not (0.0 <= self.max_leak_fraction <= 1.0
                 and 0.0 <= self.max_label_issue_fraction <= 1.0):
             raise ValueError('max_leak_fraction and max_label_issue_fraction must be in [0, 1], '
@@ -271,21 +286,24 @@ class PipelineConfig:
         return weights_lib.input_size(self.weights, self.model_variant, self.image_size)
 
     def trainer_config(self, variant: Optional[str] = None) -> dict:
-        """The run knobs handed to run_fn as custom_config (JSON-able)."""
+        """The run knobs handed to run_fn as custom_config (JSON-able). A compared
+        variant without a pretrained base (compare_variants) is never fine-tuned."""
         size, reason = self.input_size()
+        variant = variant or self.model_variant
         return {
             'class_names': list(self.class_names),
             'image_size': list(size),
             'image_size_reason': reason,
-            'model_variant': variant or self.model_variant,
+            'model_variant': variant,
             'weights': self.weights,
             'epochs': self.epochs,
             'batch_size': self.batch_size,
             'learning_rate': self.learning_rate,
             'dropout': self.dropout,
-            'fine_tune_layers': self.fine_tune_layers,
-            'fine_tune_epochs': self.fine_tune_epochs,
+            'fine_tune_from_layer': self.fine_tune_from_layer,
+            'fine_tune_epochs': self.fine_tune_epochs if variant == 'transfer' else 0,
             'fine_tune_learning_rate': self.fine_tune_learning_rate,
+            'fine_tune_patience': self.fine_tune_patience,
             'seed': self.seed,
             'augmentation': self.augmentation,
             'label_smoothing': self.label_smoothing,

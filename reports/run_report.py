@@ -465,9 +465,11 @@ def _augmentation(ctx: _Context) -> List[Any]:
 def _history_rows(history: Dict[str, Any]) -> List[List[Any]]:
     epochs = len(history.get('accuracy') or [])
     seconds = history.get('epoch_seconds') or []
+    tuned = history.get('fine_tune_from_epoch')
     rows = []
     for i in range(epochs):
-        row: List[Any] = [i + 1]
+        row: List[Any] = [f'{i + 1} (fine-tuning {i + 1 - tuned})' if tuned and i >= tuned
+                          else i + 1]
         for key in ('accuracy', 'val_accuracy', 'loss', 'val_loss'):
             values = history.get(key) or []
             row.append(fmt(values[i]) if i < len(values) else '-')
@@ -508,7 +510,7 @@ def _training(ctx: _Context) -> List[Any]:
                 f"{len(history.get('accuracy') or [])} epochs, batch size "
                 f"{used.get('batch_size', '-')}, learning rate "
                 f"{used.get('learning_rate', '-')}" + copies
-                + (f'; fine-tuning from epoch {tuned + 1}' if tuned else '')
+                + (_fine_tuning(history, used) if tuned else '')
                 + ('; from the Tuner: ' + ', '.join(f'{k} {v:g}' for k, v in
                                                     sorted(from_tuner.items()))
                    if from_tuner else '') + '.', 'muted'),
@@ -558,6 +560,20 @@ def _tuning(ctx: _Context) -> List[Any]:
             '). To train with them again without tuning: --hyperparameters ',
             html.link(_href(path, ctx.out_dir), path))))
     return parts
+
+
+def _fine_tuning(history: Dict[str, Any], settings: Dict[str, Any]) -> str:
+    """The fine-tuning phase in words: where it started, what trained, which epoch was kept."""
+    tuned = history['fine_tune_from_epoch']
+    ran = len(history.get('accuracy') or []) - tuned
+    best = history.get('best_epoch')
+    kept = ('' if best is None else f", the weights of epoch {best} kept (lowest eval loss"
+            + ('; the head alone: fine-tuning did not lower it)' if best <= tuned else ')'))
+    return (f"; then fine-tuning from epoch {tuned + 1}: the whole model on augmented photos, "
+            f"the base from layer {settings.get('fine_tune_from_layer', '-')} on, BatchNorm in "
+            f"inference mode, learning rate {settings.get('fine_tune_learning_rate', '-')}, "
+            f"{ran} epoch{'s' if ran != 1 else ''} of at most "
+            f"{settings.get('fine_tune_epochs', '-')}{kept}")
 
 
 def comparison_rows(run: mlmd_runs.PipelineRun) -> List[List[Any]]:

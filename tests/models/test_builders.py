@@ -34,14 +34,16 @@ def test_transfer_model_freezes_the_base_and_augments_only_in_training():
     np.testing.assert_array_equal(augmented(images, training=False), images)
 
 
-def test_fine_tuning_unfreezes_only_the_top_layers():
+def test_fine_tuning_unfreezes_the_base_from_a_layer_index():
     model = builders.build_transfer_model((96, 96), 2, weights=None)
-    builders.unfreeze_top_layers(model, 10, 1e-5)
+    builders.unfreeze_from(model, 140, 1e-5)
     base = model.get_layer(builders.BASE_MODEL_NAME)
-    trainable = [layer.name for layer in base.layers if layer.trainable and layer.weights]
-    assert trainable and all(layer in [l.name for l in base.layers[-10:]] for layer in trainable)
-    with pytest.raises(ValueError, match='fine_tune_layers'):
-        builders.unfreeze_top_layers(model, 10_000, 1e-5)
+    trainable = {layer.name for layer in base.layers if layer.trainable and layer.weights}
+    assert trainable == {layer.name for layer in base.layers[140:] if layer.weights}
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-5)
+    for bad in (-1, len(base.layers)):
+        with pytest.raises(ValueError, match='fine_tune_from_layer'):
+            builders.unfreeze_from(model, bad, 1e-5)
 
 
 def test_unknown_variant_is_refused():

@@ -37,8 +37,8 @@ def photo_dataset(split, per_class, batch_size=8):
 def settings(**overrides):
     values = dict(class_names=['cats', 'dogs'], image_size=list(SIZE), model_variant='transfer',
                   weights=str(data.WEIGHTS), epochs=2, batch_size=8, learning_rate=1e-3,
-                  dropout=0.2, fine_tune_layers=0, fine_tune_epochs=0,
-                  fine_tune_learning_rate=1e-5, seed=1, augmentation='tutorial',
+                  dropout=0.2, fine_tune_from_layer=100, fine_tune_epochs=0,
+                  fine_tune_learning_rate=1e-5, fine_tune_patience=2, seed=1, augmentation='tutorial',
                   label_smoothing=0.0, early_stopping_patience=0, augmented_views=0)
     values.update(overrides)
     return trainer.TrainerSettings.from_custom_config(values)
@@ -65,7 +65,7 @@ def test_frozen_feature_validation_equals_keras_evaluate(where, tmp_path, monkey
 def test_fine_tuning_continues_the_history():
     train_ds, (eval_ds, names) = photo_dataset('train', 4), photo_dataset_with_paths('validation', 2)
     model, history, answers = trainer.train(
-        settings(epochs=1, fine_tune_layers=5, fine_tune_epochs=1), train_ds, eval_ds)
+        settings(epochs=1, fine_tune_from_layer=150, fine_tune_epochs=1), train_ds, eval_ds)
     assert len(history['accuracy']) == len(history['val_accuracy']) == 2
     assert history['fine_tune_from_epoch'] == 1
     # The base changed: the answers come from one more pass, not the first features.
@@ -320,7 +320,7 @@ def test_head_trained_on_augmented_copies_is_the_models_head():
 def test_fine_tuning_after_a_head_trained_on_augmented_copies():
     train_ds, eval_ds = photo_dataset('train', 4), photo_dataset('validation', 2)
     model, history, answers = trainer.train(
-        settings(epochs=2, augmented_views=2, fine_tune_layers=5, fine_tune_epochs=1),
+        settings(epochs=2, augmented_views=2, fine_tune_from_layer=150, fine_tune_epochs=1),
         train_ds, eval_ds, train_count=8)
     assert history['views'] == 2 and history['fine_tune_from_epoch'] == 2
     assert len(history['accuracy']) == len(history['val_accuracy']) == 3
@@ -425,3 +425,88 @@ def test_a_stopped_trainers_cache_is_removed_and_a_running_ones_kept(tmp_path):
     (stale / 'train' / 'cache.data').write_bytes(b'x' * 100)
     assert trainer.remove_stale_caches(str(tmp_path)) == [str(stale)]
     assert not stale.exists() and running.exists() and all(p.exists() for p in others)
+
+
+# Fine-tuning: the model validates on the photos it trains on, without augmentation or
+# dropout, so one epoch at this rate lowers the eval loss below the head's and the
+# fine-tuned weights are the ones kept (asserted, not assumed).
+FIRST_TRAINABLE = 140
+FINE_TUNE = dict(epochs=2, augmentation='none', dropout=0.0, fine_tune_from_layer=FIRST_TRAINABLE,
+                 fine_tune_learning_rate=1e-4, fine_tune_patience=0)
+
+
+@pytest.fixture(scope='module')
+def fine_tuned():
+    """(model, history, answers, eval paths, eval photos' bytes) of train() with 1 fine-tuning
+    epoch on 6 photos, validated on the same photos (with their paths)."""
+    images, names, labels = _photos('train', 3)
+    train_ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
+    eval_ds = tf.data.Dataset.from_tensor_slices(((images, names), labels)).batch(4)
+    model, history, answers = trainer.train(settings(fine_tune_epochs=1, **FINE_TUNE),
+                                            train_ds, eval_ds)
+    raw = [p.read_bytes() for p in data.photos('train', 'cats', 3) + data.photos('train', 'dogs', 3)]
+    return model, history, answers, eval_ds, names, raw
+
+
+def test_fine_tuning_trains_the_base_from_its_first_trainable_layer_only(fine_tuned):
+    model, history, _, _, _, _ = fine_tuned
+    assert history['fine_tune_from_epoch'] == 2
+    assert history['best_epoch'] == 3          # the fine-tuned epoch, not the head's
+    assert history['val_loss'][2] < history['val_loss'][1]
+    pretrained = builders.build_transfer_model(SIZE, 2, weights=str(data.WEIGHTS),
+                                               augment='none').get_layer(builders.BASE_MODEL_NAME)
+    base = model.get_layer(builders.BASE_MODEL_NAME)
+    changed = set()
+    for index, (tuned_layer, layer) in enumerate(zip(base.layers, pretrained.layers)):
+        batch_norm = isinstance(layer, keras.layers.BatchNormalization)
+        for tuned_weight, weight in zip(tuned_layer.weights, layer.weights):
+            statistic = batch_norm and 'moving_' in weight.name
+            same = np.array_equal(tuned_weight.numpy(), weight.numpy())
+            # Below the first trainable layer nothing moves; BatchNorm's moving statistics
+            # never do (inference mode), even in the trained top.
+            if index < FIRST_TRAINABLE or statistic:
+                assert same, (index, weight.name)
+            elif not same:
+                changed.add(index)
+    assert changed and min(changed) >= FIRST_TRAINABLE      # the top did train
+
+
+def test_exported_fine_tuned_model_answers_as_the_trainer_recorded(fine_tuned, tmp_path):
+    model, history, answers, eval_ds, names, raw = fine_tuned
+    assert_answers_are_the_models(model, history, answers, eval_ds, names)
+    tf_transform_output = transform_graph.write_transform_graph(str(tmp_path / 'tft'), SIZE)
+    export.export_model(model, tf_transform_output, ['cats', 'dogs'], str(tmp_path / 'export'))
+    served = tf.saved_model.load(str(tmp_path / 'export')).signatures[features.SERVING_SIGNATURE](
+        **{features.SERVING_INPUT: tf.constant(raw)})[features.PROBABILITIES_OUTPUT].numpy()
+    assert [a['path'] for a in answers['sample']] == [n.decode() for n in names.numpy()]
+    recorded = np.array([a['probabilities'] for a in answers['sample']])
+    np.testing.assert_allclose(served, recorded, atol=1e-5)
+
+
+def test_a_run_without_fine_tuning_is_the_head_phase_of_one_with_it(fine_tuned):
+    _, tuned_history, _, eval_ds, names, _ = fine_tuned
+    images, _, labels = _photos('train', 3)
+    train_ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
+    # Off: the fine-tuning settings change nothing, whatever they are.
+    model, history, answers = trainer.train(
+        settings(fine_tune_epochs=0, **dict(FINE_TUNE, fine_tune_from_layer=0,
+                                            fine_tune_learning_rate=1.0)), train_ds, eval_ds)
+    head = tuned_history['fine_tune_from_epoch']
+    for key in ('loss', 'accuracy', 'val_loss', 'val_accuracy'):
+        assert history[key] == pytest.approx(tuned_history[key][:head], rel=1e-6), key
+    assert history['fine_tune_from_epoch'] is None and 'best_epoch' not in history
+    assert 'fine_tune' not in history['seconds']
+    base = model.get_layer(builders.BASE_MODEL_NAME)
+    assert not base.trainable and not any(layer.trainable for layer in base.layers)
+    pretrained = builders.build_transfer_model(SIZE, 2, weights=str(data.WEIGHTS), augment='none')
+    for weight, reference in zip(base.weights,
+                                 pretrained.get_layer(builders.BASE_MODEL_NAME).weights):
+        np.testing.assert_array_equal(weight.numpy(), reference.numpy())
+    assert_answers_are_the_models(model, history, answers, eval_ds, names)
+
+
+def test_fine_tuning_needs_a_pretrained_base():
+    train_ds, eval_ds = photo_dataset('train', 1), photo_dataset('validation', 1)
+    with pytest.raises(ValueError, match="fine-tuning needs the transfer model's base"):
+        trainer.train(settings(model_variant='cnn', weights=None, fine_tune_epochs=1),
+                      train_ds, eval_ds)

@@ -15,8 +15,9 @@ from models import tuning
 
 SETTINGS = trainer.TrainerSettings(
     class_names=['cats', 'dogs'], image_size=[160, 160], model_variant='transfer', weights=None,
-    epochs=10, batch_size=32, learning_rate=1e-3, dropout=0.2, fine_tune_layers=0,
-    fine_tune_epochs=0, fine_tune_learning_rate=1e-5, seed=42, augmentation='tutorial',
+    epochs=10, batch_size=32, learning_rate=1e-3, dropout=0.2, fine_tune_from_layer=100,
+    fine_tune_epochs=0, fine_tune_learning_rate=1e-5, fine_tune_patience=2, seed=42,
+    augmentation='tutorial',
     label_smoothing=0.0, early_stopping_patience=0, augmented_views=3)
 
 

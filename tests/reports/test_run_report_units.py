@@ -41,3 +41,21 @@ def test_validation_failures_in_words():
 def test_metric_format():
     assert run_report.fmt(0.949999988079071) == '0.9500'
     assert run_report.fmt(None) == '-'
+
+
+def test_training_table_and_words_tell_the_fine_tuning_phase_apart():
+    history = {'accuracy': [0.8, 0.9, 0.95, 0.96], 'val_accuracy': [0.85, 0.9, 0.93, 0.92],
+               'loss': [0.5, 0.3, 0.2, 0.1], 'val_loss': [0.4, 0.3, 0.2, 0.25],
+               'epoch_seconds': [1.0, 1.0, 9.0, 9.0], 'fine_tune_from_epoch': 2,
+               'best_epoch': 3}
+    settings = {'fine_tune_from_layer': 100, 'fine_tune_learning_rate': 1e-5,
+                'fine_tune_epochs': 5}
+    rows = run_report._history_rows(history)  # pylint: disable=protected-access
+    assert [row[0] for row in rows] == [1, 2, '3 (fine-tuning 1)', '4 (fine-tuning 2)']
+    words = run_report._fine_tuning(history, settings)  # pylint: disable=protected-access
+    assert 'from epoch 3' in words and 'base from layer 100 on' in words
+    assert '2 epochs of at most 5, the weights of epoch 3 kept (lowest eval loss)' in words
+    kept_head = run_report._fine_tuning(dict(history, best_epoch=2), settings)  # pylint: disable=protected-access
+    assert 'the head alone: fine-tuning did not lower it' in kept_head
+    assert [row[0] for row in run_report._history_rows(  # pylint: disable=protected-access
+        dict(history, fine_tune_from_epoch=None))] == [1, 2, 3, 4]
