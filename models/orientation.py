@@ -99,7 +99,11 @@ def apply_orientation(image, orientation):
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
     def transpose(x):
-        return tf.transpose(x, [1, 0, 2])
+        # Not tf.transpose: a graph holding a Transpose makes oneDNN write an error line
+        # ("supports DT_UINT8 only on platforms with AVX-512") to stderr on CPUs like ours,
+        # whatever its dtype; Einsum does the same swap without it (in float32: exact for
+        # uint8, which Einsum does not take).
+        return tf.cast(tf.einsum('hwc->whc', tf.cast(x, tf.float32)), x.dtype)
 
     branches = [
         lambda: image,                                          # 1: upright
