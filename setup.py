@@ -11,7 +11,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=[
         'pipeline', 'pipeline.*', 'components', 'components.*', 'models', 'models.*',
         'serving', 'serving.*', 'reports', 'reports.*', 'runlog', 'runlog.*', 'pages',
-        'pages.*', 'tfserving', 'tfserving.*', 'monitoring', 'monitoring.*']),
+        'pages.*', 'serving_formats', 'serving_formats.*', 'monitoring', 'monitoring.*']),
     py_modules=['local_runner', 'kubeflow_v2_runner'],
     package_data={'': ['*.pbtxt']},
     python_requires='>=3.9',

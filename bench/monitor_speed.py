@@ -59,7 +59,7 @@ def main() -> int:
 
     from monitoring import monitor  # pylint: disable=import-outside-toplevel
     from runlog import noise  # pylint: disable=import-outside-toplevel
-    from tfserving import request_log_format as fmt  # pylint: disable=import-outside-toplevel
+    from serving_formats import request_log_format as fmt  # pylint: disable=import-outside-toplevel
     noise.quiet_tensorflow()
     photos = sorted(pathlib.Path(args.data_root, 'validation').glob('*/*.jpg'))
     # The classes in turn.

@@ -168,7 +168,8 @@ def main() -> int:
         print(f"views={views}: Trainer component {run.nodes[nodes.TRAINER].seconds:.0f} s, of "
               f"which fit {seconds['fit']:.0f} s; outside fit {wall - seconds['fit']:.0f} s")
     # Keras makes new dataset iterators every epoch (train and validation); with tf.data's
-    # autotuning on, as in the notebook, freeing one can wait for that thread's sleep (README).
+    # autotuning on, as in the notebook, freeing one can wait for that thread's sleep
+    # (docs/benchmarks.md).
     peer_pause = peer['fit_seconds'] - sum(peer['epoch_seconds'])
     peer_busy = peer_wall - peer_pause
     print(f"notebook fit {peer['fit_seconds']:.0f} s, of which epochs "

@@ -11,7 +11,7 @@ and one function that is not a signature (so no server lists it):
 All run the Transform graph inside the model, so clients never preprocess. The three
 that run the model run it over at most CHUNK_IMAGES images at a time: a request's or a
 TFMA batch's size changes the time, not the memory (Beam's BatchElements grows TFMA's
-batches up to 1,000 examples; at 224x224 a batch of 256 through MobileNetV2 held 4.5 GB).
+batches up to 1,000 examples; what whole batches held: docs/scale.md, Evaluator).
 """
 
 import os
@@ -32,9 +32,8 @@ CLASS_NAMES_FILE = os.path.join(features.ASSETS_EXTRA, 'labels.txt')
 PIXELS_FUNCTION = 'classify_pixels'
 
 # Images decoded and run through the model at once inside a signature. 32: as fast as
-# larger batches on CPU; TFMA over 4,000 eval examples at 224x224, same machine: 27.4 s
-# and 0.93 GB above the loaded process, against 25.8 s and 1.36 GB with 10 chunks at
-# once and 26.1 s and 1.48 GB unchunked (docs/scale.md).
+# larger batches on CPU, with less memory than larger chunks or none (TFMA measured each
+# way: docs/scale.md, Evaluator).
 CHUNK_IMAGES = 32
 
 _IMAGE_SPEC = {features.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)}

@@ -55,8 +55,8 @@ REFERENCE_IMAGES = 500
 # chunks stay full, small enough that a call's memory stays small.
 MODEL_BATCH = 64
 # Images are shrunk to at most this side before the pixel statistics (JPEGs are
-# decoded at a reduced scale directly): means and spreads barely change, and a
-# 500x375 photo costs 0.8 ms instead of 4 ms at full size.
+# decoded at a reduced scale directly): means and spreads barely change, and a photo
+# costs a fraction of its full-size time (docs/scale.md, ReferenceProfile).
 _STATS_SIDE = 128
 # Pillow's modes of 16-bit grey PNGs, brought to 8 bits (x / 257) as TensorFlow's decoder does.
 _WIDE_MODES = ('I;16', 'I;16B', 'I;16L', 'I')

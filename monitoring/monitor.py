@@ -36,7 +36,7 @@ from monitoring import drift
 from monitoring import report
 from monitoring import traffic
 from runlog import noise
-from tfserving import request_log_format as fmt
+from serving_formats import request_log_format as fmt
 
 EXIT_OK, EXIT_USAGE, EXIT_DRIFT = 0, 2, 3
 # Fewer window images than this is an error: no statistic could tell much.

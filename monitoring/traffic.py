@@ -1,6 +1,6 @@
 """The reading side of the server's request log: which images a window holds.
 
-The log is JSON lines in the format of tfserving/request_log_format.py,
+The log is JSON lines in the format of serving_formats/request_log_format.py,
 rotated by size as logging.handlers.RotatingFileHandler does (LOG is the
 newest file, LOG.1 the one before, ... LOG.N the oldest). A window is the
 images of the successful requests to one model version, each distinct image
@@ -14,7 +14,7 @@ import os
 import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from tfserving import request_log_format as fmt
+from serving_formats import request_log_format as fmt
 
 _ROTATED = re.compile(r'\.(\d+)$')
 

@@ -10,7 +10,8 @@ from typing import NamedTuple, Optional
 
 import tensorflow_model_analysis as tfma
 # The modules tfx.v1 re-exports, imported directly: `from tfx import v1` also
-# loads the Google Cloud extensions (aiplatform), 2-4 s of every run's start-up.
+# loads the Google Cloud extensions (aiplatform): seconds of every run's start-up
+# (docs/benchmarks.md).
 from tfx.components.evaluator.component import Evaluator
 from tfx.components.example_validator.component import ExampleValidator
 from tfx.components.statistics_gen.component import StatisticsGen

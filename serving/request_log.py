@@ -1,7 +1,7 @@
 """Opt-in, sampled JSON-lines log of prediction requests.
 
 One line per sampled predict/classify/regress request, errors included, in
-the format of tfserving/request_log_format.py (which the monitor reads).
+the format of serving_formats/request_log_format.py (which the monitor reads).
 
 `images` describes each encoded image of the request (the serving input, a
 `*_bytes` string input, or the `image` feature of a classify/regress
@@ -26,7 +26,7 @@ import threading
 from typing import Any, Dict, Optional
 
 from models import image_header
-from tfserving import request_log_format as fmt
+from serving_formats import request_log_format as fmt
 
 
 def image_info(data: bytes, *, include_bytes: bool = False) -> Dict[str, Any]:

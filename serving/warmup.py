@@ -1,6 +1,6 @@
 """TF Serving's warmup file, the reading side: replay it at load time.
 
-The format and the writer are in tfserving/warmup_file.py (the Pusher writes it).
+The format and the writer are in serving_formats/warmup_file.py (the Pusher writes it).
 """
 
 import logging
@@ -8,8 +8,8 @@ import time
 from typing import Callable, List, Optional
 
 from serving import errors
-from tfserving.warmup_file import MAX_RECORDS
-from tfserving.warmup_file import warmup_path
+from serving_formats.warmup_file import MAX_RECORDS
+from serving_formats.warmup_file import warmup_path
 
 
 def read_warmup_file(saved_model_dir: str) -> Optional[List]:

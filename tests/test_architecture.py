@@ -2,10 +2,13 @@
 
 The import graph between our top-level packages has no cycle and points one way:
 runners -> reports -> pipeline -> components -> models -> runlog; serving uses only models,
-runlog and tfserving (TF Serving's file formats and the request log's, shared with the Pusher
+runlog and serving_formats (TF Serving's file formats and the request log's, shared with the Pusher
 and the monitor); monitoring (offline jobs over request logs) uses only models, runlog,
-tfserving and pages, never the server nor the pipeline; pages (HTML and pictures) and runlog
+serving_formats and pages, never the server nor the pipeline; pages (HTML and pictures) and runlog
 import nothing of ours.
+
+Each command (`python -m <module>` in README.md and docs/) has one home: the module that
+defines its `main`; no module re-exports another's `main` under a second name.
 
 An artifact's JSON files are read only in components/ and reports/ (JSON_READERS lists the
 exceptions and why); local_runner.py stays a runner; no module in models/ grows past
@@ -15,6 +18,7 @@ MAX_MODEL_MODULE_LINES.
 import ast
 import collections
 import pathlib
+import re
 
 import pytest
 
@@ -26,12 +30,12 @@ ALLOWED = {
     'runlog': set(),
     'pages': set(),
     'models': {'runlog'},
-    'tfserving': {'models'},
-    'components': {'models', 'runlog', 'pages', 'tfserving'},
+    'serving_formats': {'models'},
+    'components': {'models', 'runlog', 'pages', 'serving_formats'},
     'pipeline': {'components', 'models', 'runlog'},
     'reports': {'pipeline', 'components', 'models', 'runlog', 'pages'},
-    'serving': {'models', 'runlog', 'tfserving'},
-    'monitoring': {'models', 'runlog', 'tfserving', 'pages'},
+    'serving': {'models', 'runlog', 'serving_formats'},
+    'monitoring': {'models', 'runlog', 'serving_formats', 'pages'},
     'local_runner': {'pipeline', 'components', 'models', 'reports', 'runlog'},
     'kubeflow_v2_runner': {'pipeline', 'components', 'models', 'runlog'},
 }
@@ -89,6 +93,40 @@ def test_no_cycle():
 
     for package in ALLOWED:
         visit(package, [])
+
+
+DOCS = ('README.md', 'docs/*.md')
+OTHER_COMMANDS = {'pytest', 'pip', 'venv'}   # `python -m` modules that are not ours
+
+
+def documented_commands():
+    """Module -> its file in this project, for every `python -m <module>` the docs show
+    (a module that is not ours and not in OTHER_COMMANDS maps to a file that does not exist)."""
+    found = {}
+    for pattern in DOCS:
+        for doc in sorted(data.PROJECT_ROOT.glob(pattern)):
+            for name in re.findall(r'python -m ([A-Za-z_][\w.]*)', doc.read_text()):
+                if name.split('.')[0] not in OTHER_COMMANDS:
+                    path = data.PROJECT_ROOT.joinpath(*name.split('.'))
+                    found[name] = (path / '__main__.py' if path.is_dir()
+                                   else path.with_suffix('.py'))
+    return found
+
+
+def test_each_command_has_one_home():
+    commands = documented_commands()
+    assert 'serving_formats.version_labels' in commands and 'serving_formats.rollback' in commands
+    missing = sorted(name for name, path in commands.items() if not path.is_file())
+    assert missing == []
+    no_main = sorted(name for name, path in commands.items()
+                     if 'main' not in {node.name for node in ast.parse(path.read_text()).body
+                                       if isinstance(node, ast.FunctionDef)})
+    assert no_main == []
+    # A stub that imports another module's main would give a command a second name.
+    stubs = [path for path in _our_modules()
+             if any(isinstance(node, ast.ImportFrom) and 'main' in {a.name for a in node.names}
+                    for node in ast.walk(ast.parse((data.PROJECT_ROOT / path).read_text())))]
+    assert stubs == []
 
 
 # Who may call json.load / json.loads (issue 34). A component owns the reader of its own

@@ -20,7 +20,7 @@ class ImagePusher(base_component.BaseComponent):
     it; otherwise the reason (failed TFMA thresholds, or what the server did) is
     logged and stored in the PushedModel artifact. `pushed_blessing` says whether
     the model was pushed, for the resolver of the next run's baseline. A model that
-    a rollback pinned (tfserving/rollback.py) stays pinned: the new version is
+    a rollback pinned (serving_formats/rollback.py) stays pinned: the new version is
     written, not served.
     """
 

@@ -11,7 +11,7 @@ saved_model.pb is copied last instead, the marker TF Serving waits for. Older
 versions are never touched.
 
 A model is pushed only when both the Evaluator and the InfraValidator blessed it.
-When the model config file holds a rollback's pin (tfserving/rollback.py), the
+When the model config file holds a rollback's pin (serving_formats/rollback.py), the
 new version is written but neither labelled nor served, and the console says so.
 """
 
@@ -41,9 +41,9 @@ from components.infra_validator import spec as infra_spec
 from models import features
 from models import profile
 from runlog import progress
-from tfserving import rollback
-from tfserving import version_labels
-from tfserving import warmup_file
+from serving_formats import rollback
+from serving_formats import version_labels
+from serving_formats import warmup_file
 
 SAVED_MODEL_PB = 'saved_model.pb'
 # The model as pushed, inside the PushedModel output.

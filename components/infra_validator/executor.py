@@ -34,7 +34,7 @@ from components.infra_validator import spec
 from models import eval_answers
 from models import features
 from runlog import progress
-from tfserving import warmup_file
+from serving_formats import warmup_file
 
 # The candidate's version number in the scratch model folder.
 SCRATCH_VERSION = 1

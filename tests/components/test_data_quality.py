@@ -31,11 +31,9 @@ TRAIN, EVAL = 150, 50         # photos per class and split before the edits
 FLIPPED = {'train': 5, 'validation': 2}   # per class: moved into the other class's folder
 EDITS = ('resize', 'mirror', 'crop', 'brightness', 'rotate')
 COPIES_PER_EDIT = 4
-# Measured (2026-12-06, this root; docs/data_quality.md): label issues: 12 of the 14
-# flipped photos in the first 14 rows of label_issues.csv (12 to 14 over 20 fold seeds
-# and row orders); near-duplicates: 19 of the 20 copies found across train and eval, no
-# other pair. The bounds leave room for another machine's arithmetic and the folds, not
-# for a worse method.
+# What the method finds on this root, and its spread over fold seeds and row orders:
+# docs/data_quality.md (the test root's table). The bounds leave room for another
+# machine's arithmetic and the folds, not for a worse method.
 MIN_FLIP_RECALL = 0.8         # of the flipped photos, in the first len(flipped) rows
 MIN_COPY_RECALL = 0.85        # of the edited copies, found as train-eval pairs
 MIN_PAIR_PRECISION = 0.85     # of the pairs reported, those that are an edit

@@ -21,7 +21,7 @@ from components.image_pusher import executor
 from components.image_pusher import spec
 from components.image_pusher import staging
 from models import features
-from tfserving import version_labels as labels
+from serving_formats import version_labels as labels
 from tests import data
 from tests import small_disk
 from tests.serving import server_process

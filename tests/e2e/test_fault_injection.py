@@ -56,7 +56,7 @@ COUNTS = {'train': {'cats': 8, 'dogs': 8}, 'validation': {'cats': 6, 'dogs': 6}}
 EPOCHS = 2
 KILLED = (nodes.EXAMPLE_GEN, nodes.STATISTICS_GEN, nodes.TRAINER, nodes.EVALUATOR, nodes.PUSHER)
 POLL_SECONDS = 0.005
-WORK_AREA_BYTES = 2 << 30   # the chain's tmpfs: a limit, not memory taken (it uses about 0.1 GB)
+WORK_AREA_BYTES = 2 << 30   # the chain's tmpfs: a limit, not memory taken
 STAGE_TIMEOUT = 900
 
 

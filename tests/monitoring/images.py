@@ -16,8 +16,8 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance
 
+from serving_formats import request_log_format as fmt
 from tests import data
-from tfserving import request_log_format as fmt
 
 HELD_OUT = data.SHARED / 'datasets' / 'cats_and_dogs_filtered' / 'validation'
 
@@ -72,7 +72,8 @@ def drawing(index: int, size: Tuple[int, int]) -> bytes:
 
 
 def log_entry(payload: bytes) -> Dict[str, Any]:
-    """An image as the request log holds it with image bytes (tfserving/request_log_format.py)."""
+    """An image as the request log holds it with image bytes
+    (serving_formats/request_log_format.py)."""
     with Image.open(io.BytesIO(payload)) as image:
         width, height = image.size
     return {fmt.IMAGE_BYTES: len(payload), fmt.IMAGE_SHA256: hashlib.sha256(payload).hexdigest(),

@@ -19,9 +19,9 @@ from models import features
 from models import profile
 from monitoring import monitor
 from serving import client as client_lib
+from serving_formats import request_log_format as fmt
 from tests.monitoring import images
 from tests.serving import server_process
-from tfserving import request_log_format as fmt
 
 MODEL = 'monitored'
 

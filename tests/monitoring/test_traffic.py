@@ -5,7 +5,7 @@ import json
 import pytest
 
 from monitoring import traffic
-from tfserving import request_log_format as fmt
+from serving_formats import request_log_format as fmt
 
 
 def record(time, status=fmt.OK, version=1, hashes=('a',)):

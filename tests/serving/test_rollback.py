@@ -1,8 +1,8 @@
-"""Rollback (tfserving/rollback.py): the previous or a named version serves again while
+"""Rollback (serving_formats/rollback.py): the previous or a named version serves again while
 the server runs, recorded in the model config file so that the next push keeps it.
 
 A real server with --model_config_file and a 1 s config poll serves two clients while
-`python -m tfserving.rollback` moves it back, the Pusher pushes a newer version, and
+`python -m serving_formats.rollback` moves it back, the Pusher pushes a newer version, and
 `--unpin` serves the newest again: no request fails, and the answers follow.
 """
 
@@ -16,12 +16,12 @@ import pytest
 
 from components.image_pusher import executor as pusher
 from components.image_pusher import spec as pusher_spec
+from serving_formats import rollback
+from serving_formats import version_labels
 from tests import data
 from tests.components import test_image_pusher
 from tests.serving import server_process
 from tests.serving import standin_model
-from tfserving import rollback
-from tfserving import version_labels
 
 MODEL = 'cats_dogs'
 # The stand-in models' logit biases: every photo a cat, or every photo a dog.
@@ -76,7 +76,7 @@ def test_rollback_pins_the_previous_or_a_named_version(tmp_path):
     # Nothing was deleted.
     assert pusher.existing_versions(str(base)) == [1, 2, 3]
     assert rollback.describe(path, MODEL) == (
-        f'{MODEL}: serving [3]; pinned to version 3 (undo: python -m tfserving.rollback '
+        f'{MODEL}: serving [3]; pinned to version 3 (undo: python -m serving_formats.rollback '
         f'--config {path} --model {MODEL} --unpin); versions on disk: [1, 2, 3]')
     assert rollback.unpin(path, MODEL) == 3
     model = _model(path)
@@ -150,7 +150,7 @@ def test_no_request_fails_during_a_rollback_a_push_and_an_unpin(tmp_path):
         assert answered_only('dogs')
 
         result = subprocess.run(
-            [sys.executable, '-m', 'tfserving.rollback', '--config', path, '--model', MODEL,
+            [sys.executable, '-m', 'serving_formats.rollback', '--config', path, '--model', MODEL,
              '--server_url', server.url], capture_output=True, text=True, timeout=300,
             cwd=data.PROJECT_ROOT, env=server_process.subprocess_env())
         assert result.returncode == 0, result.stderr

@@ -37,8 +37,8 @@ from tensorflow_serving.apis import regression_pb2
 
 from models import features
 from serving import client as client_lib
-from tfserving import version_labels as labels_lib
-from tfserving import warmup_file
+from serving_formats import version_labels as labels_lib
+from serving_formats import warmup_file
 from tests.serving import server_process
 from tests.serving import standin_model
 

@@ -22,7 +22,7 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from models import features
-from tfserving import warmup_file
+from serving_formats import warmup_file
 from tests.serving import server_process
 
 MODEL = 'cats_dogs'

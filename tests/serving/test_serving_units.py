@@ -10,8 +10,8 @@ import pytest
 from serving import batching
 from serving import errors
 from serving import json_tensor
-from tfserving import version_labels as labels
 from serving import model_store
+from serving_formats import version_labels as labels
 
 CONFIG = """
 model_config_list {

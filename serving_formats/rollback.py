@@ -1,9 +1,10 @@
 """Rollback: serve an older version (the previous one, or a named one) while the server runs.
 
-    python -m tfserving.rollback --config models.config --model image_classifier
-    python -m tfserving.rollback --config models.config --model image_classifier --version 1700000000
-    python -m tfserving.rollback --config models.config --model image_classifier --unpin
-    python -m tfserving.rollback --config models.config --model image_classifier --show
+    python -m serving_formats.rollback --config models.config --model image_classifier
+    python -m serving_formats.rollback --config models.config --model image_classifier \
+        --version 1700000000
+    python -m serving_formats.rollback --config models.config --model image_classifier --unpin
+    python -m serving_formats.rollback --config models.config --model image_classifier --show
 
 A rollback rewrites the model config file the server polls
 (`--model_config_file_poll_wait_seconds`), as TF Serving understands it: the model's
@@ -32,7 +33,7 @@ import os
 import sys
 from typing import Dict, List, Optional
 
-from tfserving import version_labels
+from serving_formats import version_labels
 
 PIN_LABEL = 'pinned'
 SAVED_MODEL_FILES = ('saved_model.pb', 'saved_model.pbtxt')   # a version folder is complete
@@ -86,7 +87,7 @@ def pinned_version(config_path: str, model_name: str) -> Optional[int]:
 
 def unpin_command(config_path: str, model_name: str) -> str:
     """The command that serves the newest version again."""
-    return (f'python -m tfserving.rollback --config {config_path} --model {model_name} '
+    return (f'python -m serving_formats.rollback --config {config_path} --model {model_name} '
             '--unpin')
 
 
@@ -196,7 +197,7 @@ def describe(config_path: str, model_name: str) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """The command line (module docstring)."""
-    parser = argparse.ArgumentParser(prog='python -m tfserving.rollback',
+    parser = argparse.ArgumentParser(prog='python -m serving_formats.rollback',
                                      description=__doc__.split('\n', 1)[0])
     parser.add_argument('--config', required=True,
                         help='The model config file the server polls (--model_config_file).')

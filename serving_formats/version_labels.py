@@ -13,7 +13,7 @@ moves to it. Pass `server_url` to wait in between; without it both land in
 one write, which our server handles (it retries labels until the version
 is up) but the real TF Serving may refuse.
 
-The CLI is `python -m serving.version_labels` (push-canary, promote, set, show).
+The CLI is `python -m serving_formats.version_labels` (push-canary, promote, set, show).
 """
 
 import argparse
@@ -264,7 +264,7 @@ def promote_canary(config_path: str, model_name: str, *,
 
 
 def run_command(action: Callable[[], None]) -> int:
-    """Runs a command line's action (this one's, tfserving/rollback.py's) with INFO logging:
+    """Runs a command line's action (this one's, serving_formats/rollback.py's) with INFO logging:
     exit status 0, or 1 with `error: <what>` on stderr for a bad argument, file or version
     or a server that did not answer in time."""
     logging.basicConfig(level=logging.INFO, format='%(message)s')
@@ -278,7 +278,7 @@ def run_command(action: Callable[[], None]) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """CLI: push-canary, promote, set, show."""
-    parser = argparse.ArgumentParser(prog='python -m serving.version_labels',
+    parser = argparse.ArgumentParser(prog='python -m serving_formats.version_labels',
                                      description=__doc__.split('\n')[0])
     commands = parser.add_subparsers(dest='command', required=True)
     for name in ('push-canary', 'promote', 'set', 'show'):
