@@ -73,7 +73,8 @@ def main() -> int:
     import numpy as np  # pylint: disable=import-outside-toplevel
     import tf_keras as keras  # pylint: disable=import-outside-toplevel
     from models import builders  # pylint: disable=import-outside-toplevel
-    from models import model as trainer  # pylint: disable=import-outside-toplevel
+    from models import frozen_training  # pylint: disable=import-outside-toplevel
+    from models import inputs  # pylint: disable=import-outside-toplevel
 
     class_names = sorted(os.listdir(os.path.join(args.data_root, 'train')))
     defaults = configs.PipelineConfig(data_root=args.data_root, pipeline_root='', serving_dir='',
@@ -91,10 +92,10 @@ def main() -> int:
     plain = builders.build_transfer_model(size, len(class_names), weights=defaults.weights,
                                           augment='none')
     start = time.perf_counter()
-    copies, labels = trainer.view_features(model, train_ds, epochs, None, train_count)
+    copies, labels = frozen_training.view_features(model, train_ds, epochs, None, train_count)
     copies_seconds = time.perf_counter() - start
-    unaugmented, _ = trainer.view_features(plain, train_ds, 1, None, train_count)
-    eval_features, eval_labels = trainer.view_features(plain, eval_ds, 1, None, eval_count)
+    unaugmented, _ = frozen_training.view_features(plain, train_ds, 1, None, train_count)
+    eval_features, eval_labels = frozen_training.view_features(plain, eval_ds, 1, None, eval_count)
     eval_features = eval_features[:, 0]
     rate = copies.shape[0] * copies.shape[1] / copies_seconds
     print(f'data: {args.data_root}: {train_count} train, {eval_count} validation photos; '
@@ -112,9 +113,9 @@ def main() -> int:
             builders.build_transfer_model(size, len(class_names), weights=None,
                                           dropout=defaults.dropout, augment='none'),
             defaults.learning_rate, defaults.label_smoothing)
-        head_model.fit(trainer.view_batches(features, labels, batch_size, seed), epochs=epochs,
-                       steps_per_epoch=trainer.steps_per_epoch(len(labels), batch_size),
-                       verbose=0)
+        head_model.fit(frozen_training.view_batches(features, labels, batch_size, seed),
+                       epochs=epochs,
+                       steps_per_epoch=inputs.steps_per_epoch(len(labels), batch_size), verbose=0)
         predicted = np.argmax(head_model.predict(eval_features, verbose=0), axis=-1)
         return float(np.mean(predicted == eval_labels))
 

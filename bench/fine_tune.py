@@ -96,20 +96,23 @@ def run_data_set(name: str, args, defaults, size, con=print) -> dict:
     import numpy as np  # pylint: disable=import-outside-toplevel
     import tf_keras as keras  # pylint: disable=import-outside-toplevel
     from models import builders  # pylint: disable=import-outside-toplevel
-    from models import model as trainer  # pylint: disable=import-outside-toplevel
+    from models import frozen_training  # pylint: disable=import-outside-toplevel
+    from models import inputs  # pylint: disable=import-outside-toplevel
+    from models import trainer_settings  # pylint: disable=import-outside-toplevel
+    from models import training  # pylint: disable=import-outside-toplevel
     from pipeline import configs  # pylint: disable=import-outside-toplevel
 
     class_names = list(defaults.class_names)
     train, evaluation, test, skipped = splits(name, configs.SHARED, class_names)
     batch = defaults.batch_size
     big = len(train) + len(evaluation) + len(test) + 1       # every split cached in memory
-    train_ds = trainer.input_pipeline(decoded(train, size), batch, training=True, seed=0,
-                                      count=len(train), limit=big, repeat=True)
-    eval_ds = trainer.input_pipeline(decoded(evaluation, size), batch, training=False, seed=0,
-                                     count=len(evaluation), limit=big)
-    test_ds = trainer.input_pipeline(decoded(test, size), batch, training=False, seed=0,
-                                     count=len(test), limit=big)
-    steps = trainer.steps_per_epoch(len(train), batch)
+    train_ds = inputs.input_pipeline(decoded(train, size), batch, training=True, seed=0,
+                                     count=len(train), limit=big, repeat=True)
+    eval_ds = inputs.input_pipeline(decoded(evaluation, size), batch, training=False, seed=0,
+                                    count=len(evaluation), limit=big)
+    test_ds = inputs.input_pipeline(decoded(test, size), batch, training=False, seed=0,
+                                    count=len(test), limit=big)
+    steps = inputs.steps_per_epoch(len(train), batch)
     start = time.perf_counter()
     for _ in train_ds.take(steps):      # fills the caches: no JPEG decoding on the clock
         pass
@@ -120,13 +123,13 @@ def run_data_set(name: str, args, defaults, size, con=print) -> dict:
     # features once; each head-only model is scored on them (what its predict gives).
     plain = builders.build_transfer_model(size, len(class_names), weights=defaults.weights,
                                           augment='none')
-    test_features, _, _ = trainer.features_of(builders.pooled_features(plain), test_ds, 1)
+    test_features, _, _ = frozen_training.features_of(builders.pooled_features(plain), test_ds, 1)
     test_features = test_features[:, 0]
     con(f'--- {name}: {len(train)} train, {len(evaluation)} eval, {len(test)} test photos '
         f'({skipped} test photos left out as in the training data); decoded and test '
         f'features in {time.perf_counter() - start:.0f} s')
     custom = dict(defaults.trainer_config(), fine_tune_epochs=0)
-    off_settings = trainer.TrainerSettings.from_custom_config(custom)
+    off_settings = trainer_settings.TrainerSettings.from_custom_config(custom)
     on_settings = dataclasses.replace(off_settings, fine_tune_epochs=args.fine_tune_epochs,
                                       fine_tune_from_layer=args.fine_tune_from_layer,
                                       fine_tune_learning_rate=args.fine_tune_learning_rate,
@@ -135,18 +138,18 @@ def run_data_set(name: str, args, defaults, size, con=print) -> dict:
     for seed in range(args.seeds):
         keras.backend.clear_session()
         start = time.perf_counter()
-        model, history, _ = trainer.train(dataclasses.replace(off_settings, seed=seed),
-                                          train_ds, eval_ds, train_steps=steps,
-                                          train_count=len(train), eval_count=len(evaluation))
+        model, history, _ = training.train(dataclasses.replace(off_settings, seed=seed),
+                                           train_ds, eval_ds, train_steps=steps,
+                                           train_count=len(train), eval_count=len(evaluation))
         off_seconds = time.perf_counter() - start
         head = model.get_layer(builders.HEAD_LAYER)
         off = accuracy_of(head(test_features).numpy(), test_labels)
         start = time.perf_counter()
-        trainer.fine_tune(model, dataclasses.replace(on_settings, seed=seed), train_ds, eval_ds,
-                          history, train_steps=steps)
-        trainer.features_of(model, eval_ds, 1)      # train()'s eval answers after fine-tuning
+        training.fine_tune(model, dataclasses.replace(on_settings, seed=seed), train_ds, eval_ds,
+                           history, train_steps=steps)
+        frozen_training.features_of(model, eval_ds, 1)  # train()'s eval answers after fine-tuning
         tune_seconds = time.perf_counter() - start
-        logits, _, _ = trainer.features_of(model, test_ds, 1)
+        logits, _, _ = frozen_training.features_of(model, test_ds, 1)
         on = accuracy_of(logits[:, 0], test_labels)
         tuned = len(history['loss']) - history['fine_tune_from_epoch']
         rows.append(dict(seed=seed, off=off, on=on, off_seconds=off_seconds,
@@ -182,8 +185,8 @@ def main() -> int:
     from runlog import noise  # pylint: disable=import-outside-toplevel
     noise.quiet_tensorflow()
     import numpy as np  # pylint: disable=import-outside-toplevel
-    from models import model as trainer  # pylint: disable=import-outside-toplevel
-    trainer.keep_autograph_out_of_tf_keras()
+    from models import training  # pylint: disable=import-outside-toplevel
+    training.keep_autograph_out_of_tf_keras()
     defaults = configs.PipelineConfig(
         data_root=configs.SHARED_DATA_ROOT, pipeline_root='', serving_dir='',
         image_size=(args.image_size,) * 2 if args.image_size else None)

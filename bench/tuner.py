@@ -49,17 +49,19 @@ def main() -> int:
     import keras_tuner  # pylint: disable=import-outside-toplevel
     import numpy as np  # pylint: disable=import-outside-toplevel
     from models import builders  # pylint: disable=import-outside-toplevel
+    from models import frozen_training  # pylint: disable=import-outside-toplevel
     from models import hyperparameters  # pylint: disable=import-outside-toplevel
-    from models import model as trainer  # pylint: disable=import-outside-toplevel
+    from models import trainer_settings  # pylint: disable=import-outside-toplevel
+    from models import training  # pylint: disable=import-outside-toplevel
     from models import tuning  # pylint: disable=import-outside-toplevel
-    trainer.keep_autograph_out_of_tf_keras()
+    training.keep_autograph_out_of_tf_keras()
 
     class_names = sorted(os.listdir(os.path.join(args.data_root, 'train')))
     defaults = configs.PipelineConfig(data_root=args.data_root, pipeline_root='', serving_dir='',
                                       class_names=tuple(class_names),
                                       image_size=((args.image_size,) * 2 if args.image_size
                                                   else None))
-    settings = trainer.TrainerSettings.from_custom_config(defaults.trainer_config())
+    settings = trainer_settings.TrainerSettings.from_custom_config(defaults.trainer_config())
     search = hyperparameters.SearchSettings(
         **({'trials': args.trials} if args.trials else {}))
     size = tuple(settings.image_size)
@@ -84,10 +86,11 @@ def main() -> int:
                                                    augment=settings.augmentation)
         plain = builders.build_transfer_model(size, len(class_names), weights=settings.weights,
                                               augment='none')
-        augmented, labels = trainer.view_features(augmenting, train_ds, copies, None,
-                                                  train_count)
-        photo, _ = trainer.view_features(plain, train_ds, 1, None, train_count)
-        test_features, test_labels = trainer.view_features(plain, test_ds, 1, None, test_count)
+        augmented, labels = frozen_training.view_features(augmenting, train_ds, copies, None,
+                                                          train_count)
+        photo, _ = frozen_training.view_features(plain, train_ds, 1, None, train_count)
+        test_features, test_labels = frozen_training.view_features(plain, test_ds, 1, None,
+                                                                   test_count)
         if args.cache:
             np.savez(args.cache, augmented=augmented, labels=labels, photo=photo,
                      test_features=test_features, test_labels=test_labels)

@@ -3,7 +3,7 @@
 The DataQuality stage (components/data_quality) computes them for every split right
 after ExampleGen, because finding label issues and near-duplicates needs them, and
 writes them as a FrozenFeatures artifact; the Trainer reuses the eval split's for its
-per-epoch validation and its answers on the eval split (models/model.py:
+per-epoch validation and its answers on the eval split (models/frozen_training.py:
 FrozenFeatureValidation) instead of running the base over the eval split again. This
 module is their format and the featurizer both sides use, so that the two compute the
 same thing: the transfer model's base and pooling (models/builders.py) on the photo
@@ -46,9 +46,10 @@ BATCH_SIZE = 32
 def featurizer(weights: Optional[str], image_size: Sequence[int]):
     """The transfer model's input -> its frozen base's pooled features, no augmentation:
     what the Trainer's model computes for an eval photo."""
-    # Imported here: models.model reads this module's files (a cycle at import time).
-    from models import model as trainer  # pylint: disable=import-outside-toplevel
-    trainer.keep_autograph_out_of_tf_keras()
+    # Imported here: models.cache_plan reads this module's files, and training pulls in
+    # the whole training loop, which the DataQuality stage does not need.
+    from models import training  # pylint: disable=import-outside-toplevel
+    training.keep_autograph_out_of_tf_keras()
     model = builders.build_transfer_model(tuple(image_size), 2, weights=weights, augment='none')
     return builders.pooled_features(model)
 

@@ -5,7 +5,7 @@ The base is frozen, so a trial is the head alone: the Tuner computes the frozen 
 features once, as the Trainer does (the photo itself, DataQuality's when they are given,
 and augmented copies of it through the Trainer's own functions). A trial splits the
 training photos into `folds` folds (per class) and, for each, trains a head on the other
-folds (models/model.py: fit_head, the Trainer's own schedule of views) and scores it on
+folds (models/frozen_training.py: fit_head, the Trainer's own schedule of views) and scores it on
 the fold's photos as they are, not augmented (cross-entropy and accuracy, as the Trainer
 validates): every training photo is validated once, by a head that never saw it.
 KerasTuner's random search draws the trials; the first is the pipeline's own settings,
@@ -32,8 +32,11 @@ from tfx.components.tuner.component import TunerFnResult
 from models import builders
 from models import features
 from models import frozen_features
+from models import frozen_training
 from models import hyperparameters
-from models import model as trainer
+from models import inputs
+from models import trainer_settings
+from models import training
 from runlog import progress
 
 @dataclasses.dataclass
@@ -46,7 +49,7 @@ class TrainFeatures:
     read: Dict[str, Any]        # what was read: splits, files, frozen features
 
 
-def space(settings: trainer.TrainerSettings) -> keras_tuner.HyperParameters:
+def space(settings: trainer_settings.TrainerSettings) -> keras_tuner.HyperParameters:
     """KerasTuner's search space: hyperparameters.SPACE plus the pipeline's own value of
     each setting, which is each setting's default."""
     hp = keras_tuner.HyperParameters()
@@ -55,7 +58,7 @@ def space(settings: trainer.TrainerSettings) -> keras_tuner.HyperParameters:
     return hp
 
 
-def candidates(settings: trainer.TrainerSettings, name: str) -> list:
+def candidates(settings: trainer_settings.TrainerSettings, name: str) -> list:
     """A setting's values in the search: hyperparameters.SPACE's and the pipeline's own."""
     return sorted(set(hyperparameters.SPACE[name]) | {getattr(settings, name)})
 
@@ -71,18 +74,18 @@ class DefaultsFirstOracle(RandomSearchOracle):
         return super().populate_space(trial_id)
 
 
-def copies_needed(settings: trainer.TrainerSettings, views: Sequence[int],
+def copies_needed(settings: trainer_settings.TrainerSettings, views: Sequence[int],
                   photo_is_view: bool) -> int:
     """Augmented copies per photo that the largest of these view counts trains on."""
     needed = 0
     for count in views:
-        plan = trainer.head_views(dataclasses.replace(settings, augmented_views=count))
-        needed = max(needed, plan - (photo_is_view and trainer.photo_is_a_view(
+        plan = frozen_training.head_views(dataclasses.replace(settings, augmented_views=count))
+        needed = max(needed, plan - (photo_is_view and frozen_training.photo_is_a_view(
             plan, settings.augmentation)))
     return needed
 
 
-def train_features(fn_args: fn_args_utils.FnArgs, settings: trainer.TrainerSettings,
+def train_features(fn_args: fn_args_utils.FnArgs, settings: trainer_settings.TrainerSettings,
                    views: Sequence[int], max_photos: int, local_dir: Optional[str] = None,
                    frozen_uri: Optional[str] = None) -> TrainFeatures:
     """The frozen features of the photo itself and of as many augmented copies as the
@@ -92,11 +95,11 @@ def train_features(fn_args: fn_args_utils.FnArgs, settings: trainer.TrainerSetti
     The photo's come from DataQuality (frozen_uri, its train rows) when they are this
     model's (the Trainer then trains on them too), else from the same featurizer run
     here; the copies from the Trainer's own input pipeline and featurizer
-    (models/model.py: make_dataset, view_features).
+    (models/inputs.py: make_dataset; models/frozen_training.py: view_features).
     """
     import tensorflow_transform as tft  # pylint: disable=import-outside-toplevel
     files = list(fn_args.train_files)
-    count = trainer.count_records(files)
+    count = inputs.count_records(files)
     reused, why_not = frozen_features.reusable(frozen_uri, features.TRAIN_SPLIT,
                                                settings.weights, settings.image_size, count,
                                                local_dir)
@@ -119,13 +122,13 @@ def train_features(fn_args: fn_args_utils.FnArgs, settings: trainer.TrainerSetti
                                   weights=settings.weights, dropout=settings.dropout,
                                   learning_rate=settings.learning_rate, seed=settings.seed,
                                   augment=settings.augmentation)
-        dataset = trainer.make_dataset(
+        dataset = inputs.make_dataset(
             files, fn_args.data_accessor, tft.TFTransformOutput(fn_args.transform_graph_path),
             settings.batch_size, training=False, seed=settings.seed, limit=0, count=count,
             with_paths=True)
         dataset = dataset.unbatch().take(used).batch(settings.batch_size)
-        augmented, labels, paths = trainer.view_features(transfer, dataset, copies, None, used,
-                                                         with_paths=True)
+        augmented, labels, paths = frozen_training.view_features(
+            transfer, dataset, copies, None, used, with_paths=True)
         position = {path: row for row, path in enumerate(photo_paths)}
         rows = np.asarray([position[p] for p in paths])
         if not np.array_equal(np.asarray(photo_labels)[rows], labels):
@@ -157,11 +160,12 @@ def folds(labels: np.ndarray, count: int, seed: int) -> List[Tuple[np.ndarray, n
             for fit_rows, val_rows in splitter.split(np.zeros(len(labels)), labels)]
 
 
-def fit(data: TrainFeatures, rows: np.ndarray, settings: trainer.TrainerSettings):
+def fit(data: TrainFeatures, rows: np.ndarray, settings: trainer_settings.TrainerSettings):
     """A head trained as the Trainer trains it with these settings (its schedule of views,
-    models/model.py: fit_head), on these rows' photos."""
-    views = trainer.head_views(settings)
-    photo_view = data.photo_is_view and trainer.photo_is_a_view(views, settings.augmentation)
+    models/frozen_training.py: fit_head), on these rows' photos."""
+    views = frozen_training.head_views(settings)
+    photo_view = data.photo_is_view and frozen_training.photo_is_a_view(views,
+                                                                        settings.augmentation)
     copies = views - photo_view
     if copies > data.copies.shape[1]:
         raise ValueError(f'{views} views need {copies} augmented copies of each photo; '
@@ -170,8 +174,8 @@ def fit(data: TrainFeatures, rows: np.ndarray, settings: trainer.TrainerSettings
     head = builders.build_head(len(settings.class_names), dropout=settings.dropout,
                                learning_rate=settings.learning_rate,
                                label_smoothing=settings.label_smoothing)
-    trainer.fit_head(head, data.copies[rows, :copies], data.labels[rows], settings,
-                     photo=(data.photo, rows) if photo_view else None, verbose=0)
+    frozen_training.fit_head(head, data.copies[rows, :copies], data.labels[rows], settings,
+                             photo=(data.photo, rows) if photo_view else None, verbose=0)
     return head
 
 
@@ -185,7 +189,7 @@ def evaluate(head, photo_features: np.ndarray, labels: np.ndarray) -> Dict[str, 
 
 
 def score(data: TrainFeatures, splits: Sequence[Tuple[np.ndarray, np.ndarray]],
-          settings: trainer.TrainerSettings) -> Dict[str, float]:
+          settings: trainer_settings.TrainerSettings) -> Dict[str, float]:
     """A trial: for each (fit rows, validation rows) of `splits` (folds), a head trained on
     the fit rows (fit) and evaluated on the validation rows' photos as they are, not
     augmented (evaluate); the metrics over all validation photos."""
@@ -203,7 +207,7 @@ class HeadTuner(keras_tuner.Tuner):
     """A KerasTuner tuner whose trial trains the transfer model's head on the frozen
     features of the train split, cross-validated over its folds (score)."""
 
-    def __init__(self, data: TrainFeatures, settings: trainer.TrainerSettings,
+    def __init__(self, data: TrainFeatures, settings: trainer_settings.TrainerSettings,
                  search: hyperparameters.SearchSettings, **kwargs):
         super().__init__(**kwargs)
         # Not `search`, `settings`: KerasTuner's own names (search() runs the trials).
@@ -247,10 +251,10 @@ def tuner_fn(fn_args: fn_args_utils.FnArgs) -> TunerFnResult:
     (SearchSettings) and, when DataQuality ran, frozen_features.CONFIG_KEY (its artifact's
     URI).
     """
-    trainer.keep_autograph_out_of_tf_keras()
+    training.keep_autograph_out_of_tf_keras()
     config = dict(fn_args.custom_config or {})
     search = hyperparameters.SearchSettings(**config.pop(hyperparameters.CONFIG_KEY, {}))
-    settings = trainer.TrainerSettings.from_custom_config(config)
+    settings = trainer_settings.TrainerSettings.from_custom_config(config)
     if settings.model_variant != 'transfer':
         raise ValueError('the Tuner tunes the transfer model\'s head, not '
                          f'{settings.model_variant!r}')

@@ -43,9 +43,9 @@ from components.tuner import spec as tuner_spec
 from models import builders
 from models import eval_answers
 from models import features
+from models import history as training_history
 from models import hyperparameters
 from models import profile
-from models import model as trainer_model
 from models import preprocessing
 from pipeline import configs
 from pipeline import nodes
@@ -94,13 +94,6 @@ _OK_STATES = ('COMPLETE', 'CACHED')
 def fmt(value: Optional[float]) -> str:
     """A metric as the report prints it ('-' when missing)."""
     return '-' if value is None else validation_text.METRIC_FORMAT.format(value)
-
-
-def _read_json(path: str) -> Optional[Any]:
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
 
 
 def _date(ms: int) -> str:
@@ -200,7 +193,7 @@ def read_history(node: mlmd_runs.NodeRun) -> Optional[Dict[str, Any]]:
     model_run = node.outputs.get(standard_component_specs.MODEL_RUN_KEY)
     if not model_run:
         return None
-    return _read_json(os.path.join(model_run[-1].uri, trainer_model.HISTORY_FILE))
+    return training_history.read(model_run[-1].uri)
 
 
 @dataclasses.dataclass

@@ -28,8 +28,8 @@ from components.tuner import executor
 from components.tuner import spec
 from models import features
 from models import frozen_features
+from models import history as training_history
 from models import hyperparameters
-from models import model as trainer_model
 from pipeline import configs
 from pipeline import nodes
 from pipeline import pipeline as pipeline_def
@@ -217,7 +217,7 @@ def test_the_trainer_trains_with_the_artifacts_settings(world, tuned, tmp_path):
          'hyperparameters': [_artifact(standard_artifacts.HyperParameters, tmp_path / 'best')]},
         {'model': [_artifact(standard_artifacts.Model, tmp_path / 'model')],
          'model_run': [model_run]}, _exec_properties(node))
-    history = json.loads(_text(os.path.join(model_run.uri, trainer_model.HISTORY_FILE)))
+    history = json.loads(_text(os.path.join(model_run.uri, training_history.HISTORY_FILE)))
     assert history['tuned'] == TUNED
     assert {name: history['settings'][name] for name in TUNED} == TUNED
     assert len(history['loss']) == TUNED['epochs']

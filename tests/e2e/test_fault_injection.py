@@ -39,7 +39,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from components.image_pusher import executor as pusher
 from components.image_pusher import staging
-from models import model as trainer
+from models import cache_plan
 from models import profile
 from pipeline import configs
 from pipeline import nodes
@@ -361,7 +361,7 @@ def test_rerun_after_the_kills_completes_and_leaves_nothing_behind(chain):
     # The killed Trainer's cache was removed by the next Trainer.
     assert 'removed the cache of a Trainer that was stopped' in (
         chain.killed[KILLED.index(nodes.TRAINER)].next_console)
-    assert not list(chain.temp.glob(f'{trainer.CACHE_DIR_PREFIX}*'))
+    assert not list(chain.temp.glob(f'{cache_plan.CACHE_DIR_PREFIX}*'))
 
     # The pushed version is complete: the Trainer's export plus warmup and profile.
     run = chain.final_run

@@ -19,7 +19,7 @@ from PIL import Image
 from components import artifacts
 from components.data_gate.component import DataValidationError
 from components.image_example_gen import spec as example_gen_spec
-from models import model as trainer_model
+from models import history as training_history
 from reports import mlmd_runs
 from reports import run_report
 from tests.conftest import SMALL, make_run
@@ -255,7 +255,7 @@ def test_training_section_matches_history_json(small_run, first_report):
     _, run = small_run
     _, page, _ = first_report
     history = read_json(os.path.join(run.output('Trainer', 'model_run').uri,
-                                     trainer_model.HISTORY_FILE))
+                                     training_history.HISTORY_FILE))
     rows = page.table('training', 'epoch')
     assert rows[0] == ['epoch', 'accuracy', 'val_accuracy', 'loss', 'val_loss', 'seconds']
     assert len(rows) - 1 == len(history['accuracy']) == 3
@@ -478,7 +478,7 @@ def test_comparison_table_when_several_variants_were_trained(small_run, tmp_path
     assert set(by_variant) == {'transfer', 'cnn'}
     for variant, node in (('transfer', 'Trainer'), ('cnn', 'Trainer.cnn')):
         history = read_json(os.path.join(run.output(node, 'model_run').uri,
-                                         trainer_model.HISTORY_FILE))
+                                         training_history.HISTORY_FILE))
         assert by_variant[variant][1:6] == [
             node, f"{history['accuracy'][-1]:.4f}", f"{history['val_accuracy'][-1]:.4f}",
             f"{max(history['val_accuracy']):.4f}", str(len(history['accuracy']))]

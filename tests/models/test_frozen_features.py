@@ -10,7 +10,8 @@ import tensorflow as tf
 from models import builders
 from models import features
 from models import frozen_features
-from models import model as trainer
+from models import frozen_training
+from models import training
 from tests import data
 from tests.models.test_model_export import SIZE, photo_dataset, photo_dataset_with_paths, settings
 
@@ -70,7 +71,7 @@ def test_reusable_only_for_the_same_weights_size_and_photos(stored):
 
 def test_trainer_validates_on_them_as_on_its_own_without_reading_the_eval_split(stored):
     eval_ds, _ = photo_dataset_with_paths('validation', 3)
-    own = trainer.train(settings(), photo_dataset('train', 4), eval_ds, eval_count=6)
+    own = training.train(settings(), photo_dataset('train', 4), eval_ds, eval_count=6)
     precomputed, _ = frozen_features.reusable(stored, 'eval', str(data.WEIGHTS), SIZE, 6)
 
     def never():
@@ -78,8 +79,8 @@ def test_trainer_validates_on_them_as_on_its_own_without_reading_the_eval_split(
         yield  # pylint: disable=unreachable
 
     unread = tf.data.Dataset.from_generator(never, output_signature=eval_ds.element_spec)
-    reused = trainer.train(settings(), photo_dataset('train', 4), unread, eval_count=6,
-                           eval_features=precomputed)
+    reused = training.train(settings(), photo_dataset('train', 4), unread, eval_count=6,
+                            eval_features=precomputed)
     (_, own_history, own_answers), (_, history, answers) = own, reused
     assert history['eval_features_reused'] and not own_history['eval_features_reused']
     np.testing.assert_allclose(history['val_loss'], own_history['val_loss'], rtol=1e-4)
@@ -93,7 +94,7 @@ def test_head_trains_on_the_photo_itself_as_one_view_and_the_split_is_not_read(s
     eval_ds, _ = photo_dataset_with_paths('validation', 3)
     plain = settings(augmentation='none', augmented_views=3)
     train_ds, _ = photo_dataset_with_paths('train', 4)
-    own = trainer.train(plain, train_ds, eval_ds, train_count=8, eval_count=6)
+    own = training.train(plain, train_ds, eval_ds, train_count=8, eval_count=6)
 
     def never():
         raise AssertionError('the train split was read')
@@ -101,8 +102,8 @@ def test_head_trains_on_the_photo_itself_as_one_view_and_the_split_is_not_read(s
 
     unread = tf.data.Dataset.from_generator(never, output_signature=train_ds.element_spec)
     photos, _ = frozen_features.reusable(stored, 'train', str(data.WEIGHTS), SIZE, 8)
-    reused = trainer.train(plain, unread, eval_ds, train_count=8, eval_count=6,
-                           train_photos=photos)
+    reused = training.train(plain, unread, eval_ds, train_count=8, eval_count=6,
+                            train_photos=photos)
     assert reused[1]['photo_view_reused'] and not own[1]['photo_view_reused']
     assert reused[1]['views'] == own[1]['views'] == 1
     np.testing.assert_allclose(reused[1]['val_loss'], own[1]['val_loss'], rtol=1e-3)
@@ -112,12 +113,12 @@ def test_with_augmentation_the_photo_is_the_first_of_the_views(stored):
     photos, _ = frozen_features.reusable(stored, 'train', str(data.WEIGHTS), SIZE, 8)
     train_ds, _ = photo_dataset_with_paths('train', 4)
     eval_ds, _ = photo_dataset_with_paths('validation', 3)
-    _, history, _ = trainer.train(settings(augmented_views=3, epochs=3), train_ds, eval_ds,
-                                  train_count=8, eval_count=6, train_photos=photos)
+    _, history, _ = training.train(settings(augmented_views=3, epochs=3), train_ds, eval_ds,
+                                   train_count=8, eval_count=6, train_photos=photos)
     assert history['photo_view_reused'] and history['views'] == 3
     # One view: an augmented model's single view stays a fresh augmented copy.
-    _, history, _ = trainer.train(settings(augmented_views=1, epochs=3), train_ds, eval_ds,
-                                  train_count=8, eval_count=6, train_photos=photos)
+    _, history, _ = training.train(settings(augmented_views=1, epochs=3), train_ds, eval_ds,
+                                   train_count=8, eval_count=6, train_photos=photos)
     assert not history['photo_view_reused']
 
 
@@ -127,7 +128,7 @@ def test_view_batches_take_the_photo_then_each_copy():
                       axis=1).astype(np.float32)                    # [photos, 2 copies, 2]
     photo_features = np.array([[3.0, 3.0], [2.0, 2.0], [1.0, 1.0], [0.0, 0.0]], np.float32)
     rows = np.array([3, 2, 1, 0])                                   # photo i is row 3 - i
-    batches = iter(trainer.view_batches(copies, labels, 4, seed=0,
+    batches = iter(frozen_training.view_batches(copies, labels, 4, seed=0,
                                         photo=(photo_features, rows)))
     for epoch in range(6):
         features_, batch_labels = next(batches)
@@ -139,10 +140,10 @@ def test_view_batches_take_the_photo_then_each_copy():
 
 def test_photo_rows_refuse_other_photos_or_labels():
     paths = np.array([b'a', b'b'], dtype=object)
-    assert trainer.photo_rows(paths, np.array([0, 1]), paths[::-1], np.array([1, 0])).tolist() \
-        == [1, 0]
+    rows = frozen_training.photo_rows(paths, np.array([0, 1]), paths[::-1], np.array([1, 0]))
+    assert rows.tolist() == [1, 0]
     with pytest.raises(ValueError, match='not there'):
-        trainer.photo_rows(paths, np.array([0, 1]), np.array([b'a', b'c'], dtype=object),
-                           np.array([0, 1]))
+        frozen_training.photo_rows(paths, np.array([0, 1]), np.array([b'a', b'c'], dtype=object),
+                                   np.array([0, 1]))
     with pytest.raises(ValueError, match='another label'):
-        trainer.photo_rows(paths, np.array([0, 1]), paths, np.array([1, 1]))
+        frozen_training.photo_rows(paths, np.array([0, 1]), paths, np.array([1, 1]))

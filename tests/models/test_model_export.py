@@ -1,8 +1,6 @@
 """Trainer pieces and the exported signatures, on real photos."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,8 +11,11 @@ from tensorflow.core.protobuf import saved_model_pb2
 from models import builders
 from models import export
 from models import features
-from models import model as trainer
+from models import frozen_training
+from models import inputs
 from models import preprocessing
+from models import trainer_settings
+from models import training
 from tests import data
 from tests import transform_graph
 
@@ -41,7 +42,7 @@ def settings(**overrides):
                   fine_tune_learning_rate=1e-5, fine_tune_patience=2, seed=1, augmentation='tutorial',
                   label_smoothing=0.0, early_stopping_patience=0, augmented_views=0)
     values.update(overrides)
-    return trainer.TrainerSettings.from_custom_config(values)
+    return trainer_settings.TrainerSettings.from_custom_config(values)
 
 
 @pytest.mark.parametrize('where', ['memory', 'file'])
@@ -49,11 +50,11 @@ def test_frozen_feature_validation_equals_keras_evaluate(where, tmp_path, monkey
     train_ds, (eval_ds, names) = photo_dataset('train', 8), photo_dataset_with_paths('validation', 6)
     if where == 'file':
         # Any split exceeds the memory budget; the head evaluates 5 eval images at a time.
-        monkeypatch.setattr(trainer, 'CACHE_BUDGET_BYTES', 1)
-        monkeypatch.setattr(trainer, 'EVAL_CHUNK', 5)
-    model, history, answers = trainer.train(settings(), train_ds, eval_ds, eval_count=12,
-                                            features_dir=str(tmp_path))
-    stored = tmp_path / trainer.EVAL_FEATURES_FILE
+        monkeypatch.setattr(inputs, 'CACHE_BUDGET_BYTES', 1)
+        monkeypatch.setattr(frozen_training, 'EVAL_CHUNK', 5)
+    model, history, answers = training.train(settings(), train_ds, eval_ds, eval_count=12,
+                                             features_dir=str(tmp_path))
+    stored = tmp_path / frozen_training.EVAL_FEATURES_FILE
     assert stored.is_file() == (where == 'file')
     if where == 'file':
         assert np.load(stored).shape == (12, 1, builders.POOLED_FEATURES)
@@ -64,7 +65,7 @@ def test_frozen_feature_validation_equals_keras_evaluate(where, tmp_path, monkey
 
 def test_fine_tuning_continues_the_history():
     train_ds, (eval_ds, names) = photo_dataset('train', 4), photo_dataset_with_paths('validation', 2)
-    model, history, answers = trainer.train(
+    model, history, answers = training.train(
         settings(epochs=1, fine_tune_from_layer=150, fine_tune_epochs=1), train_ds, eval_ds)
     assert len(history['accuracy']) == len(history['val_accuracy']) == 2
     assert history['fine_tune_from_epoch'] == 1
@@ -75,7 +76,7 @@ def test_fine_tuning_continues_the_history():
 def test_early_stopping_keeps_the_epoch_with_the_lowest_eval_loss():
     train_ds, eval_ds = photo_dataset('train', 6), photo_dataset('validation', 4)
     # A learning rate this high makes the eval loss go up again within a few epochs.
-    model, history, answers = trainer.train(settings(epochs=8, learning_rate=0.3,
+    model, history, answers = training.train(settings(epochs=8, learning_rate=0.3,
                                                    early_stopping_patience=1), train_ds, eval_ds)
     trained = len(history['val_loss'])
     best = history['best_epoch']
@@ -95,7 +96,7 @@ def photo_dataset_with_paths(split, per_class, batch_size=8):
 
 def assert_last_validation_is_keras_evaluate(model, history, eval_ds):
     """The last epoch's val_loss and val_accuracy are Keras' evaluate() of the final model."""
-    loss, accuracy = model.evaluate(trainer.without_paths(eval_ds), verbose=0)
+    loss, accuracy = model.evaluate(inputs.without_paths(eval_ds), verbose=0)
     assert history['val_accuracy'][-1] == pytest.approx(accuracy, abs=1e-6)
     assert history['val_loss'][-1] == pytest.approx(loss, rel=1e-4)
 
@@ -120,7 +121,7 @@ def assert_answers_are_the_models(model, history, answers, eval_ds, names=None):
 
 def test_eval_answers_of_a_model_without_a_frozen_base():
     eval_ds, names = photo_dataset_with_paths('validation', 3)
-    model, history, answers = trainer.train(
+    model, history, answers = training.train(
         settings(model_variant='cnn', weights=None, epochs=1), photo_dataset('train', 3), eval_ds)
     assert_answers_are_the_models(model, history, answers, eval_ds, names)
 
@@ -128,7 +129,7 @@ def test_eval_answers_of_a_model_without_a_frozen_base():
 def test_label_smoothing_and_augmentation_strengths_train():
     train_ds, eval_ds = photo_dataset('train', 4), photo_dataset('validation', 2)
     for strength, smoothing in (('none', 0.1), ('strong', 0.0)):
-        model, history, _ = trainer.train(settings(epochs=1, augmentation=strength,
+        model, history, _ = training.train(settings(epochs=1, augmentation=strength,
                                                 label_smoothing=smoothing), train_ds, eval_ds)
         assert np.isfinite(history['loss'][0])
         names = [layer.name for layer in model.layers]
@@ -140,12 +141,6 @@ def test_label_smoothing_and_augmentation_strengths_train():
     plain = builders.compile_model(builders.build_transfer_model(
         SIZE, 2, weights=None), 1e-3).loss
     assert float(plain(tf.constant([0]), logits)) == pytest.approx(0.0, abs=1e-6)
-
-
-def test_settings_name_missing_keys():
-    with pytest.raises(ValueError, match=r"misses \['seed'\]"):
-        trainer.TrainerSettings.from_custom_config(
-            {k: v for k, v in settings().__dict__.items() if k != 'seed'})
 
 
 def test_served_signatures_match_the_model_on_transform_output(tmp_path):
@@ -224,9 +219,9 @@ def test_count_records_counts_every_shard_of_the_split(tmp_path):
             for i in range(count):
                 writer.write(f'record {i}'.encode())
     pattern = [str(split / '*')]
-    assert trainer.count_records(pattern) == 7
+    assert inputs.count_records(pattern) == 7
     with pytest.raises(FileNotFoundError, match='no files match'):
-        trainer.count_records([str(tmp_path / 'missing' / '*')])
+        inputs.count_records([str(tmp_path / 'missing' / '*')])
 
 
 def _pairs(n):
@@ -246,8 +241,8 @@ def _epoch(dataset):
 ])
 def test_input_pipeline_caches_in_memory_or_in_a_file(tmp_path, count, limit, where):
     decoded = _pairs(40)
-    dataset = trainer.input_pipeline(decoded, 8, training=True, seed=3, count=count, limit=limit,
-                                     cache_dir=str(tmp_path))
+    dataset = inputs.input_pipeline(decoded, 8, training=True, seed=3, count=count, limit=limit,
+                                    cache_dir=str(tmp_path))
     # No autotuning thread: TF 2.16 waits up to a minute for it when an iterator goes.
     assert dataset.options().autotune.enabled is False
     first_images, first = _epoch(dataset)
@@ -268,10 +263,10 @@ def test_input_pipeline_caches_in_memory_or_in_a_file(tmp_path, count, limit, wh
 
 def test_file_cache_only_when_the_decoded_split_fits_the_disk():
     image = 224 * 224 * 3
-    spare = trainer.CACHE_DISK_HEADROOM_BYTES
-    assert trainer.file_cache_fits(10_000, image, 10_000 * image + spare)
-    assert not trainer.file_cache_fits(10_000, image, 10_000 * image + spare - 1)
-    assert not trainer.file_cache_fits(1_000_000, image, 100 * 2**30)   # 150 GB of pixels
+    spare = inputs.CACHE_DISK_HEADROOM_BYTES
+    assert inputs.file_cache_fits(10_000, image, 10_000 * image + spare)
+    assert not inputs.file_cache_fits(10_000, image, 10_000 * image + spare - 1)
+    assert not inputs.file_cache_fits(1_000_000, image, 100 * 2**30)   # 150 GB of pixels
 
 
 @pytest.mark.parametrize('limit', [100, 10])   # in memory, in a file
@@ -279,8 +274,8 @@ def test_cached_eval_split_keeps_each_images_path(tmp_path, limit):
     images, labels = next(iter(_pairs(12).batch(12)))
     paths = tf.constant([f'validation/c/{i}.jpg' for i in range(12)])
     decoded = tf.data.Dataset.from_tensor_slices(((images, paths), labels))
-    dataset = trainer.input_pipeline(decoded, 5, training=False, seed=3, count=12, limit=limit,
-                                     cache_dir=str(tmp_path))
+    dataset = inputs.input_pipeline(decoded, 5, training=False, seed=3, count=12, limit=limit,
+                                    cache_dir=str(tmp_path))
     for _ in range(2):                                  # filled, then read from the cache
         batches = list(dataset)
         got_paths = np.concatenate([x[1].numpy() for x, _ in batches])
@@ -288,14 +283,14 @@ def test_cached_eval_split_keeps_each_images_path(tmp_path, limit):
         assert [p.decode() for p in got_paths] == [f'validation/c/{i}.jpg' for i in got_labels]
         got_images = np.concatenate([x[0].numpy() for x, _ in batches])
         np.testing.assert_allclose(got_images, images.numpy()[got_labels], atol=1.0 / 127.5)
-    assert trainer.without_paths(dataset).element_spec[0].shape.as_list() == [None, 4, 4, 3]
+    assert inputs.without_paths(dataset).element_spec[0].shape.as_list() == [None, 4, 4, 3]
 
 
 @pytest.mark.parametrize('count, limit', [(40, 100), (40, 10)])   # in memory, in a file
 def test_repeated_pipeline_gives_reshuffled_whole_epochs(tmp_path, count, limit):
-    dataset = trainer.input_pipeline(_pairs(count), 16, training=True, seed=3, count=count,
-                                     limit=limit, cache_dir=str(tmp_path), repeat=True)
-    steps = trainer.steps_per_epoch(count, 16)
+    dataset = inputs.input_pipeline(_pairs(count), 16, training=True, seed=3, count=count,
+                                    limit=limit, cache_dir=str(tmp_path), repeat=True)
+    steps = inputs.steps_per_epoch(count, 16)
     assert steps == 3                                       # 16 + 16 + 8
     batches = [labels.numpy() for _, labels in dataset.take(3 * steps)]
     assert [len(b) for b in batches] == [16, 16, 8] * 3    # each epoch ends on its short batch
@@ -307,8 +302,8 @@ def test_repeated_pipeline_gives_reshuffled_whole_epochs(tmp_path, count, limit)
 
 def test_head_trained_on_augmented_copies_is_the_models_head():
     train_ds, (eval_ds, names) = photo_dataset('train', 8), photo_dataset_with_paths('validation', 6)
-    model, history, answers = trainer.train(settings(epochs=3, augmented_views=2), train_ds,
-                                            eval_ds, train_count=16)
+    model, history, answers = training.train(settings(epochs=3, augmented_views=2), train_ds,
+                                             eval_ds, train_count=16)
     assert history['views'] == 2
     assert history['seconds']['train_features'] <= history['seconds']['fit']
     assert len(history['accuracy']) == len(history['val_accuracy']) == 3
@@ -319,7 +314,7 @@ def test_head_trained_on_augmented_copies_is_the_models_head():
 
 def test_fine_tuning_after_a_head_trained_on_augmented_copies():
     train_ds, eval_ds = photo_dataset('train', 4), photo_dataset('validation', 2)
-    model, history, answers = trainer.train(
+    model, history, answers = training.train(
         settings(epochs=2, augmented_views=2, fine_tune_from_layer=150, fine_tune_epochs=1),
         train_ds, eval_ds, train_count=8)
     assert history['views'] == 2 and history['fine_tune_from_epoch'] == 2
@@ -330,7 +325,7 @@ def test_fine_tuning_after_a_head_trained_on_augmented_copies():
 def test_augmented_copies_are_new_draws_of_the_augmentation(tmp_path):
     model = builders.build_transfer_model(SIZE, 2, weights=str(data.WEIGHTS), seed=4)
     train_ds = photo_dataset('train', 5, batch_size=4)          # batches of 4, 4, 2
-    copies, labels = trainer.view_features(model, train_ds, 3, None, 10)
+    copies, labels = frozen_training.view_features(model, train_ds, 3, None, 10)
     assert copies.shape == (10, 3, builders.POOLED_FEATURES)
     assert list(labels) == [0] * 5 + [1] * 5
     for a, b in ((0, 1), (0, 2), (1, 2)):
@@ -341,15 +336,15 @@ def test_augmented_copies_are_new_draws_of_the_augmentation(tmp_path):
     pooled = keras.Model(plain.inputs, plain.get_layer(builders.POOL_LAYER).output).predict(
         train_ds.map(lambda x, _: x), verbose=0)
     # In memory, or written to a memory-mapped file as they come: the same.
-    for path in (None, str(tmp_path / trainer.FEATURES_FILE)):
-        copy, labels = trainer.view_features(plain, train_ds, 2, None, 10, path)
+    for path in (None, str(tmp_path / frozen_training.FEATURES_FILE)):
+        copy, labels = frozen_training.view_features(plain, train_ds, 2, None, 10, path)
         assert list(labels) == [0] * 5 + [1] * 5
         for view in range(2):
             np.testing.assert_allclose(copy[:, view], pooled, rtol=1e-5, atol=1e-5)
     assert isinstance(copy, np.memmap)
-    np.testing.assert_array_equal(np.load(tmp_path / trainer.FEATURES_FILE), copy)
+    np.testing.assert_array_equal(np.load(tmp_path / frozen_training.FEATURES_FILE), copy)
     with pytest.raises(ValueError, match='holds 10 photos, not the 11 counted'):
-        trainer.view_features(plain, train_ds, 1, None, 11)
+        frozen_training.view_features(plain, train_ds, 1, None, 11)
 
 
 def test_each_epoch_takes_the_next_copy_of_every_photo_in_a_new_order():
@@ -357,9 +352,9 @@ def test_each_epoch_takes_the_next_copy_of_every_photo_in_a_new_order():
     # Copy v of photo i holds (i, v), so every batch says which photos and copies it took.
     copies = np.array([[[i, v] for v in range(views)] for i in range(count)], np.float32)
     labels = np.arange(count, dtype=np.int64)
-    dataset = trainer.view_batches(copies, labels, 4, seed=7)
+    dataset = frozen_training.view_batches(copies, labels, 4, seed=7)
     assert dataset.options().autotune.enabled is False
-    steps = trainer.steps_per_epoch(count, 4)
+    steps = inputs.steps_per_epoch(count, 4)
     batches = list(dataset.take(5 * steps))
     orders = []
     for epoch in range(5):
@@ -374,30 +369,31 @@ def test_each_epoch_takes_the_next_copy_of_every_photo_in_a_new_order():
 
 def test_augmented_copies_in_memory_in_a_file_or_not_at_all():
     per_photo = 3 * builders.POOLED_FEATURES * 4
-    fits = trainer.CACHE_BUDGET_BYTES // per_photo
-    spare = trainer.CACHE_DISK_HEADROOM_BYTES
+    fits = inputs.CACHE_BUDGET_BYTES // per_photo
+    spare = inputs.CACHE_DISK_HEADROOM_BYTES
     three = settings(augmented_views=3, epochs=10)
-    assert trainer.feature_views(three, fits) == (3, False)                   # in memory
-    assert trainer.feature_views(three, fits + 1) == (0, False)               # base every epoch
-    assert trainer.feature_views(three, fits + 1, (fits + 1) * per_photo + spare) == (3, True)
-    assert trainer.feature_views(three, fits + 1, (fits + 1) * per_photo + spare - 1) == (0, False)
-    assert trainer.feature_views(three, None) == (0, False)
-    assert trainer.feature_views(settings(augmented_views=0), 100) == (0, False)
-    assert trainer.feature_views(settings(augmented_views=3, model_variant='cnn'), 100) == (0, False)
+    feature_views = frozen_training.feature_views
+    assert feature_views(three, fits) == (3, False)                   # in memory
+    assert feature_views(three, fits + 1) == (0, False)               # base every epoch
+    assert feature_views(three, fits + 1, (fits + 1) * per_photo + spare) == (3, True)
+    assert feature_views(three, fits + 1, (fits + 1) * per_photo + spare - 1) == (0, False)
+    assert feature_views(three, None) == (0, False)
+    assert feature_views(settings(augmented_views=0), 100) == (0, False)
+    assert feature_views(settings(augmented_views=3, model_variant='cnn'), 100) == (0, False)
     # Without augmentation all copies would be the same photo: one.
-    assert trainer.feature_views(settings(augmented_views=3, augmentation='none'), 100) == (1, False)
+    assert feature_views(settings(augmented_views=3, augmentation='none'), 100) == (1, False)
     # No more copies than epochs to use them: one epoch is the tutorial's fresh augmentation.
-    assert trainer.feature_views(settings(augmented_views=3, epochs=1), 100) == (1, False)
-    assert trainer.feature_views(settings(augmented_views=3, epochs=2), 100) == (2, False)
+    assert feature_views(settings(augmented_views=3, epochs=1), 100) == (1, False)
+    assert feature_views(settings(augmented_views=3, epochs=2), 100) == (2, False)
 
 
 def test_head_trained_on_augmented_copies_kept_in_a_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(trainer, 'CACHE_BUDGET_BYTES', 1)     # any split exceeds memory
+    monkeypatch.setattr(inputs, 'CACHE_BUDGET_BYTES', 1)     # any split exceeds memory
     train_ds, eval_ds = photo_dataset('train', 4), photo_dataset('validation', 2)
-    model, history, answers = trainer.train(settings(epochs=2, augmented_views=2), train_ds,
-                                            eval_ds, train_count=8, features_dir=str(tmp_path))
+    model, history, answers = training.train(settings(epochs=2, augmented_views=2), train_ds,
+                                             eval_ds, train_count=8, features_dir=str(tmp_path))
     assert history['views'] == 2 and len(history['accuracy']) == 2
-    stored = np.load(tmp_path / trainer.FEATURES_FILE)
+    stored = np.load(tmp_path / frozen_training.FEATURES_FILE)
     assert stored.shape == (8, 2, builders.POOLED_FEATURES) and np.abs(stored).sum() > 0
     assert_answers_are_the_models(model, history, answers, eval_ds)
 
@@ -405,26 +401,13 @@ def test_head_trained_on_augmented_copies_kept_in_a_file(tmp_path, monkeypatch):
 def test_train_follows_the_plan_its_caller_read_the_split_by(tmp_path, monkeypatch):
     # run_fn decides once whether the train split is read once (copies) or every epoch;
     # train() must not decide again with the disk's free space of a later moment.
-    monkeypatch.setattr(trainer, 'CACHE_BUDGET_BYTES', 1)     # copies would go to a file
+    monkeypatch.setattr(inputs, 'CACHE_BUDGET_BYTES', 1)     # copies would go to a file
     train_ds, eval_ds = photo_dataset('train', 4), photo_dataset('validation', 2)
-    _, history, _ = trainer.train(settings(epochs=1, augmented_views=2), train_ds, eval_ds,
-                                  train_count=8, features_dir=str(tmp_path),
-                                  views_plan=(0, False))
+    _, history, _ = training.train(settings(epochs=1, augmented_views=2), train_ds, eval_ds,
+                                   train_count=8, features_dir=str(tmp_path),
+                                   views_plan=(0, False))
     assert history['views'] == 0 and 'train_features' not in history['seconds']
-    assert not (tmp_path / trainer.FEATURES_FILE).exists()
-
-
-def test_a_stopped_trainers_cache_is_removed_and_a_running_ones_kept(tmp_path):
-    ended = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'],
-                           capture_output=True, text=True, check=True)
-    stale = tmp_path / f'{trainer.CACHE_DIR_PREFIX}{ended.stdout.strip()}-abc'
-    running = tmp_path / f'{trainer.CACHE_DIR_PREFIX}{os.getpid()}-def'
-    others = [tmp_path / f'{trainer.CACHE_DIR_PREFIX}xyz', tmp_path / 'something-else-1']
-    for folder in (stale, running, *others):
-        (folder / 'train').mkdir(parents=True)
-    (stale / 'train' / 'cache.data').write_bytes(b'x' * 100)
-    assert trainer.remove_stale_caches(str(tmp_path)) == [str(stale)]
-    assert not stale.exists() and running.exists() and all(p.exists() for p in others)
+    assert not (tmp_path / frozen_training.FEATURES_FILE).exists()
 
 
 # Fine-tuning: the model validates on the photos it trains on, without augmentation or
@@ -442,8 +425,8 @@ def fine_tuned():
     images, names, labels = _photos('train', 3)
     train_ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
     eval_ds = tf.data.Dataset.from_tensor_slices(((images, names), labels)).batch(4)
-    model, history, answers = trainer.train(settings(fine_tune_epochs=1, **FINE_TUNE),
-                                            train_ds, eval_ds)
+    model, history, answers = training.train(settings(fine_tune_epochs=1, **FINE_TUNE),
+                                             train_ds, eval_ds)
     raw = [p.read_bytes() for p in data.photos('train', 'cats', 3) + data.photos('train', 'dogs', 3)]
     return model, history, answers, eval_ds, names, raw
 
@@ -488,7 +471,7 @@ def test_a_run_without_fine_tuning_is_the_head_phase_of_one_with_it(fine_tuned):
     images, _, labels = _photos('train', 3)
     train_ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
     # Off: the fine-tuning settings change nothing, whatever they are.
-    model, history, answers = trainer.train(
+    model, history, answers = training.train(
         settings(fine_tune_epochs=0, **dict(FINE_TUNE, fine_tune_from_layer=0,
                                             fine_tune_learning_rate=1.0)), train_ds, eval_ds)
     head = tuned_history['fine_tune_from_epoch']
@@ -508,5 +491,5 @@ def test_a_run_without_fine_tuning_is_the_head_phase_of_one_with_it(fine_tuned):
 def test_fine_tuning_needs_a_pretrained_base():
     train_ds, eval_ds = photo_dataset('train', 1), photo_dataset('validation', 1)
     with pytest.raises(ValueError, match="fine-tuning needs the transfer model's base"):
-        trainer.train(settings(model_variant='cnn', weights=None, fine_tune_epochs=1),
-                      train_ds, eval_ds)
+        training.train(settings(model_variant='cnn', weights=None, fine_tune_epochs=1),
+                       train_ds, eval_ds)

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from models import hyperparameters
-from models import model as trainer
+from models import trainer_settings
 from models import tuning
 
-SETTINGS = trainer.TrainerSettings(
+SETTINGS = trainer_settings.TrainerSettings(
     class_names=['cats', 'dogs'], image_size=[160, 160], model_variant='transfer', weights=None,
     epochs=10, batch_size=32, learning_rate=1e-3, dropout=0.2, fine_tune_from_layer=100,
     fine_tune_epochs=0, fine_tune_learning_rate=1e-5, fine_tune_patience=2, seed=42,
@@ -103,7 +103,7 @@ def test_the_search_space_names_settings_the_trainer_takes():
     assert set(hyperparameters.SPACE) == set(hyperparameters.TUNABLE)
     for name, candidates in hyperparameters.SPACE.items():
         assert hyperparameters.values({name: candidates[0]}) == {name: candidates[0]}
-        assert name in {f.name for f in dataclasses.fields(trainer.TrainerSettings)}
+        assert name in {f.name for f in dataclasses.fields(trainer_settings.TrainerSettings)}
 
 
 @pytest.mark.parametrize('config', [
