@@ -16,8 +16,10 @@ near-duplicates) from its summary.json. Default data: the tutorial's own set.
 nearest-neighbour search (exact up to near_duplicates.EXACT_SEARCH_MAX_PHOTOS, then the
 inverted file), the hash bands, and the out-of-fold logistic regressions. The features
 are real ones (a FrozenFeatures artifact: --features-from, default the first run's of
-the default mode, else computed here from the data root) repeated with noise up to N
-rows. Prints seconds per step and per 1,000 photos. Asserts nothing.
+the default mode in --work-dir) repeated with noise up to N rows, written to a file in
+the work dir and memory-mapped as the stage does; the hashes are random. Prints seconds
+per step and per 1,000 photos, and the peak memory each step allocates (tracemalloc).
+Asserts nothing.
 """
 
 import argparse
@@ -34,24 +36,6 @@ sys.path.insert(0, PROJECT)
 from bench import tree_sampler  # pylint: disable=wrong-import-position
 
 
-def run_measured(cmd, log_path):
-    """Runs cmd; returns (wall s, peak RSS bytes, CPU s of the whole process tree). CPU
-    time moves less than wall time when other processes share the cores."""
-    import psutil  # pylint: disable=import-outside-toplevel
-    import subprocess  # pylint: disable=import-outside-toplevel
-    start = time.perf_counter()
-    with open(log_path, 'w') as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT)
-        sampler = tree_sampler.TreeSampler(0.25, psutil.Process(proc.pid))
-        sampler.start()
-        proc.wait()
-        sampler.stop()
-    if proc.returncode:
-        raise RuntimeError(f'{" ".join(cmd[:3])} failed ({proc.returncode}); see {log_path}')
-    cpu = max(sample[2] for sample in sampler.samples)
-    return time.perf_counter() - start, sampler.peak_rss(), cpu
-
-
 def pipeline_runs(data_root: str, rounds: int, work: str):
     """[(with the stage?, wall s, peak bytes, MLMD run, history)], alternating."""
     from runlog import noise  # pylint: disable=import-outside-toplevel
@@ -66,7 +50,8 @@ def pipeline_runs(data_root: str, rounds: int, work: str):
             pipeline_work = os.path.join(work, name)
             cmd = [sys.executable, 'local_runner.py', '--data-root', data_root, '--work-dir',
                    pipeline_work, '--no-cache'] + ([] if with_stage else ['--no-data-quality'])
-            wall, peak, cpu = run_measured(cmd, os.path.join(work, f'{name}.log'))
+            wall, peak, cpu = tree_sampler.run_measured(
+                cmd, os.path.join(work, f'{name}.log'), PROJECT)
             noise.quiet_tensorflow()
             run = mlmd_runs.latest_run(configs.metadata_path(pipeline_work),
                                        configs.PIPELINE_NAME)
@@ -107,7 +92,25 @@ def report_runs(runs) -> None:
           f'{statistics.mean(with_cpu) / statistics.mean(without_cpu):.3f}x')
 
 
-def search_costs(sizes, features_uri: str) -> None:
+def synthetic_features(real, labels_real, size: int, path: str, rng):
+    """`size` rows of real features (rows drawn at random, each feature times a uniform
+    0.8-1.2), written by blocks to a .npy at path and memory-mapped, as the stage reads
+    its FrozenFeatures; with their labels."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    rows = rng.integers(0, len(real), size)
+    out = np.lib.format.open_memmap(path, mode='w+', dtype=np.float32,
+                                    shape=(size, real.shape[1]))
+    for start in range(0, size, 65536):
+        chunk = rows[start:start + 65536]
+        noise = rng.uniform(0.8, 1.2, (len(chunk), real.shape[1])).astype(np.float32)
+        out[start:start + len(chunk)] = np.maximum(real[chunk] * noise, 0)
+    out.flush()
+    del out
+    return np.load(path, mmap_mode='r'), labels_real[rows]
+
+
+def search_costs(sizes, features_uri: str, work: str) -> None:
+    import tracemalloc  # pylint: disable=import-outside-toplevel
     import numpy as np  # pylint: disable=import-outside-toplevel
     from components.data_quality import label_issues  # pylint: disable=import-outside-toplevel
     from components.data_quality import near_duplicates  # pylint: disable=import-outside-toplevel
@@ -115,30 +118,38 @@ def search_costs(sizes, features_uri: str) -> None:
     real = np.asarray(frozen_features.read_features(features_uri))
     labels_real = np.asarray([p['label'] for p in frozen_features.read_photos(features_uri)])
     rng = np.random.default_rng(0)
-    print(f'features: {len(real)} real photos from {features_uri}')
+    print(f'features: {len(real)} real photos from {features_uri}; memory: the peak of what '
+          'each step allocates (tracemalloc, numpy included) above what it was given, the '
+          'features memory-mapped from a file as in the stage')
+    tracemalloc.start()
     for size in sizes:
-        rows = rng.integers(0, len(real), size)
-        pooled = np.maximum(real[rows] * rng.uniform(0.8, 1.2, (size, real.shape[1])), 0)
-        pooled = pooled.astype(np.float32)
-        labels = labels_real[rows]
+        path = os.path.join(work, f'features-{size}.npy')
+        pooled, labels = synthetic_features(real, labels_real, size, path, rng)
         hashes = rng.integers(0, 2**63, size, dtype=np.int64).astype(np.uint64)
         mirrored = rng.integers(0, 2**63, size, dtype=np.int64).astype(np.uint64)
-        times = {}
-        start = time.perf_counter()
-        embedded = near_duplicates.embed(pooled)
-        times['embed'] = time.perf_counter() - start
-        start = time.perf_counter()
-        _, _, method = near_duplicates.nearest(embedded)
-        times[f'nearest ({method})'] = time.perf_counter() - start
-        start = time.perf_counter()
-        near_duplicates.hash_candidates(hashes, mirrored)
-        times['hash bands'] = time.perf_counter() - start
-        start = time.perf_counter()
-        label_issues.find(label_issues.out_of_fold_probabilities(pooled, labels, 2), labels)
-        times['label issues'] = time.perf_counter() - start
+        costs = {}
+
+        def measured(name, step):
+            tracemalloc.reset_peak()
+            held = tracemalloc.get_traced_memory()[0]
+            start = time.perf_counter()
+            result = step()
+            costs[name] = (time.perf_counter() - start,
+                           tracemalloc.get_traced_memory()[1] - held)
+            return result
+
+        embedded = measured('embed', lambda: near_duplicates.embed(pooled))
+        method = measured('nearest', lambda: near_duplicates.nearest(embedded))[2]
+        costs[f'nearest ({method})'] = costs.pop('nearest')
+        del embedded
+        measured('hash bands', lambda: near_duplicates.hash_candidates(hashes, mirrored))
+        measured('label issues', lambda: label_issues.find(
+            label_issues.out_of_fold_probabilities(pooled, labels, 2), labels))
         print(f'{size} photos: ' + ', '.join(
-            f'{k} {v:.1f} s ({v / size * 1000:.2f} s per 1,000)' for k, v in times.items()),
-            flush=True)
+            f'{k} {t:.1f} s ({t / size * 1000:.2f} s per 1,000), {m / 2**20:.0f} MiB'
+            for k, (t, m) in costs.items()), flush=True)
+        del pooled
+        os.remove(path)
 
 
 def main() -> int:
@@ -161,7 +172,7 @@ def main() -> int:
         if uri is None:
             raise SystemExit('--search needs --features-from (a FrozenFeatures artifact) '
                              'or a --work-dir with a run of this script')
-        search_costs(args.search, uri)
+        search_costs(args.search, uri, work)
         return 0
     report_runs(pipeline_runs(args.data_root, args.rounds, work))
     return 0

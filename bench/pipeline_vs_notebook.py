@@ -20,32 +20,13 @@ Default data: the tutorial's own set.
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
-
-import psutil
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, PROJECT)
 
 from bench import tree_sampler  # pylint: disable=wrong-import-position
-
-
-def run_measured(cmd, log_path):
-    """Runs cmd; returns (wall seconds, peak RSS of the process tree in bytes)."""
-    start = time.perf_counter()
-    with open(log_path, 'w') as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT)
-        sampler = tree_sampler.TreeSampler(0.25, psutil.Process(proc.pid))
-        sampler.start()
-        proc.wait()
-        sampler.stop()
-    wall = time.perf_counter() - start
-    if proc.returncode:
-        raise RuntimeError(f'{" ".join(cmd[:3])} failed ({proc.returncode}); see {log_path}')
-    return wall, sampler.peak_rss()
 
 
 def pipeline_results(work_dir):
@@ -100,15 +81,17 @@ def main() -> int:
     size = str(args.image_size)
 
     limit_json = os.path.join(work, 'forward_limit.json')
-    run_measured([py, 'bench/forward_limit.py', '--data-root', args.data_root,
-                  '--image-size', size, '--json', limit_json], os.path.join(work, 'forward_limit.log'))
+    tree_sampler.run_measured(
+        [py, 'bench/forward_limit.py', '--data-root', args.data_root, '--image-size', size,
+         '--json', limit_json], os.path.join(work, 'forward_limit.log'), PROJECT)
     with open(limit_json) as f:
         limit = json.load(f)
 
     peer_json = os.path.join(work, 'peer.json')
-    peer_wall, peer_peak = run_measured(
+    peer_wall, peer_peak, _ = tree_sampler.run_measured(
         [py, 'bench/notebook_peer.py', '--data-root', args.data_root, '--epochs',
-         str(args.epochs), '--image-size', size, '--json', peer_json], os.path.join(work, 'peer.log'))
+         str(args.epochs), '--image-size', size, '--json', peer_json],
+        os.path.join(work, 'peer.log'), PROJECT)
     with open(peer_json) as f:
         peer = json.load(f)
 
@@ -116,11 +99,11 @@ def main() -> int:
     runs = []
     for views in args.augmented_views:
         pipeline_work = os.path.join(work, f'pipeline_views{views}')
-        wall, peak = run_measured(
+        wall, peak, _ = tree_sampler.run_measured(
             [py, 'local_runner.py', '--data-root', args.data_root, '--work-dir', pipeline_work,
              '--epochs', str(args.epochs), '--image-size', size, size, '--accuracy-threshold',
              '0', '--augmented-views', str(views), '--no-cache'],
-            os.path.join(work, f'pipeline_views{views}.log'))
+            os.path.join(work, f'pipeline_views{views}.log'), PROJECT)
         noise.quiet_tensorflow()
         runs.append((views, wall, peak, *pipeline_results(pipeline_work)))
 

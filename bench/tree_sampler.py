@@ -1,8 +1,9 @@
 """Memory and CPU of a process tree, sampled in a background thread (bench/ only)."""
 
+import subprocess
 import threading
 import time
-from typing import List, Optional
+from typing import List, Optional, Sequence, Tuple
 
 import psutil
 
@@ -93,3 +94,26 @@ class TreeSampler:
         """The largest RSS of the whole tree sampled so far, in bytes."""
         with self._lock:
             return max((p[1] for p in self.samples), default=0)
+
+
+def run_measured(cmd: Sequence[str], log_path: str, cwd: str) -> Tuple[float, int, float]:
+    """Runs cmd in cwd, its output to log_path, sampling its process tree every 0.25 s.
+
+    Returns:
+      (wall seconds, peak RSS of the tree in bytes, CPU seconds of the tree); CPU time
+      moves less than wall time when other processes share the cores.
+
+    Raises:
+      RuntimeError: cmd failed (naming the log).
+    """
+    start = time.perf_counter()
+    with open(log_path, 'w', encoding='utf-8') as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
+        sampler = TreeSampler(0.25, psutil.Process(proc.pid))
+        sampler.start()
+        proc.wait()
+        sampler.stop()
+    wall = time.perf_counter() - start
+    if proc.returncode:
+        raise RuntimeError(f'{" ".join(cmd[:3])} failed ({proc.returncode}); see {log_path}')
+    return wall, sampler.peak_rss(), max(sample[2] for sample in sampler.samples)

@@ -62,7 +62,11 @@ def reduced(features: np.ndarray, dimensions: int = DIMENSIONS) -> np.ndarray:
     for start in range(0, count, _BLOCK):
         block = normalised(features[start:start + _BLOCK]) - mean
         covariance += block.T @ block
-    axes = np.linalg.eigh(covariance)[1][:, ::-1][:, :dimensions]
+    from scipy import linalg  # pylint: disable=import-outside-toplevel
+    kept = min(dimensions, dims)
+    axes = linalg.eigh(covariance, subset_by_index=[dims - kept, dims - 1])[1]
+    # Largest first, contiguous: numpy multiplies by a reversed view without BLAS.
+    axes = np.ascontiguousarray(axes[:, ::-1])
     out = np.empty((count, axes.shape[1]))
     for start in range(0, count, _BLOCK):
         out[start:start + _BLOCK] = (normalised(features[start:start + _BLOCK]) - mean) @ axes

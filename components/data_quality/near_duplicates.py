@@ -192,29 +192,43 @@ def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _POPCOUNT16[differing.view(np.uint16).reshape(-1, 4)].sum(axis=1, dtype=np.int64)
 
 
-def hash_candidates(hashes: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
-    """Pairs [n, 2] (i < j) of photos whose hash, or one's hash and the other's mirrored
-    hash, share a band of _BAND_BITS bits: every pair within 3 bits, and more."""
+def hash_candidates(hashes: np.ndarray, mirrored: np.ndarray, *,
+                    max_bits: int = HASH_MAX_BITS) -> np.ndarray:
+    """Pairs [n, 2] (i < j) of photos whose hashes (one possibly mirrored) are within
+    max_bits, found among the photos whose hash, or one's hash and the other's mirrored
+    hash, share a band of _BAND_BITS bits (any two within 3 bits share one).
+
+    Vectorised over a band's buckets: the k-th step pairs each member of a bucket with
+    the member k places after it (k < the bucket's size, at most HASH_BUCKET_MAX), and
+    keeps only the pairs within max_bits. A band's buckets hold about 2N / 2^16 photos
+    each, so the candidates grow as N^2 while the pairs kept grow with the duplicates.
+    """
     count = len(hashes)
     ids = np.concatenate([np.arange(count), np.arange(count)])
     values = np.concatenate([hashes, mirrored]).astype(np.uint64)
-    pairs = []
+    pairs = [np.zeros((0, 2), np.int64)]
     for band in range(_BANDS):
         keys = (values >> np.uint64(band * _BAND_BITS)) & np.uint64((1 << _BAND_BITS) - 1)
         order = np.argsort(keys, kind='stable')
-        sorted_keys = keys[order]
+        sorted_keys, sorted_ids = keys[order], ids[order]
         starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
-        ends = np.r_[starts[1:], len(order)]
-        for start, end in zip(starts, ends):
-            if end - start < 2:
-                continue
-            members = np.unique(ids[order[start:min(end, start + HASH_BUCKET_MAX)]])
-            if len(members) > 1:
-                first, second = np.triu_indices(len(members), 1)
-                pairs.append(np.stack([members[first], members[second]], axis=1))
-    if not pairs:
-        return np.zeros((0, 2), np.int64)
+        sizes = np.diff(np.r_[starts, len(order)])
+        position = np.arange(len(order)) - np.repeat(starts, sizes)
+        compared = np.repeat(np.minimum(sizes, HASH_BUCKET_MAX), sizes)
+        for step in range(1, int(min(sizes.max(initial=0), HASH_BUCKET_MAX))):
+            first = np.flatnonzero(position[:-step] + step < compared[:-step])
+            a, b = sorted_ids[first], sorted_ids[first + step]
+            a, b = np.minimum(a, b), np.maximum(a, b)
+            a, b = a[a != b], b[a != b]
+            close = hash_distance(hashes, mirrored, a, b) <= max_bits
+            pairs.append(np.stack([a[close], b[close]], axis=1))
     return np.unique(np.concatenate(pairs), axis=0)
+
+
+def hash_distance(hashes: np.ndarray, mirrored: np.ndarray, a: np.ndarray,
+                  b: np.ndarray) -> np.ndarray:
+    """Bits between photos a and b's hashes, or a's hash and b's mirrored one if fewer."""
+    return np.minimum(hamming(hashes[a], hashes[b]), hamming(hashes[a], mirrored[b]))
 
 
 def find_pairs(embeddings: np.ndarray, hashes: np.ndarray, mirrored: np.ndarray, *,
@@ -231,11 +245,11 @@ def find_pairs(embeddings: np.ndarray, hashes: np.ndarray, mirrored: np.ndarray,
     index, values, method = nearest(embeddings, NEIGHBOURS, exact_max)
     rows, columns = np.nonzero(values >= similarity)
     by_embedding = np.stack([rows, index[rows, columns]], axis=1)
-    by_hash = hash_candidates(hashes, mirrored)
+    by_hash = hash_candidates(hashes, mirrored, max_bits=hash_max_bits)
     candidates = np.concatenate([by_embedding, by_hash]).astype(np.int64)
     candidates = np.unique(np.sort(candidates, axis=1), axis=0).reshape(-1, 2)
     a, b = candidates[:, 0], candidates[:, 1]
-    distance = np.minimum(hamming(hashes[a], hashes[b]), hamming(hashes[a], mirrored[b]))
+    distance = hash_distance(hashes, mirrored, a, b)
     cosine = np.einsum('ij,ij->i', embeddings[a], embeddings[b]) if len(a) else np.zeros(0)
     keep = (cosine >= similarity) | (distance <= hash_max_bits)
     order = np.argsort(-cosine[keep], kind='stable')

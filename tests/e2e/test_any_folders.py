@@ -162,12 +162,22 @@ def test_pushed_model_serves_the_class_names_over_rest(any_run, tmp_path):
         server.stop()
 
 
+def details(lines, node_ids, node, count):
+    """The `count` lines a component that says more prints between its opening line
+    ("[i/n] Node ...") and its closing one ("[i/n] Node done 1.2 s"), both checked."""
+    number = f'[{node_ids.index(node) + 1}/{len(node_ids)}]'
+    first = lines.index(f'{number} {node} ...')
+    closing = lines[first + 1 + count]
+    assert re.match(rf'^{re.escape(number)} {node} done \d+\.\d s$', closing), closing
+    return lines[first + 1:first + 1 + count]
+
+
 def test_the_console_shows_components_epochs_and_a_summary(any_run):
     config, run, expected, result = any_run
     assert result.stderr == ''
     lines = result.stdout.splitlines()
-    # About 30 lines: one per component, the Trainer's epochs, the InfraValidator's and
-    # TFLiteExport's verdicts and the summary; nothing floods it.
+    # 44 lines: one per component, DataQuality's counts, the Trainer's epochs, the
+    # InfraValidator's and TFLiteExport's verdicts and the summary; nothing floods it.
     assert len(lines) <= 45, result.stdout
     assert not [line for line in lines if re.search(r'warn|error|traceback', line, re.I)]
     assert lines[:4] == [f'data root: {config.data_root}',
@@ -186,40 +196,26 @@ def test_the_console_shows_components_epochs_and_a_summary(any_run):
     assert all(components), others
     assert [(int(m.group(1)), int(m.group(2)), m.group(3)) for m in components] == [
         (i + 1, len(node_ids), n) for i, n in enumerate(node_ids) if n not in verbose]
-    # DataQuality's line opens, its counts follow, then it closes.
-    number = f'[{node_ids.index("DataQuality") + 1}/{len(node_ids)}]'
-    quality = lines.index(f'{number} DataQuality ...')
+    [quality] = details(lines, node_ids, 'DataQuality', 1)
     assert re.match(r'^ {6}60 photos: \d+ possibly mislabelled, \d+ near-duplicate pairs, '
                     r'\d+ held-out photos with a near-copy in train \(.*/DataQuality/report/'
-                    r'\d+\)$', lines[quality + 1]), lines[quality + 1]
-    assert re.match(rf'^{re.escape(number)} DataQuality done \d+\.\d s$', lines[quality + 2])
-    # TFLiteExport's line opens, one verdict per variant follows, then it closes.
-    number = f'[{node_ids.index("TFLiteExport") + 1}/{len(node_ids)}]'
-    tflite = lines.index(f'{number} TFLiteExport ...')
-    for line, variant in zip(lines[tflite + 1:tflite + 3], ('float16', 'int8')):
+                    r'\d+\)$', quality), quality
+    for line, variant in zip(details(lines, node_ids, 'TFLiteExport', 2), ('float16', 'int8')):
         assert re.match(rf'^ {{6}}TFLite {variant}: \d+\.\d MB, accuracy \d\.\d{{4}} vs '
                         r'\d\.\d{4} \(SavedModel\) on 12 eval images, agreement \d+\.\d%, '
                         r'largest probability difference \d\.\d{4}: (ready|refused.*)$',
                         line), line
-    assert re.match(rf'^{re.escape(number)} TFLiteExport done \d+\.\d s$', lines[tflite + 3])
-    # The InfraValidator's line opens, its verdict follows, then it closes.
-    number = f'[{node_ids.index("InfraValidator") + 1}/{len(node_ids)}]'
-    infra = lines.index(f'{number} InfraValidator ...')
+    [infra] = details(lines, node_ids, 'InfraValidator', 1)
     assert re.match(r'^ {6}blessed: our server loaded it in \d+\.\d s and answered 12 eval '
                     r'images as the Trainer did .*; p50 \d+\.\d ms per image over REST$',
-                    lines[infra + 1]), lines[infra + 1]
-    assert re.match(rf'^{re.escape(number)} InfraValidator done \d+\.\d s$', lines[infra + 2])
-    # The Trainer's line opens, the features of the 36 train photos' augmented copies and
-    # the epochs follow, then it closes.
-    number = f'[{node_ids.index("Trainer") + 1}/{len(node_ids)}]'
-    trainer = lines.index(f'{number} Trainer ...')
+                    infra), infra
+    # The Trainer: the features of the 36 train photos' augmented copies, the epochs.
+    trainer = details(lines, node_ids, 'Trainer', 1 + EPOCHS)
     assert re.match(r'^ {6}frozen features of 2 augmented copies of each of 36 training '
                     r"photos and the photo itself \(DataQuality's\): \d+\.\d s$",
-                    lines[trainer + 1]), lines[trainer + 1]
-    epochs = lines[trainer + 2:trainer + 2 + EPOCHS]
-    assert [EPOCH_LINE.match(line).group(1) for line in epochs] == [
-        str(i) for i in range(1, EPOCHS + 1)], epochs
-    assert re.match(rf'^{re.escape(number)} Trainer done \d+\.\d s$', lines[trainer + 2 + EPOCHS])
+                    trainer[0]), trainer[0]
+    assert [EPOCH_LINE.match(line).group(1) for line in trainer[1:]] == [
+        str(i) for i in range(1, EPOCHS + 1)], trainer[1:]
 
     summary = lines[-11:]
     images, bad, ignored = (len(expected[k]) for k in ('images', 'bad', 'ignored'))
