@@ -808,14 +808,15 @@ class ServingCore:
 
     def _call(self, servable, signature_name: str, signature_def,
               inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        function = servable.functions[signature_name]
-        tensors = {name: tf.constant(array, dtype=tf.string if array.dtype == object
-                                     else tf.dtypes.as_dtype(
-                                         signature_def.inputs[name].dtype))
-                   for name, array in inputs.items()}
         started = time.perf_counter()
         try:
-            outputs = function(**tensors)
+            outputs = None
+            if servable.tflite is not None and servable.tflite.serves(
+                    signature_name):
+                outputs = servable.tflite.run(signature_name, inputs)
+            if outputs is None:
+                outputs = self._call_saved_model(servable, signature_name,
+                                                 signature_def, inputs)
         except tf.errors.OpError as error:
             refused = errors.from_tf_error(error)
             shape = (self._shape_error(signature_name, signature_def, inputs)
@@ -828,7 +829,19 @@ class ServingCore:
         if self.metrics is not None:
             self.metrics.observe_predict(servable.name, signature_name,
                                          time.perf_counter() - started)
-        return {name: tensor.numpy() for name, tensor in outputs.items()}
+        return outputs
+
+    @staticmethod
+    def _call_saved_model(servable, signature_name: str, signature_def,
+                          inputs: Mapping[str, np.ndarray]
+                          ) -> Dict[str, np.ndarray]:
+        function = servable.functions[signature_name]
+        tensors = {name: tf.constant(array, dtype=tf.string if array.dtype == object
+                                     else tf.dtypes.as_dtype(
+                                         signature_def.inputs[name].dtype))
+                   for name, array in inputs.items()}
+        return {name: tensor.numpy()
+                for name, tensor in function(**tensors).items()}
 
     @staticmethod
     def _with_input_hint(error: errors.ServingError, signature_def,
