@@ -29,7 +29,7 @@ pipeline/configs.py, which a runner imports before anything runs.
 
 import dataclasses
 import os
-from typing import Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -74,11 +74,21 @@ def saved_model_pixels_function(saved_model_dir: str):
     return function.concrete_functions[0], loaded
 
 
-def serving_function(saved_model_dir: str):
-    """(concrete function, the loaded SavedModel owning its variables): the SavedModel's
-    `serving_default` from the Transform output on, float32 pixels [N, H, W, 3] ->
-    probabilities, class index and label, with the signature's own output names; what the
-    Pusher converts to SERVING_FILE.
+class ServingFunction(NamedTuple):
+    """What serving_function gives: convert `function` with `trackable`; the SavedModel's
+    signatures (`saved_model`) compute its input and the answers to check it against."""
+    function: Any
+    trackable: Any
+    saved_model: Any
+
+
+def serving_function(saved_model_dir: str) -> ServingFunction:
+    """The SavedModel's `serving_default` from the Transform output on: float32 pixels
+    [N, H, W, 3] -> probabilities, class index and label, with the signature's own output
+    names; what the Pusher converts to SERVING_FILE.
+
+    The trackable holds only the variables the function reads: converting with the whole
+    SavedModel as trackable saves all its signatures again first, twice the time.
 
     Raises:
       ValueError: no PIXELS_FUNCTION (see saved_model_pixels_function) or no class names
@@ -99,7 +109,10 @@ def serving_function(saved_model_dir: str):
         return export.class_answers(
             pixels_function(pixels)[features.PROBABILITIES_OUTPUT], names)
 
-    return serve_pixels.get_concrete_function(), loaded
+    function = serve_pixels.get_concrete_function()
+    trackable = tf.Module()
+    trackable.captured_variables = list(function.variables)
+    return ServingFunction(function, trackable, loaded)
 
 
 def keras_function(model, input_shape: Sequence[int]):
@@ -189,23 +202,29 @@ class Runner:
         Raises:
           ValueError: no signature of that key.
         """
-        _, inputs, outputs = self._signature(key)
-        return inputs, outputs
+        if key not in self._signatures:
+            runner = self._interpreter.get_signature_runner(key)
+            self._signatures[key] = (runner.get_input_details(), runner.get_output_details())
+        return self._signatures[key]
 
     def run_signature(self, key: str, inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """A signature's outputs by name, for its float32 inputs by name (quantized and
-        dequantized as in run; outputs that are not numbers, e.g. labels, as they are)."""
-        runner, input_details, output_details = self._signature(key)
+        dequantized as in run; outputs that are not numbers, e.g. labels, as they are).
+
+        Raises:
+          ValueError: no signature of that key, or inputs of other names.
+        """
+        input_details, output_details = self.signature_details(key)
+        if set(inputs) != set(input_details):
+            raise ValueError(f'signature {key!r} takes {sorted(input_details)}, got '
+                             f'{sorted(inputs)}')
+        # Made for each call and dropped after it: while a signature runner exists, the
+        # interpreter refuses `run`'s resize (it counts references to itself).
+        runner = self._interpreter.get_signature_runner(key)
         outputs = runner(**{name: _quantize(np.asarray(value, np.float32), input_details[name])
                             for name, value in inputs.items()})
+        del runner
         return {name: _dequantize(value, output_details[name]) for name, value in outputs.items()}
-
-    def _signature(self, key: str):
-        if key not in self._signatures:
-            runner = self._interpreter.get_signature_runner(key)
-            self._signatures[key] = (runner, runner.get_input_details(),
-                                     runner.get_output_details())
-        return self._signatures[key]
 
 
 def transformed_images(transform, images: Sequence[bytes]) -> Dict[str, np.ndarray]:

@@ -41,8 +41,10 @@ def write(version_dir: str, images: Sequence[bytes]) -> Written:
     started = time.perf_counter()
     images = list(images) + [tflite_export.probe_image()]
     try:
-        function, loaded = tflite_export.serving_function(version_dir)
-        content = tflite_export.convert(function, tflite_export.FLOAT32, trackable=loaded)
+        serving = tflite_export.serving_function(version_dir)
+        loaded = serving.saved_model
+        content = tflite_export.convert(serving.function, tflite_export.FLOAT32,
+                                        trackable=serving.trackable)
         runner = tflite_export.Runner(content, threads=1)
         if features.SERVING_SIGNATURE not in runner.signatures():
             return Written(reason=f'the converted model has no {features.SERVING_SIGNATURE} '
