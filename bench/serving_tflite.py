@@ -13,7 +13,8 @@ Each round measures, one after the other:
    a thread per core, then as one single-thread interpreter per core in parallel
    threads (as the server runs them); the better of the two is the limit;
 2. TensorFlow's forward rate for reference (the SavedModel's classify_pixels, batch 32);
-3. `python -m serving.server` without the flag, then with it: --clients keep-alive
+3. `python -m serving.server` without the flag, then with it (once per --tflite_pools
+   value): --clients keep-alive
    REST clients (one photo per request, the next request once the answer is in) for
    --warmup seconds, then --seconds counted: answered images/s, failed requests (any
    error or non-200, warmup included), p50/p99, and the CPU seconds per image of the
@@ -37,7 +38,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_IMAGES = (PROJECT_ROOT.parent / 'shared' / 'datasets' /
@@ -71,6 +72,7 @@ def _export_model(version_dir: pathlib.Path, work: pathlib.Path, size: int) -> N
 def _prepare_version(args, work: pathlib.Path, images: List[bytes]) -> pathlib.Path:
     from components.image_pusher import tflite_model  # pylint: disable=import-outside-toplevel
     from models import tflite_export  # pylint: disable=import-outside-toplevel
+    from tfserving import warmup_file  # pylint: disable=import-outside-toplevel
     base = work / MODEL
     version = base / '1'
     if args.model_base_path:
@@ -83,6 +85,9 @@ def _prepare_version(args, work: pathlib.Path, images: List[bytes]) -> pathlib.P
         _export_model(version, work, args.image_size)
         print(f'model: transfer model at {args.image_size}, exported in '
               f'{time.perf_counter() - started:.0f} s')
+    if not pathlib.Path(warmup_file.warmup_path(str(version))).exists():
+        # As the Pusher writes it: without, the first requests trace the functions.
+        warmup_file.write_warmup_file(str(version), images[:5], model_name=MODEL)
     if not (version / tflite_export.SERVING_FILE).exists():
         written = tflite_model.write(str(version), images[:5])
         if written.reason:
@@ -110,9 +115,9 @@ class _Pixels:
             self.loaded.signatures[features.TRANSFORM_SIGNATURE], images)[self.input_name]
         self.classify_pixels = getattr(self.loaded, export.PIXELS_FUNCTION)
 
-    def tflite_rate(self, threads: int, interpreters: int, seconds: float) -> float:
-        """images/s of `interpreters` interpreters of `threads` threads each, one image per
-        call, each in a Python thread of its own, for about `seconds`."""
+    def tflite_rate(self, threads: int, interpreters: int, seconds: float) -> Tuple[float, float]:
+        """(images/s, CPU ms per image) of `interpreters` interpreters of `threads` threads
+        each, one image per call, each in a Python thread of its own, for about `seconds`."""
         from models import features  # pylint: disable=import-outside-toplevel
         from models import tflite_export  # pylint: disable=import-outside-toplevel
         runners = [tflite_export.Runner(self.content, threads=threads)
@@ -131,23 +136,27 @@ class _Pixels:
                 counts[index] += 1
                 i += interpreters
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         threads_ = [threading.Thread(target=work, args=(k,)) for k in range(interpreters)]
         for thread in threads_:
             thread.start()
         for thread in threads_:
             thread.join()
-        return sum(counts) / (time.perf_counter() - started)
+        count = sum(counts)
+        return (count / (time.perf_counter() - started),
+                1e3 * (time.process_time() - cpu) / count)
 
-    def tf_rate(self, seconds: float) -> float:
-        """images/s of the SavedModel's pixels function at batch TF_BATCH."""
+    def tf_rate(self, seconds: float) -> Tuple[float, float]:
+        """(images/s, CPU ms per image) of the SavedModel's pixels function at batch
+        TF_BATCH."""
         batch = self._tf.constant(self.pixels[:TF_BATCH])
         self.classify_pixels(batch)
-        count, started = 0, time.perf_counter()
+        count, started, cpu = 0, time.perf_counter(), time.process_time()
         while time.perf_counter() - started < seconds:
             self.classify_pixels(batch)
             count += len(self.pixels[:TF_BATCH])
-        return count / (time.perf_counter() - started)
+        return (count / (time.perf_counter() - started),
+                1e3 * (time.process_time() - cpu) / count)
 
 
 class _Client(threading.Thread):
@@ -238,10 +247,13 @@ def main(argv=None) -> int:
     parser.add_argument('--images', default=str(DEFAULT_IMAGES))
     parser.add_argument('--max_images', type=int, default=64)
     parser.add_argument('--clients', type=int, default=32)
-    parser.add_argument('--warmup', type=float, default=5)
+    parser.add_argument('--warmup', type=float, default=10)
     parser.add_argument('--seconds', type=float, default=30)
     parser.add_argument('--limit_seconds', type=float, default=10)
     parser.add_argument('--rounds', type=int, default=2)
+    parser.add_argument('--tflite_pools', type=int, nargs='+', default=[0],
+                        help='--num_tflite_pools of the servers with the flag, one server '
+                        'each (0: one interpreter per core)')
     parser.add_argument('--enable_batching', action='store_true',
                         help='both servers batch (--enable_batching)')
     parser.add_argument('--json', help='write the figures here')
@@ -262,46 +274,52 @@ def main(argv=None) -> int:
         print(f'{len(images)} photos, {args.clients} REST clients, {args.warmup:g} s warmup + '
               f'{args.seconds:g} s counted per server, {cores} cores'
               + (', batching' if args.enable_batching else ''))
+        variants = [('saved_model', 'server, SavedModel', extra)] + [
+            (f'tflite_{pools}', f'server, --prefer_tflite_model --num_tflite_pools={pools}',
+             extra + ['--prefer_tflite_model', f'--num_tflite_pools={pools}'])
+            for pools in args.tflite_pools]
         for number in range(1, args.rounds + 1):
-            found = {
-                'limit_one_interpreter': pixels.tflite_rate(cores, 1, args.limit_seconds),
-                'limit_interpreter_per_core': pixels.tflite_rate(1, cores, args.limit_seconds),
-                'tensorflow': pixels.tf_rate(args.limit_seconds),
-            }
-            found['limit'] = max(found['limit_one_interpreter'],
-                                 found['limit_interpreter_per_core'])
-            found['saved_model'] = _load(args, base, bodies, work, extra, f'r{number}-tf')
-            found['tflite'] = _load(args, base, bodies, work,
-                                    extra + ['--prefer_tflite_model'], f'r{number}-tflite')
-            rounds.append(found)
+            found = {}
+            (found['limit_one_interpreter'], cpu_one) = pixels.tflite_rate(
+                cores, 1, args.limit_seconds)
+            (found['limit_interpreter_per_core'], cpu_each) = pixels.tflite_rate(
+                1, cores, args.limit_seconds)
+            found['tensorflow'], found['tensorflow_cpu_ms_per_image'] = pixels.tf_rate(
+                args.limit_seconds)
+            found['limit'], found['limit_cpu_ms_per_image'] = max(
+                (found['limit_one_interpreter'], cpu_one),
+                (found['limit_interpreter_per_core'], cpu_each))
             limit = found['limit']
             print(f'round {number}: limit (XNNPACK float32, model.tflite on pixels) '
-                  f'{limit:.1f} images/s (1 interpreter x {cores} threads '
-                  f'{found["limit_one_interpreter"]:.1f}, {cores} x 1 thread '
-                  f'{found["limit_interpreter_per_core"]:.1f}); TensorFlow batch {TF_BATCH} '
-                  f'{found["tensorflow"]:.1f} ({found["tensorflow"] / limit:.2f}x the limit)')
-            for key, label in (('saved_model', 'server, SavedModel'),
-                               ('tflite', 'server, --prefer_tflite_model')):
-                result = found[key]
+                  f'{limit:.1f} images/s, {found["limit_cpu_ms_per_image"]:.1f} CPU ms per '
+                  f'image (1 interpreter x {cores} threads {found["limit_one_interpreter"]:.1f}, '
+                  f'{cores} x 1 thread {found["limit_interpreter_per_core"]:.1f}); TensorFlow '
+                  f'batch {TF_BATCH} {found["tensorflow"]:.1f} images/s '
+                  f'({found["tensorflow"] / limit:.2f}x the limit), '
+                  f'{found["tensorflow_cpu_ms_per_image"]:.1f} CPU ms per image')
+            for key, label, flags in variants:
+                result = found[key] = _load(args, base, bodies, work, flags, f'r{number}-{key}')
                 print(f'  {label}: {result["images_per_second"]:.1f} images/s = '
                       f'{result["images_per_second"] / limit:.2f}x the limit, failed '
                       f'{result["failed"]}, p50 {result["p50_ms"]:.0f} ms, p99 '
                       f'{result["p99_ms"]:.0f} ms, CPU ms per image: server '
-                      f'{result["server_cpu_ms_per_image"]:.1f}, clients '
-                      f'{result["clients_cpu_ms_per_image"]:.1f}')
+                      f'{result["server_cpu_ms_per_image"]:.1f} (the limit\'s / the server\'s: '
+                      f'{found["limit_cpu_ms_per_image"] / result["server_cpu_ms_per_image"]:.2f}), '
+                      f'clients {result["clients_cpu_ms_per_image"]:.1f}')
                 for failure in result['first_failures']:
                     print(f'    failure: {failure}')
-            if not found['tflite']['tflite_in_log']:
-                print('  WARNING: the --prefer_tflite_model server did not serve from '
-                      'model.tflite (see its log)')
-            print(f'  --prefer_tflite_model / SavedModel: '
-                  f'{found["tflite"]["images_per_second"] / found["saved_model"]["images_per_second"]:.2f}x')
-    with_flag = statistics.median(r['tflite']['images_per_second'] / r['limit'] for r in rounds)
-    without = statistics.median(r['saved_model']['images_per_second'] / r['limit']
-                                for r in rounds)
-    failed = sum(r[k]['failed'] for r in rounds for k in ('saved_model', 'tflite'))
-    print(f'median over {len(rounds)} rounds: --prefer_tflite_model {with_flag:.2f}x the limit, '
-          f'SavedModel {without:.2f}x, failed requests {failed}')
+                if key != 'saved_model':
+                    if not result['tflite_in_log']:
+                        print('    WARNING: this server did not serve from model.tflite (see '
+                              'its log)')
+                    if found['saved_model']['images_per_second']:
+                        print(f'    / SavedModel server: {result["images_per_second"] / found["saved_model"]["images_per_second"]:.2f}x')
+            rounds.append(found)
+    for key, label, _ in variants:
+        ratio = statistics.median(r[key]['images_per_second'] / r['limit'] for r in rounds)
+        print(f'median over {len(rounds)} rounds, {label}: {ratio:.2f}x the limit')
+    failed = sum(r[key]['failed'] for r in rounds for key, _, _ in variants)
+    print(f'failed requests, all servers and rounds: {failed}')
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(rounds, f, indent=1)
