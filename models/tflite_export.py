@@ -53,7 +53,7 @@ DEFAULT_THREADS = os.cpu_count() or 1
 SERVING_FILE = 'model.tflite'
 # Largest difference of a float output (a probability) between the served TFLite model
 # and the SavedModel on the same image; other outputs (class index, label) must be equal.
-# float32 TFLite differs from TensorFlow by rounding only (about 1e-6).
+# float32 TFLite differs from TensorFlow by rounding only (docs/serving.md).
 SERVING_TOLERANCE = 1e-4
 
 
@@ -87,8 +87,9 @@ def serving_function(saved_model_dir: str) -> ServingFunction:
     [N, H, W, 3] -> probabilities, class index and label, with the signature's own output
     names; what the Pusher converts to SERVING_FILE.
 
-    The trackable holds only the variables the function reads: converting with the whole
-    SavedModel as trackable saves all its signatures again first, twice the time.
+    The trackable holds only the variables the function reads: with the whole SavedModel
+    as trackable, the converter would first save all its signatures again (docs/benchmarks.md
+    has the cost).
 
     Raises:
       ValueError: no PIXELS_FUNCTION (see saved_model_pixels_function) or no class names

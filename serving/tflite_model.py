@@ -110,18 +110,19 @@ def _plan(name: str, signature_def, transform_def, runner: tflite_export.Runner
         return None, f'its input {images_input!r} is not a string (encoded images)'
     if len(inputs) != 1:
         return None, f'the TFLite signature takes {len(inputs)} inputs, not one'
-    (pixels_input, details), = inputs.items()
-    if pixels_input not in transform_def.outputs or details['dtype'] != np.float32:
-        return None, (f'the TFLite input {pixels_input!r} is not a float output of '
+    (pixels_input,) = inputs
+    if pixels_input not in transform_def.outputs:
+        return None, (f'the TFLite input {pixels_input!r} is not an output of '
                       f'{features.TRANSFORM_SIGNATURE} '
                       f'({", ".join(sorted(transform_def.outputs))})')
     if set(outputs) != set(signature_def.outputs):
         return None, (f'TFLite outputs {sorted(outputs)}, the SavedModel '
                       f'{sorted(signature_def.outputs)}')
     for output, info in signature_def.outputs.items():
-        kind = np.dtype(outputs[output]['dtype']).kind
-        if kind == 'S':
-            kind = 'O'
+        details = outputs[output]
+        # As Runner returns them: quantized outputs dequantized to float, bytes as objects.
+        kind = ('f' if details['quantization'][0] else
+                {'S': 'O'}.get(np.dtype(details['dtype']).kind, np.dtype(details['dtype']).kind))
         if _KINDS.get(info.dtype) != kind:
             return None, f'output {output!r} has another dtype than the SavedModel\'s'
     return _Plan(images_input, pixels_input), ''
