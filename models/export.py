@@ -7,7 +7,8 @@
 - embedding: encoded image bytes -> the last layer's input (monitoring) and probabilities
 and one function that is not a signature (so no server lists it):
 - PIXELS_FUNCTION: the Transform output (float32 [N, H, W, 3]) -> probabilities, the
-  model without decoding, what models/tflite_export.py converts to TFLite
+  model without decoding, what models/tflite_export.py converts to TFLite (with
+  class_answers after it, for the Pusher's model.tflite)
 All run the Transform graph inside the model, so clients never preprocess. The three
 that run the model run it over at most CHUNK_IMAGES images at a time: a request's or a
 TFMA batch's size changes the time, not the memory (Beam's BatchElements grows TFMA's
@@ -76,6 +77,15 @@ def in_chunks(fn: Callable[[tf.Tensor], Dict[str, tf.Tensor]], inputs: tf.Tensor
     return {key: part.concat() for key, part in parts.items()}
 
 
+def class_answers(probabilities: tf.Tensor, names: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """serving_default's outputs from the probabilities [N, K] and the class names [K]: also
+    what the TFLite model served with --prefer_tflite_model computes
+    (models/tflite_export.py: serving_function)."""
+    index = tf.argmax(probabilities, axis=-1)
+    return {features.PROBABILITIES_OUTPUT: probabilities, features.CLASS_INDEX_OUTPUT: index,
+            features.CLASS_NAME_OUTPUT: tf.gather(names, index)}
+
+
 def make_signatures(model: keras.Model, module: ServingModule,
                     tf_transform_output: tft.TFTransformOutput, class_names: Sequence[str],
                     chunk: int = CHUNK_IMAGES):
@@ -93,10 +103,7 @@ def make_signatures(model: keras.Model, module: ServingModule,
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.SERVING_INPUT)])
     def serve_images(image_bytes):
-        probs = probabilities(image_bytes)
-        index = tf.argmax(probs, axis=-1)
-        return {features.PROBABILITIES_OUTPUT: probs, features.CLASS_INDEX_OUTPUT: index,
-                features.CLASS_NAME_OUTPUT: tf.gather(names, index)}
+        return class_answers(probabilities(image_bytes), names)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.EXAMPLES_INPUT)])
     def classify_examples(inputs):

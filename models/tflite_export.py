@@ -16,15 +16,24 @@ Variants (VARIANTS):
            representative pixels (from the train split); `Runner` quantizes the float
            pixels and dequantizes the probabilities, so callers see float32 either way
 
+The served model (`SERVING_FILE`, written by the Pusher beside saved_model.pb for the
+server's --prefer_tflite_model) is float32 and is the whole `serving_default` from the
+Transform output on: `serving_function` adds the class index and label to the pixels
+function, so the file has a TFLite signature of that name with the SavedModel's outputs.
+Whoever serves it computes its input, the Transform output, with the SavedModel's own
+`transform_features` signature (`transformed_images`).
+
 TensorFlow is imported by the functions that need it: the settings below are read by
 pipeline/configs.py, which a runner imports before anything runs.
 """
 
 import dataclasses
 import os
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
+
+from models import features
 
 FLOAT32 = 'float32'
 FLOAT16 = 'float16'
@@ -39,6 +48,13 @@ REPRESENTATIVE_IMAGES = 100
 EVAL_IMAGES = 1000
 # Threads of the interpreter when none are given: every core, as XNNPACK can use them.
 DEFAULT_THREADS = os.cpu_count() or 1
+# The served model as TFLite, in the version folder beside saved_model.pb: TF Serving's
+# name for it (kTfLiteModelFilename), which its --prefer_tflite_model looks for.
+SERVING_FILE = 'model.tflite'
+# Largest difference of a float output (a probability) between the served TFLite model
+# and the SavedModel on the same image; other outputs (class index, label) must be equal.
+# float32 TFLite differs from TensorFlow by rounding only (docs/serving.md).
+SERVING_TOLERANCE = 1e-4
 
 
 def saved_model_pixels_function(saved_model_dir: str):
@@ -56,6 +72,48 @@ def saved_model_pixels_function(saved_model_dir: str):
         raise ValueError(f'{saved_model_dir} has no {export.PIXELS_FUNCTION} function (an '
                          'export older than the TFLite stage): train it again to convert it')
     return function.concrete_functions[0], loaded
+
+
+class ServingFunction(NamedTuple):
+    """What serving_function gives: convert `function` with `trackable`; the SavedModel's
+    signatures (`saved_model`) compute its input and the answers to check it against."""
+    function: Any
+    trackable: Any
+    saved_model: Any
+
+
+def serving_function(saved_model_dir: str) -> ServingFunction:
+    """The SavedModel's `serving_default` from the Transform output on: float32 pixels
+    [N, H, W, 3] -> probabilities, class index and label, with the signature's own output
+    names; what the Pusher converts to SERVING_FILE.
+
+    The trackable holds only the variables the function reads: with the whole SavedModel
+    as trackable, the converter would first save all its signatures again (docs/benchmarks.md
+    has the cost).
+
+    Raises:
+      ValueError: no PIXELS_FUNCTION (see saved_model_pixels_function) or no class names
+        file.
+    """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from models import export  # pylint: disable=import-outside-toplevel
+    pixels_function, loaded = saved_model_pixels_function(saved_model_dir)
+    names_path = os.path.join(saved_model_dir, export.CLASS_NAMES_FILE)
+    if not tf.io.gfile.exists(names_path):
+        raise ValueError(f'{saved_model_dir} has no {export.CLASS_NAMES_FILE} (the class names)')
+    with tf.io.gfile.GFile(names_path) as f:
+        names = tf.constant([line for line in f.read().splitlines() if line])
+    spec = pixels_function.structured_input_signature[0][0]
+
+    @tf.function(input_signature=[spec])
+    def serve_pixels(pixels):
+        return export.class_answers(
+            pixels_function(pixels)[features.PROBABILITIES_OUTPUT], names)
+
+    function = serve_pixels.get_concrete_function()
+    trackable = tf.Module()
+    trackable.captured_variables = list(function.variables)
+    return ServingFunction(function, trackable, loaded)
 
 
 def keras_function(model, input_shape: Sequence[int]):
@@ -106,7 +164,8 @@ def convert(function, variant: str, *, trackable=None,
 
 class Runner:
     """A TFLite model in tf.lite.Interpreter (XNNPACK for float models, TF's default):
-    float32 pixels in, float32 outputs out, whatever the model's own input type."""
+    float32 pixels in, float32 outputs out, whatever the model's own input type.
+    Not thread-safe: one caller at a time."""
 
     def __init__(self, model_content: bytes, threads: int = DEFAULT_THREADS):
         """Args: model_content: the .tflite bytes; threads: the interpreter's threads."""
@@ -116,6 +175,7 @@ class Runner:
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         self._batch = None
+        self._signatures = {}
 
     @property
     def input_shape(self) -> tuple:
@@ -133,6 +193,101 @@ class Runner:
         self._interpreter.invoke()
         return _dequantize(self._interpreter.get_tensor(self._output['index']), self._output)
 
+    def signatures(self) -> Dict[str, Dict[str, list]]:
+        """The model's TFLite signatures: {key: {'inputs': [names], 'outputs': [names]}}."""
+        return self._interpreter.get_signature_list()
+
+    def signature_details(self, key: str) -> Tuple[Dict[str, dict], Dict[str, dict]]:
+        """(input details, output details) of a signature, by tensor name.
+
+        Raises:
+          ValueError: no signature of that key.
+        """
+        if key not in self._signatures:
+            runner = self._interpreter.get_signature_runner(key)
+            self._signatures[key] = (runner.get_input_details(), runner.get_output_details())
+        return self._signatures[key]
+
+    def run_signature(self, key: str, inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """A signature's outputs by name, for its float32 inputs by name (quantized and
+        dequantized as in run; outputs that are not numbers, e.g. labels, as they are).
+
+        Raises:
+          ValueError: no signature of that key, or inputs of other names.
+        """
+        input_details, output_details = self.signature_details(key)
+        if set(inputs) != set(input_details):
+            raise ValueError(f'signature {key!r} takes {sorted(input_details)}, got '
+                             f'{sorted(inputs)}')
+        # Made for each call and dropped after it: while a signature runner exists, the
+        # interpreter refuses `run`'s resize (it counts references to itself).
+        runner = self._interpreter.get_signature_runner(key)
+        outputs = runner(**{name: _quantize(np.asarray(value, np.float32), input_details[name])
+                            for name, value in inputs.items()})
+        del runner
+        return {name: _dequantize(value, output_details[name]) for name, value in outputs.items()}
+
+
+def transformed_images(transform, images: Sequence[bytes]) -> Dict[str, np.ndarray]:
+    """The Transform output of encoded images, by a SavedModel's own `transform_features`
+    signature (serialized Examples holding each image under features.IMAGE_KEY): exactly
+    the pixels the SavedModel's serving signatures compute from the same bytes.
+
+    Raises:
+      tf.errors.OpError: an image the Transform graph cannot decode.
+    """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    examples = [tf.train.Example(features=tf.train.Features(feature={
+        features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image]))}))
+                .SerializeToString() for image in images]
+    outputs = transform(examples=tf.constant(examples, tf.string))
+    return {name: tensor.numpy() for name, tensor in outputs.items()}
+
+
+def run_one_by_one(runner: Runner, key: str, input_name: str,
+                   pixels: np.ndarray) -> Dict[str, np.ndarray]:
+    """A one-input signature's outputs for a batch of pixels, run one image at a time
+    (batch 1: the interpreter's tensors are never reallocated), concatenated.
+
+    Raises:
+      ValueError: an empty batch.
+    """
+    if not len(pixels):
+        raise ValueError('no images to run')
+    rows = [runner.run_signature(key, {input_name: pixels[i:i + 1]})
+            for i in range(len(pixels))]
+    return {name: np.concatenate([row[name] for row in rows]) for name in rows[0]}
+
+
+def output_difference(reference: Mapping[str, np.ndarray], converted: Mapping[str, np.ndarray],
+                      tolerance: float = SERVING_TOLERANCE) -> Optional[str]:
+    """How a converted model's outputs differ from the SavedModel's on the same images, or
+    None when they do not: the same names and shapes, floats within `tolerance`, the rest
+    equal."""
+    if set(reference) != set(converted):
+        return f'outputs {sorted(converted)} instead of {sorted(reference)}'
+    for name in sorted(reference):
+        want, got = np.asarray(reference[name]), np.asarray(converted[name])
+        if want.shape != got.shape:
+            return f'output {name!r} has shape {list(got.shape)} instead of {list(want.shape)}'
+        if np.issubdtype(want.dtype, np.floating):
+            largest = float(np.max(np.abs(want - got), initial=0.0))
+            if not largest <= tolerance:     # also catches NaN
+                return (f'output {name!r} differs by up to {largest:.3g} (at most {tolerance:g} '
+                        'allowed)')
+        elif not np.array_equal(want, got):
+            return f'output {name!r} differs: {got.tolist()} instead of {want.tolist()}'
+    return None
+
+
+def probe_image() -> bytes:
+    """A small PNG with gradients in every channel (the same bytes each call): an image to
+    compare a converted model with the SavedModel on when no photo is at hand."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    rows, columns = np.mgrid[0:48, 0:64]
+    pixels = np.stack([rows * 5, columns * 4, (rows * columns) % 256], axis=-1)
+    return tf.io.encode_png(pixels.astype(np.uint8)).numpy()
+
 
 def _quantize(values: np.ndarray, details: dict) -> np.ndarray:
     scale, zero_point = details['quantization']
@@ -146,7 +301,7 @@ def _quantize(values: np.ndarray, details: dict) -> np.ndarray:
 def _dequantize(values: np.ndarray, details: dict) -> np.ndarray:
     scale, zero_point = details['quantization']
     if not scale:
-        return values.astype(np.float32)
+        return values.astype(np.float32) if np.issubdtype(values.dtype, np.floating) else values
     return ((values.astype(np.float32) - zero_point) * scale).astype(np.float32)
 
 

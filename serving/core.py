@@ -4,7 +4,9 @@ REST (`serving.rest`) and gRPC (`serving.grpc_server`) only translate their
 payloads; everything else happens here, in the order TF Serving does it:
 resolve the servable (latest, version or label), find the signature, decode
 the inputs against it, check names/dtypes/shapes, run the SavedModel (through
-the batcher when batching is on), and shape the result. Every failure is a
+the batcher when batching is on; with --prefer_tflite_model, the version's
+model.tflite where it serves the signature: serving/tflite_model.py), and shape
+the result. Every failure is a
 `ServingError` with TF Serving's code and message plus a hint. Each request
 is a `Call`, which feeds the metrics and the request log when it finishes.
 Warmup replays go through the same functions, minus the bookkeeping.
@@ -26,6 +28,7 @@ from serving import errors
 from serving import inputs as inputs_lib
 from serving import json_tensor
 from serving import limits as limits_lib
+from serving import metrics as metrics_lib
 from serving import request_log as request_log_lib
 from serving import warmup as warmup_lib
 
@@ -808,14 +811,17 @@ class ServingCore:
 
     def _call(self, servable, signature_name: str, signature_def,
               inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        function = servable.functions[signature_name]
-        tensors = {name: tf.constant(array, dtype=tf.string if array.dtype == object
-                                     else tf.dtypes.as_dtype(
-                                         signature_def.inputs[name].dtype))
-                   for name, array in inputs.items()}
         started = time.perf_counter()
+        runtime = metrics_lib.RUNTIME_TFLITE
         try:
-            outputs = function(**tensors)
+            outputs = None
+            if servable.tflite is not None and servable.tflite.serves(
+                    signature_name):
+                outputs = servable.tflite.run(signature_name, inputs)
+            if outputs is None:
+                runtime = metrics_lib.RUNTIME_TENSORFLOW
+                outputs = self._call_saved_model(servable, signature_name,
+                                                 signature_def, inputs)
         except tf.errors.OpError as error:
             refused = errors.from_tf_error(error)
             shape = (self._shape_error(signature_name, signature_def, inputs)
@@ -826,9 +832,21 @@ class ServingCore:
             raise (self._shape_error(signature_name, signature_def, inputs)
                    or errors.invalid_argument(str(error))) from None
         if self.metrics is not None:
-            self.metrics.observe_predict(servable.name, signature_name,
+            self.metrics.observe_predict(servable.name, signature_name, runtime,
                                          time.perf_counter() - started)
-        return {name: tensor.numpy() for name, tensor in outputs.items()}
+        return outputs
+
+    @staticmethod
+    def _call_saved_model(servable, signature_name: str, signature_def,
+                          inputs: Mapping[str, np.ndarray]
+                          ) -> Dict[str, np.ndarray]:
+        function = servable.functions[signature_name]
+        tensors = {name: tf.constant(array, dtype=tf.string if array.dtype == object
+                                     else tf.dtypes.as_dtype(
+                                         signature_def.inputs[name].dtype))
+                   for name, array in inputs.items()}
+        return {name: tensor.numpy()
+                for name, tensor in function(**tensors).items()}
 
     @staticmethod
     def _with_input_hint(error: errors.ServingError, signature_def,

@@ -52,6 +52,9 @@ DECODE_SECONDS = 'serving_request_decode_seconds'
 PREPROCESS_SECONDS = 'serving_preprocess_seconds'
 PREDICT_SECONDS = 'serving_predict_seconds'
 BATCH_SIZE = 'serving_batch_size'
+# PREDICT_SECONDS' runtime label: what answered the call.
+RUNTIME_TENSORFLOW = 'tensorflow'
+RUNTIME_TFLITE = 'tflite'
 
 # monitoring::Buckets::Exponential(10, 1.8, 33): 10us .. ~20 minutes, with the
 # six significant digits TF Serving's exporter prints (32.4, not
@@ -135,8 +138,10 @@ class ServingMetrics:
             'Input checks, casting and batching queue wait, in seconds.',
             ['model_name'], buckets=_SECONDS_BUCKETS, registry=self.registry)
         self._predict = prometheus_client.Histogram(
-            PREDICT_SECONDS, 'One SavedModel signature call, in seconds.',
-            ['model_name', 'signature'], buckets=_SECONDS_BUCKETS,
+            PREDICT_SECONDS, 'One model signature call, in seconds; runtime '
+            f'{RUNTIME_TENSORFLOW} (the SavedModel) or {RUNTIME_TFLITE} '
+            '(model.tflite, --prefer_tflite_model).',
+            ['model_name', 'signature', 'runtime'], buckets=_SECONDS_BUCKETS,
             registry=self.registry)
         self._batch_size = prometheus_client.Histogram(
             BATCH_SIZE, 'Examples per SavedModel call.', ['model_name'],
@@ -167,10 +172,10 @@ class ServingMetrics:
         """Observes input checking and queueing time."""
         self._preprocess.labels(model_name).observe(seconds)
 
-    def observe_predict(self, model_name: str, signature: str,
+    def observe_predict(self, model_name: str, signature: str, runtime: str,
                         seconds: float) -> None:
-        """Observes one SavedModel call."""
-        self._predict.labels(model_name, signature).observe(seconds)
+        """Observes one model call (runtime: RUNTIME_TENSORFLOW or RUNTIME_TFLITE)."""
+        self._predict.labels(model_name, signature, runtime).observe(seconds)
 
     def observe_batch_size(self, model_name: str, size: int) -> None:
         """Observes the examples of one SavedModel call."""

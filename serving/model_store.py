@@ -7,7 +7,8 @@ that file is there. For each configured model the store:
 - lists the numeric version directories holding saved_model.pb (or .pbtxt),
 - picks the versions to serve with the model's version policy (`latest`
   N, default 1; `specific` versions; `all`), as TF Serving does,
-- loads a new version with `tf.saved_model.load`, replays its warmup file,
+- loads a new version with `tf.saved_model.load` (with --prefer_tflite_model
+  also its model.tflite: serving/tflite_model.py), replays its warmup file,
   and only then makes it AVAILABLE; an older version is unloaded only after
   that,
 - reports a version that fails to load or warm up (logged, and END with the
@@ -40,8 +41,10 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from models import tflite_export
 from serving import errors
 from serving import tf1_models
+from serving import tflite_model
 
 _State = get_model_status_pb2.ModelVersionStatus.State
 START = _State.Value('START')
@@ -63,6 +66,9 @@ class Servable:
     module: Any
     signature_defs: Dict[str, Any]   # name -> tensorflow SignatureDef proto
     functions: Dict[str, Any]        # name -> callable concrete function
+    # With --prefer_tflite_model: the version's model.tflite, which answers predict on
+    # the signatures it serves (None: everything runs on the SavedModel).
+    tflite: Optional[tflite_model.TfLiteModel] = None
 
 
 @dataclasses.dataclass
@@ -212,11 +218,15 @@ def read_signature_defs(saved_model_dir: str,
                                       for m in saved_model.meta_graphs]))
 
 
-def load_servable(name: str, version: int, path: str) -> Servable:
+def load_servable(name: str, version: int, path: str, *,
+                  prefer_tflite_model: bool = False,
+                  num_tflite_pools: int = 0) -> Servable:
     """Loads one version directory.
 
     A TF1 SavedModel that tf.saved_model.load cannot import because TensorFlow
     1.0 wrote it is loaded as TF Serving reads it (serving/tf1_models.py).
+    With `prefer_tflite_model`, the folder's model.tflite (if any) is loaded
+    too, with `num_tflite_pools` interpreters (0: one per core).
     """
     signature_defs = read_signature_defs(path)
     try:
@@ -227,7 +237,13 @@ def load_servable(name: str, version: int, path: str) -> Servable:
         if module is None:
             raise
     functions = dict(module.signatures.items())
-    return Servable(name, version, path, module, signature_defs, functions)
+    tflite = None
+    if prefer_tflite_model and tf.io.gfile.exists(
+            os.path.join(path, tflite_export.SERVING_FILE)):
+        tflite = tflite_model.load(path, signature_defs, functions,
+                                   num_tflite_pools)
+    return Servable(name, version, path, module, signature_defs, functions,
+                    tflite)
 
 
 def _select(policy, versions: Set[int]) -> Set[int]:
@@ -256,7 +272,8 @@ class ModelStore:
                  load_retry_interval_micros: int = 60_000_000,
                  allow_version_labels_for_unavailable_models: bool = False,
                  warmup: Optional[Callable[[Servable], Optional[int]]] = None,
-                 on_unload: Optional[Callable[[Servable], None]] = None):
+                 on_unload: Optional[Callable[[Servable], None]] = None,
+                 prefer_tflite_model: bool = False, num_tflite_pools: int = 0):
         if max_num_load_retries < 0:
             raise ValueError('max_num_load_retries must be >= 0, got '
                              f'{max_num_load_retries}')
@@ -267,6 +284,8 @@ class ModelStore:
             allow_version_labels_for_unavailable_models)
         self._warmup = warmup        # hooks, set once here (serving/server.py wires them)
         self._on_unload = on_unload
+        self._prefer_tflite_model = prefer_tflite_model
+        self._num_tflite_pools = num_tflite_pools
         self._lock = threading.Lock()            # guards the maps below
         self._reconcile_lock = threading.RLock()  # one reconcile at a time
         self._models: Dict[str, _Model] = {}
@@ -426,7 +445,10 @@ class ModelStore:
                      name, version, path)
         started = time.monotonic()
         try:
-            servable = load_servable(name, version, path)
+            servable = load_servable(
+                name, version, path,
+                prefer_tflite_model=self._prefer_tflite_model,
+                num_tflite_pools=self._num_tflite_pools)
         except Exception as error:  # pylint: disable=broad-except
             if self._metrics is not None:
                 self._metrics.record_load(path, success=False)

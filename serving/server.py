@@ -21,6 +21,7 @@ TF Serving flags accepted (same meaning): --port, --rest_api_port,
 --allow_version_labels_for_unavailable_models, --enable_model_warmup,
 --num_request_iterations_for_warmup, --max_num_load_retries,
 --load_retry_interval_micros, --grpc_max_threads, --monitoring_config_file,
+--prefer_tflite_model, --num_tflite_pools,
 --tensorflow_intra_op_parallelism, --tensorflow_inter_op_parallelism.
 A zero --port or --rest_api_port disables that API, as in TF Serving; unlike
 TF Serving, --rest_api_port defaults to 8501 (the docker image's port).
@@ -112,6 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
                             'prometheus_config.path also serves the metrics '
                             '(they are always at '
                             '/monitoring/prometheus/metrics).')
+    _add_bool(tf_serving, 'prefer_tflite_model', False,
+              'Answer predict from model.tflite in the version folder, where '
+              'there is one (XNNPACK), for the signatures it serves; the '
+              'SavedModel serves the rest and decodes the images '
+              '(docs/serving.md, TFLite).')
+    tf_serving.add_argument('--num_tflite_pools', type=int, default=0,
+                            help='TFLite interpreters per model version, one '
+                            'thread each, each running one call at a time; 0: '
+                            'one per core.')
     tf_serving.add_argument('--tensorflow_intra_op_parallelism', type=int,
                             default=0, help='0: TensorFlow chooses.')
     tf_serving.add_argument('--tensorflow_inter_op_parallelism', type=int,
@@ -166,6 +176,9 @@ def _validate(args: argparse.Namespace) -> None:
     if args.port and args.port == args.rest_api_port:
         raise ValueError(f'--rest_api_port ({args.rest_api_port}) must differ '
                          f'from --port ({args.port})')
+    if args.num_tflite_pools < 0:
+        raise ValueError(f'--num_tflite_pools must be >= 0, got '
+                         f'{args.num_tflite_pools}')
     if args.batching_parameters_file and not args.enable_batching:
         raise ValueError('--batching_parameters_file is set without '
                          '--enable_batching')
@@ -242,7 +255,9 @@ class ModelServer:
                 args.allow_version_labels_for_unavailable_models),
             warmup=((lambda servable: self.core.warmup(servable))
                     if args.enable_model_warmup else None),
-            on_unload=lambda servable: self.core.release(servable))
+            on_unload=lambda servable: self.core.release(servable),
+            prefer_tflite_model=args.prefer_tflite_model,
+            num_tflite_pools=args.num_tflite_pools)
         self.core = core.ServingCore(
             self.store, metrics=server_metrics, batcher=self.batcher,
             request_log=self.request_log,

@@ -6,7 +6,10 @@ hidden staging folder beside the versions (TF Serving only loads integer-named
 folders; see staging.py), the warmup file is added, and the folder is renamed
 to its integer version. If a step after that rename fails (the version labels),
 the version is withdrawn again, so the serving folder holds a new version only
-when ML Metadata records the push. On object stores, where rename is a copy,
+when ML Metadata records the push. The staging folder also gets the model as
+float32 model.tflite (tflite_model.py), for the server's --prefer_tflite_model,
+unless it cannot be converted or does not answer as the SavedModel (a console line
+says why; the push goes on). On object stores, where rename is a copy,
 saved_model.pb is copied last instead, the marker TF Serving waits for. Older
 versions are never touched.
 
@@ -36,10 +39,12 @@ from tfx.proto import pusher_pb2
 from components import examples_io
 from components.image_pusher import spec
 from components.image_pusher import staging
+from components.image_pusher import tflite_model
 from components.image_pusher import validation_text
 from components.infra_validator import spec as infra_spec
 from models import features
 from models import profile
+from models import tflite_export
 from runlog import progress
 from serving_formats import rollback
 from serving_formats import version_labels
@@ -225,7 +230,16 @@ class Executor(pusher_executor.Executor):
         profile_artifacts = input_dict.get(spec.REFERENCE_PROFILE_KEY)
         profile_uri = artifact_utils.get_single_uri(profile_artifacts) if profile_artifacts else None
 
-        def add_warmup(staging_dir: str) -> None:
+        def prepare(staging_dir: str) -> None:
+            written = tflite_model.write(staging_dir, warmup_images)
+            if written.reason:
+                progress.logger().warning(
+                    '%s not written (--prefer_tflite_model will serve this version from '
+                    'the SavedModel): %s', tflite_export.SERVING_FILE, written.reason)
+            else:
+                logging.info('%s written: %.1f MB in %.1f s, answers as the SavedModel on %d '
+                             'images', tflite_export.SERVING_FILE, written.size_bytes / 1e6,
+                             written.seconds, written.images)
             if warmup_images:
                 warmup_file.write_warmup_file(staging_dir, warmup_images, model_name=model_name,
                                          signature_name=features.SERVING_SIGNATURE)
@@ -254,7 +268,7 @@ class Executor(pusher_executor.Executor):
              'version_label': version_label, spec.NEW_VERSION_FIELD: new_version,
              spec.PINNED_VERSION_FIELD: pinned}, indent=1))
         if new_version:
-            publish(model_path, base_directory, version, prepare=add_warmup)
+            publish(model_path, base_directory, version, prepare=prepare)
             logging.info('Model pushed as version %d: %s (%d warmup requests)', version,
                          serving_path, len(warmup_images))
         else:

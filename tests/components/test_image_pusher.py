@@ -3,6 +3,7 @@ publishing is the last step (a full disk or a later failure leaves nothing new s
 staging folders of pushes that died are removed at once."""
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -20,7 +21,10 @@ from components import artifacts
 from components.image_pusher import executor
 from components.image_pusher import spec
 from components.image_pusher import staging
+from models import export
 from models import features
+from models import tflite_export
+from runlog import progress
 from serving_formats import version_labels as labels
 from tests import data
 from tests import small_disk
@@ -190,6 +194,23 @@ def test_blessed_model_is_pushed_with_warmup_and_canary_label(tmp_path, model_di
     assert executor.existing_versions(base) == [version]
     with open(os.path.join(again.uri, spec.PUSH_RESULT_FILE)) as f:
         assert json.load(f)[spec.NEW_VERSION_FIELD] is False
+
+
+def test_a_model_that_cannot_be_converted_is_pushed_without_model_tflite(tmp_path, model_dir,
+                                                                        caplog):
+    """The stand-in export has no pixels function to convert: the push goes on, served
+    from the SavedModel, and a console line says why. (The pipeline's pushed model has its
+    model.tflite: tests/serving/test_tflite_serving.py.)"""
+    with caplog.at_level(logging.WARNING, logger=progress.LOGGER_NAME):
+        pushed, _, base = _run(tmp_path, model_dir, blessed=True, name='push')
+    version = pushed.get_string_custom_property('pushed_version')
+    assert pushed.get_int_custom_property('pushed') == 1
+    assert os.path.isfile(os.path.join(base, version, 'saved_model.pb'))
+    assert not os.path.exists(os.path.join(base, version, tflite_export.SERVING_FILE))
+    [line] = [r.getMessage() for r in caplog.records if r.name == progress.LOGGER_NAME]
+    assert line.startswith(f'{tflite_export.SERVING_FILE} not written (--prefer_tflite_model '
+                           'will serve this version from the SavedModel): ValueError: '), line
+    assert f'has no {export.PIXELS_FUNCTION} function' in line, line
 
 
 def test_unblessed_model_is_not_pushed_and_says_why(tmp_path, model_dir):

@@ -41,6 +41,7 @@ from components.image_pusher import executor as pusher
 from components.image_pusher import staging
 from models import cache_plan
 from models import profile
+from models import tflite_export
 from pipeline import configs
 from pipeline import nodes
 from pipeline import recovery
@@ -363,7 +364,8 @@ def test_rerun_after_the_kills_completes_and_leaves_nothing_behind(chain):
         chain.killed[KILLED.index(nodes.TRAINER)].next_console)
     assert not list(chain.temp.glob(f'{cache_plan.CACHE_DIR_PREFIX}*'))
 
-    # The pushed version is complete: the Trainer's export plus warmup and profile.
+    # The pushed version is complete: the Trainer's export plus warmup, profile and the
+    # TFLite model.
     run = chain.final_run
     assert run.nodes[nodes.PUSHER].state == 'COMPLETE'
     version = mlmd_runs.custom_property(run.output(nodes.PUSHER, 'pushed_model'),
@@ -376,7 +378,8 @@ def test_rerun_after_the_kills_completes_and_leaves_nothing_behind(chain):
     in_version = {os.path.relpath(os.path.join(r, f), version_dir)
                   for r, _, fs in os.walk(version_dir) for f in fs}
     assert in_version == exported | {'assets.extra/tf_serving_warmup_requests',
-                                     f'assets.extra/{profile.PROFILE_FILE}'}
+                                     f'assets.extra/{profile.PROFILE_FILE}',
+                                     tflite_export.SERVING_FILE}
     assert pusher.model_digest(str(version_dir)) == pusher.model_digest(str(model_dir))
 
 

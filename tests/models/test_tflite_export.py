@@ -120,3 +120,54 @@ def test_the_pixels_function_is_the_served_model_after_its_transform(small_run):
                                atol=1e-6)
     assert not hasattr(loaded.signatures, export.PIXELS_FUNCTION)
     assert export.PIXELS_FUNCTION not in loaded.signatures
+
+
+@pytest.mark.parametrize('variant', ['float32', 'int8'])
+def test_signatures_run_by_name_one_image_at_a_time(tiny_model, variant):
+    calibration = _pixels(16, seed=1)
+    runner = tflite_export.Runner(tflite_export.convert(
+        tflite_export.keras_function(tiny_model, SIZE), variant, trackable=tiny_model,
+        representative=lambda: (calibration[i:i + 1] for i in range(len(calibration)))))
+    [(key, names)] = runner.signatures().items()
+    [input_name], [output_name] = names['inputs'], names['outputs']
+    inputs, outputs = runner.signature_details(key)
+    assert list(inputs) == [input_name] and list(outputs) == [output_name]
+    pixels = _pixels(5, seed=3)
+    whole = runner.run(pixels)
+    # By name, as a batch and one image at a time: float32 out, int8 model or not.
+    by_name = runner.run_signature(key, {input_name: pixels})[output_name]
+    one_by_one = tflite_export.run_one_by_one(runner, key, input_name, pixels)[output_name]
+    assert by_name.dtype == one_by_one.dtype == np.float32
+    np.testing.assert_allclose(by_name, whole, atol=1e-6)
+    np.testing.assert_allclose(one_by_one, whole, atol=1e-6)
+    with pytest.raises(ValueError, match='no images'):
+        tflite_export.run_one_by_one(runner, key, input_name, pixels[:0])
+    with pytest.raises(ValueError, match='signature'):
+        runner.run_signature('no_such_signature', {input_name: pixels})
+
+
+def test_output_difference_names_the_output_that_differs():
+    reference = {'probabilities': np.array([[0.9, 0.1], [0.3, 0.7]], np.float32),
+                 'class_index': np.array([0, 1]), 'label': np.array([b'cats', b'dogs'], object)}
+    same = {name: value.copy() for name, value in reference.items()}
+    same['probabilities'] = same['probabilities'] + np.float32(5e-5)   # within 1e-4
+    assert tflite_export.output_difference(reference, same) is None
+    assert 'differs by up to 5e-05' in tflite_export.output_difference(reference, same, 1e-5)
+    for name, value, expected in [
+            ('probabilities', np.array([[0.9, 0.1], [0.3, np.nan]], np.float32), 'up to nan'),
+            ('class_index', np.array([0, 0]), "output 'class_index' differs: [0, 0]"),
+            ('label', np.array([b'cats', b'cats'], object), "output 'label' differs"),
+            ('class_index', np.array([[0, 1]]), 'has shape [1, 2] instead of [2]')]:
+        changed = dict(same, **{name: value})
+        assert expected in tflite_export.output_difference(reference, changed), name
+    missing = {k: v for k, v in same.items() if k != 'label'}
+    assert tflite_export.output_difference(reference, missing) == (
+        "outputs ['class_index', 'probabilities'] instead of "
+        "['class_index', 'label', 'probabilities']")
+
+
+def test_the_probe_image_is_the_same_png_each_time():
+    image = tflite_export.probe_image()
+    assert image == tflite_export.probe_image() and image.startswith(b'\x89PNG')
+    decoded = tf.io.decode_png(image).numpy()
+    assert decoded.shape == (48, 64, 3) and decoded.std() > 20
