@@ -12,7 +12,7 @@ cats_and_dogs_filtered/train, half per class), then, side by side in this proces
     tf.lite.Interpreter with each of --threads (XNNPACK, TFLite's default);
   - accuracy on the --eval photos of cats_and_dogs_filtered/validation (label = folder),
     the SavedModel's and each variant's, the drop, the agreement rate, and whether the
-    pipeline's rule (at most tflite_export.MAX_ACCURACY_DROP lost) would mark it ready.
+    pipeline's rule (at most tflite_check.MAX_ACCURACY_DROP lost) would mark it ready.
 The photos are decoded as the SavedModel decodes them (models/preprocessing.py).
 """
 
@@ -67,6 +67,7 @@ def main() -> int:
     from components.bulk_inferrer import scoring  # pylint: disable=import-outside-toplevel
     from models import features  # pylint: disable=import-outside-toplevel
     from models import preprocessing  # pylint: disable=import-outside-toplevel
+    from models import tflite_check  # pylint: disable=import-outside-toplevel
     from models import tflite_export  # pylint: disable=import-outside-toplevel
 
     model_dir = scoring.resolve_model_dir(os.path.abspath(args.model))
@@ -119,8 +120,8 @@ def main() -> int:
         for count in args.threads:
             median, p90 = _latency(tflite_export.Runner(content, count).run, one, args.repeats)
             cells.append(f'{median:.1f} ({p90:.1f}), {tf_median / median:.2f}x TF')
-        found = tflite_export.compare(reference, np.concatenate(answers[variant]), labels)
-        reason = tflite_export.refusal(found)
+        found = tflite_check.compare(reference, np.concatenate(answers[variant]), labels)
+        reason = tflite_check.refusal(found)
         print(f'| TFLite {variant} | {len(content) / 1e6:.1f} MB | {" | ".join(cells)} | '
               f'{found.accuracy:.4f} | {found.accuracy_drop * 100:+.1f} pt | '
               f'{found.agreement * 100:.1f}% | {found.max_abs_difference:.4f} | '

@@ -1,4 +1,5 @@
-"""TFLite: convert a model on decoded pixels, run it with tf.lite.Interpreter, compare it.
+"""TFLite: convert a model on decoded pixels, run it with tf.lite.Interpreter (the
+comparison with the SavedModel: models/tflite_check.py).
 
 The served SavedModel takes encoded image bytes and decodes them with TensorFlow ops
 (DecodeImage, ResizeBilinear inside a map) that TFLite's built-in ops cannot run. So
@@ -27,7 +28,6 @@ TensorFlow is imported by the functions that need it: the settings below are rea
 pipeline/configs.py, which a runner imports before anything runs.
 """
 
-import dataclasses
 import os
 from typing import Any, Callable, Dict, Iterable, Mapping, NamedTuple, Optional, Sequence, Tuple
 
@@ -39,9 +39,6 @@ FLOAT32 = 'float32'
 FLOAT16 = 'float16'
 INT8 = 'int8'
 VARIANTS = (FLOAT32, FLOAT16, INT8)
-# A converted model is refused (not marked ready) when its accuracy on the eval images
-# is lower than the SavedModel's by more than this (1 point).
-MAX_ACCURACY_DROP = 0.01
 # Train images the int8 calibration runs through the float model (TF's guide: 100-500).
 REPRESENTATIVE_IMAGES = 100
 # Eval images each variant is checked on (the first of the split, in file order).
@@ -51,10 +48,6 @@ DEFAULT_THREADS = os.cpu_count() or 1
 # The served model as TFLite, in the version folder beside saved_model.pb: TF Serving's
 # name for it (kTfLiteModelFilename), which its --prefer_tflite_model looks for.
 SERVING_FILE = 'model.tflite'
-# Largest difference of a float output (a probability) between the served TFLite model
-# and the SavedModel on the same image; other outputs (class index, label) must be equal.
-# float32 TFLite differs from TensorFlow by rounding only (docs/serving.md).
-SERVING_TOLERANCE = 1e-4
 
 
 def saved_model_pixels_function(saved_model_dir: str):
@@ -259,27 +252,6 @@ def run_one_by_one(runner: Runner, key: str, input_name: str,
     return {name: np.concatenate([row[name] for row in rows]) for name in rows[0]}
 
 
-def output_difference(reference: Mapping[str, np.ndarray], converted: Mapping[str, np.ndarray],
-                      tolerance: float = SERVING_TOLERANCE) -> Optional[str]:
-    """How a converted model's outputs differ from the SavedModel's on the same images, or
-    None when they do not: the same names and shapes, floats within `tolerance`, the rest
-    equal."""
-    if set(reference) != set(converted):
-        return f'outputs {sorted(converted)} instead of {sorted(reference)}'
-    for name in sorted(reference):
-        want, got = np.asarray(reference[name]), np.asarray(converted[name])
-        if want.shape != got.shape:
-            return f'output {name!r} has shape {list(got.shape)} instead of {list(want.shape)}'
-        if np.issubdtype(want.dtype, np.floating):
-            largest = float(np.max(np.abs(want - got), initial=0.0))
-            if not largest <= tolerance:     # also catches NaN
-                return (f'output {name!r} differs by up to {largest:.3g} (at most {tolerance:g} '
-                        'allowed)')
-        elif not np.array_equal(want, got):
-            return f'output {name!r} differs: {got.tolist()} instead of {want.tolist()}'
-    return None
-
-
 def probe_image() -> bytes:
     """A small PNG with gradients in every channel (the same bytes each call): an image to
     compare a converted model with the SavedModel on when no photo is at hand."""
@@ -303,55 +275,3 @@ def _dequantize(values: np.ndarray, details: dict) -> np.ndarray:
     if not scale:
         return values.astype(np.float32) if np.issubdtype(values.dtype, np.floating) else values
     return ((values.astype(np.float32) - zero_point) * scale).astype(np.float32)
-
-
-@dataclasses.dataclass(frozen=True)
-class Comparison:
-    """A converted model against the SavedModel on the same images."""
-    images: int
-    reference_accuracy: float     # the SavedModel's
-    accuracy: float               # the converted model's
-    agreement: float              # share of images where both give the same class
-    max_abs_difference: float     # largest difference of a probability
-
-    @property
-    def accuracy_drop(self) -> float:
-        """Accuracy lost by the conversion (negative: gained)."""
-        return self.reference_accuracy - self.accuracy
-
-
-def compare(reference: np.ndarray, converted: np.ndarray, labels: np.ndarray) -> Comparison:
-    """Probabilities [N, K] of the SavedModel and of a converted model, with the labels [N].
-
-    Raises:
-      ValueError: shapes that do not match, or no images.
-    """
-    reference, converted, labels = np.asarray(reference), np.asarray(converted), np.asarray(labels)
-    if reference.shape != converted.shape or reference.shape[:1] != labels.shape or not len(labels):
-        raise ValueError(f'cannot compare probabilities {reference.shape} and {converted.shape} '
-                         f'with labels {labels.shape}')
-    expected, answered = reference.argmax(axis=1), converted.argmax(axis=1)
-    return Comparison(images=len(labels),
-                      reference_accuracy=float(np.mean(expected == labels)),
-                      accuracy=float(np.mean(answered == labels)),
-                      agreement=float(np.mean(expected == answered)),
-                      max_abs_difference=float(np.max(np.abs(reference - converted))))
-
-
-def refusal(comparison: Comparison, max_accuracy_drop: float = MAX_ACCURACY_DROP) -> Optional[str]:
-    """Why a converted model is not ready, or None when it is."""
-    if comparison.accuracy_drop > max_accuracy_drop + 1e-9:
-        return (f'accuracy {comparison.accuracy:.4f} is {comparison.accuracy_drop * 100:.1f} '
-                f'points below the SavedModel\'s {comparison.reference_accuracy:.4f} on '
-                f'{comparison.images} eval images (at most {max_accuracy_drop * 100:g} allowed)')
-    return None
-
-
-def describe(variant: str, size_bytes: int, comparison: Comparison, reason: Optional[str]) -> str:
-    """One line on a converted model: size, accuracy against the SavedModel, verdict."""
-    verdict = f'REFUSED: {reason}' if reason else 'ready'
-    return (f'TFLite {variant}: {size_bytes / 1e6:.1f} MB, accuracy {comparison.accuracy:.4f} '
-            f'vs {comparison.reference_accuracy:.4f} (SavedModel) on {comparison.images} eval '
-            f'images, agreement {comparison.agreement * 100:.1f}%, largest probability '
-            f'difference {comparison.max_abs_difference:.4f}: {verdict}')
-

@@ -14,6 +14,7 @@ from models import eval_answers
 from models import features
 from models import hyperparameters
 from models import profile
+from models import tflite_check
 from models import tflite_export
 from models import weights as weights_lib
 
@@ -196,7 +197,7 @@ class PipelineConfig:
     # on the eval split against the SavedModel and refused when it loses more accuracy
     # than tflite_max_accuracy_drop; () skips the stage.
     tflite_variants: Tuple[str, ...] = (tflite_export.FLOAT16, tflite_export.INT8)
-    tflite_max_accuracy_drop: float = tflite_export.MAX_ACCURACY_DROP
+    tflite_max_accuracy_drop: float = tflite_check.MAX_ACCURACY_DROP
     # BulkInferrer (after the Evaluator): a local folder of unlabelled photos the blessed
     # model scores into a CSV; None skips the stage.
     bulk_inference_images: Optional[str] = None

@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from models import features
+from models import tflite_check
 from models import tflite_export
 
 # numpy dtype kind of a SignatureDef dtype, for the outputs' check.
@@ -194,7 +195,7 @@ def _check(model: TfLiteModel, plans: Mapping[str, _Plan],
                 return f'signature {name} fails on a probe image: {error}'
             if answers is None:
                 return f'signature {name} does not take a probe image'
-            difference = tflite_export.output_difference(reference, answers)
+            difference = tflite_check.output_difference(reference, answers)
             if difference:
                 return (f'signature {name} does not answer as the SavedModel on a probe '
                         f'image: {difference}')

@@ -5,7 +5,7 @@ model.tflite (TF Serving's file name). What is converted is `serving_default` fr
 Transform output on (models/tflite_export.py: serving_function); decoding stays in the
 SavedModel. Before the file is written, the converted model runs beside the SavedModel
 on the warmup images and a probe image: every output must agree (probabilities within
-tflite_export.SERVING_TOLERANCE, class index and label equal). A model that cannot be
+tflite_check.SERVING_TOLERANCE, class index and label equal). A model that cannot be
 converted or does not agree is not written, and the version is served from the
 SavedModel alone: the push goes on.
 """
@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 import tensorflow as tf
 
 from models import features
+from models import tflite_check
 from models import tflite_export
 
 
@@ -59,7 +60,7 @@ def write(version_dir: str, images: Sequence[bytes]) -> Written:
                                                input_name, pixels)
     except Exception as error:  # pylint: disable=broad-except
         return Written(reason=f'{type(error).__name__}: {_first_line(str(error))}')
-    difference = tflite_export.output_difference(reference, answers)
+    difference = tflite_check.output_difference(reference, answers)
     if difference:
         return Written(reason=f'it does not answer as the SavedModel on {len(images)} images: '
                        f'{difference}')

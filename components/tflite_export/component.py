@@ -15,6 +15,7 @@ from tfx.types import standard_artifacts
 
 from components import artifacts
 from components.tflite_export import report
+from models import tflite_check
 from models import tflite_export
 
 
@@ -24,7 +25,7 @@ def TFLiteExport(  # pylint: disable=invalid-name
         examples: InputArtifact[standard_artifacts.Examples],
         tflite: OutputArtifact[artifacts.TFLiteModel],
         variants: Parameter[str] = f'{tflite_export.FLOAT16},{tflite_export.INT8}',
-        max_accuracy_drop: Parameter[float] = tflite_export.MAX_ACCURACY_DROP,
+        max_accuracy_drop: Parameter[float] = tflite_check.MAX_ACCURACY_DROP,
         representative_images: Parameter[int] = tflite_export.REPRESENTATIVE_IMAGES,
         eval_images: Parameter[int] = tflite_export.EVAL_IMAGES) -> None:
     """Writes <variant>.tflite (or refused/<variant>.tflite) and tflite_report.json.

@@ -20,6 +20,7 @@ from components import examples_io
 from components.tflite_export import report
 from models import features
 from models import tf_data
+from models import tflite_check
 from models import tflite_export
 from runlog import progress
 
@@ -81,7 +82,7 @@ def batches(records: Iterator[Tuple[bytes, int]], limit: int,
 
 def check(pixels_function, runners: Dict[str, tflite_export.Runner],
           eval_batches: Iterator[Tuple[np.ndarray, np.ndarray]]
-          ) -> Dict[str, tflite_export.Comparison]:
+          ) -> Dict[str, tflite_check.Comparison]:
     """Each runner against the SavedModel's pixels function on (pixels, labels) batches."""
     reference, answers, labels = [], {variant: [] for variant in runners}, []
     for pixels, batch_labels in eval_batches:
@@ -93,13 +94,13 @@ def check(pixels_function, runners: Dict[str, tflite_export.Runner],
     if not labels:
         raise ValueError('the eval split has no images to check the TFLite models on')
     reference, labels = np.concatenate(reference), np.concatenate(labels)
-    return {variant: tflite_export.compare(reference, np.concatenate(outputs), labels)
+    return {variant: tflite_check.compare(reference, np.concatenate(outputs), labels)
             for variant, outputs in answers.items()}
 
 
 def export_tflite(model_dir: str, examples_uri: str, out_uri: str, *,
                   variants: Sequence[str],
-                  max_accuracy_drop: float = tflite_export.MAX_ACCURACY_DROP,
+                  max_accuracy_drop: float = tflite_check.MAX_ACCURACY_DROP,
                   representative_images: int = tflite_export.REPRESENTATIVE_IMAGES,
                   eval_images: int = tflite_export.EVAL_IMAGES,
                   threads: int = tflite_export.DEFAULT_THREADS,
@@ -162,12 +163,12 @@ def export_tflite(model_dir: str, examples_uri: str, out_uri: str, *,
                             'convert_seconds': round(seconds[variant], 2)}
     for variant in contents:
         comparison = comparisons[variant]
-        reason = tflite_export.refusal(comparison, max_accuracy_drop)
+        reason = tflite_check.refusal(comparison, max_accuracy_drop)
         path = report.model_file(out_uri, variant, ready=reason is None)
         tf.io.gfile.makedirs(os.path.dirname(path))
         with tf.io.gfile.GFile(path, 'wb') as f:
             f.write(contents[variant])
-        progress.logger().info('%s', tflite_export.describe(variant, len(contents[variant]),
+        progress.logger().info('%s', tflite_check.describe(variant, len(contents[variant]),
                                                             comparison, reason))
         results[variant] = {
             'ready': reason is None, 'reason': reason,

@@ -9,6 +9,7 @@ import tf_keras as keras
 from models import export
 from models import features
 from models import preprocessing
+from models import tflite_check
 from models import tflite_export
 from tests import data
 
@@ -72,7 +73,7 @@ def test_compare_counts_accuracy_agreement_and_the_largest_difference():
     reference = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
     converted = np.array([[0.8, 0.2], [0.3, 0.7], [0.4, 0.6], [0.3, 0.7]])
     labels = np.array([0, 1, 0, 0])
-    found = tflite_export.compare(reference, converted, labels)
+    found = tflite_check.compare(reference, converted, labels)
     assert found.images == 4
     assert found.reference_accuracy == 0.75       # the third is right, the fourth wrong
     assert found.accuracy == 0.5                  # the third flipped
@@ -80,19 +81,19 @@ def test_compare_counts_accuracy_agreement_and_the_largest_difference():
     assert found.accuracy_drop == pytest.approx(0.25)
     assert found.max_abs_difference == pytest.approx(0.2)
     with pytest.raises(ValueError, match='cannot compare'):
-        tflite_export.compare(reference, converted[:3], labels)
+        tflite_check.compare(reference, converted[:3], labels)
 
 
 def test_a_model_losing_more_than_the_allowed_accuracy_is_refused():
     def comparison(accuracy):
-        return tflite_export.Comparison(images=200, reference_accuracy=0.95, accuracy=accuracy,
+        return tflite_check.Comparison(images=200, reference_accuracy=0.95, accuracy=accuracy,
                                         agreement=0.9, max_abs_difference=0.3)
-    assert tflite_export.refusal(comparison(0.94)) is None           # exactly 1 point: kept
-    assert tflite_export.refusal(comparison(0.97)) is None           # a gain
-    reason = tflite_export.refusal(comparison(0.935))
+    assert tflite_check.refusal(comparison(0.94)) is None           # exactly 1 point: kept
+    assert tflite_check.refusal(comparison(0.97)) is None           # a gain
+    reason = tflite_check.refusal(comparison(0.935))
     assert reason.startswith('accuracy 0.9350 is 1.5 points below')
-    assert tflite_export.refusal(comparison(0.935), max_accuracy_drop=0.02) is None
-    assert 'REFUSED: accuracy' in tflite_export.describe('int8', 3_000_000, comparison(0.9),
+    assert tflite_check.refusal(comparison(0.935), max_accuracy_drop=0.02) is None
+    assert 'REFUSED: accuracy' in tflite_check.describe('int8', 3_000_000, comparison(0.9),
                                                          reason)
 
 
@@ -151,17 +152,17 @@ def test_output_difference_names_the_output_that_differs():
                  'class_index': np.array([0, 1]), 'label': np.array([b'cats', b'dogs'], object)}
     same = {name: value.copy() for name, value in reference.items()}
     same['probabilities'] = same['probabilities'] + np.float32(5e-5)   # within 1e-4
-    assert tflite_export.output_difference(reference, same) is None
-    assert 'differs by up to 5e-05' in tflite_export.output_difference(reference, same, 1e-5)
+    assert tflite_check.output_difference(reference, same) is None
+    assert 'differs by up to 5e-05' in tflite_check.output_difference(reference, same, 1e-5)
     for name, value, expected in [
             ('probabilities', np.array([[0.9, 0.1], [0.3, np.nan]], np.float32), 'up to nan'),
             ('class_index', np.array([0, 0]), "output 'class_index' differs: [0, 0]"),
             ('label', np.array([b'cats', b'cats'], object), "output 'label' differs"),
             ('class_index', np.array([[0, 1]]), 'has shape [1, 2] instead of [2]')]:
         changed = dict(same, **{name: value})
-        assert expected in tflite_export.output_difference(reference, changed), name
+        assert expected in tflite_check.output_difference(reference, changed), name
     missing = {k: v for k, v in same.items() if k != 'label'}
-    assert tflite_export.output_difference(reference, missing) == (
+    assert tflite_check.output_difference(reference, missing) == (
         "outputs ['class_index', 'probabilities'] instead of "
         "['class_index', 'label', 'probabilities']")
 

@@ -27,6 +27,7 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from models import features
+from models import tflite_check
 from models import tflite_export
 from serving import metrics
 from serving import model_store
@@ -68,7 +69,7 @@ def _b64(data: bytes) -> dict:
 def _assert_answers(probabilities, class_index, label, expected):
     """Probabilities within the tolerance, class index and label those of the expected."""
     np.testing.assert_allclose(np.asarray(probabilities, np.float32), expected, rtol=0,
-                               atol=tflite_export.SERVING_TOLERANCE)
+                               atol=tflite_check.SERVING_TOLERANCE)
     best = np.argmax(expected, axis=-1)
     assert list(class_index) == best.tolist()
     assert [n.decode() if isinstance(n, bytes) else n for n in label] == [
@@ -239,7 +240,7 @@ def test_many_threads_share_the_interpreters(exported_models, image_paths, image
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(answer, paths))
     np.testing.assert_allclose(answers, [exported_models.expected_v1[p] for p in paths],
-                               rtol=0, atol=tflite_export.SERVING_TOLERANCE)
+                               rtol=0, atol=tflite_check.SERVING_TOLERANCE)
 
 
 def test_a_model_tflite_that_answers_otherwise_is_not_used(tmp_path, exported_models, caplog):
