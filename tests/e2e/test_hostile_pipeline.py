@@ -34,9 +34,12 @@ def hostile_run():
                 hostile.unprivileged_python(base), str(data.PROJECT_ROOT / 'local_runner.py'),
                 '--data-root', str(made.root), '--work-dir', str(work), '--epochs', '2',
                 '--batch-size', '8', '--image-size', '160', '160',
-                '--accuracy-threshold', '0.5', '--max-bad-fraction', '0.5',
+                # Every stage must get through the hostile files to a pushed model; how
+                # well 2 epochs on 37 photos classify 11 is not what this run tests (the
+                # accuracy gates are tested on clean data in test_pipeline.py).
+                '--accuracy-threshold', '0.0', '--max-bad-fraction', '0.5',
                 # The root holds one photo under two classes on purpose: a leak the
-                # DataGate would stop on, which is not what this run tests.
+                # DataGate would stop on, which is not what this run tests either.
                 '--max-leak-fraction', '1.0',
                 '--weights', str(data.WEIGHTS), '--tflite-variants'],   # no TFLite stage
             timeout=1500)
