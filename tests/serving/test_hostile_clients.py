@@ -402,7 +402,9 @@ def test_work_stops_at_the_deadline(tmp_path, exported_models, image_paths,
                                  json={'instances': [b64(tiny)] * count},
                                  timeout=120)
         assert response.status_code == 504
-        assert response.json()['error'] == 'Deadline Exceeded'
+        # Where the deadline caught the work decides the rest of the sentence ("after 120
+        # of 400 instances" once the chunks run).
+        assert response.json()['error'].startswith('Deadline Exceeded'), response.json()
         ran = _calls_once_settled(server.url) - before
         assert 0 < ran < chunks, ran
 
