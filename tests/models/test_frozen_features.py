@@ -85,7 +85,18 @@ def test_trainer_validates_on_them_as_on_its_own_without_reading_the_eval_split(
     assert history['eval_features_reused'] and not own_history['eval_features_reused']
     np.testing.assert_allclose(history['val_loss'], own_history['val_loss'], rtol=1e-4)
     assert history['val_accuracy'] == own_history['val_accuracy']
-    assert answers == own_answers
+    # The same answers: the same photos, classes and counts; probabilities equal up to
+    # float rounding (the features come from another pass of the base, its own threading).
+    def numbers(found):
+        return ([p for a in found['sample'] for p in a['probabilities']]
+                + [m['probability'] for m in found['misclassified']])
+
+    def rest(found):
+        return (found['images'], [a['path'] for a in found['sample']],
+                [{k: v for k, v in m.items() if k != 'probability'}
+                 for m in found['misclassified']])
+    assert rest(answers) == rest(own_answers)
+    np.testing.assert_allclose(numbers(answers), numbers(own_answers), atol=1e-6)
 
 
 def test_head_trains_on_the_photo_itself_as_one_view_and_the_split_is_not_read(stored):
