@@ -89,13 +89,10 @@ def train(settings: trainer_settings.TrainerSettings, train_ds: tf.data.Dataset,
       answers on the eval split (eval_answers.summarize)).
 
     Raises:
-      ValueError: fine-tuning asked of a model without a pretrained base, or with
-        train_photos.
+      ValueError: fine-tuning asked with train_photos (TrainerSettings refuses it of a
+        model without a pretrained base).
     """
     start = time.perf_counter()
-    if settings.fine_tune_epochs and settings.model_variant != 'transfer':
-        raise ValueError(f'fine-tuning needs the transfer model\'s base, not '
-                         f'{settings.model_variant!r}')
     if settings.fine_tune_epochs and train_photos is not None:
         raise ValueError('fine-tuning trains on train_ds\'s images: no train_photos with it')
     keras.utils.set_random_seed(settings.seed)
