@@ -70,6 +70,9 @@ class Training:
         'augmented copies of each training photo, computed once; 0: run the base on freshly '
         'augmented photos every epoch, as the tutorial (README: 3 by measurement)',
         check=_NOT_NEGATIVE)
+    reduce_lr_patience: int = _setting(
+        0, 'halve the learning rate of the first phase (the head, or the whole CNN) after '
+        'this many epochs without a lower eval loss (0: off)', check=_NOT_NEGATIVE)
 
     def __post_init__(self):
         for field in dataclasses.fields(Training):

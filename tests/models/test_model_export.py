@@ -492,3 +492,15 @@ def test_fine_tuning_needs_a_pretrained_base():
     # The settings refuse it, so train() never sees it.
     with pytest.raises(ValueError, match='fine_tune_epochs needs the transfer model'):
         settings(model_variant='cnn', weights=None, fine_tune_epochs=1)
+
+
+@pytest.mark.parametrize('views', [0, 2], ids=['whole_model', 'head_on_frozen_features'])
+def test_reduce_lr_patience_halves_the_learning_rate_of_the_model_being_fit(views):
+    train_ds, eval_ds = photo_dataset('train', 2), photo_dataset('validation', 2)
+    # A learning rate this small leaves the eval loss where it was: a plateau from epoch 2.
+    tiny = 1e-12
+    _, history, _ = training.train(settings(epochs=4, learning_rate=tiny, augmented_views=views,
+                                            reduce_lr_patience=1), train_ds, eval_ds,
+                                   train_count=4, eval_count=4)
+    assert history['views'] == views
+    assert history['lr'] == pytest.approx([tiny, tiny, tiny / 2, tiny / 4], rel=1e-5)
