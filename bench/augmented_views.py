@@ -82,13 +82,14 @@ def main() -> int:
                                       image_size=((args.image_size,) * 2 if args.image_size
                                                   else None))
     size = tuple(defaults.input_size()[0])
-    epochs, batch_size = defaults.epochs, defaults.batch_size
+    training = defaults.training
+    epochs, batch_size = training.epochs, training.batch_size
     train_ds, train_count = split_dataset(args.data_root, 'train', class_names, size, batch_size)
     eval_ds, eval_count = split_dataset(args.data_root, 'validation', class_names, size,
                                         batch_size)
     model = builders.build_transfer_model(size, len(class_names), weights=defaults.weights,
-                                          dropout=defaults.dropout, seed=defaults.seed,
-                                          augment=defaults.augmentation)
+                                          dropout=training.dropout, seed=training.seed,
+                                          augment=training.augmentation)
     plain = builders.build_transfer_model(size, len(class_names), weights=defaults.weights,
                                           augment='none')
     start = time.perf_counter()
@@ -100,8 +101,8 @@ def main() -> int:
     rate = copies.shape[0] * copies.shape[1] / copies_seconds
     print(f'data: {args.data_root}: {train_count} train, {eval_count} validation photos; '
           f'{size[0]}x{size[1]}; {epochs} epochs, batch {batch_size}, learning rate '
-          f'{defaults.learning_rate}, dropout {defaults.dropout}, augmentation '
-          f'{defaults.augmentation}')
+          f'{training.learning_rate}, dropout {training.dropout}, augmentation '
+          f'{training.augmentation}')
     print(f'{epochs} augmented copies of every train photo through the base: '
           f'{copies_seconds:.0f} s ({rate:.0f} images/s); K copies cost K/{epochs} of the '
           "tutorial's fresh augmentation through the base")
@@ -111,8 +112,8 @@ def main() -> int:
         keras.utils.set_random_seed(seed)
         head_model = builders.head(
             builders.build_transfer_model(size, len(class_names), weights=None,
-                                          dropout=defaults.dropout, augment='none'),
-            defaults.learning_rate, defaults.label_smoothing)
+                                          dropout=training.dropout, augment='none'),
+            training.learning_rate, training.label_smoothing)
         head_model.fit(frozen_training.view_batches(features, labels, batch_size, seed),
                        epochs=epochs,
                        steps_per_epoch=inputs.steps_per_epoch(len(labels), batch_size), verbose=0)
@@ -134,7 +135,7 @@ def main() -> int:
               f'{results[name].max():.3f}  {paired(results[name], results["fresh"]):>27s}  '
               + ' '.join(f'{a:.3f}' for a in results[name]), flush=True)
     print('all schedules: ' + ', '.join(f'{name} {a.mean():.4f}' for name, a in results.items()))
-    default = f'{min(defaults.augmented_views, epochs)} copies'
+    default = f'{min(training.augmented_views, epochs)} copies'
     if default in results:
         print(f'HEADLINE: {default} (the default) {results[default].mean():.4f} against fresh '
               f"augmentation every epoch {results['fresh'].mean():.4f} over {args.seeds} "

@@ -68,6 +68,7 @@ def main() -> int:
     from components.bulk_inferrer import scoring  # pylint: disable=import-outside-toplevel
     from models import tflite_export  # pylint: disable=import-outside-toplevel
     from pipeline import configs  # pylint: disable=import-outside-toplevel
+    from models import trainer_settings  # pylint: disable=import-outside-toplevel
 
     model_dir = scoring.resolve_model_dir(os.path.abspath(args.model))
     function, _ = tflite_export.saved_model_pixels_function(model_dir)
@@ -81,7 +82,7 @@ def main() -> int:
         def limit_now():
             rates, _ = forward_limit.measure(str(DATA_ROOT), args.limit_images,
                                              configs.SHARED_WEIGHTS, size,
-                                             configs.PipelineConfig.batch_size)
+                                             trainer_settings.Training.batch_size)
             best = max(rates, key=rates.get)
             print(f'forward-pass limit (frozen base, decoded pixels): {rates[best]:.1f} '
                   f'images/s at batch {best}', flush=True)

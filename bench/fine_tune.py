@@ -104,7 +104,7 @@ def run_data_set(name: str, args, defaults, size, con=print) -> dict:
 
     class_names = list(defaults.class_names)
     train, evaluation, test, skipped = splits(name, configs.SHARED, class_names)
-    batch = defaults.batch_size
+    batch = defaults.training.batch_size
     big = len(train) + len(evaluation) + len(test) + 1       # every split cached in memory
     train_ds = inputs.input_pipeline(decoded(train, size), batch, training=True, seed=0,
                                      count=len(train), limit=big, repeat=True)
@@ -166,6 +166,7 @@ def run_data_set(name: str, args, defaults, size, con=print) -> dict:
 
 
 def main() -> int:
+    from models import trainer_settings  # pylint: disable=import-outside-toplevel
     from pipeline import configs  # pylint: disable=import-outside-toplevel
     parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--data', nargs='+', default=['default', 'tutorial'],
@@ -173,11 +174,11 @@ def main() -> int:
     parser.add_argument('--seeds', type=int, default=3)
     parser.add_argument('--fine-tune-epochs', type=int, default=5)
     parser.add_argument('--fine-tune-from-layer', type=int,
-                        default=configs.PipelineConfig.fine_tune_from_layer)
+                        default=trainer_settings.Training.fine_tune_from_layer)
     parser.add_argument('--fine-tune-learning-rate', type=float,
-                        default=configs.PipelineConfig.fine_tune_learning_rate)
+                        default=trainer_settings.Training.fine_tune_learning_rate)
     parser.add_argument('--fine-tune-patience', type=int,
-                        default=configs.PipelineConfig.fine_tune_patience)
+                        default=trainer_settings.Training.fine_tune_patience)
     parser.add_argument('--image-size', type=int,
                         help="square input size; default: the pipeline's (the weights' own)")
     args = parser.parse_args()
@@ -191,8 +192,9 @@ def main() -> int:
         data_root=configs.SHARED_DATA_ROOT, pipeline_root='', serving_dir='',
         image_size=(args.image_size,) * 2 if args.image_size else None)
     size = tuple(defaults.input_size()[0])
-    print(f'input {size[0]}x{size[1]}; head: {defaults.epochs} epochs on the features of '
-          f'{defaults.augmented_views} augmented copies, learning rate {defaults.learning_rate}; '
+    head = defaults.training
+    print(f'input {size[0]}x{size[1]}; head: {head.epochs} epochs on the features of '
+          f'{head.augmented_views} augmented copies, learning rate {head.learning_rate}; '
           f'fine-tuning: at most {args.fine_tune_epochs} epochs from base layer '
           f'{args.fine_tune_from_layer}, learning rate {args.fine_tune_learning_rate}, patience '
           f'{args.fine_tune_patience}; {args.seeds} seeds', flush=True)

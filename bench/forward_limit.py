@@ -61,6 +61,7 @@ def measure(data_root: str, images: int, weights: str, size: int, train_batch_si
 
 def main() -> int:
     from pipeline import configs  # pylint: disable=import-outside-toplevel
+    from models import trainer_settings  # pylint: disable=import-outside-toplevel
     from bench import photos  # pylint: disable=import-outside-toplevel
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--data-root',
@@ -74,7 +75,7 @@ def main() -> int:
     from runlog import noise  # pylint: disable=import-outside-toplevel
     noise.quiet_tensorflow()
     results, augmented = measure(args.data_root, args.images, args.weights, args.image_size,
-                                 configs.PipelineConfig.batch_size)
+                                 trainer_settings.Training.batch_size)
     for batch_size, rate in results.items():
         print(f'batch {batch_size:4d}: {rate:6.1f} images/s')
     best = max(results, key=results.get)

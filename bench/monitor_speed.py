@@ -44,6 +44,7 @@ def newest_version(serving_dir: pathlib.Path) -> str:
 
 def main() -> int:
     from pipeline import configs  # pylint: disable=import-outside-toplevel
+    from models import trainer_settings  # pylint: disable=import-outside-toplevel
     parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--model-dir', help='a pushed version (default: the newest under '
                                             'work/serving/image_classifier)')
@@ -109,7 +110,7 @@ def main() -> int:
     size = _input_size(model_dir, features)
     rates, _ = forward_limit.measure(args.data_root, len(photos),
                                      configs.SHARED_WEIGHTS, size,
-                                     configs.PipelineConfig.batch_size, repeats=2)
+                                     trainer_settings.Training.batch_size, repeats=2)
     limit = max(rates.values())
     best_warm = min(warm)
     print(f'model {model_dir} (input {size}x{size}), window of {images} logged images')

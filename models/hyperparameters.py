@@ -14,6 +14,8 @@ import json
 import os
 from typing import Any, Dict, Mapping
 
+from models import trainer_settings
+
 # The file TFX's Tuner writes in its best_hyperparameters artifact.
 FILE_NAME = 'best_hyperparameters.txt'
 VALUES_KEY = 'values'
@@ -52,15 +54,9 @@ class SearchSettings:
                              f'got {self.trials}, {self.folds}, {self.max_photos}')
 
 
-# The Trainer settings (TrainerSettings fields) a settings file may hold: their type and
-# the check a value must pass (the same bounds as PipelineConfig's).
-TUNABLE = {
-    'learning_rate': (float, lambda v: v > 0, '> 0'),
-    'dropout': (float, lambda v: 0.0 <= v < 1.0, 'in [0, 1)'),
-    'epochs': (int, lambda v: v >= 1, '>= 1'),
-    'augmented_views': (int, lambda v: v >= 0, '>= 0'),
-    'label_smoothing': (float, lambda v: 0.0 <= v < 1.0, 'in [0, 1)'),
-}
+# The Trainer settings (trainer_settings.Training fields) a settings file may hold: the
+# tuned ones. Their types and checks are Training's.
+TUNABLE = tuple(SPACE)
 
 
 def values(config: Mapping[str, Any], source: str = 'hyperparameters') -> Dict[str, Any]:
@@ -71,7 +67,7 @@ def values(config: Mapping[str, Any], source: str = 'hyperparameters') -> Dict[s
       source: what to name in an error (a file path).
 
     Returns:
-      {setting: value} with the types TrainerSettings has; only the settings given.
+      {setting: value} with the types Training has; only the settings given.
 
     Raises:
       ValueError: not an object, a setting the Trainer does not take, or a bad value.
@@ -85,17 +81,11 @@ def values(config: Mapping[str, Any], source: str = 'hyperparameters') -> Dict[s
     if unknown:
         raise ValueError(f'{source}: {unknown} are not settings the Trainer takes from a '
                          f'Tuner; it takes {sorted(TUNABLE)}')
-    out = {}
-    for name, value in given.items():
-        kind, check, bound = TUNABLE[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-                kind is int and value != int(value)):
-            raise ValueError(f'{source}: {name} must be {"an integer" if kind is int else "a number"}'
-                             f', got {value!r}')
-        if not check(kind(value)):
-            raise ValueError(f'{source}: {name} must be {bound}, got {value!r}')
-        out[name] = kind(value)
-    return out
+    try:
+        settings = trainer_settings.Training(**given)
+    except ValueError as e:
+        raise ValueError(f'{source}: {e}') from e
+    return {name: getattr(settings, name) for name in given}
 
 
 def read(path: str) -> Dict[str, Any]:

@@ -18,6 +18,9 @@ from models import inputs
 from models import trainer_settings
 from runlog import progress
 
+# settings.reduce_lr_patience: the learning rate's factor on each plateau of the eval loss.
+PLATEAU_FACTOR = 0.5
+
 
 class EpochProgress(keras.callbacks.Callback):
     """One progress line per epoch of a phase: metrics and the time the timer measured.
@@ -83,19 +86,17 @@ def train(settings: trainer_settings.TrainerSettings, train_ds: tf.data.Dataset,
       'epoch_seconds', 'views' (the augmented copies the head trained on; 0: the base
       ran every epoch), 'fine_tune_from_epoch' (epochs of the head phase; None: no
       fine-tuning), 'best_epoch' (with early stopping, the epoch whose weights were
-      kept) and 'seconds': wall seconds of the model build, the eval features, the
-      training copies' features, fit (those features and all epochs of the head, with
-      what Keras does between them), fine_tune and the eval answers; the final model's
-      answers on the eval split (eval_answers.summarize)).
+      kept), 'lr' (with reduce_lr_patience, each first-phase epoch's learning rate) and
+      'seconds': wall seconds of the model build, the eval features, the training
+      copies' features, fit (those features and all epochs of the head, with what Keras
+      does between them), fine_tune and the eval answers; the final model's answers on
+      the eval split (eval_answers.summarize)).
 
     Raises:
-      ValueError: fine-tuning asked of a model without a pretrained base, or with
-        train_photos.
+      ValueError: fine-tuning asked with train_photos (TrainerSettings refuses it of a
+        model without a pretrained base).
     """
     start = time.perf_counter()
-    if settings.fine_tune_epochs and settings.model_variant != 'transfer':
-        raise ValueError(f'fine-tuning needs the transfer model\'s base, not '
-                         f'{settings.model_variant!r}')
     if settings.fine_tune_epochs and train_photos is not None:
         raise ValueError('fine-tuning trains on train_ds\'s images: no train_photos with it')
     keras.utils.set_random_seed(settings.seed)
@@ -113,7 +114,12 @@ def train(settings: trainer_settings.TrainerSettings, train_ds: tf.data.Dataset,
     stopper = (keras.callbacks.EarlyStopping(monitor='val_loss', restore_best_weights=True,
                                              patience=settings.early_stopping_patience)
                if settings.early_stopping_patience else None)
-    first_phase = watchers + ([stopper] if stopper else [])
+    # Like early stopping, it watches the eval loss; it halves the learning rate of the
+    # model being fit (the head's own on frozen features).
+    reducer = (keras.callbacks.ReduceLROnPlateau(monitor='val_loss', factor=PLATEAU_FACTOR,
+                                                 patience=settings.reduce_lr_patience)
+               if settings.reduce_lr_patience else None)
+    first_phase = watchers + [c for c in (reducer, stopper) if c is not None]
     validation, views, photo = None, 0, None
     if settings.model_variant == 'transfer':
         # Frozen base: eval features once, then only the head per epoch. It

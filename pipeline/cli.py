@@ -1,47 +1,51 @@
-"""Command-line flags shared by the runners: the run knobs of PipelineConfig."""
+"""Command-line flags shared by the runners: the run knobs of PipelineConfig.
+
+The Trainer's flags are derived from trainer_settings.Training's fields (settings_flags):
+`--field-name`, the field's type, help and choices; a new Training field gets its flag.
+"""
 
 import argparse
-from typing import Any, Dict
+import dataclasses
+from typing import Any, Dict, Type
 
 from models import features
 from models import hyperparameters
+from models import trainer_settings
+
+# The argument group of the Trainer's flags (settings_flags).
+TRAINING_GROUP = 'training'
+
+
+def flag_name(field: dataclasses.Field) -> str:
+    """A setting's command-line flag: --learning-rate for learning_rate."""
+    return '--' + field.name.replace('_', '-')
+
+
+def settings_flags(parser: argparse.ArgumentParser, settings: Type, title: str) -> None:
+    """One flag per field of a settings dataclass, in an argument group named title:
+    flag_name, the field's type, its metadata's help and choices, its default in the help.
+    An unset flag is None (settings_overrides leaves it out)."""
+    group = parser.add_argument_group(title)
+    for field in dataclasses.fields(settings):
+        help_ = f'{field.metadata["help"]} (default {field.default})'.replace('%', '%%')
+        group.add_argument(flag_name(field), dest=field.name, type=field.type,
+                           choices=field.metadata.get('choices'), help=help_)
+
+
+def settings_overrides(args: argparse.Namespace, settings: Type) -> Dict[str, Any]:
+    """The fields of a settings dataclass whose flags (settings_flags) were given."""
+    return {field.name: getattr(args, field.name) for field in dataclasses.fields(settings)
+            if getattr(args, field.name) is not None}
 
 
 def add_run_flags(parser: argparse.ArgumentParser, *, weights_help: str) -> None:
     """Flags for model, training and gate settings (each overrides the preset)."""
+    settings_flags(parser, trainer_settings.Training, TRAINING_GROUP)
     parser.add_argument('--model-name')
-    parser.add_argument('--epochs', type=int)
-    parser.add_argument('--batch-size', type=int)
-    parser.add_argument('--learning-rate', type=float)
     parser.add_argument('--image-size', type=int, nargs=2, metavar=('HEIGHT', 'WIDTH'))
-    parser.add_argument('--model-variant',
-                        help='transfer (default), cnn, cnn_augment, cnn_preprocess_augment')
     parser.add_argument('--compare-variants', nargs='*', default=None,
                         help='extra tutorial models to train for the comparison table')
-    parser.add_argument('--fine-tune-epochs', type=int,
-                        help='transfer model: after the head, fine-tune the top of the base '
-                             'for at most this many epochs (default 0: off)')
-    parser.add_argument('--fine-tune-from-layer', type=int,
-                        help='index of the first base layer fine-tuning trains (default 100 '
-                             'of MobileNetV2\'s 154: its top 54)')
-    parser.add_argument('--fine-tune-learning-rate', type=float,
-                        help='learning rate of fine-tuning (default 1e-5)')
-    parser.add_argument('--fine-tune-patience', type=int,
-                        help='stop fine-tuning after this many epochs without a lower eval '
-                             'loss, keeping the best (the head counting as one; default 2; '
-                             '0: run every epoch)')
     parser.add_argument('--weights', help=weights_help)
-    parser.add_argument('--augmentation', choices=features.AUGMENTATIONS,
-                        help='augmentation strength of the transfer model (default tutorial)')
-    parser.add_argument('--label-smoothing', type=float)
-    parser.add_argument('--early-stopping-patience', type=int,
-                        help='stop after this many epochs without a lower eval loss and keep '
-                             'the best epoch (0: off); --epochs is then the most it runs')
-    parser.add_argument('--augmented-views', type=int,
-                        help='transfer model: train the head on the frozen base\'s features of '
-                             'this many augmented copies of each training photo, computed once '
-                             '(default 3); 0: run the base on freshly augmented photos every '
-                             'epoch, as the tutorial')
     parser.add_argument('--tune', action='store_true',
                         help='run the Tuner before the Trainer: it searches the head\'s '
                              'learning rate, dropout, epochs, augmented views and label '
@@ -98,21 +102,14 @@ def add_run_flags(parser: argparse.ArgumentParser, *, weights_help: str) -> None
 
 
 def run_overrides(args: argparse.Namespace) -> Dict[str, Any]:
-    """PipelineConfig fields set by add_run_flags' flags (unset flags left out)."""
+    """PipelineConfig fields (and Training fields, by name: configs.nest_training) set by
+    add_run_flags' flags (unset flags left out)."""
     overrides = {
-        'model_name': args.model_name, 'epochs': args.epochs, 'batch_size': args.batch_size,
-        'learning_rate': args.learning_rate,
+        **settings_overrides(args, trainer_settings.Training),
+        'model_name': args.model_name,
         'image_size': tuple(args.image_size) if args.image_size else None,
-        'model_variant': args.model_variant,
         'compare_variants': tuple(args.compare_variants) if args.compare_variants else None,
-        'fine_tune_epochs': args.fine_tune_epochs,
-        'fine_tune_from_layer': args.fine_tune_from_layer,
-        'fine_tune_learning_rate': args.fine_tune_learning_rate,
-        'fine_tune_patience': args.fine_tune_patience,
         'weights': args.weights, 'accuracy_threshold': args.accuracy_threshold,
-        'augmentation': args.augmentation, 'label_smoothing': args.label_smoothing,
-        'early_stopping_patience': args.early_stopping_patience,
-        'augmented_views': args.augmented_views,
         'balance_tolerance': args.balance_tolerance,
         'label_false_alarm_rate': args.label_false_alarm_rate,
         'max_bad_fraction': args.max_bad_fraction,

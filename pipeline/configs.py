@@ -1,7 +1,7 @@
 """PipelineConfig: every setting of a run, in one frozen dataclass, plus presets.
 
 Nothing happens at import: runners build a config in main(); tests use
-`dataclasses.replace(config, epochs=1)`.
+`configs.replace(config, epochs=1)` (a Trainer setting goes into `training`).
 """
 
 import dataclasses
@@ -16,6 +16,7 @@ from models import hyperparameters
 from models import profile
 from models import tflite_check
 from models import tflite_export
+from models import trainer_settings
 from models import weights as weights_lib
 
 PIPELINE_NAME = 'image-classification'
@@ -47,9 +48,6 @@ IMAGENET = weights_lib.IMAGENET
 IN_MEMORY_BEAM_ARGS = ()
 MULTI_PROCESS_BEAM_ARGS = ('--direct_running_mode=multi_processing', '--direct_num_workers=2')
 IN_MEMORY_MAX_IMAGES = 20_000
-
-MODEL_VARIANTS = ('transfer', 'cnn', 'cnn_augment', 'cnn_preprocess_augment')
-
 
 @dataclasses.dataclass(frozen=True)
 class InfraValidation:
@@ -155,31 +153,10 @@ class PipelineConfig:
 
     # Transform and Trainer. None: the weights' own size (see input_size()).
     image_size: Optional[Tuple[int, int]] = None
-    model_variant: str = 'transfer'
     compare_variants: Tuple[str, ...] = ()
     weights: str = SHARED_WEIGHTS
-    epochs: int = 10
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    dropout: float = 0.2
-    # Transfer model: after the head, fine-tune the base from layer index
-    # fine_tune_from_layer on (MobileNetV2 has 154 layers; 100: its top 54, the last
-    # blocks) with the whole model on augmented photos, BatchNorm in inference mode, at
-    # fine_tune_learning_rate, for at most fine_tune_epochs (0: off), keeping the epoch
-    # with the lowest eval loss (the head's counts) and stopping after
-    # fine_tune_patience epochs without a lower one. Default off: docs/benchmarks.md.
-    fine_tune_from_layer: int = 100
-    fine_tune_epochs: int = 0
-    fine_tune_learning_rate: float = 1e-5
-    fine_tune_patience: int = 2
-    seed: int = 42
-    augmentation: str = 'tutorial'      # none, light, tutorial (flip + rotation), strong
-    label_smoothing: float = 0.0
-    early_stopping_patience: int = 0    # epochs without a lower eval loss; 0: off
-    # Transfer model: its head trains on the frozen base's features of this many
-    # augmented copies of each training photo, computed once; 0: the base runs on
-    # freshly augmented photos every epoch (the tutorial's way). README: 3 by measurement.
-    augmented_views: int = 3
+    # The Trainer's settings (models/trainer_settings.py: defaults, help, checks).
+    training: trainer_settings.Training = trainer_settings.Training()
     # The Tuner (off by default): the best head settings on folds of the train split.
     tuning: Tuning = Tuning()
 
@@ -204,14 +181,13 @@ class PipelineConfig:
 
     def __post_init__(self):
         features.class_names(self.class_names)
-        for variant in (self.model_variant, *self.compare_variants):
-            if variant not in MODEL_VARIANTS:
-                raise ValueError(f'model variant {variant!r} is not one of {MODEL_VARIANTS}')
-        if self.model_variant in self.compare_variants:
-            raise ValueError(f'compare_variants repeats the main variant {self.model_variant!r}')
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f'epochs and batch_size must be >= 1, got {self.epochs}, '
-                             f'{self.batch_size}')
+        for variant in self.compare_variants:
+            if variant not in trainer_settings.MODEL_VARIANTS:
+                raise ValueError(f'model variant {variant!r} is not one of '
+                                 f'{trainer_settings.MODEL_VARIANTS}')
+        if self.training.model_variant in self.compare_variants:
+            raise ValueError('compare_variants repeats the main variant '
+                             f'{self.training.model_variant!r}')
         if self.image_size is not None and (len(self.image_size) != 2
                                             or min(self.image_size) < 32):
             raise ValueError(f'image_size must be (height, width), each >= 32, '
@@ -226,32 +202,14 @@ class PipelineConfig:
                              'pre-split root holds its test split in test/')
         if not self.presplit and self.test_folder:
             raise ValueError('test_folder applies only to a pre-split root')
-        if self.augmentation not in features.AUGMENTATIONS:
-            raise ValueError(f'augmentation must be one of {features.AUGMENTATIONS}, got '
-                             f'{self.augmentation!r}')
-        if not 0.0 <= self.label_smoothing < 1.0 or self.early_stopping_patience < 0:
-            raise ValueError('label_smoothing must be in [0, 1) and early_stopping_patience '
-                             f'>= 0, got {self.label_smoothing}, {self.early_stopping_patience}')
         if self.symlinks not in features.SYMLINK_POLICIES or self.max_file_bytes <= 0:
             raise ValueError(f'symlinks must be one of {features.SYMLINK_POLICIES} and '
                              f'max_file_bytes > 0, got {self.symlinks!r}, {self.max_file_bytes}')
-        if self.augmented_views < 0:
-            raise ValueError(f'augmented_views must be >= 0, got {self.augmented_views}')
-        if self.tuning.enabled and (self.model_variant != 'transfer'
-                                    or self.augmented_views < 1):
+        if self.tuning.enabled and (self.training.model_variant != 'transfer'
+                                    or self.training.augmented_views < 1):
             raise ValueError('the Tuner tunes the transfer model\'s head on cached features: '
                              'it needs model_variant transfer and augmented_views >= 1, got '
-                             f'{self.model_variant!r}, {self.augmented_views}')
-        if min(self.fine_tune_from_layer, self.fine_tune_epochs, self.fine_tune_patience) < 0:
-            raise ValueError('fine_tune_from_layer, fine_tune_epochs and fine_tune_patience '
-                             f'must be >= 0, got {self.fine_tune_from_layer}, '
-                             f'{self.fine_tune_epochs}, {self.fine_tune_patience}')
-        if self.fine_tune_epochs and self.model_variant != 'transfer':
-            raise ValueError('fine_tune_epochs needs the transfer model (a pretrained base), '
-                             f'not {self.model_variant!r}')
-        if not self.fine_tune_learning_rate > 0:
-            raise ValueError(f'fine_tune_learning_rate must be > 0, got '
-                             f'{self.fine_tune_learning_rate}')
+                             f'{self.training.model_variant!r}, {self.training.augmented_views}')
         if not (0.0 <= self.max_leak_fraction <= 1.0
                 and 0.0 <= self.max_label_issue_fraction <= 1.0):
             raise ValueError('max_leak_fraction and max_label_issue_fraction must be in [0, 1], '
@@ -280,36 +238,26 @@ class PipelineConfig:
         """Whether the model's embedding (its last layer's input) is the same function before
         and after training: the transfer model's frozen base, not fine-tuned. Then the train
         images' embeddings are as good a reference for monitoring as the eval images'."""
-        return self.model_variant == 'transfer' and not self.fine_tune_epochs
+        return self.training.model_variant == 'transfer' and not self.training.fine_tune_epochs
 
     def input_size(self) -> Tuple[Tuple[int, int], str]:
         """The model's input size and why: explicit, the weights' native size, or the tutorial's."""
-        return weights_lib.input_size(self.weights, self.model_variant, self.image_size)
+        return weights_lib.input_size(self.weights, self.training.model_variant, self.image_size)
 
     def trainer_config(self, variant: Optional[str] = None) -> dict:
         """The run knobs handed to run_fn as custom_config (JSON-able). A compared
         variant without a pretrained base (compare_variants) is never fine-tuned."""
         size, reason = self.input_size()
-        variant = variant or self.model_variant
+        variant = variant or self.training.model_variant
+        training = dataclasses.replace(
+            self.training, model_variant=variant,
+            fine_tune_epochs=self.training.fine_tune_epochs if variant == 'transfer' else 0)
         return {
             'class_names': list(self.class_names),
             'image_size': list(size),
             'image_size_reason': reason,
-            'model_variant': variant,
             'weights': self.weights,
-            'epochs': self.epochs,
-            'batch_size': self.batch_size,
-            'learning_rate': self.learning_rate,
-            'dropout': self.dropout,
-            'fine_tune_from_layer': self.fine_tune_from_layer,
-            'fine_tune_epochs': self.fine_tune_epochs if variant == 'transfer' else 0,
-            'fine_tune_learning_rate': self.fine_tune_learning_rate,
-            'fine_tune_patience': self.fine_tune_patience,
-            'seed': self.seed,
-            'augmentation': self.augmentation,
-            'label_smoothing': self.label_smoothing,
-            'early_stopping_patience': self.early_stopping_patience,
-            'augmented_views': self.augmented_views,
+            **dataclasses.asdict(training),
         }
 
     def tuner_config(self) -> dict:
@@ -321,6 +269,23 @@ class PipelineConfig:
     def transform_config(self) -> dict:
         """What preprocessing_fn reads from custom_config."""
         return {'image_size': list(self.input_size()[0])}
+
+
+def nest_training(overrides: dict, training: trainer_settings.Training) -> dict:
+    """PipelineConfig overrides with the Training fields among them (epochs=1) moved into
+    `training` (that of the overrides, else the given one), so presets and replace() take
+    a Trainer setting by its name."""
+    names = {field.name for field in dataclasses.fields(trainer_settings.Training)}
+    nested = {k: v for k, v in overrides.items() if k not in names}
+    given = {k: v for k, v in overrides.items() if k in names}
+    if given:
+        nested['training'] = dataclasses.replace(nested.get('training', training), **given)
+    return nested
+
+
+def replace(config: PipelineConfig, **overrides) -> PipelineConfig:
+    """dataclasses.replace that also takes Trainer settings by name (nest_training)."""
+    return dataclasses.replace(config, **nest_training(overrides, config.training))
 
 
 def local(work_dir: str, data_root: str, *, presplit: bool = True,
@@ -336,7 +301,7 @@ def local(work_dir: str, data_root: str, *, presplit: bool = True,
       test_folder: a pre-split data_root also holds test/.
       images: how many image files the data root holds (DataRoot.images): it picks
         the Beam running mode (local_beam_args); None when unknown.
-      **overrides: any PipelineConfig field.
+      **overrides: any PipelineConfig field, or Training field (nest_training).
 
     Returns:
       The config.
@@ -349,7 +314,7 @@ def local(work_dir: str, data_root: str, *, presplit: bool = True,
         beam_pipeline_args=local_beam_args(images),
     )
     defaults.update(overrides)
-    return PipelineConfig(**defaults)
+    return PipelineConfig(**nest_training(defaults, trainer_settings.Training()))
 
 
 def local_beam_args(images: Optional[int]) -> Tuple[str, ...]:
@@ -421,7 +386,7 @@ def vertex(*, project: str, region: str, image: str, data_root: str, pipeline_ro
       presplit: data_root has train/ and validation/.
       test_folder: a pre-split data_root also has test/.
       extra_beam_args: Beam arguments appended to the Dataflow ones.
-      **overrides: any PipelineConfig field (beam_pipeline_args replaces the Dataflow
+      **overrides: any PipelineConfig or Training field (beam_pipeline_args replaces the Dataflow
         arguments, e.g. for Flink or Spark).
 
     Returns:
@@ -448,4 +413,4 @@ def vertex(*, project: str, region: str, image: str, data_root: str, pipeline_ro
         schema_path=IMAGE_CURATED_SCHEMA,
     )
     defaults.update(overrides)
-    return PipelineConfig(**defaults)
+    return PipelineConfig(**nest_training(defaults, trainer_settings.Training()))

@@ -177,10 +177,10 @@ def create_pipeline(config: configs.PipelineConfig,
             eval_args=trainer_pb2.EvalArgs(splits=[features.EVAL_SPLIT]),
             custom_config=config.trainer_config(variant), frozen_features=reused,
             hyperparameters=(tuner.outputs['best_hyperparameters']
-                             if tuner and variant == config.model_variant else None))
+                             if tuner and variant == config.training.model_variant else None))
 
     # The model that is evaluated and pushed.
-    main_trainer = trainer(config.model_variant).with_id(nodes.TRAINER)
+    main_trainer = trainer(config.training.model_variant).with_id(nodes.TRAINER)
     # The tutorial's other models, trained on the same data for the comparison table.
     compare_trainers = [trainer(v).with_id(nodes.compared_trainer(v))
                         for v in config.compare_variants]

@@ -26,7 +26,7 @@ class PipelineFixture:
         """Runs the pipeline (optionally with changed settings); returns the latest MLMD run."""
         import local_runner  # pylint: disable=import-outside-toplevel
         from reports import mlmd_runs  # pylint: disable=import-outside-toplevel
-        config = dataclasses.replace(self.config, **overrides)
+        config = configs.replace(self.config, **overrides)
         local_runner.run(config, self.metadata_path)
         return mlmd_runs.latest_run(self.metadata_path, config.pipeline_name)
 

@@ -237,7 +237,7 @@ def test_the_pipeline_runs_the_tuner_only_when_asked(world):
     off = pipeline_def.create_pipeline(dataclasses.replace(config, tuning=configs.Tuning()))
     assert nodes.TUNER not in {node.id for node in off.components}
     with pytest.raises(ValueError, match='model_variant transfer and augmented_views >= 1'):
-        dataclasses.replace(config, augmented_views=0)
+        configs.replace(config, augmented_views=0)
 
 
 def test_flags_turn_the_tuner_on_or_train_with_an_earlier_runs_settings(world, tmp_path):
@@ -253,7 +253,7 @@ def test_flags_turn_the_tuner_on_or_train_with_an_earlier_runs_settings(world, t
         base + ['--hyperparameters', str(tmp_path), '--epochs', '7']))
     assert not config.tuning.enabled
     # The file's settings, but a setting's own flag wins.
-    assert {name: getattr(config, name) for name in TUNED} == {**TUNED, 'epochs': 7}
+    assert {name: getattr(config.training, name) for name in TUNED} == {**TUNED, 'epochs': 7}
     with pytest.raises(ValueError, match='give one of them'):
         local_runner.build_config(local_runner.parse_args(
             base + ['--tune', '--hyperparameters', str(tmp_path)]))

@@ -1,5 +1,6 @@
 """Trainer pieces and the exported signatures, on real photos."""
 
+import dataclasses
 import os
 
 import numpy as np
@@ -36,11 +37,10 @@ def photo_dataset(split, per_class, batch_size=8):
 
 
 def settings(**overrides):
-    values = dict(class_names=['cats', 'dogs'], image_size=list(SIZE), model_variant='transfer',
-                  weights=str(data.WEIGHTS), epochs=2, batch_size=8, learning_rate=1e-3,
-                  dropout=0.2, fine_tune_from_layer=100, fine_tune_epochs=0,
-                  fine_tune_learning_rate=1e-5, fine_tune_patience=2, seed=1, augmentation='tutorial',
-                  label_smoothing=0.0, early_stopping_patience=0, augmented_views=0)
+    # The Training defaults, smaller and quicker, as custom_config carries them.
+    values = dict(dataclasses.asdict(trainer_settings.Training()), class_names=['cats', 'dogs'],
+                  image_size=list(SIZE), weights=str(data.WEIGHTS), epochs=2, batch_size=8,
+                  seed=1, augmented_views=0)
     values.update(overrides)
     return trainer_settings.TrainerSettings.from_custom_config(values)
 
@@ -489,7 +489,18 @@ def test_a_run_without_fine_tuning_is_the_head_phase_of_one_with_it(fine_tuned):
 
 
 def test_fine_tuning_needs_a_pretrained_base():
-    train_ds, eval_ds = photo_dataset('train', 1), photo_dataset('validation', 1)
-    with pytest.raises(ValueError, match="fine-tuning needs the transfer model's base"):
-        training.train(settings(model_variant='cnn', weights=None, fine_tune_epochs=1),
-                       train_ds, eval_ds)
+    # The settings refuse it, so train() never sees it.
+    with pytest.raises(ValueError, match='fine_tune_epochs needs the transfer model'):
+        settings(model_variant='cnn', weights=None, fine_tune_epochs=1)
+
+
+@pytest.mark.parametrize('views', [0, 2], ids=['whole_model', 'head_on_frozen_features'])
+def test_reduce_lr_patience_halves_the_learning_rate_of_the_model_being_fit(views):
+    train_ds, eval_ds = photo_dataset('train', 2), photo_dataset('validation', 2)
+    # A learning rate this small leaves the eval loss where it was: a plateau from epoch 2.
+    tiny = 1e-12
+    _, history, _ = training.train(settings(epochs=4, learning_rate=tiny, augmented_views=views,
+                                            reduce_lr_patience=1), train_ds, eval_ds,
+                                   train_count=4, eval_count=4)
+    assert history['views'] == views
+    assert history['lr'] == pytest.approx([tiny, tiny, tiny / 2, tiny / 4], rel=1e-5)
