@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from components.data_quality import settings as quality_settings
+from components.image_example_gen import settings as ingest_settings
 from models import hyperparameters
 from models import trainer_settings
 from pipeline import cli
@@ -98,12 +100,12 @@ def test_the_stage_flag_spellings_still_parse():
         '--max-leak-fraction', '1.0', '--max-label-issue-fraction', '0.5',
         '--near-duplicate-similarity', '0.5', '--no-data-quality'])
     config = configs.local('/tmp/w', '/tmp/d', presplit=False, **cli.run_overrides(args))
-    assert config.ingest == configs.ingest_settings.Ingest(
+    assert config.ingest == ingest_settings.Ingest(
         eval_fraction=0.3, test_fraction=0.1, max_bad_fraction=0.5, max_file_bytes=1000,
         symlinks='none', stop_on_conflicting_labels=True)
     assert (config.data_checks.balance_tolerance, config.data_checks.label_false_alarm_rate) == (
         0.3, 0.01)
-    assert config.quality == configs.quality_settings.Quality(
+    assert config.quality == quality_settings.Quality(
         data_quality=False, near_duplicate_similarity=0.5, max_leak_fraction=1.0,
         max_label_issue_fraction=0.5)
     assert not config.runs_data_quality
@@ -180,8 +182,8 @@ def test_the_split_settings_are_checked_against_each_other_and_the_layout():
 
 def test_a_setting_name_names_one_field():
     with pytest.raises(ValueError, match="'eval_fraction' is in both ingest and again"):
-        stage_settings.owners({'ingest': configs.ingest_settings.Ingest,
-                               'again': configs.ingest_settings.Ingest})
+        stage_settings.owners({'ingest': ingest_settings.Ingest,
+                               'again': ingest_settings.Ingest})
 
     @dataclasses.dataclass(frozen=True)
     class Flat:
