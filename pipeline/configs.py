@@ -1,7 +1,8 @@
 """PipelineConfig: every setting of a run, in one frozen dataclass, plus presets.
 
-Nothing happens at import: runners build a config in main(); tests use
-`configs.replace(config, epochs=1)` (a Trainer setting goes into `training`).
+Nothing happens at import but a check of the settings' names: runners build a config in
+main(); tests use `configs.replace(config, epochs=1)` (a stage's setting goes into its
+dataclass: `training`, `ingest`, ...; pipeline/stage_settings.py).
 """
 
 import dataclasses
@@ -9,7 +10,9 @@ import os
 import pathlib
 from typing import Optional, Tuple
 
-from components.data_quality import near_duplicates
+from components.data_quality import settings as quality_settings
+from components.data_report import settings as data_checks_settings
+from components.image_example_gen import settings as ingest_settings
 from models import eval_answers
 from models import features
 from models import hyperparameters
@@ -18,6 +21,7 @@ from models import tflite_check
 from models import tflite_export
 from models import trainer_settings
 from models import weights as weights_lib
+from pipeline import stage_settings
 
 PIPELINE_NAME = 'image-classification'
 MODEL_NAME = 'image_classifier'
@@ -117,39 +121,20 @@ class PipelineConfig:
     beam_pipeline_args: Tuple[str, ...] = MULTI_PROCESS_BEAM_ARGS
     enable_cache: bool = True
 
-    # ExampleGen. A pre-split root may hold test/ (test_folder); a root without
-    # split folders is split per class: eval_fraction to eval, test_fraction to test.
+    # The data root's layout, found by the runner (components/image_example_gen/layout.py):
+    # presplit above; a pre-split root may also hold test/, the held-out test split.
     test_folder: bool = False
-    eval_fraction: float = features.EVAL_FRACTION
-    test_fraction: float = 0.0
-    max_bad_fraction: float = features.MAX_BAD_FRACTION
-    max_pixels: int = features.MAX_PIXELS
-    # A user's folder: files above max_file_bytes are bad, never read; which symbolic
-    # links are followed ('follow', 'inside' the root, 'none'); whether the same image
-    # filed under two classes stops the run (otherwise a warning).
-    max_file_bytes: int = features.MAX_FILE_BYTES
-    symlinks: str = features.SYMLINKS
-    stop_on_conflicting_labels: bool = features.STOP_ON_CONFLICTING_LABELS
+    # ImageExampleGen's settings: how the folders are read, and split without split folders.
+    ingest: ingest_settings.Ingest = ingest_settings.Ingest()
 
     # Data validation. The schema template: its label domain is set to `class_names`.
     schema_path: str = CURATED_SCHEMA
-    # A class may be this far from 1/K of a split (or what chance gives, if more).
-    balance_tolerance: float = 0.2   # of the fair share 1/K: 40-60% of 2 classes
-    # Chance, per check, that a balanced, randomly split data set fails the balance
-    # or the train-vs-eval label drift check; their thresholds follow from the counts.
-    label_false_alarm_rate: float = 0.001
-    max_cross_split_duplicates: int = 0
-    sample_images_per_class: int = 3
-    # Data quality (components/data_quality, docs/data_quality.md): possible label errors
-    # and near-duplicates, on the frozen base's features (computed once: the Trainer
-    # reuses the eval split's). A held-out split whose share of photos with a near-copy
-    # in train is above max_leak_fraction stops the run at the DataGate; so does a share
-    # of photos flagged as possibly mislabelled above max_label_issue_fraction (1.0:
-    # they are listed and warned about, never stop).
-    data_quality: bool = True
-    near_duplicate_similarity: float = near_duplicates.SIMILARITY
-    max_leak_fraction: float = 0.01
-    max_label_issue_fraction: float = 1.0
+    # The DataReport's checks, whose verdict the DataGate stops the run on.
+    data_checks: data_checks_settings.DataChecks = data_checks_settings.DataChecks()
+    # DataQuality (components/data_quality, docs/data_quality.md): label issues and
+    # near-duplicates on the frozen base's features (computed once: the Trainer reuses
+    # the eval split's); its problems join the DataGate's verdict.
+    quality: quality_settings.Quality = quality_settings.Quality()
 
     # Transform and Trainer. None: the weights' own size (see input_size()).
     image_size: Optional[Tuple[int, int]] = None
@@ -192,28 +177,14 @@ class PipelineConfig:
                                             or min(self.image_size) < 32):
             raise ValueError(f'image_size must be (height, width), each >= 32, '
                              f'got {self.image_size}')
-        if not 0.0 < self.label_false_alarm_rate < 1.0:
-            raise ValueError('label_false_alarm_rate must be in (0, 1), got '
-                             f'{self.label_false_alarm_rate}')
         if not 0.0 <= self.accuracy_threshold <= 1.0:
             raise ValueError(f'accuracy_threshold must be in [0, 1], got {self.accuracy_threshold}')
-        if self.presplit and self.test_fraction:
-            raise ValueError('test_fraction applies to a root without split folders; a '
-                             'pre-split root holds its test split in test/')
-        if not self.presplit and self.test_folder:
-            raise ValueError('test_folder applies only to a pre-split root')
-        if self.symlinks not in features.SYMLINK_POLICIES or self.max_file_bytes <= 0:
-            raise ValueError(f'symlinks must be one of {features.SYMLINK_POLICIES} and '
-                             f'max_file_bytes > 0, got {self.symlinks!r}, {self.max_file_bytes}')
+        self.ingest.check_layout(presplit=self.presplit, test_folder=self.test_folder)
         if self.tuning.enabled and (self.training.model_variant != 'transfer'
                                     or self.training.augmented_views < 1):
             raise ValueError('the Tuner tunes the transfer model\'s head on cached features: '
                              'it needs model_variant transfer and augmented_views >= 1, got '
                              f'{self.training.model_variant!r}, {self.training.augmented_views}')
-        if not (0.0 <= self.max_leak_fraction <= 1.0
-                and 0.0 <= self.max_label_issue_fraction <= 1.0):
-            raise ValueError('max_leak_fraction and max_label_issue_fraction must be in [0, 1], '
-                             f'got {self.max_leak_fraction}, {self.max_label_issue_fraction}')
         unknown = [v for v in self.tflite_variants if v not in tflite_export.VARIANTS]
         if unknown or len(set(self.tflite_variants)) != len(self.tflite_variants):
             raise ValueError(f'tflite_variants must be distinct names of '
@@ -226,12 +197,12 @@ class PipelineConfig:
     def runs_data_quality(self) -> bool:
         """Whether the DataQuality stage runs: asked for, with pretrained weights for its
         features (random weights would tell nothing)."""
-        return self.data_quality and bool(self.weights)
+        return self.quality.data_quality and bool(self.weights)
 
     @property
     def has_test_split(self) -> bool:
         """Whether a held-out test split is made (test/, or test_fraction > 0)."""
-        return self.test_folder if self.presplit else self.test_fraction > 0
+        return self.test_folder if self.presplit else self.ingest.test_fraction > 0
 
     @property
     def frozen_embedding(self) -> bool:
@@ -271,21 +242,15 @@ class PipelineConfig:
         return {'image_size': list(self.input_size()[0])}
 
 
-def nest_training(overrides: dict, training: trainer_settings.Training) -> dict:
-    """PipelineConfig overrides with the Training fields among them (epochs=1) moved into
-    `training` (that of the overrides, else the given one), so presets and replace() take
-    a Trainer setting by its name."""
-    names = {field.name for field in dataclasses.fields(trainer_settings.Training)}
-    nested = {k: v for k, v in overrides.items() if k not in names}
-    given = {k: v for k, v in overrides.items() if k in names}
-    if given:
-        nested['training'] = dataclasses.replace(nested.get('training', training), **given)
-    return nested
+# A stage setting's name names one field (presets, replace(), flags): checked at import.
+stage_settings.check_names(PipelineConfig)
 
 
 def replace(config: PipelineConfig, **overrides) -> PipelineConfig:
-    """dataclasses.replace that also takes Trainer settings by name (nest_training)."""
-    return dataclasses.replace(config, **nest_training(overrides, config.training))
+    """dataclasses.replace that also takes a stage's settings by name (epochs=1: the
+    config's training with epochs 1; stage_settings.nest)."""
+    current = {stage: getattr(config, stage) for stage in stage_settings.STAGES}
+    return dataclasses.replace(config, **stage_settings.nest(overrides, current))
 
 
 def local(work_dir: str, data_root: str, *, presplit: bool = True,
@@ -301,7 +266,7 @@ def local(work_dir: str, data_root: str, *, presplit: bool = True,
       test_folder: a pre-split data_root also holds test/.
       images: how many image files the data root holds (DataRoot.images): it picks
         the Beam running mode (local_beam_args); None when unknown.
-      **overrides: any PipelineConfig field, or Training field (nest_training).
+      **overrides: any PipelineConfig field, or a stage's setting by name (replace()).
 
     Returns:
       The config.
@@ -314,7 +279,7 @@ def local(work_dir: str, data_root: str, *, presplit: bool = True,
         beam_pipeline_args=local_beam_args(images),
     )
     defaults.update(overrides)
-    return PipelineConfig(**nest_training(defaults, trainer_settings.Training()))
+    return PipelineConfig(**stage_settings.nest(defaults, {}))
 
 
 def local_beam_args(images: Optional[int]) -> Tuple[str, ...]:
@@ -386,7 +351,7 @@ def vertex(*, project: str, region: str, image: str, data_root: str, pipeline_ro
       presplit: data_root has train/ and validation/.
       test_folder: a pre-split data_root also has test/.
       extra_beam_args: Beam arguments appended to the Dataflow ones.
-      **overrides: any PipelineConfig or Training field (beam_pipeline_args replaces the Dataflow
+      **overrides: any PipelineConfig field or stage setting (beam_pipeline_args replaces the Dataflow
         arguments, e.g. for Flink or Spark).
 
     Returns:
@@ -413,4 +378,4 @@ def vertex(*, project: str, region: str, image: str, data_root: str, pipeline_ro
         schema_path=IMAGE_CURATED_SCHEMA,
     )
     defaults.update(overrides)
-    return PipelineConfig(**nest_training(defaults, trainer_settings.Training()))
+    return PipelineConfig(**stage_settings.nest(defaults, {}))

@@ -4,6 +4,7 @@ The same function is compiled by local_runner.py (LocalDagRunner) and
 kubeflow_v2_runner.py (Kubeflow Pipelines v2 / Vertex AI).
 """
 
+import dataclasses
 import json
 import os
 from typing import NamedTuple, Optional
@@ -61,11 +62,8 @@ def data_components(config: configs.PipelineConfig) -> DataStage:
     # Image folders -> tf.train.Examples, with labels.txt and a report on every file.
     example_gen = ImageExampleGen(
         input_base=config.data_root, class_names=config.class_names, presplit=config.presplit,
-        test_folder=config.test_folder, eval_fraction=config.eval_fraction,
-        test_fraction=config.test_fraction, max_bad_fraction=config.max_bad_fraction,
-        max_pixels=config.max_pixels, max_file_bytes=config.max_file_bytes,
-        symlinks=config.symlinks,
-        stop_on_conflicting_labels=config.stop_on_conflicting_labels).with_id(nodes.EXAMPLE_GEN)
+        test_folder=config.test_folder,
+        **dataclasses.asdict(config.ingest)).with_id(nodes.EXAMPLE_GEN)
     # The curated schema, its label domain set to this data set's classes.
     schema_gen = ImageSchemaGen(schema_file=config.schema_path,
                                 class_names=class_names_json).with_id(nodes.SCHEMA_GEN)
@@ -81,9 +79,9 @@ def data_components(config: configs.PipelineConfig) -> DataStage:
     data_quality = DataQuality(
         examples=example_gen.outputs['examples'], weights=config.weights,
         image_size=config.input_size()[0],
-        near_duplicate_similarity=config.near_duplicate_similarity,
-        max_leak_fraction=config.max_leak_fraction,
-        max_label_issue_fraction=config.max_label_issue_fraction,
+        near_duplicate_similarity=config.quality.near_duplicate_similarity,
+        max_leak_fraction=config.quality.max_leak_fraction,
+        max_label_issue_fraction=config.quality.max_label_issue_fraction,
     ).with_id(nodes.DATA_QUALITY) if config.runs_data_quality else None
     # Label balance, train/eval label drift, leakage, anomalies -> verdict + HTML report.
     data_report = DataReport(
@@ -92,10 +90,7 @@ def data_components(config: configs.PipelineConfig) -> DataStage:
         schema=schema_gen.outputs['schema'],
         anomalies=example_validator.outputs['anomalies'],
         class_names_json=class_names_json,
-        balance_tolerance=config.balance_tolerance,
-        label_false_alarm_rate=config.label_false_alarm_rate,
-        max_cross_split_duplicates=config.max_cross_split_duplicates,
-        sample_images_per_class=config.sample_images_per_class,
+        **dataclasses.asdict(config.data_checks),
         data_quality=data_quality.outputs['report'] if data_quality else None,
     ).with_id(nodes.DATA_REPORT)
     # Stops the run here when the verdict failed (the report above is kept).
@@ -248,8 +243,8 @@ def create_pipeline(config: configs.PipelineConfig,
     # read with ExampleGen's limits and link policy.
     bulk_inferrer = [BulkInferrer(
         model=main_trainer.outputs['model'], model_blessing=evaluator.outputs['blessing'],
-        images_dir=config.bulk_inference_images, max_file_bytes=config.max_file_bytes,
-        max_pixels=config.max_pixels, symlinks=config.symlinks).with_id(nodes.BULK_INFERRER)
+        images_dir=config.bulk_inference_images, max_file_bytes=config.ingest.max_file_bytes,
+        max_pixels=config.ingest.max_pixels, symlinks=config.ingest.symlinks).with_id(nodes.BULK_INFERRER)
     ] if config.bulk_inference_images else []
     # After the Pusher: neither holds back the served model.
     for stage in tflite + bulk_inferrer:

@@ -32,8 +32,9 @@ def header(config) -> List[str]:
         layout_text = ('train/, validation/ and test/ folders' if config.test_folder else
                        'train/ and validation/ folders') + ' (validation = eval split)'
     else:
-        layout_text = (f'one folder per class, {config.eval_fraction:.0%} of each class to eval'
-                       + (f' and {config.test_fraction:.0%} to test' if config.test_fraction
+        ingest = config.ingest
+        layout_text = (f'one folder per class, {ingest.eval_fraction:.0%} of each class to eval'
+                       + (f' and {ingest.test_fraction:.0%} to test' if ingest.test_fraction
                           else '') + ' by content hash')
     (height, width), reason = config.input_size()
     return [f'data root: {config.data_root}',

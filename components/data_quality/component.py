@@ -18,6 +18,7 @@ from tfx.types import channel
 
 from components import artifacts
 from components.data_quality import executor
+from components.data_quality import settings
 from components.data_quality.spec import DataQualitySpec
 
 
@@ -31,14 +32,11 @@ class DataQuality(base_component.BaseComponent):
                  image_size: Sequence[int], near_duplicate_similarity: float,
                  max_leak_fraction: float, max_label_issue_fraction: float):
         """Args: ImageExampleGen's examples; the Trainer's weights and input size (so
-        that it can reuse the features); the settings of PipelineConfig."""
-        if not -1.0 <= near_duplicate_similarity <= 1.0:
-            raise ValueError('near_duplicate_similarity is a cosine, in [-1, 1], got '
-                             f'{near_duplicate_similarity}')
-        for name, value in (('max_leak_fraction', max_leak_fraction),
-                            ('max_label_issue_fraction', max_label_issue_fraction)):
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f'{name} must be in [0, 1], got {value}')
+        that it can reuse the features); the settings.Quality thresholds."""
+        # Checked once, by the settings (the one whether-to-run stays the pipeline's).
+        settings.Quality(near_duplicate_similarity=near_duplicate_similarity,
+                         max_leak_fraction=max_leak_fraction,
+                         max_label_issue_fraction=max_label_issue_fraction)
         if len(image_size) != 2:
             raise ValueError(f'image_size must be (height, width), got {image_size}')
         spec = DataQualitySpec(

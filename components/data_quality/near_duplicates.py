@@ -27,9 +27,8 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-# Default of PipelineConfig.near_duplicate_similarity: the whitened cosine from which two
-# photos are a pair (measured on edited copies of real photos: docs/data_quality.md).
-SIMILARITY = 0.45
+from components.data_quality import settings
+
 # Hash bits two photos may differ in and still be a pair (any similarity).
 HASH_MAX_BITS = 3
 # Side of the grey thumbnail hashed.
@@ -232,7 +231,7 @@ def hash_distance(hashes: np.ndarray, mirrored: np.ndarray, a: np.ndarray,
 
 
 def find_pairs(embeddings: np.ndarray, hashes: np.ndarray, mirrored: np.ndarray, *,
-               similarity: float = SIMILARITY, hash_max_bits: int = HASH_MAX_BITS,
+               similarity: float = settings.SIMILARITY, hash_max_bits: int = HASH_MAX_BITS,
                exact_max: int = EXACT_SEARCH_MAX_PHOTOS) -> Dict[str, object]:
     """Near-duplicate pairs: embedding similarity >= `similarity` among each photo's
     nearest neighbours, or hashes (one possibly mirrored) within `hash_max_bits`.

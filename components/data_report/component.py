@@ -10,6 +10,7 @@ from tfx.types import channel
 
 from components import artifacts
 from components.data_report import executor
+from components.data_report import settings
 from components.data_report.spec import DataReportSpec
 
 
@@ -22,20 +23,17 @@ class DataReport(base_component.BaseComponent):
     def __init__(self, examples: channel.Channel, statistics: channel.Channel,
                  schema: channel.Channel, anomalies: channel.Channel, *, class_names_json: str,
                  balance_tolerance: float, label_false_alarm_rate: float,
-                 max_cross_split_duplicates: int, sample_images_per_class: int = 3,
+                 max_cross_split_duplicates: int,
+                 sample_images_per_class: int = settings.DataChecks.sample_images_per_class,
                  report: Optional[channel.Channel] = None,
                  data_quality: Optional[channel.Channel] = None):
         """Args: the channels of ExampleGen, StatisticsGen, the schema and
-        ExampleValidator, and the checks' settings (see PipelineConfig); optionally
+        ExampleValidator, and the checks' settings (settings.DataChecks); optionally
         DataQuality's report (its problems join the verdict, its suspects the page)."""
-        if not 0.0 <= balance_tolerance <= 1.0:
-            raise ValueError(f'balance_tolerance must be in [0, 1], got {balance_tolerance}')
-        if not 0.0 < label_false_alarm_rate < 1.0:
-            raise ValueError(
-                f'label_false_alarm_rate must be in (0, 1), got {label_false_alarm_rate}')
-        if max_cross_split_duplicates < 0:
-            raise ValueError('max_cross_split_duplicates must be >= 0, '
-                             f'got {max_cross_split_duplicates}')
+        settings.DataChecks(balance_tolerance=balance_tolerance,     # checked there, once
+                            label_false_alarm_rate=label_false_alarm_rate,
+                            max_cross_split_duplicates=max_cross_split_duplicates,
+                            sample_images_per_class=sample_images_per_class)
         spec = DataReportSpec(
             examples=examples, statistics=statistics, schema=schema, anomalies=anomalies,
             data_quality=data_quality,

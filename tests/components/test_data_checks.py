@@ -15,8 +15,8 @@ from components.image_schema_gen import schema as class_schema
 from models import features
 from pipeline import configs
 
-ALPHA = configs.PipelineConfig.label_false_alarm_rate
-TOLERANCE = configs.PipelineConfig.balance_tolerance
+ALPHA = configs.PipelineConfig.data_checks.label_false_alarm_rate
+TOLERANCE = configs.PipelineConfig.data_checks.balance_tolerance
 NAMES = (features.TRAIN_SPLIT, features.EVAL_SPLIT)
 
 

@@ -18,6 +18,7 @@ from components.data_quality import component
 from components.data_quality import executor
 from components.data_quality import label_issues
 from components.data_quality import near_duplicates
+from components.data_quality import settings as quality_settings
 from components.data_quality import outputs
 from components.data_quality import spec
 from components import artifacts
@@ -82,7 +83,7 @@ def build_root(root):
 def run_stage(examples, out_dir, **settings):
     """DataQuality's executor as the launcher runs it, exec properties from the component."""
     values = dict(weights=str(data.WEIGHTS), image_size=SIZE,
-                  near_duplicate_similarity=near_duplicates.SIMILARITY,
+                  near_duplicate_similarity=quality_settings.SIMILARITY,
                   max_leak_fraction=0.01, max_label_issue_fraction=1.0)
     values.update(settings)
     stage = component.DataQuality(_examples_channel(), **values)

@@ -241,7 +241,7 @@ def test_the_runner_flags_reach_imageexamplegen_and_the_bulkinferrer():
         bulk_spec.SYMLINKS_KEY, bulk_spec.MAX_FILE_BYTES_KEY, bulk_spec.MAX_PIXELS_KEY)} == {
         bulk_spec.SYMLINKS_KEY: 'inside', bulk_spec.MAX_FILE_BYTES_KEY: 1000,
         bulk_spec.MAX_PIXELS_KEY: features.MAX_PIXELS}
-    defaults = configs.local('/work', '/data')
+    defaults = configs.local('/work', '/data').ingest
     assert (defaults.symlinks, defaults.max_file_bytes, defaults.stop_on_conflicting_labels) == (
         'follow', 50_000_000, False)
     with pytest.raises(ValueError, match='symlinks must be one of'):
