@@ -43,12 +43,14 @@ class FrozenFeatureValidation(keras.callbacks.Callback):
     split. With the split's count and a local folder, features beyond
     CACHE_BUDGET_BYTES are kept in a memory-mapped file there (EVAL_FEATURES_FILE).
     With `precomputed` (features [photos, D], labels, paths: DataQuality's, see
-    models/frozen_features.py) the eval split is not read at all.
+    models/frozen_features.py) the eval split is not read at all. With the weights the
+    base was built from, its features are computed in TFLite (tflite_base.FrozenBase).
     """
 
     def __init__(self, model: keras.Model, eval_ds: tf.data.Dataset,
                  count: Optional[int] = None, features_dir: Optional[str] = None,
-                 precomputed: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]] = None):
+                 precomputed: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]] = None,
+                 weights: Optional[str] = None):
         super().__init__()
         self._head = model.get_layer(builders.HEAD_LAYER)
         if precomputed is not None:
@@ -57,7 +59,9 @@ class FrozenFeatureValidation(keras.callbacks.Callback):
         # Where the features cannot go to a file (nor fit the budget), memory as before.
         in_file = inputs.features_in_file(count, builders.POOLED_FEATURES * 4,
                                    shutil.disk_usage(features_dir).free if features_dir else None)
-        featurizer = keras.Model(model.inputs, model.get_layer(builders.POOL_LAYER).output)
+        featurizer = (tflite_base.FrozenBase(model, weights, model.inputs[0].shape[1:3])
+                      if weights is not None else
+                      keras.Model(model.inputs, model.get_layer(builders.POOL_LAYER).output))
         features, self.labels, self.paths = features_of(
             featurizer, eval_ds, 1, count,
             os.path.join(features_dir, EVAL_FEATURES_FILE) if in_file else None)
