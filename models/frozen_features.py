@@ -30,6 +30,7 @@ from models import builders
 from models import features
 from models import preprocessing
 from models import tf_data
+from models import tflite_base
 
 FEATURES_FILE = 'features.npy'
 PHOTOS_FILE = 'photos.jsonl'
@@ -45,13 +46,15 @@ BATCH_SIZE = 32
 
 def featurizer(weights: Optional[str], image_size: Sequence[int]):
     """The transfer model's input -> its frozen base's pooled features, no augmentation:
-    what the Trainer's model computes for an eval photo."""
+    what the Trainer's model computes for an eval photo (a tflite_base.FrozenBase: in
+    TFLite, checked against TensorFlow, unless the weights are random or
+    FROZEN_BASE_RUNTIME=tf)."""
     # Imported here: models.cache_plan reads this module's files, and training pulls in
     # the whole training loop, which the DataQuality stage does not need.
     from models import training  # pylint: disable=import-outside-toplevel
     training.keep_autograph_out_of_tf_keras()
     model = builders.build_transfer_model(tuple(image_size), 2, weights=weights, augment='none')
-    return builders.pooled_features(model)
+    return tflite_base.FrozenBase(builders.pooled_features(model), weights, image_size)
 
 
 def meta(weights: Optional[str], image_size: Sequence[int]) -> Dict[str, Any]:
@@ -69,7 +72,7 @@ def mismatch(stored: Dict[str, Any], weights: Optional[str],
     return '; '.join(different) or None
 
 
-def batches(files: Sequence[str], image_size: Sequence[int], model, *,
+def batches(files: Sequence[str], image_size: Sequence[int], model: tflite_base.FrozenBase, *,
             thumbnail_side: Optional[int] = None,
             batch_size: int = BATCH_SIZE) -> Iterator[Dict[str, np.ndarray]]:
     """The features of every example in a split's gzipped TFRecord files, in file order.
@@ -102,10 +105,8 @@ def batches(files: Sequence[str], image_size: Sequence[int], model, *,
     dataset = (tf.data.TFRecordDataset(list(files), compression_type='GZIP')
                .map(decode, num_parallel_calls=tf.data.AUTOTUNE)
                .batch(batch_size).prefetch(2).with_options(tf_data.no_autotune_thread()))
-    run = tf.function(lambda images: model(images, training=False),
-                      input_signature=[tf.TensorSpec([None, *size, 3], tf.float32)])
     for batch in dataset:
-        out = {'features': run(batch.pop('images')).numpy()}
+        out = {'features': model(batch.pop('images'))}
         out.update({key: value.numpy() for key, value in batch.items()})
         yield out
 

@@ -20,6 +20,7 @@ import tf_keras as keras
 from models import builders
 from models import inputs
 from models import tf_data
+from models import tflite_base
 from models import trainer_settings
 from runlog import progress
 
@@ -42,12 +43,14 @@ class FrozenFeatureValidation(keras.callbacks.Callback):
     split. With the split's count and a local folder, features beyond
     CACHE_BUDGET_BYTES are kept in a memory-mapped file there (EVAL_FEATURES_FILE).
     With `precomputed` (features [photos, D], labels, paths: DataQuality's, see
-    models/frozen_features.py) the eval split is not read at all.
+    models/frozen_features.py) the eval split is not read at all. With the weights the
+    base was built from, its features are computed in TFLite (tflite_base.FrozenBase).
     """
 
     def __init__(self, model: keras.Model, eval_ds: tf.data.Dataset,
                  count: Optional[int] = None, features_dir: Optional[str] = None,
-                 precomputed: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]] = None):
+                 precomputed: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]] = None,
+                 weights: Optional[str] = None):
         super().__init__()
         self._head = model.get_layer(builders.HEAD_LAYER)
         if precomputed is not None:
@@ -56,7 +59,9 @@ class FrozenFeatureValidation(keras.callbacks.Callback):
         # Where the features cannot go to a file (nor fit the budget), memory as before.
         in_file = inputs.features_in_file(count, builders.POOLED_FEATURES * 4,
                                    shutil.disk_usage(features_dir).free if features_dir else None)
-        featurizer = keras.Model(model.inputs, model.get_layer(builders.POOL_LAYER).output)
+        featurizer = (tflite_base.FrozenBase(model, weights, model.inputs[0].shape[1:3])
+                      if weights is not None else
+                      keras.Model(model.inputs, model.get_layer(builders.POOL_LAYER).output))
         features, self.labels, self.paths = features_of(
             featurizer, eval_ds, 1, count,
             os.path.join(features_dir, EVAL_FEATURES_FILE) if in_file else None)
@@ -148,7 +153,8 @@ def train_head(model: keras.Model, settings: trainer_settings.TrainerSettings,
     if copies:
         features_, labels, paths = view_features(
             model, train_ds, copies, train_steps, train_count,
-            os.path.join(features_dir, FEATURES_FILE) if in_file else None, with_paths=True)
+            os.path.join(features_dir, FEATURES_FILE) if in_file else None, with_paths=True,
+            weights=settings.weights)
     else:
         labels, paths = photo[1], photo[2]
         features_ = np.zeros((len(labels), 0, builders.POOLED_FEATURES), np.float32)
@@ -171,10 +177,10 @@ def features_of(featurizer: keras.Model, dataset: tf.data.Dataset, views: int,
     featurizer's output, `views` times per batch of dataset's (image, label) or
     ((image, path), label) elements, in one pass (each image decoded once).
 
-    Each batch goes through featurizer `views` times in a row, so it holds one
-    batch's activations at a time; the featurizer is called as a tf.function of its
-    own (1.4-1.5x the images/s of Keras' predict_on_batch on the same batches, measured
-    at 224 on 2 cores). With the
+    featurizer: a Keras model (called as a tf.function of its own, 1.4-1.5x the
+    images/s of Keras' predict_on_batch on the same batches, measured at 224 on 2
+    cores) or a tflite_base.FrozenBase (view_features). Each batch goes through it
+    `views` times in a row, so it holds one batch's activations at a time. With the
     count, the features are written as they come, into memory or, with `path`, into
     a memory-mapped .npy file there (bounded memory at any count); without it, they
     are gathered in memory.
@@ -182,7 +188,17 @@ def features_of(featurizer: keras.Model, dataset: tf.data.Dataset, views: int,
     Raises:
       ValueError: the dataset does not hold `count` photos.
     """
-    shape = (count, views, featurizer.output.shape[-1])
+    if isinstance(featurizer, tflite_base.FrozenBase):
+        shape, run = (count, views, featurizer.dimensions), featurizer
+    else:
+        shape = (count, views, featurizer.output.shape[-1])
+        # training=False: the base in inference mode; augmentation layers keep the
+        # training=True they were built with (pooled_features).
+        keras_run = tf.function(lambda images: featurizer(images, training=False),
+                                reduce_retracing=True)
+
+        def run(images):
+            return keras_run(images).numpy()
     store = None
     if path:
         store = np.lib.format.open_memmap(path, mode='w+', dtype=np.float32, shape=shape)
@@ -190,12 +206,9 @@ def features_of(featurizer: keras.Model, dataset: tf.data.Dataset, views: int,
         store = np.empty(shape, np.float32)
     gathered, labels, paths = [], [], []
     row = 0
-    # training=False: the base in inference mode; augmentation layers keep the
-    # training=True they were built with (pooled_features).
-    run = tf.function(lambda images: featurizer(images, training=False), reduce_retracing=True)
     for x, batch_labels in dataset:
         images = x[0] if isinstance(x, tuple) else x
-        pooled = np.stack([run(images).numpy() for _ in range(views)], axis=1)
+        pooled = np.stack([run(images) for _ in range(views)], axis=1)
         size = len(pooled)
         if store is None:
             gathered.append(pooled)
@@ -218,12 +231,18 @@ def features_of(featurizer: keras.Model, dataset: tf.data.Dataset, views: int,
 
 def view_features(model: keras.Model, train_ds: tf.data.Dataset, views: int,
                   steps: Optional[int], count: int, path: Optional[str] = None, *,
-                  with_paths: bool = False):
+                  with_paths: bool = False, weights: Optional[str] = None):
     """(features [count, views, dimensions], labels [count]): the frozen base's pooled
     features of `views` augmented copies of every training photo (features_of: in
     memory, or in a memory-mapped file at `path`). steps: batches in one pass of an
-    endless train_ds. with_paths: also the photos' paths (train_ds carries them)."""
-    features, labels, paths = features_of(builders.pooled_features(model),
+    endless train_ds. with_paths: also the photos' paths (train_ds carries them).
+    weights: what the model's base was built from; then the base and pooling run in
+    TFLite, the augmentation in TensorFlow (tflite_base.FrozenBase); None (random
+    weights): all in TensorFlow."""
+    featurizer = (tflite_base.FrozenBase(model, weights, model.inputs[0].shape[1:3],
+                                         augment=True)
+                  if weights is not None else builders.pooled_features(model))
+    features, labels, paths = features_of(featurizer,
                                           train_ds.take(steps) if steps else train_ds,
                                           views, count, path)
     return (features, labels, paths) if with_paths else (features, labels)

@@ -126,7 +126,8 @@ def train(settings: trainer_settings.TrainerSettings, train_ds: tf.data.Dataset,
         # precedes the timer, so epoch times include validation.
         start = time.perf_counter()
         validation = frozen_training.FrozenFeatureValidation(
-            model, eval_ds, eval_count, features_dir, precomputed=eval_features)
+            model, eval_ds, eval_count, features_dir, precomputed=eval_features,
+            weights=settings.weights)
         seconds['eval_features'] = time.perf_counter() - start
         views, in_file = views_plan or frozen_training.feature_views(
             settings, train_count, shutil.disk_usage(features_dir).free if features_dir else None)

@@ -128,7 +128,7 @@ def train_features(fn_args: fn_args_utils.FnArgs, settings: trainer_settings.Tra
             with_paths=True)
         dataset = dataset.unbatch().take(used).batch(settings.batch_size)
         augmented, labels, paths = frozen_training.view_features(
-            transfer, dataset, copies, None, used, with_paths=True)
+            transfer, dataset, copies, None, used, with_paths=True, weights=settings.weights)
         position = {path: row for row, path in enumerate(photo_paths)}
         rows = np.asarray([position[p] for p in paths])
         if not np.array_equal(np.asarray(photo_labels)[rows], labels):
