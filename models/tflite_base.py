@@ -127,11 +127,9 @@ def flatbuffer(model, image_size: Sequence[int], *, fresh: bool = False) -> Tupl
     content = None if fresh else read_cached(path)
     if content is not None:
         return content, False
-    # Without the model as trackable the converter freezes the variables into the graph
-    # in memory: with it, it first saves and loads a SavedModel, many times slower
-    # (docs/benchmarks.md, issue 40).
-    content = tflite_export.convert(
-        tflite_export.keras_function(base_and_pooling(model), (*size, 3)), tflite_export.FLOAT32)
+    base = base_and_pooling(model)
+    content = tflite_export.convert(tflite_export.keras_function(base, (*size, 3)),
+                                    tflite_export.FLOAT32, trackable=base)
     _write_atomically(path, content)
     return content, True
 

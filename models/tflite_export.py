@@ -139,6 +139,10 @@ def convert(function, variant: str, *, trackable=None,
     if variant not in VARIANTS:
         raise ValueError(f'TFLite variant must be one of {VARIANTS}, got {variant!r}')
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function], trackable)
+    # Freeze the function's variables in memory: with a trackable, the converter would
+    # otherwise save and reload a SavedModel first, many times slower for the same model
+    # (docs/benchmarks.md, issue 40).
+    converter.experimental_lower_to_saved_model = False
     if variant == FLOAT16:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]

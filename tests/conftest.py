@@ -42,6 +42,21 @@ def make_run(work_dir: pathlib.Path, counts, **overrides) -> PipelineFixture:
     return PipelineFixture(config, configs.metadata_path(str(work_dir)), work_dir)
 
 
+@pytest.fixture(scope='session', autouse=True)
+def frozen_base_cache(tmp_path_factory):
+    """The frozen base converted to TFLite (models/tflite_base.py) is cached in the
+    session's temporary folder, not in the user's ~/.cache (runs in child processes
+    inherit it)."""
+    from models import tflite_base  # pylint: disable=import-outside-toplevel
+    before = os.environ.get(tflite_base.CACHE_ENV)
+    os.environ[tflite_base.CACHE_ENV] = str(tmp_path_factory.mktemp('frozen-base'))
+    yield
+    if before is None:
+        os.environ.pop(tflite_base.CACHE_ENV, None)
+    else:
+        os.environ[tflite_base.CACHE_ENV] = before
+
+
 @pytest.fixture(scope='session')
 def small_run(tmp_path_factory):
     """The whole pipeline, run once on SMALL (40 train / 60 eval photos); (PipelineFixture, MLMD run)."""
