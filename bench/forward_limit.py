@@ -7,7 +7,9 @@ pooling) at several batch sizes; the best is the most training can reach with
 a frozen base on this machine (every training image crosses it once an epoch).
 Then the same with the tutorial's augmentation (random flip and rotation, in
 training mode) before the base, at the Trainer's batch size: what a training
-step must compute besides the small head, so the most an epoch can reach.
+step must compute besides the small head, so the most an epoch can reach. Last, the
+same base converted to float32 TFLite with XNNPACK on every core (models/tflite_base.py,
+how the pipeline runs the frozen base): the fastest exact runtime, at batch 1, 16 and 32.
 """
 
 import argparse
@@ -56,7 +58,20 @@ def measure(data_root: str, images: int, weights: str, size: int, train_batch_si
     augmented = _best_rate(
         tf.function(lambda x: model(augmentation(x, training=True), training=False)),
         pixels, train_batch_size, repeats)
-    return results, augmented
+    return results, augmented, xnnpack_rates(pixels.numpy(), weights, size, repeats)
+
+
+def xnnpack_rates(pixels, weights: str, size: int, repeats: int) -> dict:
+    """images/s of the same base + pooling converted to float32 TFLite, XNNPACK on every
+    core (models/tflite_base.py, as the pipeline runs it), per batch size: the fastest exact
+    runtime, the limit issue 40 measures the pipeline against."""
+    from models import frozen_features  # pylint: disable=import-outside-toplevel
+    rates = {}
+    for batch_size in (1, 16, 32):
+        # A featurizer per batch size: resizing the interpreter's input re-plans XNNPACK.
+        featurizer = frozen_features.featurizer(weights, (size, size))
+        rates[batch_size] = _best_rate(featurizer, pixels, batch_size, repeats)
+    return rates
 
 
 def main() -> int:
@@ -74,18 +89,23 @@ def main() -> int:
     args = parser.parse_args()
     from runlog import noise  # pylint: disable=import-outside-toplevel
     noise.quiet_tensorflow()
-    results, augmented = measure(args.data_root, args.images, args.weights, args.image_size,
-                                 trainer_settings.Training.batch_size)
+    results, augmented, xnnpack = measure(args.data_root, args.images, args.weights,
+                                          args.image_size, trainer_settings.Training.batch_size)
     for batch_size, rate in results.items():
         print(f'batch {batch_size:4d}: {rate:6.1f} images/s')
+    for batch_size, rate in xnnpack.items():
+        print(f'XNNPACK batch {batch_size:4d}: {rate:6.1f} images/s')
     best = max(results, key=results.get)
+    fastest = max(xnnpack, key=xnnpack.get)
     if args.json:
         with open(args.json, 'w') as f:
             json.dump({'images_per_second': results[best], 'batch_size': best,
-                       'by_batch_size': results, 'augmented_images_per_second': augmented},
-                      f)
-    print(f'forward-pass limit: {results[best]:.1f} images/s at batch {best}; with the '
-          f'augmentation: {augmented:.1f} images/s')
+                       'by_batch_size': results, 'augmented_images_per_second': augmented,
+                       'xnnpack_images_per_second': xnnpack[fastest],
+                       'xnnpack_batch_size': fastest}, f)
+    print(f'forward-pass limit in TF: {results[best]:.1f} images/s at batch {best}; with the '
+          f'augmentation: {augmented:.1f} images/s; XNNPACK float32: {xnnpack[fastest]:.1f} '
+          f'images/s at batch {fastest} ({xnnpack[fastest] / results[best]:.2f}x TF)')
     return 0
 
 

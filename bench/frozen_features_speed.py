@@ -160,7 +160,7 @@ def main() -> int:
     from runlog import noise  # pylint: disable=import-outside-toplevel
     noise.quiet_tensorflow()
     rates = measure(args.data_root, args.images, args.weights, args.image_size,
-                    configs.PipelineConfig.batch_size)
+                    trainer_settings.Training.batch_size)
     limit = rates['XNNPACK']
     print(f'{args.images} photos at {args.image_size}, {os.cpu_count()} cores; converted '
           f'base ready in {rates["conversion or cache (s)"]:.1f} s; TFLite vs TF: largest '

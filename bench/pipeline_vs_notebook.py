@@ -1,15 +1,19 @@
 """The pipeline beside the plain notebook, in one run, on the same photos.
 
     python bench/pipeline_vs_notebook.py [--data-root DIR] [--epochs N] [--image-size 224]
-                                         [--augmented-views 3 0]
+                                         [--augmented-views 3 0] [--serving]
 
 Runs, one after the other on the same machine:
-  1. the forward-pass limit of the frozen base (bench/forward_limit.py),
+  1. the forward-pass limit of the frozen base (bench/forward_limit.py): TF's rate and
+     the XNNPACK float32 rate (the fastest exact runtime: the limit issue 40 measures
+     the pipeline's wall time against, as a multiple of the unavoidable passes' time),
   2. the peer: the tutorial notebook as a plain Keras script (bench/notebook_peer.py),
   3. the whole pipeline (local_runner.py as `make run` runs it, run report included;
      no cache), once per --augmented-views value: the default 3 (the head trains on
      the frozen features of 3 augmented copies of each photo), then 0 (the base
      runs on freshly augmented photos every epoch, as the notebook),
+  4. with --serving, the server under 32 REST clients with and without
+     --prefer_tflite_model on the first run's pushed model (bench/serving_tflite.py),
 each in its own process, sampling the memory of its whole process tree. Prints
 accuracy of all on the same validation photos, wall times, the pipeline's
 overhead, time per component, training throughput beside the limit and peak
@@ -72,6 +76,10 @@ def main() -> int:
     parser.add_argument('--augmented-views', type=int, nargs='+', default=[3, 0],
                         help='one pipeline run per value (the headline is the first)')
     parser.add_argument('--work-dir', help='default: a new temporary folder')
+    parser.add_argument('--serving', action='store_true',
+                        help='then the server under 32 REST clients with and without '
+                             '--prefer_tflite_model on the first run\'s pushed model '
+                             '(bench/serving_tflite.py, one round)')
     args = parser.parse_args()
     work = args.work_dir or tempfile.mkdtemp(prefix='bench_vs_notebook_')
     os.makedirs(work, exist_ok=True)
@@ -107,9 +115,31 @@ def main() -> int:
         noise.quiet_tensorflow()
         runs.append((views, wall, peak, *pipeline_results(pipeline_work)))
 
-    print(f"\nforward-pass limit: {limit['images_per_second']:.1f} images/s "
+    serving = None
+    if args.serving:
+        serving_json = os.path.join(work, 'serving_tflite.json')
+        tree_sampler.run_measured(
+            [py, 'bench/serving_tflite.py', '--model_base_path',
+             os.path.join(work, f'pipeline_views{args.augmented_views[0]}', 'serving',
+                          configs.MODEL_NAME), '--rounds', '1', '--json', serving_json],
+            os.path.join(work, 'serving_tflite.log'), PROJECT)
+        with open(serving_json) as f:
+            serving = json.load(f)[0]
+
+    print(f"\nforward-pass limit in TF: {limit['images_per_second']:.1f} images/s "
           f"(batch {limit['batch_size']}); with the tutorial's augmentation before the base: "
-          f"{limit['augmented_images_per_second']:.1f} images/s")
+          f"{limit['augmented_images_per_second']:.1f} images/s; XNNPACK float32 (the "
+          f"fastest exact runtime, the limit below): {limit['xnnpack_images_per_second']:.1f} "
+          f"images/s (batch {limit['xnnpack_batch_size']}) = "
+          f"{limit['xnnpack_images_per_second'] / limit['images_per_second']:.2f}x TF")
+    xnnpack = limit['xnnpack_images_per_second']
+    for views, wall, _, _, _, evaluation, images in runs:
+        # The work no pipeline can skip: one pass of the base per training view (per epoch
+        # without views) and per eval photo, and the Evaluator's pass over the eval split.
+        passes = images * (views or args.epochs) + 2 * int(evaluation.example_count)
+        print(f'views={views}: the unavoidable forward passes: {passes} = '
+              f'{passes / xnnpack:.1f} s at the XNNPACK limit; the pipeline took '
+              f'{wall / (passes / xnnpack):.2f}x that (goal <= 1.5x)')
     names = ''.join(f'   views={views:<3d}' for views, *_ in runs)
     print(f'\n                         notebook{names}')
     print(f"accuracy (validation)    {peer['accuracy']:8.4f}" + ''.join(
@@ -162,6 +192,17 @@ def main() -> int:
         print(f'views={views}: pipeline/notebook wall time {wall / peer_wall:.2f}x '
               f'({wall / peer_busy:.2f}x without the waits), peak memory '
               f'{peak / peer_peak:.2f}x, accuracy {evaluation.accuracy:.4f}')
+    if serving:
+        served = serving['limit']
+        servers = [key for key in serving
+                   if key == 'saved_model' or key.startswith('tflite_')]
+        for key in servers:
+            label = 'SavedModel' if key == 'saved_model' else '--prefer_tflite_model'
+            print(f"server, 32 REST clients, {label}: "
+                  f"{serving[key]['images_per_second']:.1f} images/s = "
+                  f"{serving[key]['images_per_second'] / served:.2f}x its on-the-spot "
+                  f"XNNPACK limit ({served:.1f}), {serving[key]['failed']} failed requests "
+                  '(goal with the flag: >= 0.8x, 0 failed)')
     views, wall, peak, _, history, evaluation, images = runs[0]
     print(f'HEADLINE (views={views}): pipeline/notebook wall time {wall / peer_wall:.2f}x '
           f'({wall - peer_wall:+.0f} s; {wall / peer_busy:.2f}x of the notebook without its '
