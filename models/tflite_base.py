@@ -109,13 +109,28 @@ def read_cached(path: str) -> Optional[bytes]:
 
 
 def _write_atomically(path: str, content: bytes) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    for target, data in ((path, content),
-                         (path + '.sha256', hashlib.sha256(content).hexdigest().encode())):
-        handle, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.tmp-')
-        with os.fdopen(handle, 'wb') as f:
-            f.write(data)
-        os.replace(tmp, target)
+    """Caches content at path (with its .sha256). A cache that cannot be written (a
+    read-only or foreign folder, a full disk) costs the next run a conversion, never this
+    run: it is logged and left."""
+    tmp = None
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        for target, data in ((path, content),
+                             (path + '.sha256', hashlib.sha256(content).hexdigest().encode())):
+            handle, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.tmp-')
+            with os.fdopen(handle, 'wb') as f:
+                f.write(data)
+            os.replace(tmp, target)
+            tmp = None
+    except OSError as e:
+        if tmp is not None:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+        progress.logger().warning(
+            'the converted frozen base is not cached (%s; set %s to a writable folder): %s',
+            os.path.dirname(path), CACHE_ENV, e)
 
 
 def flatbuffer(model, image_size: Sequence[int], *, fresh: bool = False) -> Tuple[bytes, bool]:
@@ -129,7 +144,7 @@ def flatbuffer(model, image_size: Sequence[int], *, fresh: bool = False) -> Tupl
         return content, False
     base = base_and_pooling(model)
     content = tflite_export.convert(tflite_export.keras_function(base, (*size, 3)),
-                                    tflite_export.FLOAT32, trackable=base)
+                                    tflite_export.FLOAT32, trackable=base, signatures=False)
     _write_atomically(path, content)
     return content, True
 

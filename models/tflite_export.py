@@ -119,7 +119,8 @@ def keras_function(model, input_shape: Sequence[int]):
 
 
 def convert(function, variant: str, *, trackable=None,
-            representative: Optional[Callable[[], Iterable[np.ndarray]]] = None) -> bytes:
+            representative: Optional[Callable[[], Iterable[np.ndarray]]] = None,
+            signatures: bool = True) -> bytes:
     """A concrete function on float32 pixels -> a TFLite flatbuffer.
 
     Args:
@@ -128,6 +129,8 @@ def convert(function, variant: str, *, trackable=None,
       trackable: the object owning the function's variables (the loaded SavedModel).
       representative: for int8, a callable yielding float32 pixel batches of one image
         [1, H, W, 3] that cover what the model will see (TFLite's representative_dataset).
+      signatures: keep the function's signature (serving_default) in the model; without
+        it, only the plain input and output (Runner.run), converted much faster.
 
     Returns:
       The .tflite file's bytes.
@@ -139,10 +142,10 @@ def convert(function, variant: str, *, trackable=None,
     if variant not in VARIANTS:
         raise ValueError(f'TFLite variant must be one of {VARIANTS}, got {variant!r}')
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function], trackable)
-    # Freeze the function's variables in memory: with a trackable, the converter would
-    # otherwise save and reload a SavedModel first, many times slower for the same model
-    # (docs/benchmarks.md, issue 40).
-    converter.experimental_lower_to_saved_model = False
+    # Without signatures, the variables are frozen into the graph in memory; with them,
+    # the converter saves and reloads a SavedModel first, many times slower for the same
+    # outputs (docs/benchmarks.md, issue 40), but only that path keeps the signatures.
+    converter.experimental_lower_to_saved_model = signatures
     if variant == FLOAT16:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from models import tflite_base
 from tests import data
 from tests.serving import hostile_inputs
 
@@ -326,7 +327,10 @@ def _wait4(pid: int, timeout: float):
 def unprivileged_env(home: pathlib.Path) -> Dict[str, str]:
     """The environment for a child run as the unprivileged user: our code first on the
     path, a home it can write."""
-    return {**os.environ, 'HOME': str(home), 'PYTHONPATH': str(data.PROJECT_ROOT),
+    # Not the test session's own cache folders (tests/conftest.py): that user cannot reach
+    # them; its home has its own.
+    inherited = {k: v for k, v in os.environ.items() if k != tflite_base.CACHE_ENV}
+    return {**inherited, 'HOME': str(home), 'PYTHONPATH': str(data.PROJECT_ROOT),
             'TMPDIR': str(home)}
 
 
