@@ -142,3 +142,23 @@ def test_augmented_views_in_tflite_are_tensorflows(cache):
     assert views[True].shape == (6, 2, builders.POOLED_FEATURES)
     assert not np.allclose(views[True][:, 0], views[True][:, 1])     # two different draws
     assert tflite_base.mismatch(views[False].reshape(12, -1), views[True].reshape(12, -1)) is None
+
+
+def test_a_cache_that_cannot_be_written_costs_a_conversion_not_the_run(tmp_path, monkeypatch,
+                                                                       caplog):
+    """The cache setting names a file, not a folder (as a read-only or foreign folder would
+    refuse): the base is converted, checked and used; the cache is left, with a warning."""
+    blocked = tmp_path / 'not a folder'
+    blocked.write_bytes(b'')
+    monkeypatch.setenv(tflite_base.CACHE_ENV, str(blocked))
+    monkeypatch.delenv(tflite_base.RUNTIME_ENV, raising=False)
+    model = _featurizer()
+    base = tflite_base.FrozenBase(model, str(data.WEIGHTS), SIZE)
+    assert base.runtime == tflite_base.TFLITE and base.converted
+    pixels = _pixels(1)
+    assert tflite_base.mismatch(model(pixels).numpy(), base(pixels)) is None
+    assert blocked.read_bytes() == b'' and list(tmp_path.iterdir()) == [blocked]
+    assert any('not cached' in r.getMessage() and str(blocked) in r.getMessage()
+               for r in caplog.records)
+    # The next run converts again.
+    assert tflite_base.FrozenBase(model, str(data.WEIGHTS), SIZE).converted
