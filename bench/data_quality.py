@@ -50,7 +50,7 @@ def pipeline_runs(data_root: str, rounds: int, work: str):
             pipeline_work = os.path.join(work, name)
             cmd = [sys.executable, 'local_runner.py', '--data-root', data_root, '--work-dir',
                    pipeline_work, '--no-cache'] + ([] if with_stage else ['--no-data-quality'])
-            wall, peak, cpu = tree_sampler.run_measured(
+            wall, peak, cpu, _ = tree_sampler.run_measured(
                 cmd, os.path.join(work, f'{name}.log'), PROJECT)
             noise.quiet_tensorflow()
             run = mlmd_runs.latest_run(configs.metadata_path(pipeline_work),

@@ -3,7 +3,7 @@
 import subprocess
 import threading
 import time
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import psutil
 
@@ -24,6 +24,8 @@ class TreeSampler:
         self.root = root or psutil.Process()
         # (time.time(), tree RSS bytes, tree CPU seconds, the root process's RSS bytes)
         self.samples: List[tuple] = []
+        # The largest RSS each process of the tree was sampled at, by pid (with its name).
+        self.process_peaks: Dict[int, tuple] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -39,6 +41,8 @@ class TreeSampler:
                 memory = proc.memory_info().rss
                 rss += memory
                 own_rss = memory if proc is self.root else own_rss
+                if memory > self.process_peaks.get(proc.pid, (0,))[0]:
+                    self.process_peaks[proc.pid] = (memory, ' '.join(proc.cmdline()[:2]))
             except psutil.Error:
                 pass
             try:
@@ -95,13 +99,25 @@ class TreeSampler:
         with self._lock:
             return max((p[1] for p in self.samples), default=0)
 
+    def largest_process(self) -> int:
+        """The largest RSS one process of the tree was sampled at, in bytes."""
+        return max((peak for peak, _ in self.process_peaks.values()), default=0)
 
-def run_measured(cmd: Sequence[str], log_path: str, cwd: str) -> Tuple[float, int, float]:
+
+class Measured(NamedTuple):
+    """What run_measured saw: wall seconds, peak RSS of the whole tree (bytes), CPU seconds
+    of the tree, and the peak RSS of its largest single process (bytes)."""
+    wall: float
+    peak: int
+    cpu: float
+    largest: int
+
+
+def run_measured(cmd: Sequence[str], log_path: str, cwd: str) -> Measured:
     """Runs cmd in cwd, its output to log_path, sampling its process tree every 0.25 s.
 
     Returns:
-      (wall seconds, peak RSS of the tree in bytes, CPU seconds of the tree); CPU time
-      moves less than wall time when other processes share the cores.
+      Measured; CPU time moves less than wall time when other processes share the cores.
 
     Raises:
       RuntimeError: cmd failed (naming the log).
@@ -116,4 +132,5 @@ def run_measured(cmd: Sequence[str], log_path: str, cwd: str) -> Tuple[float, in
     wall = time.perf_counter() - start
     if proc.returncode:
         raise RuntimeError(f'{" ".join(cmd[:3])} failed ({proc.returncode}); see {log_path}')
-    return wall, sampler.peak_rss(), max(sample[2] for sample in sampler.samples)
+    return Measured(wall, sampler.peak_rss(), max(sample[2] for sample in sampler.samples),
+                    sampler.largest_process())
