@@ -63,12 +63,13 @@ def test_frozen_feature_validation_equals_keras_evaluate(where, tmp_path, monkey
     assert_last_validation_is_keras_evaluate(model, history, eval_ds)
 
 
-def test_fine_tuning_continues_the_history():
-    train_ds, (eval_ds, names) = photo_dataset('train', 4), photo_dataset_with_paths('validation', 2)
-    model, history, answers = training.train(
-        settings(epochs=1, fine_tune_from_layer=150, fine_tune_epochs=1), train_ds, eval_ds)
-    assert len(history['accuracy']) == len(history['val_accuracy']) == 2
-    assert history['fine_tune_from_epoch'] == 1
+def test_fine_tuning_continues_the_history(fine_tuned):
+    # The module's one fine-tuned model (below): 2 head epochs, then 1 of fine-tuning.
+    model, history, answers, eval_ds, names, _ = fine_tuned
+    head_epochs = FINE_TUNE['epochs']
+    assert len(history['accuracy']) == len(history['val_accuracy']) == head_epochs + 1
+    assert len(history['epoch_seconds']) == head_epochs + 1
+    assert history['fine_tune_from_epoch'] == head_epochs
     # The base changed: the answers come from one more pass, not the first features.
     assert_answers_are_the_models(model, history, answers, eval_ds, names)
 
