@@ -64,6 +64,24 @@ def small_run(tmp_path_factory):
     return pipeline_run, pipeline_run.run()
 
 
+# 40 cats and 5 dogs in train: the DataGate stops the run on label balance.
+IMBALANCED = {'train': {'cats': 40, 'dogs': 5}, 'validation': {'cats': 10, 'dogs': 10}}
+
+
+@pytest.fixture(scope='session')
+def stopped_run(tmp_path_factory):
+    """A run the DataGate stopped (IMBALANCED), shared by the tests of the stop and of its
+    report; (PipelineFixture, the DataValidationError's message, MLMD run). DataQuality
+    is off: nobody looks at it here, and it would only add its features' cost."""
+    from components.data_gate.component import DataValidationError  # pylint: disable=import-outside-toplevel
+    from reports import mlmd_runs  # pylint: disable=import-outside-toplevel
+    pipeline_run = make_run(tmp_path_factory.mktemp('stopped'), IMBALANCED, data_quality=False)
+    with pytest.raises(DataValidationError) as err:
+        pipeline_run.run()
+    run = mlmd_runs.latest_run(pipeline_run.metadata_path, pipeline_run.config.pipeline_name)
+    return pipeline_run, str(err.value), run
+
+
 # TEST_ORDER_SEED=<any text> make test: the modules, and the tests in each, in a
 # seeded random order (modules stay whole, so their shared fixtures are built once).
 ORDER_SEED = 'TEST_ORDER_SEED'

@@ -17,12 +17,11 @@ import tensorflow_model_analysis as tfma
 from PIL import Image
 
 from components import artifacts
-from components.data_gate.component import DataValidationError
 from components.image_example_gen import spec as example_gen_spec
 from models import history as training_history
 from reports import mlmd_runs
 from reports import run_report
-from tests.conftest import SMALL, make_run
+from tests.conftest import SMALL
 
 pytestmark = pytest.mark.e2e
 
@@ -409,17 +408,13 @@ def test_cli_writes_the_latest_run_report(small_run, tmp_path, capsys):
 
 
 @pytest.fixture(scope='module')
-def stopped_report(tmp_path_factory):
-    """A run the DataGate stopped (imbalanced train split) and its report."""
-    work_dir = tmp_path_factory.mktemp('stopped')
-    pipeline_run = make_run(work_dir, {'train': {'cats': 40, 'dogs': 5},
-                                       'validation': {'cats': 10, 'dogs': 10}})
-    with pytest.raises(DataValidationError):
-        pipeline_run.run()
-    run = mlmd_runs.latest_run(pipeline_run.metadata_path, pipeline_run.config.pipeline_name)
+def stopped_report(stopped_run, tmp_path_factory):
+    """The report of the run the DataGate stopped (tests/conftest.py, imbalanced train split)."""
+    pipeline_run, _, run = stopped_run
     path = run_report.write_report(pipeline_run.metadata_path,
                                    pipeline_run.config.pipeline_name,
-                                   str(work_dir / 'run_report.html'))
+                                   str(tmp_path_factory.mktemp('stopped_report') /
+                                       'run_report.html'))
     return pipeline_run, run, path, parse(path)
 
 

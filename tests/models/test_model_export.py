@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -63,12 +64,13 @@ def test_frozen_feature_validation_equals_keras_evaluate(where, tmp_path, monkey
     assert_last_validation_is_keras_evaluate(model, history, eval_ds)
 
 
-def test_fine_tuning_continues_the_history():
-    train_ds, (eval_ds, names) = photo_dataset('train', 4), photo_dataset_with_paths('validation', 2)
-    model, history, answers = training.train(
-        settings(epochs=1, fine_tune_from_layer=150, fine_tune_epochs=1), train_ds, eval_ds)
-    assert len(history['accuracy']) == len(history['val_accuracy']) == 2
-    assert history['fine_tune_from_epoch'] == 1
+def test_fine_tuning_continues_the_history(fine_tuned):
+    # The module's one fine-tuned model (below): 2 head epochs, then 1 of fine-tuning.
+    model, history, answers, eval_ds, names, _ = fine_tuned
+    head_epochs = FINE_TUNE['epochs']
+    assert len(history['accuracy']) == len(history['val_accuracy']) == head_epochs + 1
+    assert len(history['epoch_seconds']) == head_epochs + 1
+    assert history['fine_tune_from_epoch'] == head_epochs
     # The base changed: the answers come from one more pass, not the first features.
     assert_answers_are_the_models(model, history, answers, eval_ds, names)
 
@@ -143,12 +145,11 @@ def test_label_smoothing_and_augmentation_strengths_train():
     assert float(plain(tf.constant([0]), logits)) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_served_signatures_match_the_model_on_transform_output(tmp_path):
-    tf_transform_output = transform_graph.write_transform_graph(str(tmp_path / 'tft'), SIZE)
-    model = builders.build_transfer_model(SIZE, 2, weights=str(data.WEIGHTS), seed=3)
-    export_dir = str(tmp_path / 'export')
-    # Chunks of 3: the 4 photos below go through the model as 3 + 1.
-    export.export_model(model, tf_transform_output, ['cats', 'dogs'], export_dir, chunk=3)
+def test_served_signatures_match_the_model_on_transform_output(fine_tuned_export):
+    # The module's fine-tuned model, exported once (below) in chunks of 3: the 4 photos
+    # below go through the model as 3 + 1.
+    model, export_dir = fine_tuned_export
+    export_path = pathlib.Path(export_dir)
 
     photos = data.photos('validation', 'cats', 2) + data.photos('validation', 'dogs', 2)
     raw = tf.constant([p.read_bytes() for p in photos])
@@ -159,7 +160,7 @@ def test_served_signatures_match_the_model_on_transform_output(tmp_path):
                                atol=1e-5)
     assert [l.decode() for l in served[features.CLASS_NAME_OUTPUT].numpy()] == [
         ['cats', 'dogs'][i] for i in expected.argmax(axis=1)]
-    assert (tmp_path / 'export' / 'assets.extra' / 'labels.txt').read_text() == 'cats\ndogs\n'
+    assert (export_path / 'assets.extra' / 'labels.txt').read_text() == 'cats\ndogs\n'
     embedded = loaded.signatures[features.EMBEDDING_SIGNATURE](**{features.SERVING_INPUT: raw})
     np.testing.assert_allclose(embedded[features.PROBABILITIES_OUTPUT].numpy(), expected,
                                atol=1e-5)
@@ -171,7 +172,7 @@ def test_served_signatures_match_the_model_on_transform_output(tmp_path):
         atol=1e-4)
 
     saved_model = saved_model_pb2.SavedModel()
-    saved_model.ParseFromString((tmp_path / 'export' / 'saved_model.pb').read_bytes())
+    saved_model.ParseFromString((export_path / 'saved_model.pb').read_bytes())
     signatures = saved_model.meta_graphs[0].signature_def
     assert signatures[features.EXAMPLES_SIGNATURE].method_name == 'tensorflow/serving/classify'
     assert signatures[features.SERVING_SIGNATURE].method_name == 'tensorflow/serving/predict'
@@ -454,12 +455,22 @@ def test_fine_tuning_trains_the_base_from_its_first_trainable_layer_only(fine_tu
     assert changed and min(changed) >= FIRST_TRAINABLE      # the top did train
 
 
-def test_exported_fine_tuned_model_answers_as_the_trainer_recorded(fine_tuned, tmp_path):
+@pytest.fixture(scope='module')
+def fine_tuned_export(fine_tuned, tmp_path_factory):
+    """(model, SavedModel dir) of the fine-tuned model exported with its Transform graph,
+    the serving signatures running the model in chunks of 3 photos."""
+    model = fine_tuned[0]
+    folder = tmp_path_factory.mktemp('fine_tuned_export')
+    tf_transform_output = transform_graph.write_transform_graph(str(folder / 'tft'), SIZE)
+    export.export_model(model, tf_transform_output, ['cats', 'dogs'], str(folder / 'export'),
+                        chunk=3)
+    return model, str(folder / 'export')
+
+
+def test_exported_fine_tuned_model_answers_as_the_trainer_recorded(fine_tuned, fine_tuned_export):
     model, history, answers, eval_ds, names, raw = fine_tuned
     assert_answers_are_the_models(model, history, answers, eval_ds, names)
-    tf_transform_output = transform_graph.write_transform_graph(str(tmp_path / 'tft'), SIZE)
-    export.export_model(model, tf_transform_output, ['cats', 'dogs'], str(tmp_path / 'export'))
-    served = tf.saved_model.load(str(tmp_path / 'export')).signatures[features.SERVING_SIGNATURE](
+    served = tf.saved_model.load(fine_tuned_export[1]).signatures[features.SERVING_SIGNATURE](
         **{features.SERVING_INPUT: tf.constant(raw)})[features.PROBABILITIES_OUTPUT].numpy()
     assert [a['path'] for a in answers['sample']] == [n.decode() for n in names.numpy()]
     recorded = np.array([a['probabilities'] for a in answers['sample']])
