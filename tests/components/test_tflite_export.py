@@ -41,6 +41,13 @@ def test_the_run_writes_checked_float16_and_int8_models(small_run):
         assert os.path.getsize(os.path.join(artifact.uri, result['file'])) == result['size_bytes']
     assert found['variants']['float16']['ready']
     assert found['variants']['float16']['agreement'] == 1.0
+    # Where its time went, by phase (bench/tflite_export.py --phases prints them).
+    seconds = found['seconds']
+    assert set(seconds['convert']) == set(seconds['check']) == {'float16', 'int8'}
+    assert {executor.SECONDS_LOAD, executor.SECONDS_CALIBRATION_PIXELS, executor.SECONDS_LOWERING,
+            executor.SECONDS_CHECK, executor.SECONDS_EVAL_PIXELS, executor.SECONDS_REFERENCE,
+            executor.SECONDS_WRITE} == set(seconds) - {'convert', 'check'}
+    assert all(value >= 0 for value in [*seconds['convert'].values(), *seconds['check'].values()])
     ready = report.ready_models(artifact.uri)
     assert mlmd_runs.custom_property(artifact, report.READY_PROPERTY) == ','.join(ready)
     assert (open(os.path.join(artifact.uri, report.CLASS_NAMES_FILE)).read().split()
