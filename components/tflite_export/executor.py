@@ -5,7 +5,10 @@ why); the pixels come from the SavedModel's own `transform_features` signature, 
 check feeds the converted models exactly what the SavedModel computes from the same
 images. The int8 calibration uses train images (a class-balanced sample from the start
 of the split); the check runs the SavedModel and every variant on the first eval images,
-EVAL_BATCH at a time, keeping only their probabilities (memory flat in the split's size).
+EVAL_BATCH at a time, keeping only their probabilities (memory flat in the split's size):
+the SavedModel in this thread, each variant in its own (CHECK_THREADS). Every variant is
+converted from one SavedModel holding the pixels function (`lowered`), saved once. The
+report's `seconds` says where the time went (docs/benchmarks.md: TFLiteExport's time).
 """
 
 import collections
