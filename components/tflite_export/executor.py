@@ -36,8 +36,8 @@ from runlog import progress
 EVAL_BATCH = 32
 # Interpreter threads of each converted model in the check. Each model runs in a thread of
 # its own, one image at a time: on 2 loaded cores, 2 interpreter threads (XNNPACK's workers
-# wait for each other) were 3-25x slower than 1, and batch 32 no faster than batch 1
-# (docs/benchmarks.md: TFLiteExport's time).
+# wait for each other) were 1.7-32x slower than 1 at the same batch size, and at 1 thread
+# batch 1 was as fast as batch 32 or faster (docs/benchmarks.md: TFLiteExport's time).
 CHECK_THREADS = 1
 # The report's `seconds`: the phases' wall time (besides `convert` and `check`, by variant).
 SECONDS_LOAD = 'load'                                # the SavedModel, its pixels function
