@@ -124,7 +124,9 @@ def convert(function, variant: str, *, trackable=None,
     """A concrete function on float32 pixels -> a TFLite flatbuffer.
 
     Args:
-      function: a concrete function (saved_model_pixels_function, keras_function).
+      function: a concrete function (saved_model_pixels_function, keras_function), or a
+        SavedModel folder holding it as serving_default (several variants with signatures
+        from one save: components/tflite_export/executor.py, lowered).
       variant: one of VARIANTS.
       trackable: the object owning the function's variables (the loaded SavedModel).
       representative: for int8, a callable yielding float32 pixel batches of one image
@@ -141,11 +143,15 @@ def convert(function, variant: str, *, trackable=None,
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     if variant not in VARIANTS:
         raise ValueError(f'TFLite variant must be one of {VARIANTS}, got {variant!r}')
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], trackable)
-    # Without signatures, the variables are frozen into the graph in memory; with them,
-    # the converter saves and reloads a SavedModel first, many times slower for the same
-    # outputs (docs/benchmarks.md, issue 40), but only that path keeps the signatures.
-    converter.experimental_lower_to_saved_model = signatures
+    if isinstance(function, str):
+        converter = tf.lite.TFLiteConverter.from_saved_model(function)
+    else:
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([function], trackable)
+        # Without signatures, the variables are frozen into the graph in memory; with
+        # them, the converter saves and reloads a SavedModel first, many times slower for
+        # the same outputs (docs/benchmarks.md, issue 40), but only that path keeps the
+        # signatures.
+        converter.experimental_lower_to_saved_model = signatures
     if variant == FLOAT16:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]

@@ -5,11 +5,19 @@ why); the pixels come from the SavedModel's own `transform_features` signature, 
 check feeds the converted models exactly what the SavedModel computes from the same
 images. The int8 calibration uses train images (a class-balanced sample from the start
 of the split); the check runs the SavedModel and every variant on the first eval images,
-EVAL_BATCH at a time, keeping only their probabilities (memory flat in the split's size).
+EVAL_BATCH at a time, keeping only their probabilities (memory flat in the split's size):
+the SavedModel in this thread, each variant in its own (CHECK_THREADS). Every variant is
+converted from one SavedModel holding the pixels function (`lowered`), saved once. The
+report's `seconds` says where the time went (docs/benchmarks.md: TFLiteExport's time).
 """
 
+import collections
+import concurrent.futures
+import contextlib
 import json
 import os
+import shutil
+import tempfile
 import time
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -26,6 +34,20 @@ from runlog import progress
 
 # Eval images run through the SavedModel and the converted models at once.
 EVAL_BATCH = 32
+# Interpreter threads of each converted model in the check. Each model runs in a thread of
+# its own, one image at a time: on 2 loaded cores, 2 interpreter threads (XNNPACK's workers
+# wait for each other) were 1.7-32x slower than 1 at the same batch size, and at 1 thread
+# batch 1 was as fast as batch 32 or faster (docs/benchmarks.md: TFLiteExport's time).
+CHECK_THREADS = 1
+# The report's `seconds`: the phases' wall time (besides `convert` and `check`, by variant).
+SECONDS_LOAD = 'load'                                # the SavedModel, its pixels function
+SECONDS_CALIBRATION_PIXELS = 'calibration_pixels'    # int8's train images to pixels
+SECONDS_LOWERING = 'lowering'                        # the SavedModel every variant converts from
+SECONDS_CHECK = 'check_pass'                         # the check's wall time, of which:
+SECONDS_EVAL_PIXELS = 'eval_pixels'                  #   reading and decoding the eval images
+SECONDS_REFERENCE = 'reference'                      #   the SavedModel on them (beside the
+                                                     #   variants, each its own in `check`)
+SECONDS_WRITE = 'write'                              # the files
 _IMAGE_XF = features.transformed_name(features.IMAGE_KEY)
 PREPROCESSING = ('encoded image -> tf.io.decode_image (3 channels) -> bilinear resize to the '
                  'input size -> x / 127.5 - 1 (models/preprocessing.py), as the SavedModel does')
@@ -81,16 +103,39 @@ def batches(records: Iterator[Tuple[bytes, int]], limit: int,
 
 
 def check(pixels_function, runners: Dict[str, tflite_export.Runner],
-          eval_batches: Iterator[Tuple[np.ndarray, np.ndarray]]
-          ) -> Dict[str, tflite_check.Comparison]:
-    """Each runner against the SavedModel's pixels function on (pixels, labels) batches."""
+          eval_batches: Iterator[Tuple[np.ndarray, np.ndarray]],
+          seconds: Optional[Dict[str, float]] = None) -> Dict[str, tflite_check.Comparison]:
+    """Each runner against the SavedModel's pixels function on (pixels, labels) batches.
+
+    Each runner answers a batch one image at a time in a thread of its own while the
+    SavedModel answers it in this one (CHECK_THREADS says why); the answers are the same
+    as a whole batch's. seconds: if given, each phase's own time is added to it:
+    SECONDS_EVAL_PIXELS (making the batches), SECONDS_REFERENCE (the SavedModel), each
+    variant's by its name.
+    """
+    seconds = collections.defaultdict(float) if seconds is None else seconds
     reference, answers, labels = [], {variant: [] for variant in runners}, []
-    for pixels, batch_labels in eval_batches:
-        reference.append(pixels_function(tf.constant(pixels))[
-            features.PROBABILITIES_OUTPUT].numpy())
-        for variant, runner in runners.items():
-            answers[variant].append(runner.run(pixels))
-        labels.append(batch_labels)
+
+    def one_by_one(variant: str, pixels: np.ndarray) -> np.ndarray:
+        with _timed(seconds, variant):
+            return np.concatenate([runners[variant].run(pixels[i:i + 1])
+                                   for i in range(len(pixels))])
+
+    batches_left = iter(eval_batches)
+    with concurrent.futures.ThreadPoolExecutor(max(1, len(runners))) as pool:
+        while True:
+            with _timed(seconds, SECONDS_EVAL_PIXELS):
+                batch = next(batches_left, None)
+            if batch is None:
+                break
+            pixels, batch_labels = batch
+            running = {variant: pool.submit(one_by_one, variant, pixels) for variant in runners}
+            with _timed(seconds, SECONDS_REFERENCE):
+                reference.append(pixels_function(tf.constant(pixels))[
+                    features.PROBABILITIES_OUTPUT].numpy())
+            for variant, future in running.items():
+                answers[variant].append(future.result())
+            labels.append(batch_labels)
     if not labels:
         raise ValueError('the eval split has no images to check the TFLite models on')
     reference, labels = np.concatenate(reference), np.concatenate(labels)
@@ -98,12 +143,31 @@ def check(pixels_function, runners: Dict[str, tflite_export.Runner],
             for variant, outputs in answers.items()}
 
 
+@contextlib.contextmanager
+def lowered(function) -> Iterator[str]:
+    """A temporary folder holding `function` as a SavedModel's serving_default: what
+    tflite_export.convert(function, ..., signatures=True) saves on every call
+    (tensorflow/lite/python/lite.py: TFLiteFrozenGraphConverterV2), saved once here for
+    every variant. Its trackable holds only the function's variables: with the whole loaded
+    SavedModel, all of its signatures would be saved again."""
+    trackable = tf.Module()
+    trackable.captured_variables = list(function.variables)
+    folder = tempfile.mkdtemp(prefix='tflite-lowered-')
+    try:
+        tf.saved_model.save(trackable, folder,
+                            signatures={features.SERVING_SIGNATURE: function},
+                            options=tf.saved_model.SaveOptions(save_debug_info=True))
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def export_tflite(model_dir: str, examples_uri: str, out_uri: str, *,
                   variants: Sequence[str],
                   max_accuracy_drop: float = tflite_check.MAX_ACCURACY_DROP,
                   representative_images: int = tflite_export.REPRESENTATIVE_IMAGES,
                   eval_images: int = tflite_export.EVAL_IMAGES,
-                  threads: int = tflite_export.DEFAULT_THREADS,
+                  threads: int = CHECK_THREADS,
                   representative: Optional[Callable[[], np.ndarray]] = None) -> Dict:
     """Converts the SavedModel at model_dir to each variant, checks each, writes them.
 
@@ -115,7 +179,7 @@ def export_tflite(model_dir: str, examples_uri: str, out_uri: str, *,
       max_accuracy_drop: a variant losing more accuracy than this is refused.
       representative_images: train images for the int8 calibration.
       eval_images: eval images (the first of the split) each variant is checked on.
-      threads: the interpreter's threads in the check.
+      threads: each converted model's interpreter threads in the check.
       representative: pixels [N, H, W, 3] to calibrate on instead of the train images
         (a test makes a deliberately bad int8 model with it).
 
@@ -129,34 +193,44 @@ def export_tflite(model_dir: str, examples_uri: str, out_uri: str, *,
         if variant not in tflite_export.VARIANTS:
             raise ValueError(f'TFLite variant must be one of {tflite_export.VARIANTS}, '
                              f'got {variant!r}')
-    function, loaded = tflite_export.saved_model_pixels_function(model_dir)
-    transform = loaded.signatures[features.TRANSFORM_SIGNATURE]
-    class_names = examples_io.read_class_names(examples_uri)
+    phases: Dict[str, float] = collections.defaultdict(float)
+    with _timed(phases, SECONDS_LOAD):
+        function, loaded = tflite_export.saved_model_pixels_function(model_dir)
+        transform = loaded.signatures[features.TRANSFORM_SIGNATURE]
+        class_names = examples_io.read_class_names(examples_uri)
     calibration = None
     if tflite_export.INT8 in variants:
-        calibration = representative() if representative is not None else to_pixels(
-            transform, balanced_records(labelled_records(examples_uri, features.TRAIN_SPLIT),
-                                        representative_images, len(class_names)))
+        with _timed(phases, SECONDS_CALIBRATION_PIXELS):
+            calibration = representative() if representative is not None else to_pixels(
+                transform, balanced_records(labelled_records(examples_uri, features.TRAIN_SPLIT),
+                                            representative_images, len(class_names)))
     contents, seconds, failures = {}, {}, {}
-    for variant in variants:
-        start = time.perf_counter()
-        try:
-            contents[variant] = tflite_export.convert(
-                function, variant, trackable=loaded,
-                representative=None if calibration is None else (
-                    lambda: (calibration[i:i + 1] for i in range(len(calibration)))))
-        except Exception as e:  # pylint: disable=broad-except
-            # The converter raises several types (ConverterError, ValueError, RuntimeError);
-            # a variant that cannot be converted is that variant's problem, not the run's.
-            failures[variant] = f'conversion failed: {type(e).__name__}: {_first_line(str(e))}'
-            progress.logger().info('TFLite %s: REFUSED: %s', variant, failures[variant])
-        seconds[variant] = time.perf_counter() - start
+    with _timed(phases, SECONDS_LOWERING), lowered(function) as folder:
+        for variant in variants:
+            start = time.perf_counter()
+            try:
+                contents[variant] = tflite_export.convert(
+                    folder, variant, representative=None if calibration is None else (
+                        lambda: (calibration[i:i + 1] for i in range(len(calibration)))))
+            except Exception as e:  # pylint: disable=broad-except
+                # The converter raises several types (ConverterError, ValueError,
+                # RuntimeError); a variant that cannot be converted is that variant's
+                # problem, not the run's.
+                failures[variant] = (f'conversion failed: {type(e).__name__}: '
+                                     f'{_first_line(str(e))}')
+                progress.logger().info('TFLite %s: REFUSED: %s', variant, failures[variant])
+            seconds[variant] = time.perf_counter() - start
+    # The lowering's own time: what the conversions did not take of that block.
+    phases[SECONDS_LOWERING] -= sum(seconds.values())
     runners = {variant: tflite_export.Runner(content, threads)
                for variant, content in contents.items()}
     eval_batches = ((to_pixels(transform, serialized), labels) for serialized, labels in
                     batches(labelled_records(examples_uri, features.EVAL_SPLIT), eval_images,
                             EVAL_BATCH))
-    comparisons = check(function, runners, eval_batches)
+    checked: Dict[str, float] = collections.defaultdict(float)
+    with _timed(phases, SECONDS_CHECK):
+        comparisons = check(function, runners, eval_batches, checked)
+    start = time.perf_counter()
     results = {}
     for variant, reason in failures.items():
         results[variant] = {'ready': False, 'reason': reason, 'file': None,
@@ -191,11 +265,26 @@ def export_tflite(model_dir: str, examples_uri: str, out_uri: str, *,
         'representative_images': 0 if calibration is None else len(calibration),
         'variants': results,
     }
+    phases[SECONDS_WRITE] = time.perf_counter() - start
+    phases.update({key: checked.pop(key, 0.0) for key in (SECONDS_EVAL_PIXELS, SECONDS_REFERENCE)})
+    result['seconds'] = {
+        **{name: round(value, 2) for name, value in phases.items()},
+        'convert': {variant: round(value, 2) for variant, value in seconds.items()},
+        'check': {variant: round(value, 2) for variant, value in checked.items()}}
     with tf.io.gfile.GFile(os.path.join(out_uri, report.CLASS_NAMES_FILE), 'w') as f:
         f.write('\n'.join(class_names) + '\n')
     with tf.io.gfile.GFile(os.path.join(out_uri, report.REPORT_FILE), 'w') as f:
         json.dump(result, f, indent=1)
     return result
+
+
+@contextlib.contextmanager
+def _timed(seconds: Dict[str, float], name: str):
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[name] += time.perf_counter() - start
 
 
 def _first_line(message: str) -> str:

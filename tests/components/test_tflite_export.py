@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import tensorflow as tf
+import tf_keras as keras
 from tfx.utils import path_utils
 
 from components.tflite_export import executor
@@ -40,6 +41,13 @@ def test_the_run_writes_checked_float16_and_int8_models(small_run):
         assert os.path.getsize(os.path.join(artifact.uri, result['file'])) == result['size_bytes']
     assert found['variants']['float16']['ready']
     assert found['variants']['float16']['agreement'] == 1.0
+    # Where its time went, by phase (bench/tflite_export.py --phases prints them).
+    seconds = found['seconds']
+    assert set(seconds['convert']) == set(seconds['check']) == {'float16', 'int8'}
+    assert {executor.SECONDS_LOAD, executor.SECONDS_CALIBRATION_PIXELS, executor.SECONDS_LOWERING,
+            executor.SECONDS_CHECK, executor.SECONDS_EVAL_PIXELS, executor.SECONDS_REFERENCE,
+            executor.SECONDS_WRITE} == set(seconds) - {'convert', 'check'}
+    assert all(value >= 0 for value in [*seconds['convert'].values(), *seconds['check'].values()])
     ready = report.ready_models(artifact.uri)
     assert mlmd_runs.custom_property(artifact, report.READY_PROPERTY) == ','.join(ready)
     assert (open(os.path.join(artifact.uri, report.CLASS_NAMES_FILE)).read().split()
@@ -85,3 +93,33 @@ def test_balanced_records_take_each_class_in_turn_from_the_start():
         b'c1', b'd1', b'c2']
     assert [labels.tolist() for _, labels in executor.batches(
         iter([(b'x', i % 2) for i in range(7)]), 5, 2)] == [[0, 1], [0, 1], [0]]
+
+
+def test_every_variant_converted_from_one_lowering_is_the_one_convert_makes(tmp_path):
+    """The executor saves the function once (lowered) and converts each variant from that
+    folder: the same answers, to the bit, and the same signature as convert() lowering it
+    for each variant; the folder is gone afterwards."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.layers.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, activation='relu'),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(2, kernel_initializer=keras.initializers.RandomNormal(stddev=20.0)),
+        keras.layers.Softmax()])
+    function = tflite_export.keras_function(model, (16, 16, 3))
+    rng = np.random.default_rng(0)     # a colour of its own per image, and noise
+    pixels = np.clip(rng.uniform(-0.7, 0.7, (6, 1, 1, 3)) + rng.uniform(-0.3, 0.3, (6, 16, 16, 3)),
+                     -1, 1).astype(np.float32)
+    calibration = lambda: (pixels[i:i + 1] for i in range(len(pixels)))  # noqa: E731
+    with executor.lowered(function) as folder:
+        assert os.path.isfile(os.path.join(folder, 'saved_model.pb'))
+        shared = {variant: tflite_export.convert(folder, variant, representative=calibration)
+                  for variant in tflite_export.VARIANTS}
+    assert not os.path.exists(folder)
+    for variant, content in shared.items():
+        own = tflite_export.Runner(tflite_export.convert(
+            function, variant, trackable=model, representative=calibration), threads=1)
+        runner = tflite_export.Runner(content, threads=1)
+        assert runner.signatures() == own.signatures()
+        assert list(runner.signatures()) == [features.SERVING_SIGNATURE]
+        np.testing.assert_array_equal(runner.run(pixels), own.run(pixels))
+        assert np.ptp(runner.run(pixels)[:, 0]) > 0.05, variant   # answers move with the input
