@@ -7,11 +7,13 @@ another (e.g. main at an earlier commit), side by side in one run.
 
 For each checkout ("before" = --before, then "after" = this one), each in fresh processes with
 that checkout first on the path:
-  1. imports: `python -X importtime -c 'import M'` for local_runner, pipeline.pipeline (what
-     building the pipeline loads) and, unless --no-stage-imports, each stage's executor module
-     (and the Trainer's run_fn and Transform's preprocessing_fn modules): the import time summed
-     by top-level package (tensorflow, tfx, apache_beam, tfdv, tft, tfma, ours, other), and the
-     wall time of the same import without -X importtime (interpreter start included),
+  1. imports: `python -X importtime -c 'import M'` for local_runner and pipeline.pipeline (what
+     building the pipeline loads): the import time summed by top-level package (tensorflow,
+     tfx, apache_beam, tfdv, tft, tfma, ours, other), and the wall time of the same import
+     without -X importtime (interpreter start included); unless --no-stage-imports, also each
+     stage's executor module (and the Trainer's run_fn and Transform's preprocessing_fn
+     modules), alone in a fresh process, in this checkout only (what a stage loads in its own
+     container, e.g. on Kubeflow),
   2. a real run, `python local_runner.py --data-root D --work-dir W --no-cache` (run report
      included): from the process's start to the first executor's start, each component's time
      outside its executor (from the run log's records of TFX's launcher: "Component X is
@@ -19,11 +21,14 @@ that checkout first on the path:
      succeeded." -> "Component X is finished." after it, and from there to the next component's
      start is between components: our console's MLMD look-up runs there), and the end of the
      run (last component finished -> summary printed -> run report written -> process exit),
+     and the time the process spent in garbage collection (gc.callbacks, set by a wrapper that
+     runs local_runner.py as __main__),
   3. unless --no-rerun, the same command again in the same work dir without --no-cache: every
      component cached, so the whole run is overhead.
 
 Data (default): 20 photos per class of ../shared/datasets/cats_and_dogs_filtered's train/ and
-10 per class of its validation/ (hard links in a temporary folder), so a run takes minutes.
+10 per class of its validation/ (hard links in a temporary folder), so a run takes minutes;
+runs pass --accuracy-threshold 0 so that the model is pushed (40 photos do not reach 0.9).
 The runs pass --weights (the shared weights file) so that a checkout outside /work still
 finds them. The converted frozen base is cached (models/tflite_base.py) across runs and
 checkouts: the first run of the bench may convert it. Prints tables; asserts nothing.
@@ -78,6 +83,25 @@ for node, module in seen:
     print('STAGE', node, module)
 '''
 
+# Runs local_runner.py as __main__ and prints the time garbage collection took (all
+# generations, then full collections) once it exits.
+_GC_WRAPPER = r'''
+import gc, runpy, sys, time
+spent, since = [0.0, 0.0], [0.0]
+def timer(phase, info):
+    if phase == 'start':
+        since[0] = time.perf_counter()
+        return
+    spent[0] += time.perf_counter() - since[0]
+    if info['generation'] == 2:
+        spent[1] += time.perf_counter() - since[0]
+gc.callbacks.append(timer)
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_path(sys.argv[0], run_name='__main__')
+finally:
+    print('GCSTATS', *spent, flush=True)
+'''
 _LOG_LINE = re.compile(r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+ \S+\] (.*)$')
 _EVENTS = (
     ('start', re.compile(r'^Component (\S+) is running\.$')),
@@ -118,9 +142,9 @@ def group_of(module: str) -> str:
     return 'other'
 
 
-def import_times(tree: pathlib.Path, module: str):
-    """(seconds by group, top other packages, wall seconds of a plain import) of `import module`
-    in a fresh process of the checkout."""
+def import_times(tree: pathlib.Path, module: str, wall: bool = True):
+    """(seconds by group, top other packages, wall seconds of a plain import or nan) of
+    `import module` in a fresh process of the checkout."""
     code = f'import {module}'
     result = subprocess.run([sys.executable, '-X', 'importtime', '-c', code], cwd=tree,
                             env=child_env(tree), capture_output=True, text=True, check=False)
@@ -136,6 +160,8 @@ def import_times(tree: pathlib.Path, module: str):
         by_group[group] += int(self_us) / 1e6
         if group == 'other':
             other[name.strip().split('.')[0]] += int(self_us) / 1e6
+    if not wall:
+        return by_group, other, float('nan')
     start = time.perf_counter()
     subprocess.run([sys.executable, '-c', code], cwd=tree, env=child_env(tree), check=True,
                    capture_output=True)
@@ -184,7 +210,7 @@ def run_pipeline(tree: pathlib.Path, runner_args, work: pathlib.Path, *, cache: 
     """Runs local_runner.py; returns its timings (epoch seconds) and the log's node records."""
     logs = work / 'logs'
     before = set(logs.glob('*.log')) if logs.exists() else set()
-    command = [sys.executable, str(tree / 'local_runner.py'), *runner_args,
+    command = [sys.executable, '-c', _GC_WRAPPER, str(tree / 'local_runner.py'), *runner_args,
                '--work-dir', str(work), *([] if cache else ['--no-cache'])]
     lines = []
     start = time.time()
@@ -200,6 +226,8 @@ def run_pipeline(tree: pathlib.Path, runner_args, work: pathlib.Path, *, cache: 
         raise RuntimeError(f'{" ".join(command)} exited with {code}:\n{tail}')
     stamps = {}
     for stamp, text in lines:
+        if text.startswith('GCSTATS '):
+            stamps['gc'] = [float(v) for v in text.split()[1:]]
         for key, prefix in (('summary', 'eval accuracy'), ('report', 'run report:'),
                             ('finished', 'pipeline finished')):
             if text.startswith(prefix) or (key == 'summary' and text.startswith('data validation')):
@@ -237,6 +265,8 @@ def run_figures(times, nodes):
          times.get('report', times['end']) - times.get('summary', times['end'])),
         ('run report -> process exit', times['end'] - times.get('report', times['end'])),
         ('whole run (process start -> exit)', times['end'] - times['start']),
+        ('garbage collection, all generations (sum)', times.get('gc', [float('nan')] * 2)[0]),
+        ('... of which full (generation 2) collections', times.get('gc', [float('nan')] * 2)[1]),
     ]
     return rows, per_node
 
@@ -272,7 +302,9 @@ def main() -> int:
     weights = subprocess.run([sys.executable, '-c', 'from pipeline import configs; '
                               'print(configs.SHARED_WEIGHTS)'], cwd=HERE, env=child_env(HERE),
                              capture_output=True, text=True, check=True).stdout.strip()
-    runner_args = ['--data-root', str(data_root), '--weights', weights, *args.runner_args]
+    # --accuracy-threshold 0: 40 photos train no model to 0.9, and the push should run too.
+    runner_args = ['--data-root', str(data_root), '--weights', weights,
+                   '--accuracy-threshold', '0', *args.runner_args]
     print(f'data: {data_root} ({sum(1 for p in pathlib.Path(data_root).rglob("*") if p.is_file())}'
           f' files); runner flags: {" ".join(runner_args)}')
     for name, tree in trees:
@@ -290,7 +322,9 @@ def main() -> int:
             modules.setdefault(module, []).extend(users)
     for name, tree in trees:
         for module in modules:
-            imports[name, module] = import_times(tree, module)
+            if module in ('local_runner', 'pipeline.pipeline') or name == 'after':
+                imports[name, module] = import_times(tree, module, wall=module == 'local_runner'
+                                                     or module == 'pipeline.pipeline')
     for name, tree in trees:
         work = scratch / f'work-{name}'
         runs[name, 'fresh'] = run_figures(*run_pipeline(tree, runner_args, work, cache=False))
@@ -303,6 +337,8 @@ def main() -> int:
     rows = []
     for module, users in modules.items():
         for name, _ in trees:
+            if (name, module) not in imports:
+                continue
             by_group, _, wall = imports[name, module]
             rows.append((f'{module} ({", ".join(users)}) {name}',
                          *[by_group.get(c, 0.0) for c in COLUMNS],
