@@ -75,7 +75,7 @@ seen = []
 for component in built.components:
     spec = getattr(component, 'executor_spec', None)
     cls = getattr(spec, 'executor_class', None)
-    if cls is not None:
+    if cls is not None and not cls.__module__.startswith('tfx.dsl.'):  # the resolver
         seen.append((component.id, cls.__module__))
 seen.append(('Trainer run_fn', configs.RUN_FN.rsplit('.', 1)[0]))
 seen.append(('Transform preprocessing_fn', configs.PREPROCESSING_FN.rsplit('.', 1)[0]))
