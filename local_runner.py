@@ -62,13 +62,8 @@ def build_config(args: argparse.Namespace):
 
 
 def run(config, metadata_path: str, con: Optional[console.Console] = None) -> None:
-    """Runs the pipeline with LocalDagRunner and SQLite MLMD.
-
-    Args:
-      config: the PipelineConfig.
-      metadata_path: the SQLite MLMD file.
-      con: a Console to number components and show their state.
-    """
+    """Runs the pipeline (a PipelineConfig) with LocalDagRunner and SQLite MLMD at
+    metadata_path; con, a Console, numbers the components and shows their state."""
     # Not `from tfx import v1`: it loads the Google Cloud extensions too (pipeline.py).
     from tfx.orchestration import metadata  # pylint: disable=import-outside-toplevel
     from tfx.orchestration.local import local_dag_runner  # pylint: disable=import-outside-toplevel
@@ -118,6 +113,9 @@ def _main(args: argparse.Namespace, con: console.Console, work_dir: str, start: 
     metadata_path = os.path.abspath(args.metadata_path or configs.metadata_path(work_dir))
     for line in console_summary.header(config):
         con.say(line)
+    from pipeline import pipeline  # pylint: disable=import-outside-toplevel,unused-import
+    gc.freeze()  # all a run imports is loaded: no collection looks at it again
+    gc.enable()
     failure = None
     try:
         run(config, metadata_path, con)
@@ -143,6 +141,7 @@ def _main(args: argparse.Namespace, con: console.Console, work_dir: str, start: 
 
 
 if __name__ == '__main__':
+    gc.disable()  # imports: ~1M objects, no garbage; _main freezes them (docs/benchmarks.md)
     exit_code = main()
     # No last garbage collection over all TensorFlow, Beam and TFX left: exit frees it.
     gc.freeze()

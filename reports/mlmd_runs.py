@@ -50,19 +50,23 @@ def _event_key(event: metadata_store_pb2.Event) -> str:
     return event.path.steps[0].key if event.path.steps else ''
 
 
-def pipeline_runs(store: metadata_store.MetadataStore, pipeline_name: str) -> List[PipelineRun]:
-    """All runs of a pipeline, oldest first."""
+def _run_contexts(store: metadata_store.MetadataStore,
+                  pipeline_name: str) -> List[metadata_store_pb2.Context]:
+    """The `pipeline_run` contexts of a pipeline, oldest first."""
     pipeline_ctx = store.get_context_by_type_and_name('pipeline', pipeline_name)
     if pipeline_ctx is None:
         return []
     run_type = store.get_context_type('pipeline_run')
-    runs = []
-    for ctx in store.get_children_contexts_by_context(pipeline_ctx.id) or []:
-        if ctx.type_id == run_type.id:
-            runs.append(_load_run(store, ctx))
-    if not runs:  # older MLMD layouts: run contexts are not children of the pipeline
-        runs = [_load_run(store, ctx) for ctx in store.get_contexts_by_type('pipeline_run')]
-    return sorted(runs, key=lambda r: r.create_time_ms)
+    contexts = [ctx for ctx in store.get_children_contexts_by_context(pipeline_ctx.id) or []
+                if ctx.type_id == run_type.id]
+    if not contexts:  # older MLMD layouts: run contexts are not children of the pipeline
+        contexts = list(store.get_contexts_by_type('pipeline_run'))
+    return sorted(contexts, key=lambda ctx: ctx.create_time_since_epoch)
+
+
+def pipeline_runs(store: metadata_store.MetadataStore, pipeline_name: str) -> List[PipelineRun]:
+    """All runs of a pipeline, oldest first."""
+    return [_load_run(store, ctx) for ctx in _run_contexts(store, pipeline_name)]
 
 
 def _load_run(store, run_ctx) -> PipelineRun:
@@ -96,16 +100,30 @@ def _load_run(store, run_ctx) -> PipelineRun:
 
 
 def latest_run(metadata_path: str, pipeline_name: str) -> Optional[PipelineRun]:
-    """The newest run of a pipeline, or None."""
-    runs = pipeline_runs(open_store(metadata_path), pipeline_name)
-    return runs[-1] if runs else None
+    """The newest run of a pipeline, or None (only that run is read: the store's older runs
+    cost nothing)."""
+    store = open_store(metadata_path)
+    contexts = _run_contexts(store, pipeline_name)
+    return _load_run(store, contexts[-1]) if contexts else None
 
 
 def node_state(metadata_path: str, pipeline_name: str, node_id: str) -> Optional[str]:
-    """A node's state in the newest run ('COMPLETE', 'CACHED', 'FAILED', ...), or None."""
-    run = latest_run(metadata_path, pipeline_name)
-    node = run.nodes.get(node_id) if run else None
-    return node.state if node else None
+    """A node's state in the newest run ('COMPLETE', 'CACHED', 'FAILED', ...), or None.
+
+    The console asks after every component: this reads the node's executions only, not
+    the run's artifacts and events (latest_run's NodeRun.state is the same value).
+    """
+    store = open_store(metadata_path)
+    contexts = _run_contexts(store, pipeline_name)
+    node_ctx = store.get_context_by_type_and_name('node', f'{pipeline_name}.{node_id}')
+    if not contexts or node_ctx is None:
+        return None
+    in_run = {e.id for e in store.get_executions_by_context(contexts[-1].id)}
+    executions = [e for e in store.get_executions_by_context(node_ctx.id) if e.id in in_run]
+    if not executions:
+        return None
+    newest = max(executions, key=lambda e: (e.create_time_since_epoch, e.id))
+    return metadata_store_pb2.Execution.State.Name(newest.last_known_state)
 
 
 def custom_property(artifact: metadata_store_pb2.Artifact, name: str):
