@@ -95,9 +95,13 @@ def main() -> None:
     from pipeline import nodes  # pylint: disable=import-outside-toplevel
     if latest_run(work) is None:
         start = time.perf_counter()
-        subprocess.run([sys.executable, 'local_runner.py', '--data-root', args.data_root,
-                        '--work-dir', work, '--no-report'], cwd=PROJECT, check=True,
-                       stdout=subprocess.DEVNULL)
+        log = os.path.join(work, 'pipeline.log')
+        with open(log, 'w', encoding='utf-8') as out:
+            done = subprocess.run([sys.executable, 'local_runner.py', '--data-root',
+                                   args.data_root, '--work-dir', work, '--no-report'],
+                                  cwd=PROJECT, stdout=out, stderr=subprocess.STDOUT, check=False)
+        if done.returncode:
+            sys.exit(f'the pipeline failed (exit {done.returncode}): {log}')
         print(f'pipeline: {time.perf_counter() - start:.1f} s ({work})', flush=True)
     run = latest_run(work)
     print(f"the run's ReferenceProfile: {run.nodes[nodes.REFERENCE_PROFILE].seconds:.1f} s",
