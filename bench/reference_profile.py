@@ -95,6 +95,7 @@ def main() -> None:
     from pipeline import nodes  # pylint: disable=import-outside-toplevel
     if latest_run(work) is None:
         start = time.perf_counter()
+        os.makedirs(work, exist_ok=True)
         log = os.path.join(work, 'pipeline.log')
         with open(log, 'w', encoding='utf-8') as out:
             done = subprocess.run([sys.executable, 'local_runner.py', '--data-root',
