@@ -21,7 +21,11 @@ A profile (reference_profile.json) holds the rows of a sample of the train and
 eval images, with `split`; the answers only on eval rows (the model learnt the
 train images, so its answers on them are too confident); embeddings on eval
 rows, and on train rows too when the embedding does not depend on training (a
-frozen base); and `projection`, the matrix the embeddings are projected with.
+frozen base); `projection`, the matrix the embeddings are projected with; and
+EMBEDDINGS_FROM, where the answers and embeddings came from: FROM_MODEL (the model's
+embedding signature over the sample) or FROM_FROZEN_FEATURES (DataQuality's frozen
+features and the Trainer's eval answers, the same numbers up to the frozen base's
+TFLite rounding: components/reference_profile/reuse.py).
 """
 
 import io
@@ -40,6 +44,8 @@ PREDICTED, CONFIDENCE = 'predicted', 'confidence'
 PREDICTION_KEYS = (PREDICTED, CONFIDENCE)
 EMBEDDING = 'embedding'
 SPLIT = 'split'
+EMBEDDINGS_FROM = 'embeddings_from'
+FROM_MODEL, FROM_FROZEN_FEATURES = 'model', 'frozen_features'
 # Keys whose values are categories, not quantities.
 CATEGORICAL_KEYS = ('format', 'channels', PREDICTED)
 

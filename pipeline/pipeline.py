@@ -203,9 +203,12 @@ def create_pipeline(config: configs.PipelineConfig,
     ).with_id(nodes.TEST_EVALUATOR)] if config.has_test_split else []
 
     # What the training and eval images and the model's answers look like: pushed with
-    # the model, the reference that monitoring.monitor compares traffic with.
+    # the model, the reference that monitoring.monitor compares traffic with. The
+    # transfer model's embeddings and answers are DataQuality's features and the
+    # Trainer's eval answers: then they are taken from there, not computed again.
     reference_profile = ReferenceProfile(
         examples=examples, model=main_trainer.outputs['model'],
+        model_run=main_trainer.outputs['model_run'], frozen_features=quality_features,
         max_images=config.profile_images,
         embed_train_images=config.frozen_embedding).with_id(nodes.REFERENCE_PROFILE)
 

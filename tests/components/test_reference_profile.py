@@ -47,7 +47,9 @@ def test_sample_is_the_smallest_hashes_of_each_split(tmp_path):
             examples_uri, sample_uri, 5)
     for split, images in splits.items():
         expected = sorted(images, key=lambda image: hashlib.sha256(image[0]).hexdigest())[:5]
-        assert component.read_sample(sample_uri, split) == expected, split
+        sample = component.read_sample(sample_uri, split)
+        assert [(photo.data, photo.label) for photo in sample] == expected, split
+        assert {photo.path for photo in sample} == {None}     # these examples carry none
 
 
 class _MeanColourModel(tf.Module):
