@@ -7,9 +7,8 @@ Prints, in images/s (one image = one forward pass of the base):
   TF           the base + pooling as a tf.function on decoded pixels (the path before
                models/tflite_base.py), at the Trainer's batch size
   XNNPACK      the same converted to float32 TFLite on every core, on decoded pixels
-               fed in the Trainer's batches, invoked tflite_base.INVOKE_BATCH images at
-               a time (and, "whole batch", each batch in one invoke, as before issue 40
-               part 2): the faster is the limit
+               fed in the Trainer's batches, invoked --invoke-batch images at a time
+               (and, "whole batch", each batch in one invoke): the faster is the limit
   decode       the DataQuality reader alone (gzipped TFRecords -> decoded pixels), no model
   DataQuality  frozen_features.batches: TFRecords decoded by tf.data in the background,
                the base in TFLite (FROZEN_BASE_RUNTIME=tf: in TF), per invoke size too
@@ -69,7 +68,8 @@ def _write_records(paths, folder: str) -> str:
     return out
 
 
-def measure(data_root: str, images: int, weights: str, size: int, batch_size: int):
+def measure(data_root: str, images: int, weights: str, size: int, batch_size: int,
+            invoke: int):
     """{name: images/s, or seconds where the name says so}."""
     import numpy as np  # pylint: disable=import-outside-toplevel
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
@@ -85,7 +85,7 @@ def measure(data_root: str, images: int, weights: str, size: int, batch_size: in
         tf.constant([open(p, 'rb').read() for p in paths]), (size, size)).numpy()
     rates = {}
     start = time.perf_counter()
-    tflite = frozen_features.featurizer(weights, (size, size)).load()
+    tflite = frozen_features.featurizer(weights, (size, size), invoke_batch=invoke).load()
     rates['conversion or cache (s)'] = time.perf_counter() - start
     tflite(pixels[:batch_size])                      # the check
     # What a second FrozenBase cost the Trainer (one per run since part 2): the weights
@@ -109,7 +109,7 @@ def measure(data_root: str, images: int, weights: str, size: int, batch_size: in
     rates['TF'] = _rate(over(reference, batch_size), len(pixels))
     del os.environ[tflite_base.RUNTIME_ENV]
     # Batches of batch_size (the pipeline's), invoked whole (before part 2) or
-    # INVOKE_BATCH at a time; a featurizer each: resizing the input re-plans XNNPACK.
+    # `invoke` at a time; a featurizer each: resizing the input re-plans XNNPACK.
     whole = frozen_features.featurizer(weights, (size, size), invoke_batch=None)
     rates['XNNPACK, whole batch'] = _rate(over(whole, batch_size), len(pixels))
     rates['XNNPACK'] = _rate(over(tflite, batch_size), len(pixels))
@@ -139,14 +139,14 @@ def measure(data_root: str, images: int, weights: str, size: int, batch_size: in
         rates['decode while invoking'] = _rate(decode_only, len(paths), repeats=1)
         busy.set()
         thread.join()
-        for name, runtime, invoke in (
+        for name, runtime, chunk in (
                 ('DataQuality, whole batch', None, None),
-                ('DataQuality', None, tflite_base.INVOKE_BATCH),
+                ('DataQuality', None, invoke),
                 ('DataQuality (TF)', tflite_base.TF, None)):
             os.environ.pop(tflite_base.RUNTIME_ENV, None)
             if runtime:
                 os.environ[tflite_base.RUNTIME_ENV] = runtime
-            model = frozen_features.featurizer(weights, (size, size), invoke_batch=invoke)
+            model = frozen_features.featurizer(weights, (size, size), invoke_batch=chunk)
             rates[name] = _rate(lambda: list(frozen_features.batches(  # pylint: disable=cell-var-from-loop
                 files, (size, size), model)), len(paths))
         os.environ.pop(tflite_base.RUNTIME_ENV, None)
@@ -156,12 +156,12 @@ def measure(data_root: str, images: int, weights: str, size: int, batch_size: in
                .map(lambda b, y: (preprocessing.preprocess_images(b[None], (size, size))[0], y),
                     num_parallel_calls=tf.data.AUTOTUNE)
                .batch(batch_size).prefetch(2))
-    for name, given, invoke in (('Trainer, whole batch', weights, None),
-                                ('Trainer', weights, tflite_base.INVOKE_BATCH),
+    for name, given, chunk in (('Trainer, whole batch', weights, None),
+                                ('Trainer', weights, invoke),
                                 ('Trainer (TF)', None, None)):
         keras.utils.set_random_seed(0)
         model = builders.build_transfer_model((size, size), 2, weights=weights, seed=0)
-        base = tflite_base.FrozenBase(model, given, (size, size), invoke_batch=invoke)
+        base = tflite_base.FrozenBase(model, given, (size, size), invoke_batch=chunk)
         rates[name] = _rate(lambda: frozen_training.view_features(  # pylint: disable=cell-var-from-loop
             model, dataset, VIEWS, None, len(paths), base=base), len(paths) * VIEWS)  # pylint: disable=cell-var-from-loop
     rates.update(writer_seconds(builders.POOLED_FEATURES))
@@ -248,18 +248,21 @@ def main() -> int:
     parser.add_argument('--images', type=int, default=256)
     parser.add_argument('--image-size', type=int, default=photos.pipeline_image_size())
     parser.add_argument('--weights', default=configs.SHARED_WEIGHTS)
+    parser.add_argument('--invoke-batch', type=int, default=1,
+                        help='images per invoke, against the whole batch')
     args = parser.parse_args()
     from runlog import noise  # pylint: disable=import-outside-toplevel
     noise.quiet_tensorflow()
     from models import tflite_base  # pylint: disable=import-outside-toplevel
     rates = measure(args.data_root, args.images, args.weights, args.image_size,
-                    trainer_settings.Training.batch_size)
+                    trainer_settings.Training.batch_size, args.invoke_batch)
     limit = max(rates['XNNPACK'], rates['XNNPACK, whole batch'])
     print(f'{args.images} photos at {args.image_size}, {os.cpu_count()} cores; converted '
           f'base ready in {rates["conversion or cache (s)"]:.1f} s; TFLite vs TF: largest '
           f'difference {rates["largest difference"]:.2g}, lowest cosine '
           f'{rates["lowest cosine"]:.7f}')
-    print(f'invoke batch {tflite_base.INVOKE_BATCH} (tflite_base.INVOKE_BATCH) against the '
+    print(f'invoke batch {args.invoke_batch} (tflite_base.INVOKE_BATCH: '
+          f'{tflite_base.INVOKE_BATCH}) against the '
           f'whole batch of {trainer_settings.Training.batch_size}: largest difference '
           f'{rates["whole batch vs invoke batch, largest difference"]:.2g}; a second '
           f'FrozenBase (hash, cache, check) {rates["a second FrozenBase (s)"]:.2f} s')

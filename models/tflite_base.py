@@ -7,7 +7,7 @@ Where: DataQuality's and the Tuner's features of every photo as it is
 augmented views (models/frozen_training.py: FrozenFeatureValidation, view_features; one
 FrozenBase for both). Augmentation stays in TensorFlow (the model's own random layers,
 drawn as before); only the base and its pooling run in TFLite, INVOKE_BATCH images per
-invoke whatever the batch (measured: the bench command is at INVOKE_BATCH).
+invoke (measured: the bench command is at INVOKE_BATCH).
 
 The check: on the first batch a FrozenBase computes, TFLite's features must equal
 TensorFlow's within MAX_ABS_DIFFERENCE (largest difference of one feature) and
@@ -50,11 +50,13 @@ CACHE_SUBDIR = os.path.join('tfx-image-classification', 'frozen-base')
 # the two differ by float rounding only (docs/benchmarks.md, issue 40, has what is measured).
 MAX_ABS_DIFFERENCE = 1e-3
 MIN_COSINE = 0.99999
-# Images per interpreter invoke: the input batches (32) go through XNNPACK in chunks of
-# this many. Chosen by `python bench/forward_limit.py` (XNNPACK at invoke batch 1, 4, 8,
-# 16, 32 side by side; docs/benchmarks.md, issue 40 part 2): on 2 cores, small invokes
-# keep a MobileNetV2 image's activations in cache.
-INVOKE_BATCH = 1
+# Images per interpreter invoke (None: each call's whole batch, the pipeline's 32, in
+# one). Chosen by `python bench/forward_limit.py --xnnpack-only` (XNNPACK fed batches of
+# 32, invoked 1, 4, 8, 16 or 32 at a time, side by side; docs/benchmarks.md, issue 40
+# part 2): on a quiet machine batch 1 was 1.2x batch 16, but with the cores shared
+# (load 9-11 on 2 cores) batch 1 ran at 0.25x and 16 at 0.86x of batch 32. The pipeline's
+# own tf.data threads share the cores with the interpreter, so the whole batch.
+INVOKE_BATCH = None
 
 
 class FeaturesMismatch(RuntimeError):
