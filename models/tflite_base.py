@@ -53,9 +53,11 @@ MIN_COSINE = 0.99999
 # Images per interpreter invoke (None: each call's whole batch, the pipeline's 32, in
 # one). Chosen by `python bench/forward_limit.py --xnnpack-only` (XNNPACK fed batches of
 # 32, invoked 1, 4, 8, 16 or 32 at a time, side by side; docs/benchmarks.md, issue 40
-# part 2): on a quiet machine batch 1 was 1.2x batch 16, but with the cores shared
-# (load 9-11 on 2 cores) batch 1 ran at 0.25x and 16 at 0.86x of batch 32. The pipeline's
-# own tf.data threads share the cores with the interpreter, so the whole batch.
+# part 2): with the 2 cores shared (load 9-11) batch 1 ran at 0.25x, 4 at 0.44x and 16
+# at 0.86x of batch 32; at load 0.8-2.7, 4-16 at 1.11-1.17x and 1 at 0.21x. Small
+# invokes gain little when the cores are free and lose most when they are not (the
+# pipeline's own tf.data threads share them), so the whole batch. The outputs are the
+# same at any size (bitwise, measured).
 INVOKE_BATCH = None
 
 
