@@ -18,6 +18,7 @@ Artifact layout:
                 split's rows are: {"splits": {name: [first row, rows]}, ...}
 """
 
+import io
 import json
 import os
 import shutil
@@ -42,19 +43,24 @@ CONFIG_KEY = 'frozen_features_uri'
 # that a reader can tell features of another pooling apart.
 POOLING = 'max'
 BATCH_SIZE = 32
+# The name a file of the artifact has until Writer.close (a run that fails halfway leaves
+# only such files).
+PARTIAL_PREFIX = '.partial-'
 
 
-def featurizer(weights: Optional[str], image_size: Sequence[int]):
+def featurizer(weights: Optional[str], image_size: Sequence[int], *,
+               invoke_batch: Optional[int] = tflite_base.INVOKE_BATCH):
     """The transfer model's input -> its frozen base's pooled features, no augmentation:
     what the Trainer's model computes for an eval photo (a tflite_base.FrozenBase: in
     TFLite, checked against TensorFlow, unless the weights are random or
-    FROZEN_BASE_RUNTIME=tf)."""
+    FROZEN_BASE_RUNTIME=tf; invoke_batch: images per interpreter invoke)."""
     # Imported here: models.cache_plan reads this module's files, and training pulls in
     # the whole training loop, which the DataQuality stage does not need.
     from models import training  # pylint: disable=import-outside-toplevel
     training.keep_autograph_out_of_tf_keras()
     model = builders.build_transfer_model(tuple(image_size), 2, weights=weights, augment='none')
-    return tflite_base.FrozenBase(builders.pooled_features(model), weights, image_size)
+    return tflite_base.FrozenBase(builders.pooled_features(model), weights, image_size,
+                                  invoke_batch=invoke_batch)
 
 
 def meta(weights: Optional[str], image_size: Sequence[int]) -> Dict[str, Any]:
@@ -112,51 +118,145 @@ def batches(files: Sequence[str], image_size: Sequence[int], model: tflite_base.
 
 
 class Writer:
-    """Writes a FrozenFeatures artifact row by row: memory holds one batch, not the split.
+    """Writes a FrozenFeatures artifact row by row: memory holds one batch, not the split,
+    and the rows are written once.
 
-    Rows go to a local file as they come; `close` writes features.npy (a header, then
-    those rows) into the artifact, with photos.jsonl and meta.json.
+    features.npy is streamed as the rows come: an .npy header of 0 rows first, then the
+    rows, then at close the header again in place with the final row count (numpy pads
+    the header for growth of the first axis, so it keeps its length: checked). On a
+    local artifact URI (no '://') the files are written straight into the artifact
+    folder; on a remote one into one local folder, each copied once at close. Until
+    close they are under temporary names (PARTIAL_PREFIX + name), and meta.json comes
+    last: a run that fails halfway leaves no features.npy that looks complete (`abort`,
+    or leaving a `with` block on an exception, removes the partial files too).
     """
 
     def __init__(self, uri: str, settings: Dict[str, Any]):
         self._uri, self._meta = uri, dict(settings, splits={})
-        self._local = tempfile.mkdtemp(prefix='frozen-features-')
+        self._remote = '://' in uri
+        if self._remote:
+            self._folder = tempfile.mkdtemp(prefix='frozen-features-')
+        else:
+            self._folder = uri
+            os.makedirs(uri, exist_ok=True)
+            # What an earlier attempt into this folder left is not this run's.
+            for name in (META_FILE, FEATURES_FILE, PHOTOS_FILE):
+                if os.path.exists(os.path.join(uri, name)):
+                    os.remove(os.path.join(uri, name))
+        self._dimensions = int(self._meta['dimensions'])
+        self._header = npy_header(0, self._dimensions)
         # Open until close(): the rows arrive batch by batch.
         self._rows = open(  # pylint: disable=consider-using-with
-            os.path.join(self._local, 'rows.f32'), 'wb')
+            self._partial(FEATURES_FILE), 'wb')
+        self._rows.write(self._header)
         self._photos = open(  # pylint: disable=consider-using-with
-            os.path.join(self._local, PHOTOS_FILE), 'w', encoding='utf-8')
+            self._partial(PHOTOS_FILE), 'w', encoding='utf-8')
         self.count = 0
+        self._open = True
+
+    def _partial(self, name: str) -> str:
+        return os.path.join(self._folder, PARTIAL_PREFIX + name)
+
+    def __enter__(self) -> 'Writer':
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
 
     def add(self, split: str, batch_features: np.ndarray, labels: Sequence[int],
             paths: Sequence[bytes]) -> None:
-        """Appends rows of a split (the splits one after the other)."""
+        """Appends rows of a split (the splits one after the other).
+
+        Raises:
+          ValueError: features of another width than meta's dimensions, or not one row
+            per label.
+        """
+        batch_features = np.ascontiguousarray(batch_features, np.float32)
+        if batch_features.shape != (len(labels), self._dimensions):
+            raise ValueError(f'{self._uri}/{FEATURES_FILE}: rows of {self._dimensions} '
+                             f'features, one per label ({len(labels)}) expected, got '
+                             f'{batch_features.shape}')
         first, rows = self._meta['splits'].setdefault(split, [self.count, 0])
         self._meta['splits'][split] = [first, rows + len(labels)]
-        self._rows.write(np.ascontiguousarray(batch_features, np.float32).tobytes())
+        self._rows.write(batch_features.tobytes())
         for label, path in zip(labels, paths):
             self._photos.write(json.dumps({'split': split, 'label': int(label),
                                            'path': path.decode()}) + '\n')
         self.count += len(labels)
 
     def close(self) -> None:
+        """Completes the artifact: features.npy's final header, the files under their
+        names, meta.json last. On any error, `abort`.
+
+        Raises:
+          ValueError: the final header would not fit in place of the first (a numpy
+            whose .npy header does not pad for growth of the first axis).
+        """
+        if not self._open:
+            return
+        try:
+            self._complete()
+        except BaseException:
+            self.abort()
+            raise
+        self._open = False
+        if self._remote:
+            shutil.rmtree(self._folder, ignore_errors=True)
+
+    def _complete(self) -> None:
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
-        self._rows.close()
         self._photos.close()
+        header = npy_header(self.count, self._dimensions)
+        if len(header) != len(self._header):
+            raise ValueError(
+                f'{self._uri}/{FEATURES_FILE}: the .npy header of {self.count} rows takes '
+                f'{len(header)} bytes, the one written before the rows {len(self._header)}: '
+                f'this numpy ({np.__version__}) does not pad it for growth, so it cannot be '
+                'rewritten in place')
+        expected = len(header) + self.count * self._dimensions * 4
+        if self._rows.tell() != expected:
+            raise ValueError(f'{self._uri}/{FEATURES_FILE}: {self._rows.tell()} bytes '
+                             f'written, {expected} expected')
+        self._rows.seek(0)
+        self._rows.write(header)
+        self._rows.close()
         self._meta['count'] = self.count
-        npy = os.path.join(self._local, FEATURES_FILE)
-        with open(npy, 'wb') as out, open(self._rows.name, 'rb') as rows:
-            np.lib.format.write_array_header_1_0(out, {
-                'descr': np.lib.format.dtype_to_descr(np.dtype(np.float32)),
-                'fortran_order': False, 'shape': (self.count, self._meta['dimensions'])})
-            shutil.copyfileobj(rows, out)
-        with open(os.path.join(self._local, META_FILE), 'w', encoding='utf-8') as f:
+        with open(self._partial(META_FILE), 'w', encoding='utf-8') as f:
             json.dump(self._meta, f, indent=1)
-        tf.io.gfile.makedirs(self._uri)
+        for name in (FEATURES_FILE, PHOTOS_FILE, META_FILE):      # meta.json last
+            if self._remote:
+                tf.io.gfile.copy(self._partial(name), os.path.join(self._uri, name),
+                                 overwrite=True)
+            else:
+                os.replace(self._partial(name), os.path.join(self._uri, name))
+
+    def abort(self) -> None:
+        """Drops what this writer wrote (in a local artifact folder, also the files it
+        had already given their names)."""
+        self._open = False
+        for handle in (self._rows, self._photos):
+            handle.close()
+        if self._remote:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            return
         for name in (FEATURES_FILE, PHOTOS_FILE, META_FILE):
-            tf.io.gfile.copy(os.path.join(self._local, name), os.path.join(self._uri, name),
-                             overwrite=True)
-        shutil.rmtree(self._local, ignore_errors=True)
+            for path in (self._partial(name), os.path.join(self._uri, name)):
+                try:
+                    os.remove(path)
+                except FileNotFoundError:
+                    pass
+
+
+def npy_header(rows: int, dimensions: int) -> bytes:
+    """The .npy (version 1.0) header of float32 [rows, dimensions], C order."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {
+        'descr': np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+        'fortran_order': False, 'shape': (int(rows), int(dimensions))})
+    return buffer.getvalue()
 
 
 def read_meta(uri: str) -> Dict[str, Any]:

@@ -43,14 +43,16 @@ class FrozenFeatureValidation(keras.callbacks.Callback):
     split. With the split's count and a local folder, features beyond
     CACHE_BUDGET_BYTES are kept in a memory-mapped file there (EVAL_FEATURES_FILE).
     With `precomputed` (features [photos, D], labels, paths: DataQuality's, see
-    models/frozen_features.py) the eval split is not read at all. With the weights the
-    base was built from, its features are computed in TFLite (tflite_base.FrozenBase).
+    models/frozen_features.py) the eval split is not read at all. The features are
+    computed by `base` (the model's tflite_base.FrozenBase, which the Trainer shares with
+    its augmented copies: TFLite with the weights the base was built from); None: one of
+    its own in TensorFlow.
     """
 
     def __init__(self, model: keras.Model, eval_ds: tf.data.Dataset,
                  count: Optional[int] = None, features_dir: Optional[str] = None,
                  precomputed: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]] = None,
-                 weights: Optional[str] = None):
+                 base: Optional[tflite_base.FrozenBase] = None):
         super().__init__()
         self._head = model.get_layer(builders.HEAD_LAYER)
         if precomputed is not None:
@@ -59,11 +61,8 @@ class FrozenFeatureValidation(keras.callbacks.Callback):
         # Where the features cannot go to a file (nor fit the budget), memory as before.
         in_file = inputs.features_in_file(count, builders.POOLED_FEATURES * 4,
                                    shutil.disk_usage(features_dir).free if features_dir else None)
-        featurizer = (tflite_base.FrozenBase(model, weights, model.inputs[0].shape[1:3])
-                      if weights is not None else
-                      keras.Model(model.inputs, model.get_layer(builders.POOL_LAYER).output))
         features, self.labels, self.paths = features_of(
-            featurizer, eval_ds, 1, count,
+            base if base is not None else frozen_base(model, None), eval_ds, 1, count,
             os.path.join(features_dir, EVAL_FEATURES_FILE) if in_file else None)
         self._features = features[:, 0]
 
@@ -141,11 +140,12 @@ def train_head(model: keras.Model, settings: trainer_settings.TrainerSettings,
                photo: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]], *,
                train_steps: Optional[int], train_count: Optional[int],
                features_dir: Optional[str], callbacks: Sequence[keras.callbacks.Callback],
-               seconds: Dict[str, float]):
+               seconds: Dict[str, float], base: Optional[tflite_base.FrozenBase] = None):
     """Trains the transfer model's head on frozen features of `views` views of every
     training photo (feature_views): the features of views - 1 augmented copies and
     `photo` (DataQuality's features, labels and paths of the photo itself: view 0),
-    or of `views` copies without it; in a file in features_dir when in_file. Writes
+    or of `views` copies without it; in a file in features_dir when in_file. The
+    copies' features by `base` (view_features; None: from settings.weights). Writes
     the seconds the copies' features took into seconds['train_features']; returns
     fit's History (fit_head)."""
     start = time.perf_counter()
@@ -154,7 +154,7 @@ def train_head(model: keras.Model, settings: trainer_settings.TrainerSettings,
         features_, labels, paths = view_features(
             model, train_ds, copies, train_steps, train_count,
             os.path.join(features_dir, FEATURES_FILE) if in_file else None, with_paths=True,
-            weights=settings.weights)
+            weights=settings.weights, base=base)
     else:
         labels, paths = photo[1], photo[2]
         features_ = np.zeros((len(labels), 0, builders.POOLED_FEATURES), np.float32)
@@ -171,25 +171,30 @@ def train_head(model: keras.Model, settings: trainer_settings.TrainerSettings,
                     photo=(photo[0], rows) if photo is not None else None, callbacks=callbacks)
 
 
-def features_of(featurizer: keras.Model, dataset: tf.data.Dataset, views: int,
-                count: Optional[int] = None, path: Optional[str] = None):
+def features_of(featurizer, dataset: tf.data.Dataset, views: int,
+                count: Optional[int] = None, path: Optional[str] = None, *,
+                augment: bool = False):
     """(features [photos, views, dimensions], labels [photos], paths [photos] or None):
     featurizer's output, `views` times per batch of dataset's (image, label) or
     ((image, path), label) elements, in one pass (each image decoded once).
 
-    featurizer: a Keras model (called as a tf.function of its own, 1.4-1.5x the
-    images/s of Keras' predict_on_batch on the same batches, measured at 224 on 2
-    cores) or a tflite_base.FrozenBase (view_features). Each batch goes through it
-    `views` times in a row, so it holds one batch's activations at a time. With the
-    count, the features are written as they come, into memory or, with `path`, into
-    a memory-mapped .npy file there (bounded memory at any count); without it, they
-    are gathered in memory.
+    featurizer: a tflite_base.FrozenBase (the frozen base's features: view_features,
+    FrozenFeatureValidation; augmented first with `augment`), or a Keras model (the
+    whole model's logits after fine-tuning; called as a tf.function of its own, 1.4-1.5x
+    the images/s of Keras' predict_on_batch on the same batches, measured at 224 on 2
+    cores). Each batch goes through it `views` times in a row, so it holds one batch's
+    activations at a time. With the count, the features are written as they come, into
+    memory or, with `path`, into a memory-mapped .npy file there (bounded memory at any
+    count); without it, they are gathered in memory.
 
     Raises:
       ValueError: the dataset does not hold `count` photos.
     """
     if isinstance(featurizer, tflite_base.FrozenBase):
-        shape, run = (count, views, featurizer.dimensions), featurizer
+        shape = (count, views, featurizer.dimensions)
+
+        def run(images):
+            return featurizer(images, augment=augment)
     else:
         shape = (count, views, featurizer.output.shape[-1])
         # training=False: the base in inference mode; augmentation layers keep the
@@ -231,21 +236,27 @@ def features_of(featurizer: keras.Model, dataset: tf.data.Dataset, views: int,
 
 def view_features(model: keras.Model, train_ds: tf.data.Dataset, views: int,
                   steps: Optional[int], count: int, path: Optional[str] = None, *,
-                  with_paths: bool = False, weights: Optional[str] = None):
+                  with_paths: bool = False, weights: Optional[str] = None,
+                  base: Optional[tflite_base.FrozenBase] = None):
     """(features [count, views, dimensions], labels [count]): the frozen base's pooled
     features of `views` augmented copies of every training photo (features_of: in
     memory, or in a memory-mapped file at `path`). steps: batches in one pass of an
     endless train_ds. with_paths: also the photos' paths (train_ds carries them).
-    weights: what the model's base was built from; then the base and pooling run in
-    TFLite, the augmentation in TensorFlow (tflite_base.FrozenBase); None (random
-    weights): all in TensorFlow."""
-    featurizer = (tflite_base.FrozenBase(model, weights, model.inputs[0].shape[1:3],
-                                         augment=True)
-                  if weights is not None else builders.pooled_features(model))
-    features, labels, paths = features_of(featurizer,
-                                          train_ds.take(steps) if steps else train_ds,
-                                          views, count, path)
+    base: the model's tflite_base.FrozenBase (the Trainer's one for the run); None: one
+    made here from `weights`, what the model's base was built from: then the base and
+    pooling run in TFLite, the augmentation in TensorFlow; None (random weights): all
+    in TensorFlow."""
+    if base is None:
+        base = frozen_base(model, weights)
+    features, labels, paths = features_of(base, train_ds.take(steps) if steps else train_ds,
+                                          views, count, path, augment=True)
     return (features, labels, paths) if with_paths else (features, labels)
+
+
+def frozen_base(model: keras.Model, weights: Optional[str]) -> tflite_base.FrozenBase:
+    """The transfer model's frozen base (tflite_base.FrozenBase) at its input size: one
+    per Trainer run, shared by FrozenFeatureValidation and the augmented copies."""
+    return tflite_base.FrozenBase(model, weights, model.inputs[0].shape[1:3])
 
 
 def photo_rows(photo_paths: np.ndarray, photo_labels: np.ndarray, paths: np.ndarray,

@@ -3,9 +3,11 @@ once to float32 TFLite (models/tflite_export.py: convert, Runner) and run with X
 every core, checked against TensorFlow on the first batch.
 
 Where: DataQuality's and the Tuner's features of every photo as it is
-(models/frozen_features.py: featurizer, batches) and the Trainer's augmented views
-(models/frozen_training.py: view_features). Augmentation stays in TensorFlow (the model's
-own random layers, drawn as before); only the base and its pooling run in TFLite.
+(models/frozen_features.py: featurizer, batches) and the Trainer's eval features and
+augmented views (models/frozen_training.py: FrozenFeatureValidation, view_features; one
+FrozenBase for both). Augmentation stays in TensorFlow (the model's own random layers,
+drawn as before); only the base and its pooling run in TFLite, INVOKE_BATCH images per
+invoke (measured: the bench command is at INVOKE_BATCH).
 
 The check: on the first batch a FrozenBase computes, TFLite's features must equal
 TensorFlow's within MAX_ABS_DIFFERENCE (largest difference of one feature) and
@@ -48,6 +50,15 @@ CACHE_SUBDIR = os.path.join('tfx-image-classification', 'frozen-base')
 # the two differ by float rounding only (docs/benchmarks.md, issue 40, has what is measured).
 MAX_ABS_DIFFERENCE = 1e-3
 MIN_COSINE = 0.99999
+# Images per interpreter invoke (None: each call's whole batch, the pipeline's 32, in
+# one). Chosen by `python bench/forward_limit.py --xnnpack-only` (XNNPACK fed batches of
+# 32, invoked 1, 4, 8, 16 or 32 at a time, side by side; docs/benchmarks.md, issue 40
+# part 2): with the 2 cores shared (load 9-11) batch 1 ran at 0.25x, 4 at 0.44x and 16
+# at 0.86x of batch 32; at load 0.8-2.7, 4-16 at 1.11-1.17x and 1 at 0.21x. Small
+# invokes gain little when the cores are free and lose most when they are not (the
+# pipeline's own tf.data threads share them), so the whole batch. The outputs are the
+# same at any size (bitwise, measured).
+INVOKE_BATCH = None
 
 
 class FeaturesMismatch(RuntimeError):
@@ -189,34 +200,46 @@ class FrozenBase:
     """Pixels [N, H, W, 3] in [-1, 1] -> the frozen base's pooled features [N, D] as numpy,
     optionally of the pixels augmented first by the model's own layers (in TensorFlow, in
     training mode: a new draw every call). In TFLite (XNNPACK, `threads`, default every
-    core) when `runtime` is TFLITE, checked against TensorFlow on the first call; else in
-    TensorFlow. Not thread-safe."""
+    core, `invoke_batch` images per invoke) when `runtime` is TFLITE, checked against
+    TensorFlow on the first call; else in TensorFlow.
+
+    One per model and run: the Trainer's eval features and augmented copies share it, so
+    the weights are hashed, the model read (or converted) and checked once. That happens
+    on the first call (or `load()`): a run that needs no features costs nothing.
+    Not thread-safe."""
 
     def __init__(self, model, weights: Optional[str], image_size: Sequence[int], *,
-                 augment: bool = False, threads: int = tflite_export.DEFAULT_THREADS):
+                 threads: int = tflite_export.DEFAULT_THREADS,
+                 invoke_batch: Optional[int] = INVOKE_BATCH):
         """Args: model: a transfer model or its pooled_features (builders); weights: what the
-        base was built from (None: random, so TensorFlow); augment: apply the model's
-        augmentation layers first (when it has them)."""
+        base was built from (None: random, so TensorFlow); invoke_batch: images per
+        interpreter invoke (None: each call's whole batch in one)."""
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
         # Imported here: training imports the modules that use this one.
         from models import training  # pylint: disable=import-outside-toplevel
         training.keep_autograph_out_of_tf_keras()
         self._size = tuple(int(s) for s in image_size)
-        self._model, self._threads = model, threads
+        self._model, self._threads, self._invoke_batch = model, threads, invoke_batch
         self.dimensions = int(model.get_layer(builders.POOL_LAYER).output.shape[-1])
         spec = [tf.TensorSpec([None, *self._size, 3], tf.float32)]
         frozen = base_and_pooling(model)
         self._tf = tf.function(lambda x: frozen(x, training=False), input_signature=spec)
-        layers = {layer.name for layer in model.layers}
         self._augment = None
-        if augment and builders.AUGMENTATION_LAYER in layers:
+        if builders.AUGMENTATION_LAYER in {layer.name for layer in model.layers}:
             layer = model.get_layer(builders.AUGMENTATION_LAYER)
             self._augment = tf.function(lambda x: layer(x, training=True), input_signature=spec)
         self.runtime = TF if weights is None else runtime_setting()
+        # Whether the TFLite model was converted by this run (not read from the cache):
+        # known once loaded.
         self.converted = False
         self._runner, self._checked = None, False
-        if self.runtime == TFLITE:
+
+    def load(self) -> 'FrozenBase':
+        """Reads the TFLite model from the cache, or converts it, now instead of on the
+        first call (nothing for TF). Returns self."""
+        if self.runtime == TFLITE and self._runner is None:
             self._load(fresh=False)
+        return self
 
     def _load(self, fresh: bool) -> None:
         content, self.converted = flatbuffer(self._model, self._size, fresh=fresh)
@@ -227,19 +250,22 @@ class FrozenBase:
                 raise
             self._load(fresh=True)     # a cached file the interpreter cannot load
 
-    def __call__(self, pixels) -> np.ndarray:
-        if self._augment is not None:
+    def __call__(self, pixels, *, augment: bool = False) -> np.ndarray:
+        """The features of pixels, augmented first when `augment` (and the model has
+        augmentation layers)."""
+        if augment and self._augment is not None:
             pixels = self._augment(pixels)
         if self.runtime == TF:
             return self._tf(pixels).numpy()
+        self.load()
         pixels = np.asarray(pixels, np.float32)
-        features = self._runner.run(pixels)
+        features = self._runner.run(pixels, self._invoke_batch)
         if not self._checked:
             reason = mismatch(self._tf(pixels).numpy(), features)
             if reason and not self.converted:
                 progress.logger().info('%s with the cached model: converting it again', reason)
                 self._load(fresh=True)
-                features = self._runner.run(pixels)
+                features = self._runner.run(pixels, self._invoke_batch)
                 reason = mismatch(self._tf(pixels).numpy(), features)
             check(reason)
             self._checked = True

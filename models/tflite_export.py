@@ -188,9 +188,33 @@ class Runner:
         """One image's input shape (H, W, 3)."""
         return tuple(int(d) for d in self._input['shape'][1:])
 
-    def run(self, pixels: np.ndarray) -> np.ndarray:
-        """The model's output for a batch of float32 pixels [N, H, W, 3]."""
+    def run(self, pixels: np.ndarray, batch: Optional[int] = None) -> np.ndarray:
+        """The model's output for a batch of float32 pixels [N, H, W, 3].
+
+        batch: images per invoke; the input is sized to it once and the N images go
+        through it in chunks, the last one padded with zeros (rows are independent: the
+        padding's outputs are dropped). None: the whole batch in one invoke, the input
+        resized to every new N (each resize re-plans XNNPACK).
+        """
         pixels = np.asarray(pixels, np.float32)
+        if batch is None or len(pixels) == batch:
+            return self._invoke(pixels)
+        if batch < 1:
+            raise ValueError(f'images per invoke must be at least 1, got {batch}')
+        outputs = []
+        for start in range(0, len(pixels), batch):
+            chunk = pixels[start:start + batch]
+            rows = len(chunk)
+            if rows < batch:
+                chunk = np.concatenate([chunk, np.zeros((batch - rows, *chunk.shape[1:]),
+                                                        np.float32)])
+            outputs.append(self._invoke(chunk)[:rows])
+        if not outputs:
+            return self._invoke(pixels)
+        return np.concatenate(outputs)
+
+    def _invoke(self, pixels: np.ndarray) -> np.ndarray:
+        """One invoke on all of pixels (the input resized to them when its size differs)."""
         if len(pixels) != self._batch:
             self._interpreter.resize_tensor_input(self._input['index'], pixels.shape)
             self._interpreter.allocate_tensors()

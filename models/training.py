@@ -125,9 +125,11 @@ def train(settings: trainer_settings.TrainerSettings, train_ds: tf.data.Dataset,
         # Frozen base: eval features once, then only the head per epoch. It
         # precedes the timer, so epoch times include validation.
         start = time.perf_counter()
+        # One frozen base for the eval features and the augmented copies: its weights
+        # hashed, its TFLite model read and checked once (on first use, if any).
+        base = frozen_training.frozen_base(model, settings.weights)
         validation = frozen_training.FrozenFeatureValidation(
-            model, eval_ds, eval_count, features_dir, precomputed=eval_features,
-            weights=settings.weights)
+            model, eval_ds, eval_count, features_dir, precomputed=eval_features, base=base)
         seconds['eval_features'] = time.perf_counter() - start
         views, in_file = views_plan or frozen_training.feature_views(
             settings, train_count, shutil.disk_usage(features_dir).free if features_dir else None)
@@ -141,7 +143,7 @@ def train(settings: trainer_settings.TrainerSettings, train_ds: tf.data.Dataset,
             fit = frozen_training.train_head(
                 model, settings, train_ds, views, in_file, photo, train_steps=train_steps,
                 train_count=train_count, features_dir=features_dir,
-                callbacks=[validation] + first_phase, seconds=seconds)
+                callbacks=[validation] + first_phase, seconds=seconds, base=base)
         else:
             fit = model.fit(train_ds, epochs=settings.epochs, verbose=2,
                             steps_per_epoch=train_steps, callbacks=[validation] + first_phase)

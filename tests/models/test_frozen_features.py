@@ -158,3 +158,69 @@ def test_photo_rows_refuse_other_photos_or_labels():
                                    np.array([0, 1]))
     with pytest.raises(ValueError, match='another label'):
         frozen_training.photo_rows(paths, np.array([0, 1]), paths, np.array([1, 1]))
+
+
+def _rows(count, seed=0):
+    return np.random.default_rng(seed).random((count, builders.POOLED_FEATURES), np.float32)
+
+
+def _write(uri, batches, split='train'):
+    writer = frozen_features.Writer(uri, frozen_features.meta(None, SIZE))
+    for rows in batches:
+        writer.add(split, rows, [0] * len(rows), [b'p'] * len(rows))
+    return writer
+
+
+@pytest.mark.parametrize('where', ['local', 'remote'])
+def test_features_are_streamed_into_the_artifact_and_read_memory_mapped(where, tmp_path):
+    """Local: the rows go straight into the artifact folder, under a temporary name until
+    close; remote (TF's ram:// file system): one local file, copied once at close."""
+    uri = str(tmp_path / 'artifact') if where == 'local' else f'ram://{tmp_path}/artifact'
+    batches = [_rows(5, 1), _rows(32, 2), _rows(1, 3)]
+    writer = _write(uri, batches)
+    if where == 'local':
+        assert sorted(os.listdir(uri)) == [frozen_features.PARTIAL_PREFIX + n for n in (
+            frozen_features.FEATURES_FILE, frozen_features.PHOTOS_FILE)]
+    assert not tf.io.gfile.exists(os.path.join(uri, frozen_features.FEATURES_FILE))
+    writer.close()
+    assert writer.count == 38 and frozen_features.read_meta(uri)['count'] == 38
+    stored = frozen_features.read_features(uri, str(tmp_path))
+    assert isinstance(stored, np.memmap) and stored.shape == (38, builders.POOLED_FEATURES)
+    np.testing.assert_array_equal(stored, np.concatenate(batches))
+    assert sorted(tf.io.gfile.listdir(uri)) == sorted(
+        [frozen_features.FEATURES_FILE, frozen_features.PHOTOS_FILE, frozen_features.META_FILE])
+    assert frozen_features.read_meta(uri)['splits'] == {'train': [0, 38]}
+
+
+def test_a_failure_halfway_leaves_no_features_file(tmp_path):
+    uri = str(tmp_path / 'artifact')
+    _write(uri, [_rows(4)]).close()                       # an earlier attempt's artifact
+    writer = _write(uri, [_rows(3)])                      # this one stops before close
+    assert not [n for n in os.listdir(uri) if not n.startswith(frozen_features.PARTIAL_PREFIX)]
+    writer.abort()
+    assert os.listdir(uri) == []
+    with pytest.raises(RuntimeError, match='stopped'):
+        with frozen_features.Writer(uri, frozen_features.meta(None, SIZE)) as writer:
+            writer.add('train', _rows(2), [0, 1], [b'a', b'b'])
+            raise RuntimeError('stopped')
+    assert os.listdir(uri) == []
+    with pytest.raises(ValueError, match=f'{frozen_features.FEATURES_FILE}: rows of '):
+        with frozen_features.Writer(uri, frozen_features.meta(None, SIZE)) as writer:
+            writer.add('train', _rows(2)[:, :7], [0, 1], [b'a', b'b'])
+    assert os.listdir(uri) == []
+
+
+def test_a_header_that_does_not_fit_in_place_fails_clearly(tmp_path, monkeypatch):
+    """A numpy whose header grew with the row count could not be rewritten in place: the
+    close says so and leaves nothing."""
+    padded = frozen_features.npy_header
+    monkeypatch.setattr(frozen_features, 'npy_header',
+                        lambda rows, dimensions: padded(rows, dimensions) + b' ' * 64 * (rows > 0))
+    uri = str(tmp_path / 'artifact')
+    writer = _write(uri, [_rows(3)])
+    with pytest.raises(ValueError, match='cannot be rewritten in place'):
+        writer.close()
+    assert os.listdir(uri) == []
+    # numpy's own header keeps its length from 0 rows to far more than any split holds.
+    assert len(padded(0, builders.POOLED_FEATURES)) == len(padded(10 ** 15,
+                                                                   builders.POOLED_FEATURES))

@@ -39,7 +39,7 @@ def converted(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(tflite_base.CACHE_ENV, folder)
         patch.delenv(tflite_base.RUNTIME_ENV, raising=False)
-        base = tflite_base.FrozenBase(_featurizer(), str(data.WEIGHTS), SIZE)
+        base = tflite_base.FrozenBase(_featurizer(), str(data.WEIGHTS), SIZE).load()
         assert base.runtime == tflite_base.TFLITE and base.converted
     return folder
 
@@ -57,7 +57,7 @@ def cache(converted, tmp_path, monkeypatch):
 def test_features_equal_tensorflows_on_real_photos_and_the_cache_is_reused(cache,
                                                                           monkeypatch):
     pixels = _pixels()
-    base = tflite_base.FrozenBase(_featurizer(), str(data.WEIGHTS), SIZE)
+    base = tflite_base.FrozenBase(_featurizer(), str(data.WEIGHTS), SIZE).load()
     assert base.runtime == tflite_base.TFLITE and not base.converted    # read from the cache
     features = base(pixels)
     monkeypatch.setenv(tflite_base.RUNTIME_ENV, 'tf')
@@ -84,10 +84,10 @@ def test_a_damaged_cache_file_is_converted_again(cache, damage):
                 f.truncate(os.path.getsize(path) // 2)
             else:
                 f.write(b'\0' * 4096)
-    base = tflite_base.FrozenBase(model, str(data.WEIGHTS), SIZE)
+    base = tflite_base.FrozenBase(model, str(data.WEIGHTS), SIZE).load()
     assert base.converted
     assert tflite_base.mismatch(model(_pixels(1)).numpy(), base(_pixels(1))) is None
-    assert not tflite_base.FrozenBase(model, str(data.WEIGHTS), SIZE).converted
+    assert not tflite_base.FrozenBase(model, str(data.WEIGHTS), SIZE).load().converted
 
 
 def test_a_wrong_model_fails_the_check_and_a_cached_one_is_converted_again(cache):
@@ -106,7 +106,7 @@ def test_a_wrong_model_fails_the_check_and_a_cached_one_is_converted_again(cache
     path = _cached_file(model)
     shutil.copy(_cached_file(other), path)
     shutil.copy(_cached_file(other) + '.sha256', path + '.sha256')
-    base = tflite_base.FrozenBase(model, str(data.WEIGHTS), SIZE)
+    base = tflite_base.FrozenBase(model, str(data.WEIGHTS), SIZE).load()
     assert not base.converted                      # the wrong file was read ...
     features = base(pixels)
     assert base.converted                          # ... failed the check, and was replaced
@@ -153,7 +153,7 @@ def test_a_cache_that_cannot_be_written_costs_a_conversion_not_the_run(tmp_path,
     monkeypatch.setenv(tflite_base.CACHE_ENV, str(blocked))
     monkeypatch.delenv(tflite_base.RUNTIME_ENV, raising=False)
     model = _featurizer()
-    base = tflite_base.FrozenBase(model, str(data.WEIGHTS), SIZE)
+    base = tflite_base.FrozenBase(model, str(data.WEIGHTS), SIZE).load()
     assert base.runtime == tflite_base.TFLITE and base.converted
     pixels = _pixels(1)
     assert tflite_base.mismatch(model(pixels).numpy(), base(pixels)) is None
@@ -161,4 +161,34 @@ def test_a_cache_that_cannot_be_written_costs_a_conversion_not_the_run(tmp_path,
     assert any('not cached' in r.getMessage() and str(blocked) in r.getMessage()
                for r in caplog.records)
     # The next run converts again.
-    assert tflite_base.FrozenBase(model, str(data.WEIGHTS), SIZE).converted
+    assert tflite_base.FrozenBase(model, str(data.WEIGHTS), SIZE).load().converted
+
+
+def test_invokes_of_any_size_give_the_whole_batchs_features(cache):
+    """The interpreter's input sized to invoke_batch once, the batch run through it in
+    chunks (the last padded): each photo's features are the ones of one whole-batch
+    invoke."""
+    pixels = _pixels()                                                  # 8 photos
+    model = _featurizer()
+    whole = tflite_base.FrozenBase(model, str(data.WEIGHTS), SIZE, invoke_batch=None)(pixels)
+    for invoke_batch in (1, 3, 8, 16):
+        base = tflite_base.FrozenBase(model, str(data.WEIGHTS), SIZE, invoke_batch=invoke_batch)
+        np.testing.assert_allclose(base(pixels), whole, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(base(pixels[5:]), whole[5:], rtol=0, atol=1e-6)
+    from models import tflite_export  # pylint: disable=import-outside-toplevel
+    with pytest.raises(ValueError, match='at least 1'):
+        tflite_export.Runner(tflite_base.flatbuffer(model, SIZE)[0]).run(pixels, 0)
+
+
+def test_one_frozen_base_per_trainer_run(cache, monkeypatch):
+    """The eval features and the augmented copies come from one FrozenBase: the weights
+    are hashed (and the model read and checked) once."""
+    from models import training  # pylint: disable=import-outside-toplevel
+    from tests.models.test_model_export import settings  # pylint: disable=import-outside-toplevel
+    hashed = []
+    real_key = tflite_base.cache_key
+    monkeypatch.setattr(tflite_base, 'cache_key',
+                        lambda *args: hashed.append(1) or real_key(*args))
+    _, history, _ = training.train(settings(augmented_views=2), photo_dataset('train', 4),
+                                   photo_dataset('validation', 2), train_count=8, eval_count=4)
+    assert history['views'] == 2 and len(hashed) == 1
