@@ -67,20 +67,21 @@ class Executor(base_executor.BaseExecutor):
 
         start = time.perf_counter()
         model = frozen_features.featurizer(weights, image_size)
-        writer = frozen_features.Writer(features_artifact.uri,
-                                        frozen_features.meta(weights, image_size))
         hashes, mirrored, labels, paths, split_of = [], [], [], [], []
-        for split in splits:
-            for batch in frozen_features.batches(
-                    examples_io.split_files(examples.uri, split), image_size, model,
-                    thumbnail_side=near_duplicates.THUMBNAIL_SIDE):
-                writer.add(split, batch['features'], batch['labels'], batch['paths'])
-                hashes.append(near_duplicates.perceptual_hashes(batch['thumbnails']))
-                mirrored.append(near_duplicates.perceptual_hashes(batch['thumbnails'][:, :, ::-1]))
-                labels.append(batch['labels'])
-                paths += [p.decode() for p in batch['paths']]
-                split_of += [split] * len(batch['labels'])
-        writer.close()
+        # A failure halfway leaves no features.npy that looks complete (Writer.abort).
+        with frozen_features.Writer(features_artifact.uri,
+                                    frozen_features.meta(weights, image_size)) as writer:
+            for split in splits:
+                for batch in frozen_features.batches(
+                        examples_io.split_files(examples.uri, split), image_size, model,
+                        thumbnail_side=near_duplicates.THUMBNAIL_SIDE):
+                    writer.add(split, batch['features'], batch['labels'], batch['paths'])
+                    hashes.append(near_duplicates.perceptual_hashes(batch['thumbnails']))
+                    mirrored.append(
+                        near_duplicates.perceptual_hashes(batch['thumbnails'][:, :, ::-1]))
+                    labels.append(batch['labels'])
+                    paths += [p.decode() for p in batch['paths']]
+                    split_of += [split] * len(batch['labels'])
         seconds['features'] = time.perf_counter() - start
         labels = np.concatenate(labels)
         with tempfile.TemporaryDirectory() as local:
