@@ -12,7 +12,7 @@ too confident). Embeddings are stored on a fixed random projection
 features DataQuality stored (the transfer model's frozen base, with their weights and
 input size), the answers and embeddings come from those features and the Trainer's
 answers on every eval photo, and the model does not run (reuse.py says when; one
-progress line says which way and why; the profile's `embeddings_from` records it).
+line in the run's log, not the console, says which way and why; the profile's `embeddings_from` records it).
 The Pusher copies the profile into the pushed version's assets.extra/, where
 `python -m monitoring.monitor` finds it.
 
@@ -27,6 +27,7 @@ import tempfile
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import apache_beam as beam
+from absl import logging
 import numpy as np
 from tfx.dsl.component.experimental.annotations import BeamComponentParameter
 from tfx.dsl.component.experimental.annotations import InputArtifact
@@ -40,7 +41,6 @@ from components import examples_io
 from components.reference_profile import reuse
 from models import features
 from models import profile
-from runlog import progress
 
 SPLITS = (features.TRAIN_SPLIT, features.EVAL_SPLIT)
 # The sample, written by Beam under the output artifact while the component runs.
@@ -126,12 +126,12 @@ def build_profile(sample_uri: str, model_dir: str, class_names: List[str], *,
             frozen_features_uri, model_run_uri, local)
     sampled = sum(len(samples[split]) for split in embedded)
     if reused is not None:
-        progress.logger().info('reference profile: answers and embeddings of %d sampled photos '
-                               'from the Trainer and DataQuality, no model pass (%s)', sampled, why)
+        logging.info('reference profile: answers and embeddings of %d sampled photos '
+                     'from the Trainer and DataQuality, no model pass (%s)', sampled, why)
         probabilities, embeddings = reused
     else:
-        progress.logger().info('reference profile: the model answers and embeds %d sampled '
-                               'photos (%s)', sampled, why)
+        logging.info('reference profile: the model answers and embeds %d sampled '
+                     'photos (%s)', sampled, why)
         probabilities, embeddings = model_pass(model_dir, samples, embedded)
     for row, answer in zip(rows[features.EVAL_SPLIT],
                            profile.prediction_fields(probabilities, class_names)):
