@@ -1,14 +1,10 @@
 """The frozen base's pooled features of every photo as it is (no augmentation), computed once.
 
-The DataQuality stage (components/data_quality) computes them for every split right
-after ExampleGen, because finding label issues and near-duplicates needs them, and
-writes them as a FrozenFeatures artifact; the Trainer reuses the eval split's for its
-per-epoch validation and its answers on the eval split (models/frozen_training.py:
-FrozenFeatureValidation) instead of running the base over the eval split again. This
-module is their format and the featurizer both sides use, so that the two compute the
-same thing: the transfer model's base and pooling (models/builders.py) on the photo
-decoded, upright, resized and scaled by the Transform graph's own function
-(models/preprocessing.py).
+DataQuality (components/data_quality) computes them for every split right after
+ExampleGen (label issues and near-duplicates need them) as a FrozenFeatures artifact; the
+Trainer reuses the eval split's for validation and its eval answers, ReferenceProfile the
+sample's as embeddings. This module is their format and the featurizer all use: the
+transfer model's base and pooling on the photo as the Transform graph decodes it.
 
 Artifact layout:
   features.npy  float32 [photos, POOLED_FEATURES], rows grouped by split (np.load can
@@ -36,15 +32,12 @@ from models import tflite_base
 FEATURES_FILE = 'features.npy'
 PHOTOS_FILE = 'photos.jsonl'
 META_FILE = 'meta.json'
-# The Trainer's custom_config key under which its executor hands run_fn the URI of the
-# FrozenFeatures artifact (components/image_trainer), when the pipeline wires one.
+# The Trainer's custom_config key for the FrozenFeatures artifact's URI (image_trainer).
 CONFIG_KEY = 'frozen_features_uri'
-# The transfer model's pooling (builders.POOL_LAYER: GlobalMaxPooling2D), recorded so
-# that a reader can tell features of another pooling apart.
+# The transfer model's pooling (builders.POOL_LAYER), recorded to tell others apart.
 POOLING = 'max'
 BATCH_SIZE = 32
-# The name a file of the artifact has until Writer.close (a run that fails halfway leaves
-# only such files).
+# A file's name prefix until Writer.close (a run that fails halfway leaves only those).
 PARTIAL_PREFIX = '.partial-'
 
 
@@ -54,8 +47,7 @@ def featurizer(weights: Optional[str], image_size: Sequence[int], *,
     what the Trainer's model computes for an eval photo (a tflite_base.FrozenBase: in
     TFLite, checked against TensorFlow, unless the weights are random or
     FROZEN_BASE_RUNTIME=tf; invoke_batch: images per interpreter invoke)."""
-    # Imported here: models.cache_plan reads this module's files, and training pulls in
-    # the whole training loop, which the DataQuality stage does not need.
+    # Imported here: training pulls in the whole training loop (DataQuality needs none).
     from models import training  # pylint: disable=import-outside-toplevel
     training.keep_autograph_out_of_tf_keras()
     model = builders.build_transfer_model(tuple(image_size), 2, weights=weights, augment='none')
@@ -81,11 +73,9 @@ def mismatch(stored: Dict[str, Any], weights: Optional[str],
 def batches(files: Sequence[str], image_size: Sequence[int], model: tflite_base.FrozenBase, *,
             thumbnail_side: Optional[int] = None,
             batch_size: int = BATCH_SIZE) -> Iterator[Dict[str, np.ndarray]]:
-    """The features of every example in a split's gzipped TFRecord files, in file order.
-
-    Each image is decoded once (upright, as the Transform graph decodes it) and gives
-    the model's input and, with thumbnail_side, a grey thumbnail of that side (for
-    perceptual hashes).
+    """The features of every example in a split's gzipped TFRecord files, in file order;
+    each image decoded once (as the Transform graph does) gives the model's input and,
+    with thumbnail_side, a grey thumbnail of that side (for perceptual hashes).
 
     Yields:
       Per batch: {'features': float32 [b, D], 'labels': int64 [b], 'paths': bytes [b],
@@ -118,18 +108,14 @@ def batches(files: Sequence[str], image_size: Sequence[int], model: tflite_base.
 
 
 class Writer:
-    """Writes a FrozenFeatures artifact row by row: memory holds one batch, not the split,
-    and the rows are written once.
+    """Writes a FrozenFeatures artifact row by row (memory holds one batch), each row once.
 
-    features.npy is streamed as the rows come: an .npy header of 0 rows first, then the
-    rows, then at close the header again in place with the final row count (numpy pads
-    the header for growth of the first axis, so it keeps its length: checked). On a
-    local artifact URI (no '://') the files are written straight into the artifact
-    folder; on a remote one into one local folder, each copied once at close. Until
-    close they are under temporary names (PARTIAL_PREFIX + name), and meta.json comes
-    last: a run that fails halfway leaves no features.npy that looks complete (`abort`,
-    or leaving a `with` block on an exception, removes the partial files too).
-    """
+    features.npy is streamed: an .npy header of 0 rows, the rows, then at close the header
+    again in place with the final count (numpy pads it for growth: checked). A local
+    artifact URI is written directly, a remote one through one local folder copied once
+    at close. Until close the files have PARTIAL_PREFIX names and meta.json comes last:
+    a failed run leaves no complete-looking features.npy (`abort`, or an exception in a
+    `with` block, removes the partial files)."""
 
     def __init__(self, uri: str, settings: Dict[str, Any]):
         self._uri, self._meta = uri, dict(settings, splits={})
@@ -171,8 +157,7 @@ class Writer:
         """Appends rows of a split (the splits one after the other).
 
         Raises:
-          ValueError: features of another width than meta's dimensions, or not one row
-            per label.
+          ValueError: rows not of meta's dimensions, or not one per label.
         """
         batch_features = np.ascontiguousarray(batch_features, np.float32)
         if batch_features.shape != (len(labels), self._dimensions):
@@ -188,13 +173,9 @@ class Writer:
         self.count += len(labels)
 
     def close(self) -> None:
-        """Completes the artifact: features.npy's final header, the files under their
-        names, meta.json last. On any error, `abort`.
-
-        Raises:
-          ValueError: the final header would not fit in place of the first (a numpy
-            whose .npy header does not pad for growth of the first axis).
-        """
+        """Completes the artifact (final header, the files' names, meta.json last); on
+        any error, `abort`. Raises ValueError: the final header would not fit in place
+        of the first (a numpy that does not pad .npy headers for growth)."""
         if not self._open:
             return
         try:
@@ -234,8 +215,7 @@ class Writer:
                 os.replace(self._partial(name), os.path.join(self._uri, name))
 
     def abort(self) -> None:
-        """Drops what this writer wrote (in a local artifact folder, also the files it
-        had already given their names)."""
+        """Drops what this writer wrote (locally, also the files already named)."""
         self._open = False
         for handle in (self._rows, self._photos):
             handle.close()

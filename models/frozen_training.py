@@ -1,10 +1,9 @@
 """The frozen-feature path of the transfer model: its base is frozen, so only its head trains.
 
 By default (augmented_views) the base's pooled features of a few augmented copies of
-every training photo are computed in one pass, and the epochs train the head on them,
-one copy per photo and epoch, instead of running the base on freshly augmented photos
-every epoch. The eval split's features are computed once (or DataQuality's reused,
-models/frozen_features.py) and each epoch validates the head on them.
+every training photo are computed in one pass and the epochs train the head on them, one
+copy per photo and epoch, instead of running the base on fresh augmentations every epoch.
+The eval split's features are computed once (or DataQuality's reused) for validation.
 """
 
 import itertools
@@ -35,18 +34,14 @@ EVAL_CHUNK = 16384
 class FrozenFeatureValidation(keras.callbacks.Callback):
     """Validation of a model whose base is frozen, at the cost of its head only.
 
-    The eval images are not augmented, so the frozen base's pooled features of
-    the eval split are the same every epoch: they are computed once, and each
-    epoch evaluates only the Dense head on them, EVAL_CHUNK at a time. Writes
-    val_loss and val_accuracy into the epoch logs, as `fit(validation_data=...)`
-    would; after fit, `probabilities()` are the final head's answers on the eval
-    split. With the split's count and a local folder, features beyond
-    CACHE_BUDGET_BYTES are kept in a memory-mapped file there (EVAL_FEATURES_FILE).
-    With `precomputed` (features [photos, D], labels, paths: DataQuality's, see
-    models/frozen_features.py) the eval split is not read at all. The features are
-    computed by `base` (the model's tflite_base.FrozenBase, which the Trainer shares with
-    its augmented copies: TFLite with the weights the base was built from); None: one of
-    its own in TensorFlow.
+    The eval images are not augmented, so their pooled features are computed once and
+    each epoch evaluates only the Dense head on them, EVAL_CHUNK at a time, writing
+    val_loss and val_accuracy into the epoch logs as `fit(validation_data=...)` would;
+    after fit, `probabilities()` are the head's answers on the eval split. With the
+    split's count and a local folder, features beyond CACHE_BUDGET_BYTES go to a
+    memory-mapped EVAL_FEATURES_FILE there. With `precomputed` (DataQuality's features,
+    labels, paths: models/frozen_features.py) the split is not read. `base`: the Trainer's
+    tflite_base.FrozenBase, shared with its augmented copies; None: one of its own in TF.
     """
 
     def __init__(self, model: keras.Model, eval_ds: tf.data.Dataset,
@@ -89,15 +84,12 @@ class FrozenFeatureValidation(keras.callbacks.Callback):
 
 def feature_views(settings: trainer_settings.TrainerSettings, count: Optional[int],
                   free_bytes: Optional[int] = None) -> Tuple[int, bool]:
-    """(how many augmented copies of each training photo the head trains on, their
-    frozen features computed once; whether they are kept in a file). (0, False): the
-    base runs on every epoch's photos.
-
-    Only a transfer model has a frozen base. Without augmentation one copy is the
-    photo itself; with fewer epochs than copies, each epoch's copy is all it needs
-    (one epoch: exactly the tutorial's fresh augmentation). The features (float32)
-    are kept in memory up to CACHE_BUDGET_BYTES, else in a file when they fit
-    free_bytes of local disk (file_cache_fits); the count must be known.
+    """(augmented copies of each training photo the head trains on, their frozen features
+    computed once; whether they are kept in a file); (0, False): the base runs on every
+    epoch's photos. Only a transfer model has a frozen base; without augmentation one
+    copy is the photo itself; with fewer epochs than copies, each epoch's copy is all it
+    needs. The features stay in memory up to CACHE_BUDGET_BYTES, else in a file when they
+    fit free_bytes of local disk (file_cache_fits); the count must be known.
     """
     if settings.model_variant != 'transfer' or not settings.augmented_views or count is None:
         return 0, False
@@ -178,14 +170,12 @@ def features_of(featurizer, dataset: tf.data.Dataset, views: int,
     featurizer's output, `views` times per batch of dataset's (image, label) or
     ((image, path), label) elements, in one pass (each image decoded once).
 
-    featurizer: a tflite_base.FrozenBase (the frozen base's features: view_features,
-    FrozenFeatureValidation; augmented first with `augment`), or a Keras model (the
-    whole model's logits after fine-tuning; called as a tf.function of its own, 1.4-1.5x
-    the images/s of Keras' predict_on_batch on the same batches, measured at 224 on 2
-    cores). Each batch goes through it `views` times in a row, so it holds one batch's
-    activations at a time. With the count, the features are written as they come, into
-    memory or, with `path`, into a memory-mapped .npy file there (bounded memory at any
-    count); without it, they are gathered in memory.
+    featurizer: a tflite_base.FrozenBase (augmented first with `augment`), or a Keras
+    model (the whole model's logits after fine-tuning; run as a tf.function, 1.4-1.5x
+    Keras' predict_on_batch at 224 on 2 cores). Each batch goes through it `views` times
+    in a row (one batch's activations at a time). With the count, the features are
+    written as they come, into memory or a memory-mapped .npy at `path`; without it,
+    gathered in memory.
 
     Raises:
       ValueError: the dataset does not hold `count` photos.

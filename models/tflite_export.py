@@ -24,8 +24,7 @@ function, so the file has a TFLite signature of that name with the SavedModel's 
 Whoever serves it computes its input, the Transform output, with the SavedModel's own
 `transform_features` signature (`transformed_images`).
 
-TensorFlow is imported by the functions that need it: the settings below are read by
-pipeline/configs.py, which a runner imports before anything runs.
+TensorFlow is imported where needed: pipeline/configs.py reads the settings below early.
 """
 
 import os
@@ -125,8 +124,7 @@ def convert(function, variant: str, *, trackable=None,
 
     Args:
       function: a concrete function (saved_model_pixels_function, keras_function), or a
-        SavedModel folder holding it as serving_default (several variants with signatures
-        from one save: components/tflite_export/executor.py, lowered).
+        SavedModel folder holding it as serving_default (components/tflite_export: lowered).
       variant: one of VARIANTS.
       trackable: the object owning the function's variables (the loaded SavedModel).
       representative: for int8, a callable yielding float32 pixel batches of one image
@@ -147,10 +145,8 @@ def convert(function, variant: str, *, trackable=None,
         converter = tf.lite.TFLiteConverter.from_saved_model(function)
     else:
         converter = tf.lite.TFLiteConverter.from_concrete_functions([function], trackable)
-        # Without signatures, the variables are frozen into the graph in memory; with
-        # them, the converter saves and reloads a SavedModel first, many times slower for
-        # the same outputs (docs/benchmarks.md, issue 40), but only that path keeps the
-        # signatures.
+        # Without signatures: variables frozen in memory; with them: a SavedModel saved and
+        # reloaded first (many times slower, docs/benchmarks.md issue 40), signatures kept.
         converter.experimental_lower_to_saved_model = signatures
     if variant == FLOAT16:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -169,9 +165,8 @@ def convert(function, variant: str, *, trackable=None,
 
 
 class Runner:
-    """A TFLite model in tf.lite.Interpreter (XNNPACK for float models, TF's default):
-    float32 pixels in, float32 outputs out, whatever the model's own input type.
-    Not thread-safe: one caller at a time."""
+    """A TFLite model in tf.lite.Interpreter (XNNPACK for float models): float32 pixels in,
+    float32 outputs out, whatever the model's input type. Not thread-safe."""
 
     def __init__(self, model_content: bytes, threads: int = DEFAULT_THREADS):
         """Args: model_content: the .tflite bytes; threads: the interpreter's threads."""
@@ -189,28 +184,19 @@ class Runner:
         return tuple(int(d) for d in self._input['shape'][1:])
 
     def run(self, pixels: np.ndarray, batch: Optional[int] = None) -> np.ndarray:
-        """The model's output for a batch of float32 pixels [N, H, W, 3].
-
-        batch: images per invoke; the input is sized to it once and the N images go
-        through it in chunks, the last one padded with zeros (rows are independent: the
-        padding's outputs are dropped). None: the whole batch in one invoke, the input
-        resized to every new N (each resize re-plans XNNPACK).
-        """
+        """The model's output for float32 pixels [N, H, W, 3]: `batch` images per invoke
+        (the last chunk padded with zeros, whose outputs are dropped), or None: all N in
+        one invoke (the input resized to every new N, each resize re-planning XNNPACK)."""
         pixels = np.asarray(pixels, np.float32)
-        if batch is None or len(pixels) == batch:
+        if batch is None or len(pixels) in (0, batch):
             return self._invoke(pixels)
         if batch < 1:
             raise ValueError(f'images per invoke must be at least 1, got {batch}')
         outputs = []
         for start in range(0, len(pixels), batch):
             chunk = pixels[start:start + batch]
-            rows = len(chunk)
-            if rows < batch:
-                chunk = np.concatenate([chunk, np.zeros((batch - rows, *chunk.shape[1:]),
-                                                        np.float32)])
-            outputs.append(self._invoke(chunk)[:rows])
-        if not outputs:
-            return self._invoke(pixels)
+            padding = [(0, batch - len(chunk))] + [(0, 0)] * (chunk.ndim - 1)
+            outputs.append(self._invoke(np.pad(chunk, padding))[:len(chunk)])
         return np.concatenate(outputs)
 
     def _invoke(self, pixels: np.ndarray) -> np.ndarray:
@@ -290,8 +276,8 @@ def run_one_by_one(runner: Runner, key: str, input_name: str,
 
 
 def probe_image() -> bytes:
-    """A small PNG with gradients in every channel (the same bytes each call): an image to
-    compare a converted model with the SavedModel on when no photo is at hand."""
+    """A small PNG with gradients in every channel (the same bytes each call): to compare
+    a converted model with the SavedModel when no photo is at hand."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     rows, columns = np.mgrid[0:48, 0:64]
     pixels = np.stack([rows * 5, columns * 4, (rows * columns) % 256], axis=-1)
