@@ -91,8 +91,16 @@ def test_the_pipeline_profile_came_from_the_earlier_stages(small_run):
     assert found[profile.EMBEDDINGS_FROM] == profile.FROM_FROZEN_FEATURES
 
 
+def way_line(caplog) -> str:
+    """The one line saying which way the profile was built: in the run's log (absl), not on
+    the console (the progress logger)."""
+    lines = [r for r in caplog.records if r.getMessage().startswith('reference profile:')]
+    assert len(lines) == 1 and lines[0].name != progress.LOGGER_NAME, lines
+    return lines[0].getMessage()
+
+
 def test_reused_profile_equals_the_computed_one(inputs, computed, caplog):
-    with caplog.at_level(logging.INFO, logger=progress.LOGGER_NAME):
+    with caplog.at_level(logging.INFO, logger='absl'):     # the run's log
         reused = inputs.build(inputs.frozen_features, inputs.model_run)
     assert computed[profile.EMBEDDINGS_FROM] == profile.FROM_MODEL
     assert reused[profile.EMBEDDINGS_FROM] == profile.FROM_FROZEN_FEATURES
@@ -100,7 +108,7 @@ def test_reused_profile_equals_the_computed_one(inputs, computed, caplog):
     assert {r[profile.SPLIT] for r in rows} == {features.TRAIN_SPLIT, features.EVAL_SPLIT}
     assert all(profile.EMBEDDING in r for r in rows)
     assert_same_profile(reused, computed)
-    [line] = [r.getMessage() for r in caplog.records if r.name == progress.LOGGER_NAME]
+    line = way_line(caplog)
     assert 'no model pass' in line and f'{len(rows)} sampled photos' in line
 
 
@@ -132,10 +140,10 @@ def test_features_of_another_image_size_fall_back_to_the_model(inputs, computed,
                                                                caplog):
     other = copy_with(inputs.frozen_features, tmp_path / 'features', frozen_features.META_FILE,
                       lambda meta: meta.update(image_size=[224, 224]))
-    with caplog.at_level(logging.INFO, logger=progress.LOGGER_NAME):
+    with caplog.at_level(logging.INFO, logger='absl'):     # the run's log
         found = inputs.build(other, inputs.model_run)
     assert found[profile.EMBEDDINGS_FROM] == profile.FROM_MODEL
-    [line] = [r.getMessage() for r in caplog.records if r.name == progress.LOGGER_NAME]
+    line = way_line(caplog)
     assert 'the model answers' in line and 'image_size [224, 224]' in line
     assert_same_profile(found, computed)
 
