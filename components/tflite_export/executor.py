@@ -118,8 +118,7 @@ def check(pixels_function, runners: Dict[str, tflite_export.Runner],
 
     def one_by_one(variant: str, pixels: np.ndarray) -> np.ndarray:
         with _timed(seconds, variant):
-            return np.concatenate([runners[variant].run(pixels[i:i + 1])
-                                   for i in range(len(pixels))])
+            return runners[variant].run(pixels, 1)
 
     batches_left = iter(eval_batches)
     with concurrent.futures.ThreadPoolExecutor(max(1, len(runners))) as pool:
