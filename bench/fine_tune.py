@@ -96,7 +96,7 @@ def run_data_set(name: str, args, defaults, size, con=print) -> dict:
     import numpy as np  # pylint: disable=import-outside-toplevel
     import tf_keras as keras  # pylint: disable=import-outside-toplevel
     from models import builders  # pylint: disable=import-outside-toplevel
-    from models import frozen_training  # pylint: disable=import-outside-toplevel
+    from models import feature_pass  # pylint: disable=import-outside-toplevel
     from models import inputs  # pylint: disable=import-outside-toplevel
     from models import trainer_settings  # pylint: disable=import-outside-toplevel
     from models import training  # pylint: disable=import-outside-toplevel
@@ -123,7 +123,7 @@ def run_data_set(name: str, args, defaults, size, con=print) -> dict:
     # features once; each head-only model is scored on them (what its predict gives).
     plain = builders.build_transfer_model(size, len(class_names), weights=defaults.weights,
                                           augment='none')
-    test_features, _, _ = frozen_training.features_of(builders.pooled_features(plain), test_ds, 1)
+    test_features, _, _ = feature_pass.features_of(builders.pooled_features(plain), test_ds, 1)
     test_features = test_features[:, 0]
     con(f'--- {name}: {len(train)} train, {len(evaluation)} eval, {len(test)} test photos '
         f'({skipped} test photos left out as in the training data); decoded and test '
@@ -147,9 +147,9 @@ def run_data_set(name: str, args, defaults, size, con=print) -> dict:
         start = time.perf_counter()
         training.fine_tune(model, dataclasses.replace(on_settings, seed=seed), train_ds, eval_ds,
                            history, train_steps=steps)
-        frozen_training.features_of(model, eval_ds, 1)  # train()'s eval answers after fine-tuning
+        feature_pass.features_of(model, eval_ds, 1)  # train()'s eval answers after fine-tuning
         tune_seconds = time.perf_counter() - start
-        logits, _, _ = frozen_training.features_of(model, test_ds, 1)
+        logits, _, _ = feature_pass.features_of(model, test_ds, 1)
         on = accuracy_of(logits[:, 0], test_labels)
         tuned = len(history['loss']) - history['fine_tune_from_epoch']
         rows.append(dict(seed=seed, off=off, on=on, off_seconds=off_seconds,

@@ -8,7 +8,10 @@ lowered to its own SavedModel, the whole loaded SavedModel saved with it; the ch
 batch 32) and now (components/tflite_export/executor.py: export_tflite, its report's
 `seconds`), side by side in this process, alternating (before, now, now, before, ...
 for --rounds), on the same model and examples; then whether both found the same numbers
-(every field of every variant's check) and the same signatures.
+(every field of every variant's check) and the same signatures. With --model-run (the
+Trainer's ModelRun of that model) also "recorded": now with the Trainer's eval answers
+standing for the SavedModel's (no SavedModel pass; the same figures, the largest
+difference within 1e-3).
 
 Converts the model's pixels function (models/tflite_export.py) to float32, float16 and
 int8 (calibrated on the first --calibration photos of ../shared's
@@ -97,7 +100,7 @@ def _before(model_dir: str, examples_uri: str, out_uri: str, variants, eval_imag
     names = ['eval_pixels', 'reference', *(f'check {variant}' for variant in variants)]
     phases.update({name: 0.0 for name in names})
     check_start = time.perf_counter()
-    for serialized, batch_labels in records:
+    for serialized, batch_labels, _ in records:
         start = time.perf_counter()
         pixels = executor.to_pixels(transform, serialized)
         phases['eval_pixels'] += time.perf_counter() - start
@@ -153,9 +156,11 @@ def phases_main(args) -> int:
     print(f'model {model_dir}\nexamples {args.examples}\nvariants {args.variants}, '
           f'{args.eval} eval images, {tflite_export.REPRESENTATIVE_IMAGES} calibration images, '
           f'{tflite_export.DEFAULT_THREADS} interpreter threads', flush=True)
-    sides, reports, outs = {'before': [], 'now': []}, {}, {}
+    # recorded: now, with the Trainer's answers as the SavedModel's (--model-run).
+    names_of_sides = ('before', 'now', 'recorded') if args.model_run else ('before', 'now')
+    sides, reports, outs = {side: [] for side in names_of_sides}, {}, {}
     order = [side for round_ in range(args.rounds)
-             for side in (('before', 'now') if round_ % 2 == 0 else ('now', 'before'))]
+             for side in (names_of_sides if round_ % 2 == 0 else names_of_sides[::-1])]
     for side in order:
         out = tempfile.mkdtemp(prefix=f'tflite-{side}-')
         load = os.getloadavg()[0]
@@ -163,8 +168,9 @@ def phases_main(args) -> int:
         if side == 'before':
             phases, found = _before(model_dir, args.examples, out, args.variants, args.eval)
         else:
-            found = executor.export_tflite(model_dir, args.examples, out,
-                                           variants=args.variants, eval_images=args.eval)
+            found = executor.export_tflite(
+                model_dir, args.examples, out, variants=args.variants, eval_images=args.eval,
+                model_run_uri=args.model_run if side == 'recorded' else None)
             phases = _now_phases(found)
         phases['total'] = time.perf_counter() - start
         print(f'{side}: {phases["total"]:.1f} s (load average {load:.1f} at its start)',
@@ -173,11 +179,12 @@ def phases_main(args) -> int:
         reports[side], outs[side] = found, out
     names = list(dict.fromkeys(name for runs in sides.values() for phases in runs
                                for name in phases if name != 'total')) + ['total']
-    print(f'\n| phase | before (s) | now (s) |\n| --- | --- | --- |')
+    print(f'\n| phase | {" | ".join(f"{side} (s)" for side in sides)} |\n'
+          f'| --- |{" --- |" * len(sides)}')
     for name in names:
         cells = [' / '.join(f'{phases[name]:.1f}' if name in phases else '-'
-                            for phases in sides[side]) for side in ('before', 'now')]
-        print(f'| {name} | {cells[0]} | {cells[1]} |')
+                            for phases in sides[side]) for side in sides]
+        print(f'| {name} | {" | ".join(cells)} |')
     same = True
     for variant in args.variants:
         keys = ('ready', 'images', 'reference_accuracy', 'accuracy', 'agreement',
@@ -192,6 +199,13 @@ def phases_main(args) -> int:
         same &= before == now and signatures_before == signatures_now
         print(f'{variant}: before {before} {signatures_before} ({before_file})\n'
               f'{" " * len(variant)}  now    {now} {signatures_now}')
+        if 'recorded' in reports:
+            recorded = {k: reports['recorded']['variants'][variant][k] for k in keys}
+            # The Trainer's answers are the exported model's within TFLite's rounding.
+            same &= (abs(recorded.pop('max_abs_difference') - now['max_abs_difference']) < 1e-3
+                     and recorded == {k: v for k, v in now.items() if k != 'max_abs_difference'})
+            print(f'{" " * len(variant)}  recorded {reports["recorded"]["variants"][variant]} '
+                  f'(reference: {reports["recorded"]["reference"]})')
     print(f'the same checks and signatures: {same}; load average {os.getloadavg()}')
     return 0
 
@@ -203,6 +217,8 @@ def main() -> int:
     parser.add_argument('--phases', action='store_true', help='the TFLiteExport stage by '
                         'phase, before and now (needs --examples)')
     parser.add_argument('--examples', help='--phases: an ExampleGen Examples artifact folder')
+    parser.add_argument('--model-run', help='--phases: the Trainer\'s ModelRun folder: also '
+                        'now with its eval answers as the SavedModel\'s ("recorded")')
     parser.add_argument('--variants', nargs='+', default=['float16', 'int8'])
     parser.add_argument('--rounds', type=int, default=1, help='--phases: before and now '
                         'this many times each, alternating which goes first')

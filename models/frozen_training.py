@@ -18,6 +18,7 @@ import tf_keras as keras
 
 from models import builders
 from models import inputs
+from models import feature_pass
 from models import tf_data
 from models import tflite_base
 from models import trainer_settings
@@ -56,7 +57,7 @@ class FrozenFeatureValidation(keras.callbacks.Callback):
         # Where the features cannot go to a file (nor fit the budget), memory as before.
         in_file = inputs.features_in_file(count, builders.POOLED_FEATURES * 4,
                                    shutil.disk_usage(features_dir).free if features_dir else None)
-        features, self.labels, self.paths = features_of(
+        features, self.labels, self.paths = feature_pass.features_of(
             base if base is not None else frozen_base(model, None), eval_ds, 1, count,
             os.path.join(features_dir, EVAL_FEATURES_FILE) if in_file else None)
         self._features = features[:, 0]
@@ -163,73 +164,12 @@ def train_head(model: keras.Model, settings: trainer_settings.TrainerSettings,
                     photo=(photo[0], rows) if photo is not None else None, callbacks=callbacks)
 
 
-def features_of(featurizer, dataset: tf.data.Dataset, views: int,
-                count: Optional[int] = None, path: Optional[str] = None, *,
-                augment: bool = False):
-    """(features [photos, views, dimensions], labels [photos], paths [photos] or None):
-    featurizer's output, `views` times per batch of dataset's (image, label) or
-    ((image, path), label) elements, in one pass (each image decoded once).
-
-    featurizer: a tflite_base.FrozenBase (augmented first with `augment`), or a Keras
-    model (the whole model's logits after fine-tuning; run as a tf.function, 1.4-1.5x
-    Keras' predict_on_batch at 224 on 2 cores). Each batch goes through it `views` times
-    in a row (one batch's activations at a time). With the count, the features are
-    written as they come, into memory or a memory-mapped .npy at `path`; without it,
-    gathered in memory.
-
-    Raises:
-      ValueError: the dataset does not hold `count` photos.
-    """
-    if isinstance(featurizer, tflite_base.FrozenBase):
-        shape = (count, views, featurizer.dimensions)
-
-        def run(images):
-            return featurizer(images, augment=augment)
-    else:
-        shape = (count, views, featurizer.output.shape[-1])
-        # training=False: the base in inference mode; augmentation layers keep the
-        # training=True they were built with (pooled_features).
-        keras_run = tf.function(lambda images: featurizer(images, training=False),
-                                reduce_retracing=True)
-
-        def run(images):
-            return keras_run(images).numpy()
-    store = None
-    if path:
-        store = np.lib.format.open_memmap(path, mode='w+', dtype=np.float32, shape=shape)
-    elif count is not None:
-        store = np.empty(shape, np.float32)
-    gathered, labels, paths = [], [], []
-    row = 0
-    for x, batch_labels in dataset:
-        images = x[0] if isinstance(x, tuple) else x
-        pooled = np.stack([run(images) for _ in range(views)], axis=1)
-        size = len(pooled)
-        if store is None:
-            gathered.append(pooled)
-        elif row + size > count:
-            raise ValueError(f'the split holds more than the {count} photos counted')
-        else:
-            store[row:row + size] = pooled
-        labels.append(batch_labels.numpy())
-        if isinstance(x, tuple):
-            paths.append(x[1].numpy())
-        row += size
-    if store is None:
-        store = np.concatenate(gathered)
-    elif row != count:
-        raise ValueError(f'the split holds {row} photos, not the {count} counted')
-    if path:
-        store.flush()
-    return store, np.concatenate(labels), np.concatenate(paths) if paths else None
-
-
 def view_features(model: keras.Model, train_ds: tf.data.Dataset, views: int,
                   steps: Optional[int], count: int, path: Optional[str] = None, *,
                   with_paths: bool = False, weights: Optional[str] = None,
                   base: Optional[tflite_base.FrozenBase] = None):
     """(features [count, views, dimensions], labels [count]): the frozen base's pooled
-    features of `views` augmented copies of every training photo (features_of: in
+    features of `views` augmented copies of every training photo (feature_pass.features_of: in
     memory, or in a memory-mapped file at `path`). steps: batches in one pass of an
     endless train_ds. with_paths: also the photos' paths (train_ds carries them).
     base: the model's tflite_base.FrozenBase (the Trainer's one for the run); None: one
@@ -238,8 +178,8 @@ def view_features(model: keras.Model, train_ds: tf.data.Dataset, views: int,
     in TensorFlow."""
     if base is None:
         base = frozen_base(model, weights)
-    features, labels, paths = features_of(base, train_ds.take(steps) if steps else train_ds,
-                                          views, count, path, augment=True)
+    features, labels, paths = feature_pass.features_of(
+        base, train_ds.take(steps) if steps else train_ds, views, count, path, augment=True)
     return (features, labels, paths) if with_paths else (features, labels)
 
 

@@ -254,11 +254,15 @@ class FrozenBase:
                 raise
             self._load(fresh=True)     # a cached file the interpreter cannot load
 
+    def augmented(self, pixels):
+        """pixels augmented by the model's own layers (a new draw every call), or as they
+        are when it has none."""
+        return pixels if self._augment is None else self._augment(pixels)
+
     def __call__(self, pixels, *, augment: bool = False) -> np.ndarray:
-        """The features of pixels, augmented first when `augment` (and the model has
-        augmentation layers)."""
-        if augment and self._augment is not None:
-            pixels = self._augment(pixels)
+        """The features of pixels, augmented first when `augment` (augmented())."""
+        if augment:
+            pixels = self.augmented(pixels)
         if self.runtime == TF:
             return self._tf(pixels).numpy()
         self.load()

@@ -13,6 +13,7 @@ import tf_keras as keras
 from models import builders
 from models import callbacks
 from models import eval_answers
+from models import feature_pass
 from models import frozen_training
 from models import inputs
 from models import trainer_settings
@@ -166,7 +167,7 @@ def train(settings: trainer_settings.TrainerSettings, train_ds: tf.data.Dataset,
         start = time.perf_counter()
         # The base has changed: the answers come from the whole model, never from
         # frozen features of the base before fine-tuning.
-        logits, labels, paths = frozen_training.features_of(model, eval_ds, 1)
+        logits, labels, paths = feature_pass.features_of(model, eval_ds, 1)
         probabilities = tf.nn.softmax(logits[:, 0], axis=-1).numpy()
     elif validation is not None:
         # The final weights' answers (the best epoch's, with early stopping): the
@@ -174,7 +175,7 @@ def train(settings: trainer_settings.TrainerSettings, train_ds: tf.data.Dataset,
         probabilities = validation.probabilities()
         labels, paths = validation.labels, validation.paths
     else:
-        logits, labels, paths = frozen_training.features_of(model, eval_ds, 1)
+        logits, labels, paths = feature_pass.features_of(model, eval_ds, 1)
         probabilities = tf.nn.softmax(logits[:, 0], axis=-1).numpy()
     answers = eval_answers.summarize(probabilities, np.asarray(labels), paths,
                                      settings.class_names)

@@ -238,7 +238,8 @@ def create_pipeline(config: configs.PipelineConfig,
     # The trained model as TFLite (float16, int8 ...), each checked on the eval split
     # against the SavedModel; one that loses too much accuracy is refused, not ready.
     tflite = [TFLiteExport(
-        model=main_trainer.outputs['model'], examples=examples,
+        model=main_trainer.outputs['model'], model_run=main_trainer.outputs['model_run'],
+        examples=examples,
         variants=','.join(config.tflite_variants),
         max_accuracy_drop=config.tflite_max_accuracy_drop,
     ).with_id(nodes.TFLITE_EXPORT)] if config.tflite_variants else []

@@ -13,10 +13,8 @@ with it). Rows are written as they come, to
 import csv
 import json
 import os
-import queue
-import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import tensorflow as tf
 from tfx.components.util import model_utils
@@ -31,12 +29,11 @@ from components.bulk_inferrer import spec
 from components.image_example_gen import files
 from models import features
 from models import image_header
+from models import read_ahead
 from runlog import progress
 
 # Seconds between two progress lines on a long run.
 PROGRESS_SECONDS = 10.0
-# Batches the reader thread may have ready ahead of the model.
-READ_AHEAD_BATCHES = 2
 PARTIAL_SUFFIX = '.partial'
 
 # (entry, bytes or None, reason or None) for each listed entry, in listing order.
@@ -70,40 +67,6 @@ def read_batches(images_dir: str, listed: List[files.Listed], batch_size: int,
             batch, readable = [], 0
     if batch:
         yield batch
-
-
-def read_ahead(batches: Iterator[Any], depth: int = READ_AHEAD_BATCHES) -> Iterator[Any]:
-    """batches, produced by a thread up to `depth` ahead of the consumer. An error in the
-    thread is raised here; a consumer that stops early stops the thread."""
-    ready: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    end = object()
-
-    def produce():
-        try:
-            for batch in batches:
-                while not stop.is_set():
-                    try:
-                        ready.put(batch, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            ready.put(end)
-        except BaseException as e:  # pylint: disable=broad-except
-            ready.put(e)            # raised in the consumer, with its traceback
-
-    thread = threading.Thread(target=produce, name='bulk-inferrer-reader', daemon=True)
-    thread.start()
-    try:
-        while (batch := ready.get()) is not end:
-            if isinstance(batch, BaseException):
-                raise batch
-            yield batch
-    finally:
-        stop.set()
-        thread.join(timeout=5)
 
 
 def score_folder(images_dir: str, model_dir: str, scores_path: str, *,
@@ -153,8 +116,10 @@ def score_folder(images_dir: str, model_dir: str, scores_path: str, *,
     with tf.io.gfile.GFile(partial, 'w') as out:
         writer = csv.DictWriter(out, rows.columns(scorer.class_names), lineterminator='\n')
         writer.writeheader()
-        for batch in read_ahead(read_batches(images_dir, listed, batch_size, max_file_bytes,
-                                             max_pixels, symlinks)):
+        # The next batches are read and decoded by a thread of their own meanwhile.
+        for batch in read_ahead.read_ahead(read_batches(
+                images_dir, listed, batch_size, max_file_bytes, max_pixels, symlinks),
+                name='bulk-inferrer-reader'):
             answers = iter(scorer.score([data for _, data, _ in batch if data is not None]))
             for entry, data, reason in batch:
                 path = files.display(entry.path)

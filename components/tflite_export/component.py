@@ -2,8 +2,9 @@
 checked on the eval split against the SavedModel; a variant that loses more than
 `max_accuracy_drop` accuracy is refused (kept under refused/, never marked ready).
 
-Runs after the Trainer, beside the Evaluator: it reads the Trainer's model and
-ExampleGen's examples only. The served model (the SavedModel) is unchanged; a TFLite
+Runs after the Trainer, beside the Evaluator: it reads the Trainer's model (and its
+ModelRun: the Trainer's answers on every eval photo are the SavedModel's in the check,
+so the SavedModel does not run over the eval split again) and ExampleGen's examples only. The served model (the SavedModel) is unchanged; a TFLite
 model takes the decoded pixels (models/tflite_export.py says why and how to feed it).
 """
 
@@ -24,6 +25,7 @@ def TFLiteExport(  # pylint: disable=invalid-name
         model: InputArtifact[standard_artifacts.Model],
         examples: InputArtifact[standard_artifacts.Examples],
         tflite: OutputArtifact[artifacts.TFLiteModel],
+        model_run: InputArtifact[standard_artifacts.ModelRun] = None,
         variants: Parameter[str] = f'{tflite_export.FLOAT16},{tflite_export.INT8}',
         max_accuracy_drop: Parameter[float] = tflite_check.MAX_ACCURACY_DROP,
         representative_images: Parameter[int] = tflite_export.REPRESENTATIVE_IMAGES,
@@ -34,6 +36,8 @@ def TFLiteExport(  # pylint: disable=invalid-name
       model: the Trainer's model.
       examples: ExampleGen's examples: train images calibrate int8, eval images check.
       tflite: the output folder (components/tflite_export/report.py).
+      model_run: the Trainer's (its answers on every eval photo); None: the SavedModel
+        runs on the eval images for the check.
       variants: comma-separated, of models/tflite_export.py's VARIANTS.
       max_accuracy_drop: accuracy a variant may lose against the SavedModel (0.01: 1 point).
       representative_images: train images the int8 calibration runs.
@@ -44,6 +48,7 @@ def TFLiteExport(  # pylint: disable=invalid-name
     result = executor.export_tflite(
         path_utils.serving_model_path(model.uri), examples.uri, tflite.uri,
         variants=executor.parse_variants(variants), max_accuracy_drop=max_accuracy_drop,
-        representative_images=representative_images, eval_images=eval_images)
+        representative_images=representative_images, eval_images=eval_images,
+        model_run_uri=model_run.uri if model_run else None)
     tflite.set_string_custom_property(report.READY_PROPERTY, ','.join(
         variant for variant, found in result['variants'].items() if found['ready']))

@@ -4,9 +4,13 @@ What is converted is the model on the Transform output (models/tflite_export.py 
 why); the pixels come from the SavedModel's own `transform_features` signature, so the
 check feeds the converted models exactly what the SavedModel computes from the same
 images. The int8 calibration uses train images (a class-balanced sample from the start
-of the split); the check runs the SavedModel and every variant on the first eval images,
-EVAL_BATCH at a time, keeping only their probabilities (memory flat in the split's size):
-the SavedModel in this thread, each variant in its own (CHECK_THREADS). Every variant is
+of the split); the check runs every variant on the first eval images, EVAL_BATCH at a
+time, keeping only their probabilities (memory flat in the split's size), each variant in
+a thread of its own (CHECK_THREADS), against the SavedModel's answers on the same images:
+the Trainer's answers on every eval photo (models/eval_answers.py: the exported model's,
+as the InfraValidator checks in the server), looked up by the photo's path, and where the
+Trainer recorded none for a photo (no ModelRun given, eval data without paths), the
+SavedModel run on that batch in this thread. Every variant is
 converted from one SavedModel holding the pixels function (`lowered`), saved once. The
 report's `seconds` says where the time went (docs/benchmarks.md: TFLiteExport's time).
 """
@@ -19,13 +23,14 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
 from components import examples_io
 from components.tflite_export import report
+from models import eval_answers
 from models import features
 from models import tf_data
 from models import tflite_check
@@ -45,16 +50,20 @@ SECONDS_CALIBRATION_PIXELS = 'calibration_pixels'    # int8's train images to pi
 SECONDS_LOWERING = 'lowering'                        # the SavedModel every variant converts from
 SECONDS_CHECK = 'check_pass'                         # the check's wall time, of which:
 SECONDS_EVAL_PIXELS = 'eval_pixels'                  #   reading and decoding the eval images
-SECONDS_REFERENCE = 'reference'                      #   the SavedModel on them (beside the
-                                                     #   variants, each its own in `check`)
+SECONDS_REFERENCE = 'reference'                      #   the SavedModel's answers (looked up,
+                                                     #   or run beside the variants, each
+                                                     #   its own in `check`)
 SECONDS_WRITE = 'write'                              # the files
+# The report's `reference`: eval images whose SavedModel answers were the Trainer's
+# (looked up by path) or the SavedModel's run here.
+REFERENCE_RECORDED, REFERENCE_RUN = 'trainer_answers', 'saved_model_run'
 _IMAGE_XF = features.transformed_name(features.IMAGE_KEY)
 PREPROCESSING = ('encoded image -> tf.io.decode_image (3 channels) -> bilinear resize to the '
                  'input size -> x / 127.5 - 1 (models/preprocessing.py), as the SavedModel does')
 
 
-def labelled_records(examples_uri: str, split: str) -> Iterator[Tuple[bytes, int]]:
-    """(serialized Example, label) of a split, in file order."""
+def labelled_records(examples_uri: str, split: str) -> Iterator[Tuple[bytes, int, bytes]]:
+    """(serialized Example, label, path: b'' when it has none) of a split, in file order."""
     files = examples_io.split_files(examples_uri, split)
     if not files:
         raise FileNotFoundError(f'no files for split {split!r} under {examples_uri}')
@@ -62,16 +71,19 @@ def labelled_records(examples_uri: str, split: str) -> Iterator[Tuple[bytes, int
         tf_data.no_autotune_thread())
     for record in records:
         raw = record.numpy()
-        yield raw, int(examples_io.value(examples_io.parse(raw), features.LABEL_KEY))
+        example = examples_io.parse(raw)
+        yield (raw, int(examples_io.value(example, features.LABEL_KEY)),
+               examples_io.value(example, features.PATH_KEY)
+               if features.PATH_KEY in example.features.feature else b'')
 
 
-def balanced_records(records: Iterator[Tuple[bytes, int]], count: int,
+def balanced_records(records: Iterator[Tuple[bytes, int, bytes]], count: int,
                      classes: int) -> List[bytes]:
     """Up to `count` records, as many of each class as there are (up to count / classes),
     taken from the start and interleaved class by class. Stops reading once all are found."""
     per_class = -(-count // classes)
     chosen: Dict[int, List[bytes]] = {label: [] for label in range(classes)}
-    for raw, label in records:
+    for raw, label, _ in records:
         if len(chosen[label]) < per_class:
             chosen[label].append(raw)
             if all(len(found) >= per_class for found in chosen.values()):
@@ -87,33 +99,44 @@ def to_pixels(transform, serialized: Sequence[bytes]) -> np.ndarray:
     return transform(examples=tf.constant(list(serialized)))[_IMAGE_XF].numpy()
 
 
-def batches(records: Iterator[Tuple[bytes, int]], limit: int,
-            size: int) -> Iterator[Tuple[List[bytes], np.ndarray]]:
-    """(serialized, labels) of the first `limit` records, `size` at a time."""
-    chunk: List[Tuple[bytes, int]] = []
+def batches(records: Iterator[Tuple[bytes, int, bytes]], limit: int,
+            size: int) -> Iterator[Tuple[List[bytes], np.ndarray, List[bytes]]]:
+    """(serialized, labels, paths) of the first `limit` records, `size` at a time."""
+    chunk: List[Tuple[bytes, int, bytes]] = []
     for index, record in enumerate(records):
         if index >= limit:
             break
         chunk.append(record)
         if len(chunk) == size:
-            yield [raw for raw, _ in chunk], np.array([label for _, label in chunk])
+            yield _columns(chunk)
             chunk = []
     if chunk:
-        yield [raw for raw, _ in chunk], np.array([label for _, label in chunk])
+        yield _columns(chunk)
+
+
+def _columns(chunk: List[Tuple[bytes, int, bytes]]) -> Tuple[List[bytes], np.ndarray, List[bytes]]:
+    return [r[0] for r in chunk], np.array([r[1] for r in chunk]), [r[2] for r in chunk]
 
 
 def check(pixels_function, runners: Dict[str, tflite_export.Runner],
-          eval_batches: Iterator[Tuple[np.ndarray, np.ndarray]],
-          seconds: Optional[Dict[str, float]] = None) -> Dict[str, tflite_check.Comparison]:
-    """Each runner against the SavedModel's pixels function on (pixels, labels) batches.
+          eval_batches: Iterator[Tuple[np.ndarray, np.ndarray, Sequence[bytes]]],
+          seconds: Optional[Dict[str, float]] = None,
+          recorded: Optional[Mapping[bytes, np.ndarray]] = None,
+          references: Optional[Dict[str, int]] = None) -> Dict[str, tflite_check.Comparison]:
+    """Each runner against the SavedModel on (pixels, labels, paths) batches.
 
-    Each runner answers a batch one image at a time in a thread of its own while the
-    SavedModel answers it in this one (CHECK_THREADS says why); the answers are the same
-    as a whole batch's. seconds: if given, each phase's own time is added to it:
-    SECONDS_EVAL_PIXELS (making the batches), SECONDS_REFERENCE (the SavedModel), each
-    variant's by its name.
+    Each runner answers a batch one image at a time in a thread of its own (CHECK_THREADS
+    says why); the answers are the same as a whole batch's. The SavedModel's answers: a
+    batch's `recorded` ones (path -> probabilities: the Trainer's) when every one of its
+    paths has them, else its pixels function's on the batch, in this thread meanwhile.
+    seconds: if given, each phase's own time is added to it: SECONDS_EVAL_PIXELS (making
+    the batches), SECONDS_REFERENCE (the SavedModel's answers), each variant's by its name.
+    references: if given, the images answered each way are counted into it
+    (REFERENCE_RECORDED, REFERENCE_RUN).
     """
     seconds = collections.defaultdict(float) if seconds is None else seconds
+    references = collections.Counter() if references is None else references
+    recorded = recorded or {}
     reference, answers, labels = [], {variant: [] for variant in runners}, []
 
     def one_by_one(variant: str, pixels: np.ndarray) -> np.ndarray:
@@ -127,11 +150,16 @@ def check(pixels_function, runners: Dict[str, tflite_export.Runner],
                 batch = next(batches_left, None)
             if batch is None:
                 break
-            pixels, batch_labels = batch
+            pixels, batch_labels, paths = batch
             running = {variant: pool.submit(one_by_one, variant, pixels) for variant in runners}
             with _timed(seconds, SECONDS_REFERENCE):
-                reference.append(pixels_function(tf.constant(pixels))[
-                    features.PROBABILITIES_OUTPUT].numpy())
+                if all(path in recorded for path in paths):
+                    reference.append(np.stack([recorded[path] for path in paths]))
+                    references[REFERENCE_RECORDED] += len(paths)
+                else:
+                    reference.append(pixels_function(tf.constant(pixels))[
+                        features.PROBABILITIES_OUTPUT].numpy())
+                    references[REFERENCE_RUN] += len(paths)
             for variant, future in running.items():
                 answers[variant].append(future.result())
             labels.append(batch_labels)
@@ -167,7 +195,8 @@ def export_tflite(model_dir: str, examples_uri: str, out_uri: str, *,
                   representative_images: int = tflite_export.REPRESENTATIVE_IMAGES,
                   eval_images: int = tflite_export.EVAL_IMAGES,
                   threads: int = CHECK_THREADS,
-                  representative: Optional[Callable[[], np.ndarray]] = None) -> Dict:
+                  representative: Optional[Callable[[], np.ndarray]] = None,
+                  model_run_uri: Optional[str] = None) -> Dict:
     """Converts the SavedModel at model_dir to each variant, checks each, writes them.
 
     Args:
@@ -181,6 +210,8 @@ def export_tflite(model_dir: str, examples_uri: str, out_uri: str, *,
       threads: each converted model's interpreter threads in the check.
       representative: pixels [N, H, W, 3] to calibrate on instead of the train images
         (a test makes a deliberately bad int8 model with it).
+      model_run_uri: the Trainer's ModelRun: its answers on every eval photo are the
+        SavedModel's in the check (recorded_answers); None: the SavedModel runs on them.
 
     Returns:
       The report written to tflite_report.json.
@@ -204,7 +235,9 @@ def export_tflite(model_dir: str, examples_uri: str, out_uri: str, *,
                 transform, balanced_records(labelled_records(examples_uri, features.TRAIN_SPLIT),
                                             representative_images, len(class_names)))
     contents, seconds, failures = {}, {}, {}
-    with _timed(phases, SECONDS_LOWERING), lowered(function) as folder:
+    with contextlib.ExitStack() as stack:
+        with _timed(phases, SECONDS_LOWERING):
+            folder = stack.enter_context(lowered(function))
         for variant in variants:
             start = time.perf_counter()
             try:
@@ -219,16 +252,17 @@ def export_tflite(model_dir: str, examples_uri: str, out_uri: str, *,
                                      f'{_first_line(str(e))}')
                 progress.logger().info('TFLite %s: REFUSED: %s', variant, failures[variant])
             seconds[variant] = time.perf_counter() - start
-    # The lowering's own time: what the conversions did not take of that block.
-    phases[SECONDS_LOWERING] -= sum(seconds.values())
     runners = {variant: tflite_export.Runner(content, threads)
                for variant, content in contents.items()}
-    eval_batches = ((to_pixels(transform, serialized), labels) for serialized, labels in
+    eval_batches = ((to_pixels(transform, serialized), labels, paths)
+                    for serialized, labels, paths in
                     batches(labelled_records(examples_uri, features.EVAL_SPLIT), eval_images,
                             EVAL_BATCH))
     checked: Dict[str, float] = collections.defaultdict(float)
+    references: Dict[str, int] = collections.Counter()
     with _timed(phases, SECONDS_CHECK):
-        comparisons = check(function, runners, eval_batches, checked)
+        comparisons = check(function, runners, eval_batches, checked,
+                            recorded_answers(model_run_uri), references)
     start = time.perf_counter()
     results = {}
     for variant, reason in failures.items():
@@ -262,6 +296,7 @@ def export_tflite(model_dir: str, examples_uri: str, out_uri: str, *,
         'output': features.PROBABILITIES_OUTPUT,
         'max_accuracy_drop': max_accuracy_drop,
         'representative_images': 0 if calibration is None else len(calibration),
+        'reference': {key: references[key] for key in (REFERENCE_RECORDED, REFERENCE_RUN)},
         'variants': results,
     }
     phases[SECONDS_WRITE] = time.perf_counter() - start
@@ -275,6 +310,16 @@ def export_tflite(model_dir: str, examples_uri: str, out_uri: str, *,
     with tf.io.gfile.GFile(os.path.join(out_uri, report.REPORT_FILE), 'w') as f:
         json.dump(result, f, indent=1)
     return result
+
+
+def recorded_answers(model_run_uri: Optional[str]) -> Dict[bytes, np.ndarray]:
+    """The Trainer's answers on every eval photo by path (models/eval_answers.py), {} when
+    it recorded none (or no ModelRun is given)."""
+    every = eval_answers.load_every_answer(model_run_uri) if model_run_uri else None
+    if every is None:
+        return {}
+    return dict(zip(every[eval_answers.PATH_FIELD].tolist(),
+                    np.asarray(every[eval_answers.PROBABILITIES_FIELD])))
 
 
 @contextlib.contextmanager

@@ -1,14 +1,17 @@
 """TFLiteExport: the shared small run's TFLite models, and a bad int8 model refused."""
 
+import itertools
 import os
 
 import numpy as np
+import pytest
 import tensorflow as tf
 import tf_keras as keras
 from tfx.utils import path_utils
 
 from components.tflite_export import executor
 from components.tflite_export import report
+from models import eval_answers
 from models import features
 from models import preprocessing
 from models import tflite_export
@@ -31,6 +34,9 @@ def test_the_run_writes_checked_float16_and_int8_models(small_run):
     assert list(found['variants']) == ['float16', 'int8']
     assert found['input']['shape'] == [None, 160, 160, 3]
     assert found['representative_images'] == sum(SMALL['train'].values())
+    # The SavedModel's answers in the check: the Trainer's, no pass over the eval split.
+    assert found['reference'] == {executor.REFERENCE_RECORDED: EVAL_IMAGES,
+                                  executor.REFERENCE_RUN: 0}
     for variant, result in found['variants'].items():
         # Every eval image checked; the verdict follows the accuracy lost; the file is
         # where the verdict puts it.
@@ -85,14 +91,49 @@ def test_an_int8_model_calibrated_on_the_wrong_pixels_is_refused(small_run, tmp_
 
 
 def test_balanced_records_take_each_class_in_turn_from_the_start():
-    records = iter([(b'c1', 0), (b'c2', 0), (b'c3', 0), (b'd1', 1), (b'c4', 0), (b'd2', 1),
-                    (b'd3', 1)])
+    records = iter([(b'c1', 0, b'p'), (b'c2', 0, b'p'), (b'c3', 0, b'p'), (b'd1', 1, b'p'),
+                    (b'c4', 0, b'p'), (b'd2', 1, b'p'), (b'd3', 1, b'p')])
     assert executor.balanced_records(records, 4, 2) == [b'c1', b'd1', b'c2', b'd2']
     # A class with fewer images than its share gives what it has.
-    assert executor.balanced_records(iter([(b'c1', 0), (b'c2', 0), (b'd1', 1)]), 6, 2) == [
-        b'c1', b'd1', b'c2']
-    assert [labels.tolist() for _, labels in executor.batches(
-        iter([(b'x', i % 2) for i in range(7)]), 5, 2)] == [[0, 1], [0, 1], [0]]
+    assert executor.balanced_records(iter([(b'c1', 0, b''), (b'c2', 0, b''), (b'd1', 1, b'')]),
+                                     6, 2) == [b'c1', b'd1', b'c2']
+    assert [(labels.tolist(), paths) for _, labels, paths in executor.batches(
+        iter([(b'x', i % 2, b'p%d' % i) for i in range(7)]), 5, 2)] == [
+            ([0, 1], [b'p0', b'p1']), ([0, 1], [b'p2', b'p3']), ([0], [b'p4'])]
+
+
+def test_the_trainers_answers_stand_for_the_savedmodels_where_it_recorded_them(small_run,
+                                                                                tmp_path):
+    """With the Trainer's ModelRun the SavedModel does not run over the eval images: its
+    answers are the Trainer's, by path; a batch with a photo the Trainer has no answer
+    for runs the SavedModel. The check's figures are the same either way (the Trainer's
+    answers are the exported model's within TFLite's rounding)."""
+    _, run = small_run
+    examples = run.output('ImageExampleGen', 'examples').uri
+    model_run = run.output('Trainer', 'model_run').uri
+    every = eval_answers.load_every_answer(model_run)
+    first_batch = [path for _, _, path in itertools.islice(
+        executor.labelled_records(examples, features.EVAL_SPLIT), executor.EVAL_BATCH)]
+    partial = tmp_path / 'partial'
+    partial.mkdir()
+    np.save(partial / eval_answers.PROBABILITIES_FILE,
+            every[~np.isin(every[eval_answers.PATH_FIELD], first_batch[:1])])
+    found = {name: executor.export_tflite(_model_dir(run), examples, str(tmp_path / name),
+                                          variants=['float16'], model_run_uri=uri)
+             for name, uri in (('run', None), ('recorded', model_run),
+                               ('partial', str(partial)))}
+    recorded, ran = executor.REFERENCE_RECORDED, executor.REFERENCE_RUN
+    assert found['run']['reference'] == {recorded: 0, ran: EVAL_IMAGES}
+    assert found['recorded']['reference'] == {recorded: EVAL_IMAGES, ran: 0}
+    assert found['partial']['reference'] == {recorded: EVAL_IMAGES - executor.EVAL_BATCH,
+                                             ran: executor.EVAL_BATCH}
+    expected = found['run']['variants']['float16']
+    for name in ('recorded', 'partial'):
+        got = found[name]['variants']['float16']
+        for key in ('images', 'reference_accuracy', 'accuracy', 'agreement', 'ready'):
+            assert got[key] == expected[key], (name, key)
+        assert got['max_abs_difference'] == pytest.approx(expected['max_abs_difference'],
+                                                          abs=1e-3)
 
 
 def test_every_variant_converted_from_one_lowering_is_the_one_convert_makes(tmp_path):
