@@ -2,10 +2,10 @@
 
 The frozen base's features (models/tflite_base.py: FrozenBase) of the eval photos and of
 the training photos' augmented copies (models/frozen_training.py), and a fine-tuned
-model's answers (models/training.py). The input side (reading, decoding, TensorFlow's
-augmentation) runs in a thread of its own a few views ahead (models/read_ahead.py) while
-the featurizer computes the current one: TFLite's invoke releases the GIL, so the two
-overlap on the cores (docs/benchmarks.md: issue 40, the input beside the forward pass).
+model's answers (models/training.py). Decoding runs ahead in tf.data's own threads; the
+augmentation and the forward pass take turns in this thread. Augmenting in a thread of
+its own beside the forward pass was measured slower (docs/benchmarks.md: issue 40, part
+3): with both cores busy, XNNPACK's threads wait for the augmentation's.
 """
 
 from typing import Optional
@@ -13,7 +13,6 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from models import read_ahead
 from models import tflite_base
 
 
@@ -49,40 +48,26 @@ def features_of(featurizer, dataset: tf.data.Dataset, views: int,
         def run(images):
             return keras_run(images).numpy()
 
-    def views_of_batches():
-        """(view, its images, labels, paths or None) of each batch, view by view."""
-        for x, batch_labels in dataset:
-            images = x[0] if isinstance(x, tuple) else x
-            for view in range(views):
-                yield (view, prepare(images), batch_labels.numpy(),
-                       x[1].numpy() if isinstance(x, tuple) else None)
-
     store = None
     if path:
         store = np.lib.format.open_memmap(path, mode='w+', dtype=np.float32, shape=shape)
     elif count is not None:
         store = np.empty(shape, np.float32)
-    gathered, labels, paths, pooled = [], [], [], []
+    gathered, labels, paths = [], [], []
     row = 0
-    # The next views are read, decoded and augmented (TensorFlow) in a thread of their own
-    # while `run` computes these (TFLite's invoke lets it): the same images in the same
-    # order, so the same random draws.
-    for view, images, batch_labels, batch_paths in read_ahead.read_ahead(
-            views_of_batches(), name='frozen-features-input'):
-        pooled.append(run(images))
-        if view < views - 1:
-            continue
-        pooled, size = np.stack(pooled, axis=1), len(batch_labels)
+    for x, batch_labels in dataset:
+        images = x[0] if isinstance(x, tuple) else x
+        pooled = np.stack([run(prepare(images)) for _ in range(views)], axis=1)
+        size = len(pooled)
         if store is None:
             gathered.append(pooled)
         elif row + size > count:
             raise ValueError(f'the split holds more than the {count} photos counted')
         else:
             store[row:row + size] = pooled
-        pooled = []
-        labels.append(batch_labels)
-        if batch_paths is not None:
-            paths.append(batch_paths)
+        labels.append(batch_labels.numpy())
+        if isinstance(x, tuple):
+            paths.append(x[1].numpy())
         row += size
     if store is None:
         store = np.concatenate(gathered)

@@ -1,6 +1,5 @@
-"""models/feature_pass.py: the input side (reading, augmenting) runs in a thread of its
-own beside the frozen base, and the features are the ones of the plain loop: the same
-images, the same augmentation draws in the same order."""
+"""models/feature_pass.py: the features of augmented views are those of augmenting each
+batch's views and running them, in order (the same draws), and a wrong count is an error."""
 
 import numpy as np
 import tf_keras as keras
@@ -20,8 +19,8 @@ def _base(seed):
 
 
 def test_augmented_views_are_the_plain_loops(cache):  # pylint: disable=redefined-outer-name
-    """Two bases built alike draw the same augmentations: features_of's (input in its own
-    thread) equal those of augmenting and running each batch's views in this thread."""
+    """Two bases built alike draw the same augmentations: features_of's equal those of
+    augmenting and running each batch's views one after the other."""
     dataset = photo_dataset('train', 3, batch_size=4)                   # 6 photos, 2 batches
     views, labels, _ = feature_pass.features_of(_base(7), dataset, 2, 6, augment=True)
     base = _base(7)
