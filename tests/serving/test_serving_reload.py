@@ -1,8 +1,10 @@
 """Readiness, warmup, batching and hot reload on real server processes.
 
-Each test starts its own server on an empty base path with batching on, then
-publishes the versions it needs while it runs (saved_model.pb last, as the
-Pusher does): every test passes alone and in any order.
+Each test that changes what is served starts its own server on an empty base
+path with batching on, then publishes the versions it needs while it runs
+(saved_model.pb last, as the Pusher does); the tests that only send requests to
+version 1 share one such server (`serving_v1`), which none of them changes: every
+test passes alone and in any order.
 """
 
 import base64
@@ -75,9 +77,8 @@ class Reload:
                 prometheus_parser.text_string_to_metric_families(text)}
 
 
-@pytest.fixture
-def reload(tmp_path):
-    root = tmp_path
+def start_reload(root):
+    """A server with batching on, on an empty base path under `root`; its Reload."""
     base = root / MODEL
     base.mkdir()
     batching = root / 'batching.config'
@@ -92,9 +93,31 @@ def reload(tmp_path):
     ], root / 'server.log').start()
     try:
         server.wait_listening()
-        yield Reload(server, root, base)
-    finally:
+    except BaseException:
         server.stop()
+        raise
+    return Reload(server, root, base)
+
+
+@pytest.fixture
+def reload(tmp_path):
+    """A server of the test's own, nothing served yet."""
+    started = start_reload(tmp_path)
+    try:
+        yield started
+    finally:
+        started.server.stop()
+
+
+@pytest.fixture(scope='module')
+def serving_v1(tmp_path_factory, exported_models):
+    """A server of the module's tests that only send requests: version 1 served."""
+    started = start_reload(tmp_path_factory.mktemp('serving_v1'))
+    try:
+        serve(started, {1: exported_models.image_v1})
+        yield started
+    finally:
+        started.server.stop()
 
 
 def serve(reload, versions):
@@ -168,9 +191,9 @@ def test_not_ready_until_loaded_and_warmed(reload, exported_models,
                          exported_models.expected_v1[image_paths[0]])
 
 
-def test_batching_gives_each_request_its_own_answer(reload, exported_models,
+def test_batching_gives_each_request_its_own_answer(serving_v1, exported_models,
                                                     image_paths, image_bytes):
-    serve(reload, {1: exported_models.image_v1})
+    reload = serving_v1
 
     def batch_sizes():
         family = reload.metrics()['serving_batch_size']
@@ -198,9 +221,9 @@ def test_batching_gives_each_request_its_own_answer(reload, exported_models,
     assert count_after - count_before < len(paths)
 
 
-def test_a_bad_request_in_a_batch_fails_alone(reload, exported_models,
+def test_a_bad_request_in_a_batch_fails_alone(serving_v1, exported_models,
                                               image_paths, image_bytes):
-    serve(reload, {1: exported_models.image_v1})
+    reload = serving_v1
     bodies = [image_bytes[p] for p in image_paths] + [b'not an image']
     barrier = threading.Barrier(len(bodies))
 
@@ -300,7 +323,9 @@ def test_removing_the_newest_version_rolls_back(reload, exported_models,
                          exported_models.expected_v1[path])
 
 
-def test_request_log_at_rate_zero_writes_nothing(reload):
+def test_request_log_at_rate_zero_writes_nothing(serving_v1, image_paths, image_bytes):
+    reload = serving_v1
+    assert reload.predict(image_bytes[image_paths[0]]).status_code == 200
     log = reload.root / 'requests.jsonl'
     assert not log.exists() or log.read_text() == ''
     assert 'Request log: ' in reload.server.log()
