@@ -55,7 +55,9 @@ def image_bytes(image_paths) -> Dict[str, bytes]:
     return {path: pathlib.Path(path).read_bytes() for path in image_paths}
 
 
-def _expected(export_dir: str, image_bytes: Dict[str, bytes]) -> Dict[str, np.ndarray]:
+def expected_probabilities(export_dir: str, image_bytes: Dict[str, bytes]
+                           ) -> Dict[str, np.ndarray]:
+    """image path -> the probabilities the export's serving signature gives it."""
     serve = tf.saved_model.load(export_dir).signatures[features.SERVING_SIGNATURE]
     return {path: serve(**{features.SERVING_INPUT: tf.constant([data_])})[
         features.PROBABILITIES_OUTPUT].numpy()[0] for path, data_ in image_bytes.items()}
@@ -82,7 +84,8 @@ def exported_models(tmp_path_factory, image_bytes, small_run) -> ExportedModels:
     regression = str(root / 'regression')
     standin_model.export_regression_model(regression)
     return ExportedModels(image_v1, image_v2, regression,
-                          _expected(image_v1, image_bytes), _expected(image_v2, image_bytes))
+                          expected_probabilities(image_v1, image_bytes),
+                          expected_probabilities(image_v2, image_bytes))
 
 
 @pytest.fixture(scope='session')

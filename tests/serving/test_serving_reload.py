@@ -1,8 +1,13 @@
 """Readiness, warmup, batching and hot reload on real server processes.
 
-Each test starts its own server on an empty base path with batching on, then
-publishes the versions it needs while it runs (saved_model.pb last, as the
-Pusher does): every test passes alone and in any order.
+Each test that changes what is served starts its own server on an empty base
+path with batching on, then publishes the versions it needs while it runs
+(saved_model.pb last, as the Pusher does); the tests that only send requests to
+version 1 share one such server (`serving_v1`), which none of them changes: every
+test passes alone and in any order. Readiness, warmup and batching are tested on the
+exported models of the pipeline; the tests of versions coming, failing and going use two
+stand-ins with the same serving contract (tests/serving/standin_model.py, as
+test_rollback.py does), which load in a fraction of the time.
 """
 
 import base64
@@ -23,7 +28,9 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from models import features
 from serving_formats import warmup_file
+from tests.serving import conftest
 from tests.serving import server_process
+from tests.serving import standin_model
 
 MODEL = 'cats_dogs'
 WARMUP_RECORDS = 24
@@ -75,9 +82,8 @@ class Reload:
                 prometheus_parser.text_string_to_metric_families(text)}
 
 
-@pytest.fixture
-def reload(tmp_path):
-    root = tmp_path
+def start_reload(root):
+    """A server with batching on, on an empty base path under `root`; its Reload."""
     base = root / MODEL
     base.mkdir()
     batching = root / 'batching.config'
@@ -92,9 +98,45 @@ def reload(tmp_path):
     ], root / 'server.log').start()
     try:
         server.wait_listening()
-        yield Reload(server, root, base)
-    finally:
+    except BaseException:
         server.stop()
+        raise
+    return Reload(server, root, base)
+
+
+@pytest.fixture
+def reload(tmp_path):
+    """A server of the test's own, nothing served yet."""
+    started = start_reload(tmp_path)
+    try:
+        yield started
+    finally:
+        started.server.stop()
+
+
+@pytest.fixture(scope='module')
+def serving_v1(tmp_path_factory, exported_models):
+    """A server of the module's tests that only send requests: version 1 served."""
+    started = start_reload(tmp_path_factory.mktemp('serving_v1'))
+    try:
+        serve(started, {1: exported_models.image_v1})
+        yield started
+    finally:
+        started.server.stop()
+
+
+@pytest.fixture(scope='module')
+def standins(tmp_path_factory, image_bytes) -> conftest.ExportedModels:
+    """Two stand-in image models that tell versions apart (version 1 a cat for nearly
+    every photo, version 2 a dog), with the probabilities each gives; no regressor."""
+    root = tmp_path_factory.mktemp('standins')
+    exports = []
+    for version, bias in ((1, (3.0, 0.0)), (2, (0.0, 3.0))):
+        exports.append(str(root / f'image_v{version}'))
+        standin_model.export_image_model(exports[-1], seed=version, bias=bias)
+    return conftest.ExportedModels(
+        exports[0], exports[1], '', conftest.expected_probabilities(exports[0], image_bytes),
+        conftest.expected_probabilities(exports[1], image_bytes))
 
 
 def serve(reload, versions):
@@ -168,9 +210,9 @@ def test_not_ready_until_loaded_and_warmed(reload, exported_models,
                          exported_models.expected_v1[image_paths[0]])
 
 
-def test_batching_gives_each_request_its_own_answer(reload, exported_models,
+def test_batching_gives_each_request_its_own_answer(serving_v1, exported_models,
                                                     image_paths, image_bytes):
-    serve(reload, {1: exported_models.image_v1})
+    reload = serving_v1
 
     def batch_sizes():
         family = reload.metrics()['serving_batch_size']
@@ -198,9 +240,9 @@ def test_batching_gives_each_request_its_own_answer(reload, exported_models,
     assert count_after - count_before < len(paths)
 
 
-def test_a_bad_request_in_a_batch_fails_alone(reload, exported_models,
+def test_a_bad_request_in_a_batch_fails_alone(serving_v1, exported_models,
                                               image_paths, image_bytes):
-    serve(reload, {1: exported_models.image_v1})
+    reload = serving_v1
     bodies = [image_bytes[p] for p in image_paths] + [b'not an image']
     barrier = threading.Barrier(len(bodies))
 
@@ -216,26 +258,26 @@ def test_a_bad_request_in_a_batch_fails_alone(reload, exported_models,
     assert responses[-1].json()['error'].startswith('Unknown image file format')
 
 
-def test_hot_reload_switches_to_a_new_version(reload, exported_models,
+def test_hot_reload_switches_to_a_new_version(reload, standins,
                                               image_paths, image_bytes):
-    serve(reload, {1: exported_models.image_v1})
+    serve(reload, {1: standins.image_v1})
     assert reload.grpc_version(image_bytes[image_paths[0]]) == 1
-    server_process.copy_version(exported_models.image_v2, reload.base, 2)
+    server_process.copy_version(standins.image_v2, reload.base, 2)
     server_process.wait_for(
         lambda: {v: s['state'] for v, s in reload.states().items()} == {
             2: 'AVAILABLE', 1: 'END'}, timeout=60, what='version 2 to serve')
     for path in image_paths[:2]:
         assert_probabilities(reload.predict(image_bytes[path]),
-                             exported_models.expected_v2[path])
+                             standins.expected_v2[path])
     assert reload.grpc_version(image_bytes[image_paths[0]]) == 2
     assert requests.get(reload.url + '/readyz', timeout=10).status_code == 200
 
 
 def test_a_corrupt_version_is_reported_and_the_old_one_keeps_serving(
-        reload, exported_models, image_paths, image_bytes):
-    serve(reload, {2: exported_models.image_v2})
+        reload, standins, image_paths, image_bytes):
+    serve(reload, {2: standins.image_v2})
     staged = reload.root / 'corrupt'
-    shutil.copytree(exported_models.image_v1, staged)
+    shutil.copytree(standins.image_v1, staged)
     (staged / 'saved_model.pb').write_bytes(b'this is not a SavedModel')
     server_process.copy_version(str(staged), reload.base, 3)
     state = server_process.wait_for(
@@ -246,18 +288,18 @@ def test_a_corrupt_version_is_reported_and_the_old_one_keeps_serving(
     assert reload.states()[2]['state'] == 'AVAILABLE'
     path = image_paths[3]
     assert_probabilities(reload.predict(image_bytes[path]),
-                         exported_models.expected_v2[path])
+                         standins.expected_v2[path])
     assert reload.grpc_version(image_bytes[path]) == 2
     assert requests.get(reload.url + '/readyz', timeout=10).status_code == 200
     assert (f'Loading servable version {{name: {MODEL} version: 3}} from '
             f'{reload.base / "3"} failed') in reload.server.log()
 
 
-def test_a_corrupt_warmup_file_keeps_the_version_out(reload, exported_models,
+def test_a_corrupt_warmup_file_keeps_the_version_out(reload, standins,
                                                      image_paths, image_bytes):
-    serve(reload, {2: exported_models.image_v2})
+    serve(reload, {2: standins.image_v2})
     staged = reload.root / 'bad_warmup'
-    shutil.copytree(exported_models.image_v1, staged)
+    shutil.copytree(standins.image_v1, staged)
     bad = staged / 'assets.extra' / 'tf_serving_warmup_requests'
     bad.parent.mkdir(exist_ok=True)
     bad.write_bytes(b'\x00garbage that is not a TFRecord file' * 8)
@@ -270,7 +312,7 @@ def test_a_corrupt_warmup_file_keeps_the_version_out(reload, exported_models,
         'Please verify your warmup data is in TFRecord format.')
     path = image_paths[4]
     assert_probabilities(reload.predict(image_bytes[path]),
-                         exported_models.expected_v2[path])
+                         standins.expected_v2[path])
     assert reload.grpc_version(image_bytes[path]) == 2
     families = reload.metrics()
     loads = ':tensorflow:cc:saved_model:load_attempt_count'
@@ -283,10 +325,10 @@ def test_a_corrupt_warmup_file_keeps_the_version_out(reload, exported_models,
     }
 
 
-def test_removing_the_newest_version_rolls_back(reload, exported_models,
+def test_removing_the_newest_version_rolls_back(reload, standins,
                                                 image_paths, image_bytes):
-    serve(reload, {1: exported_models.image_v1})
-    serve(reload, {2: exported_models.image_v2})
+    serve(reload, {1: standins.image_v1})
+    serve(reload, {2: standins.image_v2})
     server_process.wait_for(
         lambda: reload.states().get(1, {}).get('state') == 'END', timeout=60,
         what='version 1 to be unloaded')
@@ -297,10 +339,12 @@ def test_removing_the_newest_version_rolls_back(reload, exported_models,
         what='version 1 to serve again')
     path = image_paths[5]
     assert_probabilities(reload.predict(image_bytes[path]),
-                         exported_models.expected_v1[path])
+                         standins.expected_v1[path])
 
 
-def test_request_log_at_rate_zero_writes_nothing(reload):
+def test_request_log_at_rate_zero_writes_nothing(serving_v1, image_paths, image_bytes):
+    reload = serving_v1
+    assert reload.predict(image_bytes[image_paths[0]]).status_code == 200
     log = reload.root / 'requests.jsonl'
     assert not log.exists() or log.read_text() == ''
     assert 'Request log: ' in reload.server.log()
