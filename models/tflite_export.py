@@ -173,6 +173,7 @@ class Runner:
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
         self._interpreter = tf.lite.Interpreter(model_content=model_content,
                                                 num_threads=threads)
+        self._interpreter.allocate_tensors()   # applies XNNPACK: a signature runner never does
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         self._batch = None
@@ -257,7 +258,7 @@ def transformed_images(transform, images: Sequence[bytes]) -> Dict[str, np.ndarr
         features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image]))}))
                 .SerializeToString() for image in images]
     outputs = transform(examples=tf.constant(examples, tf.string))
-    return {name: tensor.numpy() for name, tensor in outputs.items()}
+    return {name: np.asarray(tensor) for name, tensor in outputs.items()}   # no copy
 
 
 def run_one_by_one(runner: Runner, key: str, input_name: str,
@@ -265,9 +266,7 @@ def run_one_by_one(runner: Runner, key: str, input_name: str,
     """A one-input signature's outputs for a batch of pixels, run one image at a time
     (batch 1: the interpreter's tensors are never reallocated), concatenated.
 
-    Raises:
-      ValueError: an empty batch.
-    """
+    Raises ValueError for an empty batch."""
     if not len(pixels):
         raise ValueError('no images to run')
     rows = [runner.run_signature(key, {input_name: pixels[i:i + 1]})
@@ -287,7 +286,7 @@ def probe_image() -> bytes:
 def _quantize(values: np.ndarray, details: dict) -> np.ndarray:
     scale, zero_point = details['quantization']
     if not scale:
-        return values.astype(details['dtype'])
+        return values.astype(details['dtype'], copy=False)
     limits = np.iinfo(details['dtype'])
     return np.clip(np.round(values / scale + zero_point), limits.min, limits.max).astype(
         details['dtype'])
