@@ -29,14 +29,14 @@ invoke, from the same table (the constant the model holds) and the same index ou
 model's numbers are unchanged; the probe check below compares the whole answer.
 
 Decoding: one transform_features call decodes the images of every call waiting for it
-at that moment (at most DECODE_BATCH_IMAGES), by whichever of them came first while no
-decode ran; the others wait and get their rows. A decode starts once at most `pool_size`
-decoded images wait for an interpreter (the interpreters are the slow part: decoding
-further ahead would only decode alone the calls that could have shared the next one). The graph decodes each image alone (a
-map over the images), so the pixels are the same as one call per request; what the
-calls share is TensorFlow's per-call cost. When such a shared decode fails (an image the
-graph refuses), each call's images are decoded again on their own, so that only the
-call that sent the bad image gets the error.
+at that moment (at most DECODE_BATCH_IMAGES), made by whichever of them came first while
+no decode ran; the others wait and get their rows. A decode starts once at most
+`pool_size` decoded images wait for an interpreter: the interpreters are the slow part,
+and decoding further ahead would decode alone calls that could share the next decode.
+The graph decodes each image on its own (a map over the images), so the pixels are those
+of one call per request; what the calls share is TensorFlow's cost per call. When a
+shared decode fails (an image the graph refuses), each call's images are decoded again
+on their own, so that only the call that sent the bad image gets the error.
 
 Threads: a pool of `pool_size` interpreters, each with one thread (as TF Serving's
 TfLiteSession: one thread each keeps them from contending), each used by one call at a
@@ -49,7 +49,7 @@ import logging
 import os
 import queue
 import threading
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -176,12 +176,15 @@ class _Decode:
         self.ready = threading.Event()
 
 
-class _SharedDecoder:
-    """transform_features for the images of the calls waiting at that moment (see the
-    module docstring)."""
+class SharedDecoder:
+    """`decode` (transform_features) for the images of the calls waiting at that moment
+    (see the module docstring)."""
 
-    def __init__(self, transform, ahead: int, max_images: int = DECODE_BATCH_IMAGES):
-        self._transform = transform
+    def __init__(self, decode: Callable[[List[bytes]], Dict[str, np.ndarray]], ahead: int,
+                 max_images: int = DECODE_BATCH_IMAGES):
+        """Args: decode: images -> outputs by name, each batch-major; ahead: decoded
+        images waiting for an interpreter at most when a decode starts."""
+        self._decode_images = decode
         self._max_images = max_images
         self._ahead = ahead
         self._lock = threading.Lock()
@@ -189,13 +192,18 @@ class _SharedDecoder:
         self._running = False
         self._decoded = 0          # decoded images not yet taken by an interpreter
         self._fewer = threading.Condition(self._lock)
-        self.calls = 0             # transform_features calls made (shared or not)
 
     def taken(self, count: int) -> None:
         """`count` decoded images went to an interpreter (or were dropped)."""
         with self._lock:
             self._decoded -= count
             self._fewer.notify()
+
+    @property
+    def waiting(self) -> int:
+        """Calls waiting for a decode."""
+        with self._lock:
+            return len(self._waiting)
 
     def outputs(self, images: List[bytes]) -> Dict[str, np.ndarray]:
         """The transform_features outputs of `images`.
@@ -241,7 +249,7 @@ class _SharedDecoder:
 
     def _decode(self, taken: List[_Decode]) -> None:
         try:
-            outputs = self._call([image for decode in taken for image in decode.images])
+            outputs = self._decode_images([image for decode in taken for image in decode.images])
         except Exception as error:  # pylint: disable=broad-except
             if len(taken) == 1:
                 taken[0].error = error
@@ -255,10 +263,6 @@ class _SharedDecoder:
             decode.outputs = {name: value[start:stop] for name, value in outputs.items()}
             start = stop
 
-    def _call(self, images: List[bytes]) -> Dict[str, np.ndarray]:
-        self.calls += 1
-        return tflite_export.transformed_images(self._transform, images)
-
 
 class TfLiteModel:
     """A version's model.tflite: the signatures it serves and its interpreters."""
@@ -266,7 +270,8 @@ class TfLiteModel:
     def __init__(self, runners: List[tflite_export.Runner], plans: Dict[str, _Plan],
                  transform):
         self._plans = plans
-        self.decoder = _SharedDecoder(transform, len(runners))
+        self.decoder = SharedDecoder(
+            lambda images: tflite_export.transformed_images(transform, images), len(runners))
         self._idle: 'queue.Queue[tflite_export.Runner]' = queue.Queue()
         for runner in runners:
             self._idle.put(runner)
