@@ -165,15 +165,17 @@ def convert(function, variant: str, *, trackable=None,
 
 
 class Runner:
-    """A TFLite model in tf.lite.Interpreter (XNNPACK for float models): float32 pixels in,
-    float32 outputs out, whatever the model's input type. Not thread-safe."""
+    """A TFLite model in tf.lite.Interpreter (XNNPACK for float models without string
+    outputs: those are dynamic-sized, which XNNPACK refuses): float32 pixels in, float32
+    outputs out, whatever the model's input type. Not thread-safe."""
 
     def __init__(self, model_content: bytes, threads: int = DEFAULT_THREADS):
         """Args: model_content: the .tflite bytes; threads: the interpreter's threads."""
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
         self._interpreter = tf.lite.Interpreter(model_content=model_content,
                                                 num_threads=threads)
-        self._interpreter.allocate_tensors()   # applies XNNPACK: a signature runner never does
+        if all(d['dtype'] != np.bytes_ for d in self._interpreter.get_output_details()):
+            self._interpreter.allocate_tensors()   # applies XNNPACK (a signature runner won't)
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         self._batch = None
@@ -287,9 +289,8 @@ def _quantize(values: np.ndarray, details: dict) -> np.ndarray:
     scale, zero_point = details['quantization']
     if not scale:
         return values.astype(details['dtype'], copy=False)
-    limits = np.iinfo(details['dtype'])
-    return np.clip(np.round(values / scale + zero_point), limits.min, limits.max).astype(
-        details['dtype'])
+    info = np.iinfo(details['dtype'])
+    return np.clip(np.round(values / scale + zero_point), info.min, info.max).astype(info.dtype)
 
 
 def _dequantize(values: np.ndarray, details: dict) -> np.ndarray:

@@ -268,7 +268,8 @@ def _delegated(content: bytes) -> bool:
     says so: a delegated graph shows DELEGATE nodes)."""
     interpreter = tf.lite.Interpreter(model_content=content, num_threads=1)
     interpreter.allocate_tensors()
-    return any(op['op_name'] == 'DELEGATE' for op in interpreter._get_ops_details())  # pylint: disable=protected-access
+    ops = interpreter._get_ops_details()  # pylint: disable=protected-access
+    return any(op['op_name'] == 'DELEGATE' for op in ops)
 
 
 def test_the_label_lookup_leaves_the_graph_so_that_xnnpack_takes_it(exported_models):
