@@ -105,12 +105,23 @@ def split_string_lookups(content: bytes) -> Tuple[bytes, Dict[str, Dict[str, Str
     """
     try:
         model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
+        if any(buffer.offset for buffer in model.buffers or []):
+            return content, {}   # weights outside the flatbuffer: left as they are
+        found = _take_lookups(model)
     except Exception:  # pylint: disable=broad-except
         return content, {}
-    if any(buffer.offset for buffer in model.buffers or []):
-        return content, {}   # weights outside the flatbuffer: left as they are
+    if not found:
+        return content, {}
+    return flatbuffer_utils.convert_object_to_bytearray(model), found
+
+
+def _take_lookups(model) -> Dict[str, Dict[str, StringLookup]]:
+    """Takes the lookups out of the model object; returns them."""
     found: Dict[str, Dict[str, StringLookup]] = {}
-    for signature in model.signatureDefs or []:
+    signatures = model.signatureDefs or []
+    for signature in signatures:
+        if sum(s.subgraphIndex == signature.subgraphIndex for s in signatures) > 1:
+            continue             # a graph two signatures share: left as it is
         key = signature.signatureKey.decode()
         graph = model.subgraphs[signature.subgraphIndex]
         by_tensor = {m.tensorIndex: m.name.decode() for m in signature.outputs}
@@ -123,9 +134,7 @@ def split_string_lookups(content: bytes) -> Tuple[bytes, Dict[str, Dict[str, Str
             graph.outputs = [t for t in graph.outputs if t != mapping.tensorIndex]
             signature.outputs.remove(mapping)
             found.setdefault(key, {})[mapping.name.decode()] = lookup
-    if not found:
-        return content, {}
-    return flatbuffer_utils.convert_object_to_bytearray(model), found
+    return found
 
 
 def _lookup(model, graph, tensor_index: int, outputs: Mapping[int, str]):
@@ -237,6 +246,9 @@ class SharedDecoder:
         try:
             self._decode(taken)
         finally:
+            for decode in taken:
+                if decode.outputs is None and decode.error is None:
+                    decode.error = RuntimeError('the shared decode stopped')
             with self._lock:
                 self._decoded += sum(len(d.images) for d in taken if d.outputs is not None)
                 if self._waiting:
@@ -248,8 +260,9 @@ class SharedDecoder:
                 decode.ready.set()
 
     def _decode(self, taken: List[_Decode]) -> None:
+        images = [image for decode in taken for image in decode.images]
         try:
-            outputs = self._decode_images([image for decode in taken for image in decode.images])
+            outputs = self._decode_images(images)
         except Exception as error:  # pylint: disable=broad-except
             if len(taken) == 1:
                 taken[0].error = error
@@ -260,7 +273,8 @@ class SharedDecoder:
         start = 0
         for decode in taken:
             stop = start + len(decode.images)
-            decode.outputs = {name: value[start:stop] for name, value in outputs.items()}
+            decode.outputs = {name: value[start:stop] if np.ndim(value) and len(value) == len(
+                images) else value for name, value in outputs.items()}
             start = stop
 
 
