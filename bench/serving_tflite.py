@@ -11,7 +11,10 @@ Each round measures, one after the other:
 1. the limit: the served version's model.tflite on decoded pixels (the SavedModel's
    own transform_features output), one image per call, first as one interpreter with
    a thread per core, then as one single-thread interpreter per core in parallel
-   threads (as the server runs them); the better of the two is the limit;
+   threads (as the server runs them); the better of the two is the limit. The model is
+   taken as the server loads it (serving/tflite_model.py: its string-table lookup, the
+   label, out of the graph, which lets XNNPACK take it); the file as it is (no XNNPACK:
+   TFLite's builtin kernels) is timed beside it, one single-thread interpreter per core;
 2. TensorFlow's forward rate for reference (the SavedModel's classify_pixels, batch 32);
 3. `python -m serving.server` without the flag, then with it (once per --tflite_pools
    value): --clients keep-alive
@@ -28,11 +31,11 @@ untrained head (its speed does not depend on the head's training).
 
 import argparse
 import base64
-import http.client
 import json
 import os
 import pathlib
 import shutil
+import socket
 import statistics
 import sys
 import tempfile
@@ -107,7 +110,10 @@ class _Pixels:
         from models import tflite_export  # pylint: disable=import-outside-toplevel
         self._tf = tf
         self.loaded = tf.saved_model.load(str(version_dir))
-        self.content = (version_dir / tflite_export.SERVING_FILE).read_bytes()
+        from serving import tflite_model  # pylint: disable=import-outside-toplevel
+        self.file_content = (version_dir / tflite_export.SERVING_FILE).read_bytes()
+        # As the server loads it: string-table lookups out (so that XNNPACK takes the graph).
+        self.content, _ = tflite_model.split_string_lookups(self.file_content)
         runner = tflite_export.Runner(self.content, threads=1)
         inputs, _ = runner.signature_details(features.SERVING_SIGNATURE)
         (self.input_name,) = inputs
@@ -115,12 +121,14 @@ class _Pixels:
             self.loaded.signatures[features.TRANSFORM_SIGNATURE], images)[self.input_name]
         self.classify_pixels = getattr(self.loaded, export.PIXELS_FUNCTION)
 
-    def tflite_rate(self, threads: int, interpreters: int, seconds: float) -> Tuple[float, float]:
+    def tflite_rate(self, threads: int, interpreters: int, seconds: float,
+                    content: bytes = b'') -> Tuple[float, float]:
         """(images/s, CPU ms per image) of `interpreters` interpreters of `threads` threads
-        each, one image per call, each in a Python thread of its own, for about `seconds`."""
+        each, one image per call, each in a Python thread of its own, for about `seconds`;
+        `content`: another model than the served one."""
         from models import features  # pylint: disable=import-outside-toplevel
         from models import tflite_export  # pylint: disable=import-outside-toplevel
-        runners = [tflite_export.Runner(self.content, threads=threads)
+        runners = [tflite_export.Runner(content or self.content, threads=threads)
                    for _ in range(interpreters)]
         for runner in runners:   # warm: XNNPACK packs its weights on the first call
             runner.run_signature(features.SERVING_SIGNATURE,
@@ -159,40 +167,70 @@ class _Pixels:
                 1e3 * (time.process_time() - cpu) / count)
 
 
-class _Client(threading.Thread):
-    """One keep-alive REST client: a photo per request until stopped."""
+def requests_bytes(bodies: List[bytes]) -> List[bytes]:
+    """Each body as a whole HTTP/1.1 predict request (headers and body), built once."""
+    return [(f'POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: 127.0.0.1\r\n'
+             f'Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n'
+             ).encode() + body for body in bodies]
 
-    def __init__(self, port: int, bodies: List[bytes], seed: int):
+
+class _Client(threading.Thread):
+    """One keep-alive REST client: a photo per request until stopped.
+
+    A load generator, not a client library: it sends pre-built request bytes on a raw
+    socket and reads the answer by its Content-Length (the server always sends one), so
+    that the clients, which share the cores with the server, take little CPU
+    (http.client took about twice as much per request)."""
+
+    def __init__(self, port: int, requests: List[bytes], seed: int):
         super().__init__(daemon=True)
         self.port = port
-        self.bodies = bodies
+        self.requests = requests
         self.seed = seed
         self.done: List[tuple] = []       # (finished at, seconds)
         self.failures: List[str] = []
         self.stop = threading.Event()
 
-    def _connect(self):
-        return http.client.HTTPConnection('127.0.0.1', self.port, timeout=120)
+    def _connect(self) -> socket.socket:
+        return socket.create_connection(('127.0.0.1', self.port), timeout=120)
+
+    @staticmethod
+    def _answer(connection: socket.socket, pending: bytes) -> Tuple[int, bytes, bytes]:
+        """(status, body, bytes read past it) of the next answer."""
+        while b'\r\n\r\n' not in pending:
+            chunk = connection.recv(65536)
+            if not chunk:
+                raise ConnectionError('the server closed the connection')
+            pending += chunk
+        head, _, pending = pending.partition(b'\r\n\r\n')
+        lines = head.split(b'\r\n')
+        length = next((int(line.split(b':', 1)[1]) for line in lines[1:]
+                       if line[:15].lower() == b'content-length:'), None)
+        if length is None:
+            raise ConnectionError(f'an answer without Content-Length: {lines[0]!r}')
+        while len(pending) < length:
+            chunk = connection.recv(65536)
+            if not chunk:
+                raise ConnectionError('the server closed the connection')
+            pending += chunk
+        return int(lines[0].split()[1]), pending[:length], pending[length:]
 
     def run(self) -> None:
-        connection, i = self._connect(), self.seed
+        connection, i, pending = self._connect(), self.seed, b''
         while not self.stop.is_set():
             started = time.perf_counter()
             try:
-                connection.request('POST', f'/v1/models/{MODEL}:predict',
-                                   self.bodies[i % len(self.bodies)],
-                                   {'Content-Type': 'application/json'})
-                response = connection.getresponse()
-                data = response.read()
-                if response.status != 200:
-                    self.failures.append(f'{response.status} {data[:200]!r}')
+                connection.sendall(self.requests[i % len(self.requests)])
+                status, data, pending = self._answer(connection, pending)
+                if status != 200:
+                    self.failures.append(f'{status} {data[:200]!r}')
                 else:
                     finished = time.perf_counter()
                     self.done.append((finished, finished - started))
-            except (OSError, http.client.HTTPException) as error:
+            except (OSError, ValueError, IndexError) as error:
                 self.failures.append(repr(error))
                 connection.close()
-                connection = self._connect()
+                connection, pending = self._connect(), b''
             i += 1
         connection.close()
 
@@ -207,7 +245,8 @@ def _load(args, base: pathlib.Path, bodies: List[bytes], work: pathlib.Path,
         work / f'{name}.log', grpc=False).start()
     try:
         server.wait_ready(timeout=600)
-        clients = [_Client(server.rest_port, bodies, seed=k) for k in range(args.clients)]
+        requests = requests_bytes(bodies)
+        clients = [_Client(server.rest_port, requests, seed=k) for k in range(args.clients)]
         for client in clients:
             client.start()
         time.sleep(args.warmup)
@@ -284,6 +323,8 @@ def main(argv=None) -> int:
                 cores, 1, args.limit_seconds)
             (found['limit_interpreter_per_core'], cpu_each) = pixels.tflite_rate(
                 1, cores, args.limit_seconds)
+            found['file_as_is'], _ = pixels.tflite_rate(1, cores, args.limit_seconds,
+                                                        pixels.file_content)
             found['tensorflow'], found['tensorflow_cpu_ms_per_image'] = pixels.tf_rate(
                 args.limit_seconds)
             found['limit'], found['limit_cpu_ms_per_image'] = max(
@@ -293,7 +334,8 @@ def main(argv=None) -> int:
             print(f'round {number}: limit (XNNPACK float32, model.tflite on pixels) '
                   f'{limit:.1f} images/s, {found["limit_cpu_ms_per_image"]:.1f} CPU ms per '
                   f'image (1 interpreter x {cores} threads {found["limit_one_interpreter"]:.1f}, '
-                  f'{cores} x 1 thread {found["limit_interpreter_per_core"]:.1f}); TensorFlow '
+                  f'{cores} x 1 thread {found["limit_interpreter_per_core"]:.1f}; the file as '
+                  f'it is, string output kept: {found["file_as_is"]:.1f}); TensorFlow '
                   f'batch {TF_BATCH} {found["tensorflow"]:.1f} images/s '
                   f'({found["tensorflow"] / limit:.2f}x the limit), '
                   f'{found["tensorflow_cpu_ms_per_image"]:.1f} CPU ms per image')

@@ -165,14 +165,17 @@ def convert(function, variant: str, *, trackable=None,
 
 
 class Runner:
-    """A TFLite model in tf.lite.Interpreter (XNNPACK for float models): float32 pixels in,
-    float32 outputs out, whatever the model's input type. Not thread-safe."""
+    """A TFLite model in tf.lite.Interpreter (XNNPACK for float models without string
+    outputs: those are dynamic-sized, which XNNPACK refuses): float32 pixels in, float32
+    outputs out, whatever the model's input type. Not thread-safe."""
 
     def __init__(self, model_content: bytes, threads: int = DEFAULT_THREADS):
         """Args: model_content: the .tflite bytes; threads: the interpreter's threads."""
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
         self._interpreter = tf.lite.Interpreter(model_content=model_content,
                                                 num_threads=threads)
+        if all(d['dtype'] != np.bytes_ for d in self._interpreter.get_output_details()):
+            self._interpreter.allocate_tensors()   # applies XNNPACK (a signature runner won't)
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         self._batch = None
@@ -257,7 +260,7 @@ def transformed_images(transform, images: Sequence[bytes]) -> Dict[str, np.ndarr
         features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image]))}))
                 .SerializeToString() for image in images]
     outputs = transform(examples=tf.constant(examples, tf.string))
-    return {name: tensor.numpy() for name, tensor in outputs.items()}
+    return {name: np.asarray(tensor) for name, tensor in outputs.items()}   # no copy
 
 
 def run_one_by_one(runner: Runner, key: str, input_name: str,
@@ -265,9 +268,7 @@ def run_one_by_one(runner: Runner, key: str, input_name: str,
     """A one-input signature's outputs for a batch of pixels, run one image at a time
     (batch 1: the interpreter's tensors are never reallocated), concatenated.
 
-    Raises:
-      ValueError: an empty batch.
-    """
+    Raises ValueError for an empty batch."""
     if not len(pixels):
         raise ValueError('no images to run')
     rows = [runner.run_signature(key, {input_name: pixels[i:i + 1]})
@@ -287,10 +288,9 @@ def probe_image() -> bytes:
 def _quantize(values: np.ndarray, details: dict) -> np.ndarray:
     scale, zero_point = details['quantization']
     if not scale:
-        return values.astype(details['dtype'])
-    limits = np.iinfo(details['dtype'])
-    return np.clip(np.round(values / scale + zero_point), limits.min, limits.max).astype(
-        details['dtype'])
+        return values.astype(details['dtype'], copy=False)
+    info = np.iinfo(details['dtype'])
+    return np.clip(np.round(values / scale + zero_point), info.min, info.max).astype(info.dtype)
 
 
 def _dequantize(values: np.ndarray, details: dict) -> np.ndarray:

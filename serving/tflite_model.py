@@ -19,6 +19,25 @@ are run on a probe image through every interpreter; a model.tflite that does not
 fits no signature or answers otherwise than the SavedModel is not used (logged), and
 the version is served from the SavedModel as without the flag.
 
+String outputs: a string tensor is dynamic-sized in TFLite, and the XNNPACK delegate takes
+a graph only when none of its tensors is (TFLite logs "Attempting to use a delegate that
+only supports static-sized tensors ..." and runs every op on its builtin kernels, about
+twice as slow). The Pusher's model ends in GATHER(class names, class index) for `label`:
+`split_string_lookups` takes such a lookup out of the model before the interpreters load
+it (the operator, its output and the signature's output) and does it in numpy after each
+invoke, from the same table (the constant the model holds) and the same index output. The
+model's numbers are unchanged; the probe check below compares the whole answer.
+
+Decoding: one transform_features call decodes the images of every call waiting for it
+at that moment (at most DECODE_BATCH_IMAGES), made by whichever of them came first while
+no decode ran; the others wait and get their rows. A decode starts once at most
+`pool_size` decoded images wait for an interpreter: the interpreters are the slow part,
+and decoding further ahead would decode alone calls that could share the next decode.
+The graph decodes each image on its own (a map over the images), so the pixels are those
+of one call per request; what the calls share is TensorFlow's cost per call. When a
+shared decode fails (an image the graph refuses), each call's images are decoded again
+on their own, so that only the call that sent the bad image gets the error.
+
 Threads: a pool of `pool_size` interpreters, each with one thread (as TF Serving's
 TfLiteSession: one thread each keeps them from contending), each used by one call at a
 time; calls beyond the pool wait for an interpreter. A call runs its images one at a
@@ -29,18 +48,117 @@ import dataclasses
 import logging
 import os
 import queue
-from typing import Dict, List, Mapping, Optional, Tuple
+import threading
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.lite.python import schema_py_generated as tflite_schema
+from tensorflow.lite.python import schema_util as tflite_schema_util
+from tensorflow.lite.tools import flatbuffer_utils
 
 from models import features
 from models import tflite_check
 from models import tflite_export
 
+# Images decoded together at most, in one transform_features call.
+DECODE_BATCH_IMAGES = 16
 # numpy dtype kind of a SignatureDef dtype, for the outputs' check.
 _KINDS = {tf.float32.as_datatype_enum: 'f', tf.int64.as_datatype_enum: 'i',
           tf.string.as_datatype_enum: 'O'}
+
+
+@dataclasses.dataclass(frozen=True)
+class StringLookup:
+    """A string output computed as GATHER(constant table, another output) along axis 0."""
+    index_output: str      # the signature's output holding the indices
+    table: np.ndarray      # object array of bytes, the model's constant
+
+    def __call__(self, indices: np.ndarray) -> np.ndarray:
+        """The table's values at `indices`, as the model's GATHER gives them."""
+        indices = np.asarray(indices)
+        if indices.size and (indices.min() < 0 or indices.max() >= len(self.table)):
+            raise RuntimeError(f'output {self.index_output!r} holds an index outside the '
+                               f'{len(self.table)} values it looks up')
+        return self.table[indices]
+
+
+def _string_table(data) -> np.ndarray:
+    """The values of a constant TFLite string tensor: int32 count, count + 1 int32 offsets
+    from the buffer's start, then the bytes."""
+    raw = np.asarray(data, np.uint8).tobytes()
+    count = int(np.frombuffer(raw, '<i4', 1)[0])
+    offsets = np.frombuffer(raw, '<i4', count + 1, 4)
+    table = np.empty(count, object)
+    table[:] = [raw[offsets[i]:offsets[i + 1]] for i in range(count)]
+    return table
+
+
+def split_string_lookups(content: bytes) -> Tuple[bytes, Dict[str, Dict[str, StringLookup]]]:
+    """(the model without its string-table lookups, {signature: {output: lookup}}).
+
+    An output is taken out when it is a STRING tensor made by a GATHER (axis 0, no batch
+    dims) of a constant 1-D string tensor by a tensor that is another output of the same
+    signature, and nothing else reads it. Without such outputs, or when the content does
+    not parse (the interpreter then says why it does not load), it is returned as it is
+    (and {}).
+    """
+    try:
+        model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
+        if any(buffer.offset for buffer in model.buffers or []):
+            return content, {}   # weights outside the flatbuffer: left as they are
+        found = _take_lookups(model)
+    except Exception:  # pylint: disable=broad-except
+        return content, {}
+    if not found:
+        return content, {}
+    return flatbuffer_utils.convert_object_to_bytearray(model), found
+
+
+def _take_lookups(model) -> Dict[str, Dict[str, StringLookup]]:
+    """Takes the lookups out of the model object; returns them."""
+    found: Dict[str, Dict[str, StringLookup]] = {}
+    signatures = model.signatureDefs or []
+    for signature in signatures:
+        if sum(s.subgraphIndex == signature.subgraphIndex for s in signatures) > 1:
+            continue             # a graph two signatures share: left as it is
+        key = signature.signatureKey.decode()
+        graph = model.subgraphs[signature.subgraphIndex]
+        by_tensor = {m.tensorIndex: m.name.decode() for m in signature.outputs}
+        for mapping in list(signature.outputs):
+            lookup = _lookup(model, graph, mapping.tensorIndex, by_tensor)
+            if lookup is None:
+                continue
+            operator, lookup = lookup
+            graph.operators.remove(operator)
+            graph.outputs = [t for t in graph.outputs if t != mapping.tensorIndex]
+            signature.outputs.remove(mapping)
+            found.setdefault(key, {})[mapping.name.decode()] = lookup
+    return found
+
+
+def _lookup(model, graph, tensor_index: int, outputs: Mapping[int, str]):
+    """(operator, StringLookup) when the tensor is such a lookup, else None."""
+    if graph.tensors[tensor_index].type != tflite_schema.TensorType.STRING:
+        return None
+    makers = [op for op in graph.operators if tensor_index in list(op.outputs)]
+    readers = [op for op in graph.operators if tensor_index in list(op.inputs)]
+    if len(makers) != 1 or readers or list(makers[0].outputs) != [tensor_index]:
+        return None
+    operator = makers[0]
+    code = tflite_schema_util.get_builtin_code_from_operator_code(
+        model.operatorCodes[operator.opcodeIndex])
+    options = operator.builtinOptions
+    if (code != tflite_schema.BuiltinOperator.GATHER or len(operator.inputs) != 2
+            or (options is not None and (options.axis or options.batchDims))):
+        return None
+    table_index, index_index = (int(i) for i in operator.inputs)
+    table = graph.tensors[table_index]
+    buffer = model.buffers[table.buffer] if table.buffer else None
+    if (index_index not in outputs or table.type != tflite_schema.TensorType.STRING
+            or buffer is None or buffer.data is None or len(list(table.shape)) != 1):
+        return None
+    return operator, StringLookup(outputs[index_index], _string_table(buffer.data))
 
 
 def default_pool_size() -> int:
@@ -53,6 +171,111 @@ class _Plan:
     """How one SavedModel signature runs on TFLite."""
     images_input: str      # the SavedModel signature's input (encoded images)
     pixels_input: str      # the TFLite signature's input: a transform_features output
+    lookups: Mapping[str, StringLookup]   # outputs computed after the invoke
+
+
+class _Decode:
+    """One call's images, then its transform_features outputs (or its error)."""
+
+    def __init__(self, images: List[bytes]):
+        self.images = images
+        self.outputs: Optional[Dict[str, np.ndarray]] = None
+        self.error: Optional[Exception] = None
+        self.lead = False          # handed the next shared decode
+        self.ready = threading.Event()
+
+
+class SharedDecoder:
+    """`decode` (transform_features) for the images of the calls waiting at that moment
+    (see the module docstring)."""
+
+    def __init__(self, decode: Callable[[List[bytes]], Dict[str, np.ndarray]], ahead: int,
+                 max_images: int = DECODE_BATCH_IMAGES):
+        """Args: decode: images -> outputs by name, each batch-major; ahead: decoded
+        images waiting for an interpreter at most when a decode starts."""
+        self._decode_images = decode
+        self._max_images = max_images
+        self._ahead = ahead
+        self._lock = threading.Lock()
+        self._waiting: List[_Decode] = []
+        self._running = False
+        self._decoded = 0          # decoded images not yet taken by an interpreter
+        self._fewer = threading.Condition(self._lock)
+
+    def taken(self, count: int) -> None:
+        """`count` decoded images went to an interpreter (or were dropped)."""
+        with self._lock:
+            self._decoded -= count
+            self._fewer.notify()
+
+    @property
+    def waiting(self) -> int:
+        """Calls waiting for a decode."""
+        with self._lock:
+            return len(self._waiting)
+
+    def outputs(self, images: List[bytes]) -> Dict[str, np.ndarray]:
+        """The transform_features outputs of `images`.
+
+        Raises:
+          tf.errors.OpError: an image of `images` the graph cannot decode.
+        """
+        mine = _Decode(images)
+        with self._lock:
+            self._waiting.append(mine)
+            lead = not self._running
+            self._running = True
+        if not lead:
+            mine.ready.wait()
+        if mine.lead or lead:
+            self._lead()
+        if mine.error is not None:
+            raise mine.error
+        return mine.outputs
+
+    def _lead(self) -> None:
+        """Decodes the first waiting calls (this one among them), then hands the lead to
+        the next waiting one, if any."""
+        with self._lock:
+            self._fewer.wait_for(lambda: self._decoded <= self._ahead)
+            taken, count = [], 0
+            while self._waiting and (not taken or count + len(
+                    self._waiting[0].images) <= self._max_images):
+                taken.append(self._waiting.pop(0))
+                count += len(taken[-1].images)
+        try:
+            self._decode(taken)
+        finally:
+            for decode in taken:
+                if decode.outputs is None and decode.error is None:
+                    decode.error = RuntimeError('the shared decode stopped')
+            with self._lock:
+                self._decoded += sum(len(d.images) for d in taken if d.outputs is not None)
+                if self._waiting:
+                    self._waiting[0].lead = True
+                    self._waiting[0].ready.set()
+                else:
+                    self._running = False
+            for decode in taken:
+                decode.ready.set()
+
+    def _decode(self, taken: List[_Decode]) -> None:
+        images = [image for decode in taken for image in decode.images]
+        try:
+            outputs = self._decode_images(images)
+        except Exception as error:  # pylint: disable=broad-except
+            if len(taken) == 1:
+                taken[0].error = error
+                return
+            for decode in taken:   # each on its own: the error goes to its sender only
+                self._decode([decode])
+            return
+        start = 0
+        for decode in taken:
+            stop = start + len(decode.images)
+            decode.outputs = {name: value[start:stop] if np.ndim(value) and len(value) == len(
+                images) else value for name, value in outputs.items()}
+            start = stop
 
 
 class TfLiteModel:
@@ -61,7 +284,8 @@ class TfLiteModel:
     def __init__(self, runners: List[tflite_export.Runner], plans: Dict[str, _Plan],
                  transform):
         self._plans = plans
-        self._transform = transform
+        self.decoder = SharedDecoder(
+            lambda images: tflite_export.transformed_images(transform, images), len(runners))
         self._idle: 'queue.Queue[tflite_export.Runner]' = queue.Queue()
         for runner in runners:
             self._idle.put(runner)
@@ -90,20 +314,28 @@ class TfLiteModel:
         if (len(inputs) != 1 or images is None or images.dtype != object
                 or images.ndim != 1 or not len(images)):
             return None
-        pixels = tflite_export.transformed_images(self._transform, list(images))[
-            plan.pixels_input]
-        runner = self._idle.get()
+        decoded = self.decoder.outputs(list(images))
         try:
-            return tflite_export.run_one_by_one(runner, signature_name,
-                                                plan.pixels_input, pixels)
+            pixels = decoded[plan.pixels_input]
+            runner = self._idle.get()
+        finally:
+            self.decoder.taken(len(images))
+        try:
+            outputs = tflite_export.run_one_by_one(runner, signature_name,
+                                                   plan.pixels_input, pixels)
         finally:
             self._idle.put(runner)
+        for name, lookup in plan.lookups.items():
+            outputs[name] = lookup(outputs[lookup.index_output])
+        return outputs
 
 
-def _plan(name: str, signature_def, transform_def, runner: tflite_export.Runner
-          ) -> Tuple[Optional[_Plan], str]:
+def _plan(name: str, signature_def, transform_def, runner: tflite_export.Runner,
+          lookups: Mapping[str, StringLookup]) -> Tuple[Optional[_Plan], str]:
     """(plan, '') when TFLite can serve the SavedModel signature, else (None, why not)."""
     inputs, outputs = runner.signature_details(name)
+    outputs = dict(outputs, **{output: {'quantization': (0.0, 0), 'dtype': np.bytes_}
+                               for output in lookups})
     if len(signature_def.inputs) != 1:
         return None, 'the SavedModel signature takes more than one input'
     (images_input, info), = signature_def.inputs.items()
@@ -126,7 +358,7 @@ def _plan(name: str, signature_def, transform_def, runner: tflite_export.Runner
                 {'S': 'O'}.get(np.dtype(details['dtype']).kind, np.dtype(details['dtype']).kind))
         if _KINDS.get(info.dtype) != kind:
             return None, f'output {output!r} has another dtype than the SavedModel\'s'
-    return _Plan(images_input, pixels_input), ''
+    return _Plan(images_input, pixels_input, dict(lookups)), ''
 
 
 def load(path: str, signature_defs: Mapping[str, object], functions: Mapping[str, object],
@@ -148,7 +380,7 @@ def load(path: str, signature_defs: Mapping[str, object], functions: Mapping[str
         return None
     try:
         with tf.io.gfile.GFile(file, 'rb') as handle:
-            content = handle.read()
+            content, lookups = split_string_lookups(handle.read())
         runners = [tflite_export.Runner(content, threads=1)
                    for _ in range(pool_size or default_pool_size())]
         plans, skipped = {}, {}
@@ -156,7 +388,8 @@ def load(path: str, signature_defs: Mapping[str, object], functions: Mapping[str
             if name not in signature_defs or name not in functions:
                 skipped[name] = 'the SavedModel has no signature of that name'
                 continue
-            plan, why = _plan(name, signature_defs[name], transform_def, runners[0])
+            plan, why = _plan(name, signature_defs[name], transform_def, runners[0],
+                              lookups.get(name, {}))
             if plan is None:
                 skipped[name] = why
             else:
@@ -174,8 +407,11 @@ def load(path: str, signature_defs: Mapping[str, object], functions: Mapping[str
     if problem:
         logging.warning('%s not used: %s', file, problem)
         return None
-    logging.info('%s serves predict on %s (%d interpreters, XNNPACK); the SavedModel '
-                 'serves the rest', file, ', '.join(model.signatures), model.pool_size)
+    looked_up = sorted(f'{name}.{output}' for name in plans for output in plans[name].lookups)
+    logging.info('%s serves predict on %s (%d interpreters, XNNPACK%s); the SavedModel '
+                 'serves the rest', file, ', '.join(model.signatures), model.pool_size,
+                 f'; string outputs {", ".join(looked_up)} looked up after the invoke'
+                 if looked_up else '')
     return model
 
 

@@ -12,6 +12,8 @@ import concurrent.futures
 import logging
 import os
 import shutil
+import threading
+import time
 
 import grpc
 import numpy as np
@@ -259,3 +261,67 @@ def test_a_model_tflite_that_answers_otherwise_is_not_used(tmp_path, exported_mo
     with caplog.at_level(logging.WARNING):
         assert tflite_model.load(str(stale), servable.signature_defs, servable.functions) is None
     assert 'it does not load' in caplog.text
+
+
+def _delegated(content: bytes) -> bool:
+    """Whether XNNPACK took the model's graph (only the interpreter's private op list
+    says so: a delegated graph shows DELEGATE nodes)."""
+    interpreter = tf.lite.Interpreter(model_content=content, num_threads=1)
+    interpreter.allocate_tensors()
+    ops = interpreter._get_ops_details()  # pylint: disable=protected-access
+    return any(op['op_name'] == 'DELEGATE' for op in ops)
+
+
+def test_the_label_lookup_leaves_the_graph_so_that_xnnpack_takes_it(exported_models):
+    with open(os.path.join(exported_models.image_v1, tflite_export.SERVING_FILE), 'rb') as f:
+        content = f.read()
+    split, lookups = tflite_model.split_string_lookups(content)
+    (name, lookup), = lookups[features.SERVING_SIGNATURE].items()
+    assert name == features.CLASS_NAME_OUTPUT
+    assert lookup.index_output == features.CLASS_INDEX_OUTPUT
+    assert [bytes(value).decode() for value in lookup.table] == list(features.CLASS_NAMES)
+    assert lookup(np.array([1, 0])).tolist() == [n.encode() for n in features.CLASS_NAMES[::-1]]
+    assert not _delegated(content)        # the string output keeps XNNPACK off
+    assert _delegated(split)
+    assert tflite_model.split_string_lookups(split) == (split, {})
+    assert tflite_model.split_string_lookups(b'not a flatbuffer') == (b'not a flatbuffer', {})
+
+
+def test_a_shared_decode_gives_each_call_its_own_pixels_or_error(exported_models, image_paths,
+                                                                 image_bytes):
+    """Calls that wait together share one transform_features call; its pixels are those of
+    one call each, and a bad image fails only its own call."""
+    servable = model_store.load_servable(MODEL, 1, exported_models.image_v1)
+    transform = servable.functions[features.TRANSFORM_SIGNATURE]
+    alone = {p: tflite_export.transformed_images(transform, [image_bytes[p]]) for p in image_paths}
+    sizes, release = [], threading.Event()
+
+    def decode(images):   # the real decode, held on its first call until the others wait
+        sizes.append(len(images))
+        if len(sizes) == 1:
+            release.wait(120)
+        return tflite_export.transformed_images(transform, images)
+
+    broken = image_bytes[image_paths[0]][:2000]     # a JPEG cut short
+    for others in ([image_bytes[p] for p in image_paths[1:]],
+                   [image_bytes[p] for p in image_paths[1:]] + [broken]):
+        sizes.clear()
+        release.clear()
+        decoder = tflite_model.SharedDecoder(decode, ahead=100)
+        with concurrent.futures.ThreadPoolExecutor(len(others) + 1) as pool:
+            first = pool.submit(decoder.outputs, [image_bytes[image_paths[0]]])
+            while not sizes:
+                time.sleep(0.01)
+            rest = [pool.submit(decoder.outputs, [image]) for image in others]
+            while decoder.waiting < len(others):
+                time.sleep(0.01)
+            release.set()
+            answers = [first] + rest
+            results = [a.exception(120) or a.result() for a in answers]
+        assert sizes[:2] == [1, len(others)]
+        for path, result in zip(image_paths, results):
+            for output, value in alone[path].items():
+                np.testing.assert_array_equal(result[output], value)
+        if others[-1] is broken:
+            assert isinstance(results[-1], tf.errors.OpError)
+            assert sizes[2:] == [1] * len(others)     # then each call's images on their own
