@@ -69,7 +69,6 @@ def run(config, metadata_path: str, con: Optional[console.Console] = None) -> No
     from tfx.orchestration.local import local_dag_runner  # pylint: disable=import-outside-toplevel
     from pipeline import pipeline as pipeline_def  # pylint: disable=import-outside-toplevel
     from pipeline import recovery  # pylint: disable=import-outside-toplevel
-    from pipeline import stage_memory  # pylint: disable=import-outside-toplevel
     dsl_pipeline = pipeline_def.create_pipeline(
         config, metadata.sqlite_metadata_connection_config(metadata_path))
     if con is not None:
@@ -82,8 +81,7 @@ def run(config, metadata_path: str, con: Optional[console.Console] = None) -> No
         # TFX hands the process's argv to every executor and to absl as their flags.
         argv, sys.argv = sys.argv, sys.argv[:1]
         try:
-            with stage_memory.collected_after_each_component():
-                local_dag_runner.LocalDagRunner().run(dsl_pipeline)
+            local_dag_runner.LocalDagRunner().run(dsl_pipeline)
         finally:
             sys.argv = argv
 

@@ -34,9 +34,8 @@ _INFO_LOGGERS = ('', progress.LOGGER_NAME)
 _STARTED = re.compile(r'^Component (\S+) is running\.$')
 _FINISHED = re.compile(r'^Component (\S+) is finished\.$')
 
-class ComponentEvents(logging.Handler):
-    """Turns LocalDagRunner's start/finish records into calls (added to the root logger;
-    its records reach it once the root's level is INFO, as a Console sets it)."""
+class _ComponentEvents(logging.Handler):
+    """Turns LocalDagRunner's start/finish records into calls."""
 
     def __init__(self, started: Callable[[str], None], finished: Callable[[str], None]):
         super().__init__(level=logging.INFO)
@@ -220,7 +219,7 @@ class Console:
         file_handler = logging.StreamHandler(sys.stderr)
         file_handler.setFormatter(logging.Formatter(
             '%(asctime)s %(levelname)s %(name)s] %(message)s'))
-        events = ComponentEvents(self._component_started, self._component_finished)
+        events = _ComponentEvents(self._component_started, self._component_finished)
         shown = _Progress(self.say)
         progress_logger = progress.logger()
         root.addHandler(file_handler)
