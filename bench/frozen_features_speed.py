@@ -13,10 +13,7 @@ Prints, in images/s (one image = one forward pass of the base):
   DataQuality  frozen_features.batches: TFRecords decoded by tf.data in the background,
                the base in TFLite (FROZEN_BASE_RUNTIME=tf: in TF), per invoke size too
   Trainer      frozen_training.view_features: 3 augmented views per photo, the
-               augmentation in TF, the base in TFLite (or TF), per invoke size too;
-               the input (reading, augmenting) in a thread of its own
-               (models/feature_pass.py), against "input in this thread": each view
-               augmented then run, one after the other (before)
+               augmentation in TF, the base in TFLite (or TF), per invoke size too
 and each path's rate as a ratio of the XNNPACK limit. Invoke releases the GIL (the
 decode rate while the interpreter runs in another thread is printed too), so decoding
 overlaps the forward pass; when the decode rate is near the path's rate, decoding is the
@@ -167,17 +164,6 @@ def measure(data_root: str, images: int, weights: str, size: int, batch_size: in
         base = tflite_base.FrozenBase(model, given, (size, size), invoke_batch=chunk)
         rates[name] = _rate(lambda: frozen_training.view_features(  # pylint: disable=cell-var-from-loop
             model, dataset, VIEWS, None, len(paths), base=base), len(paths) * VIEWS)  # pylint: disable=cell-var-from-loop
-    # Before the input's own thread (models/feature_pass.py): each view augmented, then
-    # run, in this thread, one after the other.
-    keras.utils.set_random_seed(0)
-    model = builders.build_transfer_model((size, size), 2, weights=weights, seed=0)
-    base = tflite_base.FrozenBase(model, weights, (size, size), invoke_batch=None)
-
-    def one_thread():
-        for images, _ in dataset:
-            np.stack([base(base.augmented(images)) for _ in range(VIEWS)], axis=1)
-
-    rates['Trainer, input in this thread'] = _rate(one_thread, len(paths) * VIEWS)
     rates.update(writer_seconds(builders.POOLED_FEATURES))
     return rates
 
@@ -282,8 +268,7 @@ def main() -> int:
           f'FrozenBase (hash, cache, check) {rates["a second FrozenBase (s)"]:.2f} s')
     for name in ('TF', 'XNNPACK, whole batch', 'XNNPACK', 'decode', 'decode while invoking',
                  'DataQuality, whole batch', 'DataQuality', 'DataQuality (TF)',
-                 'Trainer, whole batch', 'Trainer', 'Trainer (TF)',
-                 'Trainer, input in this thread'):
+                 'Trainer, whole batch', 'Trainer', 'Trainer (TF)'):
         print(f'{name:30s} {rates[name]:7.1f} images/s  {rates[name] / limit:5.2f}x the limit')
     for name in ('two copies', 'streamed'):
         print(f'Writer, {WRITER_ROWS} rows, {name:10s} {rates[f"Writer {name} (s)"]:6.2f} s, '

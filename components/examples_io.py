@@ -55,6 +55,12 @@ def value(example: tf.train.Example, key: str):
     return feature.int64_list.value[0]
 
 
+def value_or_none(example: tf.train.Example, key: str):
+    """value(), or None when the example has no such feature (e.g. examples written
+    without `path`)."""
+    return value(example, key) if key in example.features.feature else None
+
+
 def samples_per_label(examples_uri: str, split: str, class_names: Sequence[str],
                       count: int) -> Dict[str, List[Tuple[bytes, str]]]:
     """The first `count` (image bytes, path) of each class, in file order.

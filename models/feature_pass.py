@@ -33,11 +33,11 @@ def features_of(featurizer, dataset: tf.data.Dataset, views: int,
     Raises:
       ValueError: the dataset does not hold `count` photos.
     """
-    prepare = lambda images: images  # pylint: disable=unnecessary-lambda-assignment
     if isinstance(featurizer, tflite_base.FrozenBase):
-        shape, run = (count, views, featurizer.dimensions), featurizer
-        if augment:
-            prepare = featurizer.augmented
+        shape = (count, views, featurizer.dimensions)
+
+        def run(images):
+            return featurizer(images, augment=augment)
     else:
         shape = (count, views, featurizer.output.shape[-1])
         # training=False: the base in inference mode; augmentation layers keep the
@@ -57,7 +57,7 @@ def features_of(featurizer, dataset: tf.data.Dataset, views: int,
     row = 0
     for x, batch_labels in dataset:
         images = x[0] if isinstance(x, tuple) else x
-        pooled = np.stack([run(prepare(images)) for _ in range(views)], axis=1)
+        pooled = np.stack([run(images) for _ in range(views)], axis=1)
         size = len(pooled)
         if store is None:
             gathered.append(pooled)

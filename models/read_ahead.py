@@ -1,9 +1,8 @@
 """An iterator's items made by a thread of their own, a few ahead of the one using them.
 
-The producer's work (reading and decoding files, TensorFlow's augmentation) overlaps the
-consumer's (an interpreter's invoke, which releases the GIL). One thread, in order: the
-items are the ones the iterator would have given, in the same order, so random draws
-made while producing them are the same draws as without the thread.
+BulkInferrer's reader: the next batches of files are read and checked while the model
+scores this one (TensorFlow releases the GIL). One thread, in order: the items are the
+ones the iterator would have given, in the same order.
 """
 
 import queue

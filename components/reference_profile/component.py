@@ -78,9 +78,8 @@ class Photo(NamedTuple):
 
 
 def _path(example) -> Optional[str]:
-    feature = example.features.feature
-    return (examples_io.value(example, features.PATH_KEY).decode()
-            if features.PATH_KEY in feature else None)
+    path = examples_io.value_or_none(example, features.PATH_KEY)
+    return path.decode() if path is not None else None
 
 
 def read_sample(sample_uri: str, split: str) -> List[Photo]:

@@ -4,8 +4,9 @@ checked on the eval split against the SavedModel; a variant that loses more than
 
 Runs after the Trainer, beside the Evaluator: it reads the Trainer's model (and its
 ModelRun: the Trainer's answers on every eval photo are the SavedModel's in the check,
-so the SavedModel does not run over the eval split again) and ExampleGen's examples only. The served model (the SavedModel) is unchanged; a TFLite
-model takes the decoded pixels (models/tflite_export.py says why and how to feed it).
+so the SavedModel does not run over the eval split again) and ExampleGen's examples
+only. The served model (the SavedModel) is unchanged; a TFLite model takes the decoded
+pixels (models/tflite_export.py says why and how to feed it).
 """
 
 from tfx.dsl.component.experimental.annotations import InputArtifact

@@ -62,8 +62,9 @@ PREPROCESSING = ('encoded image -> tf.io.decode_image (3 channels) -> bilinear r
                  'input size -> x / 127.5 - 1 (models/preprocessing.py), as the SavedModel does')
 
 
-def labelled_records(examples_uri: str, split: str) -> Iterator[Tuple[bytes, int, bytes]]:
-    """(serialized Example, label, path: b'' when it has none) of a split, in file order."""
+def labelled_records(examples_uri: str, split: str
+                     ) -> Iterator[Tuple[bytes, int, Optional[bytes]]]:
+    """(serialized Example, label, path or None) of a split, in file order."""
     files = examples_io.split_files(examples_uri, split)
     if not files:
         raise FileNotFoundError(f'no files for split {split!r} under {examples_uri}')
@@ -73,11 +74,10 @@ def labelled_records(examples_uri: str, split: str) -> Iterator[Tuple[bytes, int
         raw = record.numpy()
         example = examples_io.parse(raw)
         yield (raw, int(examples_io.value(example, features.LABEL_KEY)),
-               examples_io.value(example, features.PATH_KEY)
-               if features.PATH_KEY in example.features.feature else b'')
+               examples_io.value_or_none(example, features.PATH_KEY))
 
 
-def balanced_records(records: Iterator[Tuple[bytes, int, bytes]], count: int,
+def balanced_records(records: Iterator[Tuple[bytes, int, Optional[bytes]]], count: int,
                      classes: int) -> List[bytes]:
     """Up to `count` records, as many of each class as there are (up to count / classes),
     taken from the start and interleaved class by class. Stops reading once all are found."""
@@ -99,10 +99,10 @@ def to_pixels(transform, serialized: Sequence[bytes]) -> np.ndarray:
     return transform(examples=tf.constant(list(serialized)))[_IMAGE_XF].numpy()
 
 
-def batches(records: Iterator[Tuple[bytes, int, bytes]], limit: int,
-            size: int) -> Iterator[Tuple[List[bytes], np.ndarray, List[bytes]]]:
+def batches(records: Iterator[Tuple[bytes, int, Optional[bytes]]], limit: int,
+            size: int) -> Iterator[Tuple[List[bytes], np.ndarray, List[Optional[bytes]]]]:
     """(serialized, labels, paths) of the first `limit` records, `size` at a time."""
-    chunk: List[Tuple[bytes, int, bytes]] = []
+    chunk: List[Tuple[bytes, int, Optional[bytes]]] = []
     for index, record in enumerate(records):
         if index >= limit:
             break
@@ -114,7 +114,8 @@ def batches(records: Iterator[Tuple[bytes, int, bytes]], limit: int,
         yield _columns(chunk)
 
 
-def _columns(chunk: List[Tuple[bytes, int, bytes]]) -> Tuple[List[bytes], np.ndarray, List[bytes]]:
+def _columns(chunk: List[Tuple[bytes, int, Optional[bytes]]]
+             ) -> Tuple[List[bytes], np.ndarray, List[Optional[bytes]]]:
     return [r[0] for r in chunk], np.array([r[1] for r in chunk]), [r[2] for r in chunk]
 
 
