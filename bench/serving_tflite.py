@@ -6,6 +6,7 @@ Run by hand (never a test): prints numbers and ratios, asserts nothing.
     python bench/serving_tflite.py                                 # exports a 224 model
     python bench/serving_tflite.py --model_base_path /path/to/push/image_classifier
     python bench/serving_tflite.py --rounds 3 --seconds 30 --enable_batching
+    python bench/serving_tflite.py --model_base_path ... --other_root /work/main
 
 Each round measures, one after the other:
 1. the limit: the served version's model.tflite on decoded pixels (the SavedModel's
@@ -13,15 +14,18 @@ Each round measures, one after the other:
    a thread per core, then as one single-thread interpreter per core in parallel
    threads (as the server runs them); the better of the two is the limit. The model is
    taken as the server loads it (serving/tflite_model.py: its string-table lookup, the
-   label, out of the graph, which lets XNNPACK take it); the file as it is (no XNNPACK:
-   TFLite's builtin kernels) is timed beside it, one single-thread interpreter per core;
+   label, out of the graph, which lets XNNPACK take it) and called as the server calls
+   it (`ServedInterpreter.run_images`); the file as it is (no XNNPACK: TFLite's builtin
+   kernels) is timed beside it, one single-thread interpreter per core;
 2. TensorFlow's forward rate for reference (the SavedModel's classify_pixels, batch 32);
 3. `python -m serving.server` without the flag, then with it (once per --tflite_pools
    value): --clients keep-alive
    REST clients (one photo per request, the next request once the answer is in) for
    --warmup seconds, then --seconds counted: answered images/s, failed requests (any
    error or non-200, warmup included), p50/p99, and the CPU seconds per image of the
-   server and of the clients (which share the cores with the server).
+   server and of the clients (which share the cores with the server); with
+   --other_root, then the --prefer_tflite_model server of another checkout (e.g. main's
+   code beside a branch's) on the same model, clients and limit.
 
 The model: the newest version under --model_base_path, copied (with the Pusher's
 model.tflite; one is written with the Pusher's own code if the version has none), or
@@ -127,20 +131,20 @@ class _Pixels:
         each, one image per call, each in a Python thread of its own, for about `seconds`;
         `content`: another model than the served one."""
         from models import features  # pylint: disable=import-outside-toplevel
-        from models import tflite_export  # pylint: disable=import-outside-toplevel
-        runners = [tflite_export.Runner(content or self.content, threads=threads)
+        from serving import tflite_model  # pylint: disable=import-outside-toplevel
+        # The server's own interpreter and call (its direct path where the model allows).
+        runners = [tflite_model.ServedInterpreter(content or self.content, threads=threads)
                    for _ in range(interpreters)]
         for runner in runners:   # warm: XNNPACK packs its weights on the first call
-            runner.run_signature(features.SERVING_SIGNATURE,
-                                 {self.input_name: self.pixels[:1]})
+            runner.run_images(features.SERVING_SIGNATURE, self.input_name, self.pixels[:1])
         counts = [0] * interpreters
         stop = time.perf_counter() + seconds
 
         def work(index: int) -> None:
             runner, i = runners[index], index
             while time.perf_counter() < stop:
-                runner.run_signature(features.SERVING_SIGNATURE,
-                                     {self.input_name: self.pixels[i % len(self.pixels):][:1]})
+                runner.run_images(features.SERVING_SIGNATURE, self.input_name,
+                                  self.pixels[i % len(self.pixels):][:1])
                 counts[index] += 1
                 i += interpreters
 
@@ -235,14 +239,32 @@ class _Client(threading.Thread):
         connection.close()
 
 
-def _load(args, base: pathlib.Path, bodies: List[bytes], work: pathlib.Path,
-          flags: List[str], name: str) -> Dict:
-    import psutil  # pylint: disable=import-outside-toplevel
+def _server(args: List[str], log: pathlib.Path, root: str):
+    """tests.serving.server_process.ServerProcess, its code taken from the checkout at
+    `root` ('' : this one)."""
+    import subprocess  # pylint: disable=import-outside-toplevel
     from tests.serving import server_process  # pylint: disable=import-outside-toplevel
-    server = server_process.ServerProcess(
+
+    class _Server(server_process.ServerProcess):
+        def start(self):
+            if not root:
+                return super().start()
+            env = dict(server_process.subprocess_env(), PYTHONPATH=root)
+            self._log_file = open(self.log_path, 'wb')  # pylint: disable=consider-using-with
+            self.process = subprocess.Popen(  # pylint: disable=consider-using-with
+                [sys.executable, '-m', 'serving.server'] + self.args, cwd=root, env=env,
+                stdout=self._log_file, stderr=subprocess.STDOUT)
+            return self
+
+    return _Server(args, log, grpc=False).start()
+
+
+def _load(args, base: pathlib.Path, bodies: List[bytes], work: pathlib.Path,
+          flags: List[str], name: str, root: str = '') -> Dict:
+    import psutil  # pylint: disable=import-outside-toplevel
+    server = _server(
         [f'--model_name={MODEL}', f'--model_base_path={base}',
-         '--file_system_poll_wait_seconds=0'] + flags,
-        work / f'{name}.log', grpc=False).start()
+         '--file_system_poll_wait_seconds=0'] + flags, work / f'{name}.log', root)
     try:
         server.wait_ready(timeout=600)
         requests = requests_bytes(bodies)
@@ -295,6 +317,10 @@ def main(argv=None) -> int:
                         'each (0: one interpreter per core)')
     parser.add_argument('--enable_batching', action='store_true',
                         help='both servers batch (--enable_batching)')
+    parser.add_argument('--other_root', default='',
+                        help='also run the --prefer_tflite_model server of the checkout '
+                        'at this path (e.g. /work/main) in each round, after this one\'s: '
+                        'two versions of the server side by side')
     parser.add_argument('--json', help='write the figures here')
     args = parser.parse_args(argv)
     sys.path.insert(0, str(PROJECT_ROOT))
@@ -313,10 +339,13 @@ def main(argv=None) -> int:
         print(f'{len(images)} photos, {args.clients} REST clients, {args.warmup:g} s warmup + '
               f'{args.seconds:g} s counted per server, {cores} cores'
               + (', batching' if args.enable_batching else ''))
-        variants = [('saved_model', 'server, SavedModel', extra)] + [
+        variants = [('saved_model', 'server, SavedModel', extra, '')] + [
             (f'tflite_{pools}', f'server, --prefer_tflite_model --num_tflite_pools={pools}',
-             extra + ['--prefer_tflite_model', f'--num_tflite_pools={pools}'])
-            for pools in args.tflite_pools]
+             extra + ['--prefer_tflite_model', f'--num_tflite_pools={pools}'], '')
+            for pools in args.tflite_pools] + ([
+                ('tflite_other', f'server of {args.other_root}, --prefer_tflite_model',
+                 extra + ['--prefer_tflite_model'], args.other_root)]
+                if args.other_root else [])
         for number in range(1, args.rounds + 1):
             found = {}
             (found['limit_one_interpreter'], cpu_one) = pixels.tflite_rate(
@@ -339,8 +368,9 @@ def main(argv=None) -> int:
                   f'batch {TF_BATCH} {found["tensorflow"]:.1f} images/s '
                   f'({found["tensorflow"] / limit:.2f}x the limit), '
                   f'{found["tensorflow_cpu_ms_per_image"]:.1f} CPU ms per image')
-            for key, label, flags in variants:
-                result = found[key] = _load(args, base, bodies, work, flags, f'r{number}-{key}')
+            for key, label, flags, root in variants:
+                result = found[key] = _load(args, base, bodies, work, flags, f'r{number}-{key}',
+                                            root)
                 print(f'  {label}: {result["images_per_second"]:.1f} images/s = '
                       f'{result["images_per_second"] / limit:.2f}x the limit, failed '
                       f'{result["failed"]}, p50 {result["p50_ms"]:.0f} ms, p99 '
@@ -357,10 +387,10 @@ def main(argv=None) -> int:
                     if found['saved_model']['images_per_second']:
                         print(f'    / SavedModel server: {result["images_per_second"] / found["saved_model"]["images_per_second"]:.2f}x')
             rounds.append(found)
-    for key, label, _ in variants:
+    for key, label, _, _ in variants:
         ratio = statistics.median(r[key]['images_per_second'] / r['limit'] for r in rounds)
         print(f'median over {len(rounds)} rounds, {label}: {ratio:.2f}x the limit')
-    failed = sum(r[key]['failed'] for r in rounds for key, _, _ in variants)
+    failed = sum(r[key]['failed'] for r in rounds for key, _, _, _ in variants)
     print(f'failed requests, all servers and rounds: {failed}')
     if args.json:
         with open(args.json, 'w') as f:

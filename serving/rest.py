@@ -37,7 +37,6 @@ import urllib.parse
 
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2
-import tornado.gen
 import tornado.httpserver
 import tornado.iostream
 import tornado.netutil
@@ -257,8 +256,11 @@ class _ApiHandler(_JsonHandler):
             self._server.executor, _handle, self._server.core, call, kind, spec,
             body)
         try:
-            status, doc, error = await asyncio.wait_for(
-                asyncio.shield(work), timeout)
+            # As asyncio.wait_for(asyncio.shield(work), timeout): past the deadline the
+            # client is answered and the work goes on to its next check.
+            if not await done_within(work, timeout):
+                raise asyncio.TimeoutError()
+            status, doc, error = work.result()
         except asyncio.TimeoutError:
             error = errors.ServingError(errors.Code.DEADLINE_EXCEEDED,
                                         'Deadline Exceeded')
@@ -279,6 +281,31 @@ class _ApiHandler(_JsonHandler):
         call.http_status = status
         self._server.core.finish(call, error)
         self.send_json(status, {'error': error.client_message})
+
+
+async def done_within(future: asyncio.Future, seconds: Optional[float]) -> bool:
+    """Whether `future` is done within `seconds` (None: waits for it), leaving it running
+    otherwise: as tornado.gen.with_timeout or asyncio.wait_for on a shielded future, with
+    one timer and no second future chained to it (they took a good part of the event
+    loop's time per request). Its exception, if any, is left to the caller."""
+    if future.done():
+        return True
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+
+    def wake(_=None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    timer = loop.call_later(seconds, wake) if seconds is not None else None
+    future.add_done_callback(wake)
+    try:
+        await waiter
+    finally:
+        if timer is not None:
+            timer.cancel()
+        future.remove_done_callback(wake)
+    return future.done()
 
 
 def _parse_path(method: str, path: str
@@ -399,25 +426,26 @@ class _HttpServer(tornado.httpserver.HTTPServer):
         super().initialize(*args, **kwargs)
         self._idle_timeout = datetime.timedelta(seconds=idle_timeout)
         self._header_timeout = datetime.timedelta(seconds=header_timeout)
+        # tornado's own bound on a request head (idle_connection_timeout, an hour) is
+        # reached only after ours: not timed a second time for each request.
+        if idle_timeout + header_timeout < self.conn_params.header_timeout:
+            self.conn_params.header_timeout = None
 
     def handle_stream(self, stream, address) -> None:
         read_headers = stream.read_until_regex
-        idle, header = self._idle_timeout, self._header_timeout
-        quiet = tornado.iostream.StreamClosedError
+        idle = self._idle_timeout.total_seconds()
+        header = self._header_timeout
 
         async def read_request_head(regex, max_bytes=None):
-            try:
-                first = await tornado.gen.with_timeout(
-                    idle, stream.read_bytes(1), quiet_exceptions=quiet)
-            except tornado.gen.TimeoutError:
+            # A read that fails once the stream is closed here fails quietly (tornado
+            # retrieves the StreamClosedError it sets).
+            first = stream.read_bytes(1)
+            if not await done_within(first, idle):
                 stream.close()
                 raise tornado.iostream.StreamClosedError() from None
-            try:
-                rest = await tornado.gen.with_timeout(
-                    header, read_headers(regex, max_bytes=(
-                        max_bytes - 1 if max_bytes else None)),
-                    quiet_exceptions=quiet)
-            except tornado.gen.TimeoutError:
+            first = first.result()
+            rest = read_headers(regex, max_bytes=(max_bytes - 1 if max_bytes else None))
+            if not await done_within(rest, header.total_seconds()):
                 body = json_tensor.dumps({'error': (
                     'Request headers not received within '
                     f'{header.total_seconds():g} s '
@@ -428,7 +456,7 @@ class _HttpServer(tornado.httpserver.HTTPServer):
                     b'Content-Length: %d\r\n\r\n%s' % (len(body), body))
                 stream.close()
                 raise tornado.iostream.StreamClosedError() from None
-            return first + rest
+            return first + rest.result()
 
         # The HTTP/1 connection reads each request's head through this.
         stream.read_until_regex = read_request_head

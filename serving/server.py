@@ -392,6 +392,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         level=getattr(logging, args.log_level),
         format='%(asctime)s.%(msecs)03d %(levelname)s %(threadName)s] '
         '%(message)s', datefmt='%Y-%m-%d %H:%M:%S', stream=sys.stderr)
+    # What the format above does not show is not gathered for each record (the access
+    # log writes one per request): the caller's file and line, the process and its
+    # multiprocessing name (the logging module's documented switches).
+    logging._srcfile = None  # pylint: disable=protected-access
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     try:
         _validate(args)
     except ValueError as error:
