@@ -312,11 +312,16 @@ class ServedInterpreter(tflite_export.Runner):
         return (details['index'], tuple(primary_in[0]['shape'][1:]),
                 [(name, output['index']) for name, output in outputs.items()])
 
+    def direct(self, key: str) -> bool:
+        """Whether `run_images` on this signature takes the direct path."""
+        if key not in self._direct:
+            self._direct[key] = self._direct_io(key)
+        return self._direct[key] is not None
+
     def run_images(self, key: str, input_name: str, pixels: np.ndarray
                    ) -> Dict[str, np.ndarray]:
         """As tflite_export.run_one_by_one(self, key, input_name, pixels)."""
-        if key not in self._direct:
-            self._direct[key] = self._direct_io(key)
+        self.direct(key)
         direct = self._direct[key]
         if (direct is None or pixels.dtype != np.float32 or not len(pixels)
                 or pixels.shape[1:] != direct[1]):

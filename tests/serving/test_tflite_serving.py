@@ -287,6 +287,32 @@ def test_the_label_lookup_leaves_the_graph_so_that_xnnpack_takes_it(exported_mod
     assert tflite_model.split_string_lookups(b'not a flatbuffer') == (b'not a flatbuffer', {})
 
 
+def test_the_direct_invoke_gives_the_signature_runners_numbers(exported_models, image_paths,
+                                                              image_bytes):
+    """The server's interpreters skip the SignatureRunner where the model allows (the
+    Pusher's file once its label lookup is out); the numbers are the same to the bit, for
+    one image and for several; the file as it is (a string output) takes the runner."""
+    servable = model_store.load_servable(MODEL, 1, exported_models.image_v1)
+    with open(os.path.join(exported_models.image_v1, tflite_export.SERVING_FILE), 'rb') as f:
+        content = f.read()
+    split, _ = tflite_model.split_string_lookups(content)
+    key = features.SERVING_SIGNATURE
+    for model, direct in ((split, True), (content, False)):
+        interpreter = tflite_model.ServedInterpreter(model)
+        assert interpreter.direct(key) is direct
+        (input_name,) = interpreter.signature_details(key)[0]
+        pixels = tflite_export.transformed_images(
+            servable.functions[features.TRANSFORM_SIGNATURE],
+            [image_bytes[p] for p in image_paths])[input_name]
+        expected = tflite_export.run_one_by_one(interpreter, key, input_name, pixels)
+        for batch in (pixels[:1], pixels):
+            answers = interpreter.run_images(key, input_name, batch)
+            assert set(answers) == set(expected)
+            for name, value in answers.items():
+                assert value.dtype == expected[name].dtype
+                np.testing.assert_array_equal(value, expected[name][:len(batch)])
+
+
 def test_a_shared_decode_gives_each_call_its_own_pixels_or_error(exported_models, image_paths,
                                                                  image_bytes):
     """Calls that wait together share one transform_features call; its pixels are those of
