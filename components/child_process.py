@@ -105,7 +105,7 @@ class _Worker:
 
     def call(self, function: Callable, args: tuple, kwargs: dict) -> Any:
         _send(self._requests, (function.__module__, function.__qualname__, args, kwargs,
-                               logging.getLogger().getEffectiveLevel()))
+                               _levels()))
         while True:
             message = _receive(self._answers)
             if message is None:
@@ -148,6 +148,15 @@ class _Worker:
             self.process.kill()
             self.process.wait()
         self._copier.join(timeout=5)
+
+
+def _levels() -> dict:
+    """The levels set on this process's loggers (root: ''), for the child to log as here."""
+    levels = {'': logging.getLogger().level}
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
+            levels[name] = logger.level
+    return levels
 
 
 def _copy_output(fd: int) -> None:
@@ -235,12 +244,13 @@ class _Forward(logging.Handler):
 
 def _run_request(answers: int, request: tuple) -> None:
     """In the forked child: runs one call, sends its log records and its answer."""
-    module_name, qualname, args, kwargs, level = request
+    module_name, qualname, args, kwargs, levels = request
     root = logging.getLogger()
     for handler in root.handlers[:]:
         root.removeHandler(handler)
     root.addHandler(_Forward(answers))
-    root.setLevel(level)
+    for name, level in levels.items():
+        logging.getLogger(name or None).setLevel(level)
     try:
         function = importlib.import_module(module_name)
         for part in qualname.split('.'):
