@@ -31,15 +31,25 @@ def split_files(examples_uri: str, split: str) -> List[str]:
     return sorted(tf.io.gfile.glob(split_pattern(examples_uri, split)))
 
 
-def iter_examples(examples_uri: str, split: str) -> Iterator[tf.train.Example]:
-    """Every Example of a split, in file order (files are gzipped TFRecords)."""
+def iter_records(examples_uri: str, split: str) -> Iterator[bytes]:
+    """Every serialized Example of a split, in file order (files are gzipped TFRecords).
+
+    Raises:
+      FileNotFoundError: the split has no files.
+    """
     files = split_files(examples_uri, split)
     if not files:
         raise FileNotFoundError(f'no files for split {split!r} under {examples_uri}')
     records = tf.data.TFRecordDataset(files, compression_type='GZIP').with_options(
         tf_data.no_autotune_thread())
     for record in records:
-        yield parse(record.numpy())
+        yield record.numpy()
+
+
+def iter_examples(examples_uri: str, split: str) -> Iterator[tf.train.Example]:
+    """Every Example of a split, in file order (files are gzipped TFRecords)."""
+    for record in iter_records(examples_uri, split):
+        yield parse(record)
 
 
 def parse(record: bytes) -> tf.train.Example:
