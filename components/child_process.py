@@ -36,6 +36,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from typing import Any, Callable, Optional, Sequence
 
@@ -102,6 +103,7 @@ class _Worker:
                                         name='child-process-output', daemon=True)
         self._copier.start()
         self.ready = False
+        self._started = time.perf_counter()
 
     def call(self, function: Callable, args: tuple, kwargs: dict) -> Any:
         _send(self._requests, (function.__module__, function.__qualname__, args, kwargs,
@@ -116,6 +118,9 @@ class _Worker:
             kind = message[0]
             if kind == _READY:
                 self.ready = True
+                logging.getLogger(__name__).info(
+                    'the worker of components/child_process.py was ready %.1f s after its '
+                    'start (its imports)', time.perf_counter() - self._started)
             elif kind == _LOG:
                 record = logging.makeLogRecord(message[1])
                 logger = logging.getLogger(record.name)
