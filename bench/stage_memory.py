@@ -9,7 +9,9 @@ process under it (Beam's workers, the InfraValidator's server, TFLite conversion
 a child). The console's component lines (`[3/19] Trainer ...` and its ` done 35.2 s`)
 are time-stamped as they arrive and cut the run into windows: per component, its
 console seconds, the main process's RSS at its end and its peak inside it, and the
-largest other process inside it (its command). Last: the largest process of the run
+largest other process inside it (its command), and the sum of all processes' RSS (pages
+shared between processes, e.g. TensorFlow's libraries, count once per process, as in
+tree_sampler). Last: the largest process of the run
 (what bench/pipeline_vs_notebook.py's "largest process" is: tree_sampler's per-process
 peak). Prints numbers; asserts nothing.
 """
@@ -117,28 +119,31 @@ def main() -> int:
     wall = time.time() - started
     samples = sampler.samples
 
+    def tree(sample) -> int:
+        return sample[1] + sum(rss for rss, _ in sample[2].values())
+
     def window(t0: float, t1: float):
         inside = [s for s in samples if t0 <= s[0] <= t1]
         before = [s for s in samples if s[0] <= t1]
         main_peak = max((s[1] for s in inside), default=0)
         end_rss = before[-1][1] if before else 0
         other = max(((rss, cmd) for s in inside for rss, cmd in s[2].values()), default=(0, ''))
-        return main_peak, end_rss, other
+        return main_peak, end_rss, other, max((tree(s) for s in inside), default=0)
 
     starts = {node: t for t, kind, node, _ in events if kind == 'start'}
     rows = []
-    print(f'\n{"component":<22} {"s":>6} {"main end":>9} {"main peak":>10} {"other peak":>11}  '
-          'other process')
+    print(f'\n{"component":<22} {"s":>6} {"main end":>9} {"main peak":>10} {"other peak":>11} '
+          f'{"tree peak":>10}  other process')
     previous_end = started
     for t, kind, node, seconds in events:
         if kind != 'end':
             continue
         t0 = starts.get(node, previous_end)
-        main_peak, end_rss, (other, cmd) = window(t0, t)
+        main_peak, end_rss, (other, cmd), tree_peak = window(t0, t)
         rows.append(dict(component=node, seconds=seconds, main_end=end_rss,
-                         main_peak=main_peak, other_peak=other, other=cmd))
+                         main_peak=main_peak, other_peak=other, other=cmd, tree_peak=tree_peak))
         print(f'{node:<22} {seconds or 0:6.1f} {end_rss / 2**30:9.2f} {main_peak / 2**30:10.2f} '
-              f'{other / 2**30:11.2f}  {cmd if other else ""}')
+              f'{other / 2**30:11.2f} {tree_peak / 2**30:10.2f}  {cmd if other else ""}')
         previous_end = t
     peaks: Dict[int, Tuple[int, str]] = {}
     for _, main, others in samples:
@@ -149,12 +154,15 @@ def main() -> int:
                 peaks[pid] = (rss, cmd)
     largest_pid = max(peaks, key=lambda pid: peaks[pid][0])
     main_peak = peaks.get(proc.pid, (0, ''))[0]
+    tree_peak = max((tree(s) for s in samples), default=0)
     print(f'\nwall {wall:.1f} s; main process peak {main_peak / 2**30:.2f} GiB; largest process '
-          f'{peaks[largest_pid][0] / 2**30:.2f} GiB ({peaks[largest_pid][1]}); exit '
-          f'{proc.returncode}; {len(samples)} samples; load {os.getloadavg()}')
+          f'{peaks[largest_pid][0] / 2**30:.2f} GiB ({peaks[largest_pid][1]}); all processes '
+          f'(sum of RSS) {tree_peak / 2**30:.2f} GiB; exit {proc.returncode}; {len(samples)} '
+          f'samples; load {os.getloadavg()}')
     if args.json:
         with open(args.json, 'w', encoding='utf-8') as f:
             json.dump(dict(wall=wall, main_peak=main_peak, largest=peaks[largest_pid][0],
+                           tree_peak=tree_peak,
                            largest_command=peaks[largest_pid][1], components=rows,
                            returncode=proc.returncode), f, indent=1)
     return proc.returncode
