@@ -10,8 +10,8 @@ so what it allocates ends with it.
 The child is forked by a worker process (`python -m components.child_process`) that
 has imported TensorFlow and the modules named to it once, then waits: a call costs a
 fork, not TensorFlow's import (3-5 s), and the next call forks afresh from the same
-worker. The worker is started by the first call (or `prestart`) and serves this process
-until it ends (it reads its requests from a pipe, and exits at its end) or `stop`.
+worker. The worker is started by the first call and serves this process until it ends (it
+reads its requests from a pipe, and exits at its end) or `stop`.
 Nothing but the modules' import runs in the worker itself: each call runs in its own
 fork.
 
@@ -102,10 +102,11 @@ class _Worker:
         self._copier = threading.Thread(target=_copy_output, args=(output_read,),
                                         name='child-process-output', daemon=True)
         self._copier.start()
-        self.ready = False
         self._started = time.perf_counter()
+        self.answering = False   # a call's answer is still to come (or to be read whole)
 
     def call(self, function: Callable, args: tuple, kwargs: dict) -> Any:
+        self.answering = True
         _send(self._requests, (function.__module__, function.__qualname__, args, kwargs,
                                _levels()))
         while True:
@@ -116,8 +117,8 @@ class _Worker:
                     f'(exit status {self.process.poll()}) while running '
                     f'{function.__module__}.{function.__qualname__}')
             kind = message[0]
+            self.answering = kind not in (_RESULT, _ERROR, _DIED)
             if kind == _READY:
-                self.ready = True
                 logging.getLogger(__name__).info(
                     'the worker of components/child_process.py was ready %.1f s after its '
                     'start (its imports)', time.perf_counter() - self._started)
@@ -141,12 +142,16 @@ class _Worker:
                     f'the child process running {function.__module__}.'
                     f'{function.__qualname__} ended without an answer ({message[1]})')
 
-    def stop(self) -> None:
+    def stop(self, kill: bool = False) -> None:
+        """Closes its pipes: the worker exits (and kills a child still running); with
+        kill, it is killed at once."""
         for fd in (self._requests, self._answers, self._alive):
             try:
                 os.close(fd)
             except OSError:
                 pass
+        if kill:
+            self.process.kill()
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -182,15 +187,6 @@ _lock = threading.Lock()
 _worker: Optional[_Worker] = None
 
 
-def prestart(preload: Sequence[str] = PRELOAD) -> None:
-    """Starts the worker now (if none runs), so that it imports while this process works;
-    the first call then only forks."""
-    global _worker  # pylint: disable=global-statement
-    with _lock:
-        if _worker is None or _worker.process.poll() is not None:
-            _worker = _Worker(preload)
-
-
 def call(function: Callable, *args, **kwargs) -> Any:
     """function(*args, **kwargs) in a child process, its return value here.
 
@@ -208,10 +204,12 @@ def call(function: Callable, *args, **kwargs) -> Any:
             _worker = _Worker(PRELOAD)
         try:
             return _worker.call(function, args, kwargs)
-        except ChildProcessError:
-            if _worker.process.poll() is not None:   # the worker itself is gone
+        finally:
+            # Interrupted before the whole answer (KeyboardInterrupt), or the worker has
+            # gone: the next call gets a new worker.
+            if _worker.answering or _worker.process.poll() is not None:
+                _worker.stop(kill=True)
                 _worker = None
-            raise
 
 
 def stop() -> None:
@@ -318,3 +316,5 @@ def _wait_or_caller_gone(pid: int, alive: int):
 
 if __name__ == '__main__':
     _serve(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:])
+    # No interpreter teardown of TensorFlow (about a second) for the caller to wait on.
+    os._exit(0)  # pylint: disable=protected-access
