@@ -3,13 +3,13 @@
 TensorFlow keeps much of what a stage allocates (a loaded SavedModel, the converter's
 graphs, interpreters) for the process's life, and the pipeline runs every stage in one
 process: the Pusher's model.tflite and TFLiteExport's float16/int8 conversions and
-checks added 0.3-0.5 GiB to it (docs/benchmarks.md, issue 40). `call(function, ...)`
+checks added 0.35-0.5 GiB to it (docs/benchmarks.md, issue 40). `call(function, ...)`
 runs a module-level function in a fresh child instead and gives back what it returns,
 so what it allocates ends with it.
 
 The child is forked by a worker process (`python -m components.child_process`) that
 has imported TensorFlow and the modules named to it once, then waits: a call costs a
-fork, not TensorFlow's import (3-5 s), and the next call forks afresh from the same
+fork, not TensorFlow's import (2.4-3.2 s here), and the next call forks afresh from the same
 worker. The worker is started by the first call and serves this process until it ends (it
 reads its requests from a pipe, and exits at its end) or `stop`.
 Nothing but the modules' import runs in the worker itself: each call runs in its own
