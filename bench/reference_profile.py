@@ -8,7 +8,7 @@ a run, then, on that run's artifacts, ReferenceProfile's two ways side by side, 
 fresh process, alternately, --rounds times each: `model` (the exported model's embedding
 signature over the sample, as before, what a run without DataQuality or with a fine-tuned
 base does) and `reused` (DataQuality's frozen features and the Trainer's eval answers:
-components/reference_profile/reuse.py). Each child times the component's work: the Beam
+components/reference_profile/reuse.py). Each child times the component's work: the
 sample (the same either way) and build_profile (image statistics, then the model or the
 reuse). Prints every measurement, the medians, the run's own ReferenceProfile seconds (from
 MLMD) and how far apart the two profiles' numbers are. Asserts nothing.
@@ -40,7 +40,6 @@ def latest_run(work: str):
 def one(work: str, mode: str, out: str) -> None:
     """The child: ReferenceProfile's work in one mode on the run's artifacts; writes the
     profile to out and prints `TIMES <sample s> <build_profile s>`."""
-    import apache_beam as beam  # pylint: disable=import-outside-toplevel
     from tfx.utils import path_utils  # pylint: disable=import-outside-toplevel
     from components import examples_io  # pylint: disable=import-outside-toplevel
     from components.reference_profile import component  # pylint: disable=import-outside-toplevel
@@ -50,9 +49,7 @@ def one(work: str, mode: str, out: str) -> None:
     examples = run.output(nodes.EXAMPLE_GEN, 'examples').uri
     sample = tempfile.mkdtemp(prefix='profile-sample-')
     start = time.perf_counter()
-    with beam.Pipeline() as pipeline:
-        _ = pipeline | component.SampleToFiles(  # pylint: disable=no-value-for-parameter
-            examples, sample, profile.REFERENCE_IMAGES)
+    component.write_sample(examples, sample, profile.REFERENCE_IMAGES)
     sampled = time.perf_counter()
     result = component.build_profile(
         sample, path_utils.serving_model_path(run.output(nodes.TRAINER, 'model').uri),

@@ -9,10 +9,15 @@ from models import features
 from models import tf_data
 
 
+# Written by ImageExampleGen into the Examples artifact beside the Split-* folders: one class
+# name per line, line number = label. Here, not in image_example_gen/spec.py (which ExampleGen
+# also imports it from): reading it needs none of that module's TFX imports (2.5 s).
+CLASS_NAMES_FILE = 'labels.txt'
+
+
 def read_class_names(examples_uri: str) -> List[str]:
     """Class names from labels.txt in the Examples artifact (line number = label)."""
-    from components.image_example_gen import spec  # pylint: disable=import-outside-toplevel
-    with tf.io.gfile.GFile(os.path.join(examples_uri, spec.CLASS_NAMES_FILE)) as f:
+    with tf.io.gfile.GFile(os.path.join(examples_uri, CLASS_NAMES_FILE)) as f:
         return [line.rstrip('\n') for line in f if line.rstrip('\n')]
 
 
@@ -31,15 +36,25 @@ def split_files(examples_uri: str, split: str) -> List[str]:
     return sorted(tf.io.gfile.glob(split_pattern(examples_uri, split)))
 
 
-def iter_examples(examples_uri: str, split: str) -> Iterator[tf.train.Example]:
-    """Every Example of a split, in file order (files are gzipped TFRecords)."""
+def iter_records(examples_uri: str, split: str) -> Iterator[bytes]:
+    """Every serialized Example of a split, in file order (files are gzipped TFRecords).
+
+    Raises:
+      FileNotFoundError: the split has no files.
+    """
     files = split_files(examples_uri, split)
     if not files:
         raise FileNotFoundError(f'no files for split {split!r} under {examples_uri}')
     records = tf.data.TFRecordDataset(files, compression_type='GZIP').with_options(
         tf_data.no_autotune_thread())
     for record in records:
-        yield parse(record.numpy())
+        yield record.numpy()
+
+
+def iter_examples(examples_uri: str, split: str) -> Iterator[tf.train.Example]:
+    """Every Example of a split, in file order (files are gzipped TFRecords)."""
+    for record in iter_records(examples_uri, split):
+        yield parse(record)
 
 
 def parse(record: bytes) -> tf.train.Example:

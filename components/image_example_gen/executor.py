@@ -40,6 +40,7 @@ from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
+from components import examples_io
 from components.image_example_gen import files
 from components.image_example_gen import layout
 from components.image_example_gen import records
@@ -408,7 +409,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         report_text = json.dumps(report, indent=1, sort_keys=True, ensure_ascii=False)
         report_path = os.path.join(examples.uri, spec.REPORT_FILE)
         _write_text(report_path, report_text)
-        _write_text(os.path.join(examples.uri, spec.CLASS_NAMES_FILE),
+        _write_text(os.path.join(examples.uri, examples_io.CLASS_NAMES_FILE),
                     '\n'.join(class_names) + '\n')
         logging.info('ImageExampleGen: %d files: %d images, %d bad, %d ignored',
                      report['files'], report['images'], len(report['bad_files']),

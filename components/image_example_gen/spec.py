@@ -18,7 +18,8 @@ SYMLINKS_KEY = 'symlinks'                  # which symbolic links are followed
 STOP_ON_CONFLICTING_LABELS_KEY = 'stop_on_conflicting_labels'  # 1: same bytes in two classes fail
 
 # Files written into the Examples artifact beside the Split-* folders.
-CLASS_NAMES_FILE = 'labels.txt'                 # one class name per line, line number = label
+# CLASS_NAMES_FILE (labels.txt: one class name per line, line number = label): examples_io's,
+# which reads it without this module's TFX imports.
 REPORT_FILE = 'image_report.json'          # counts, bad files, duplicates
 MANIFEST_DIR = 'image_manifest'            # one JSON line per input file
 

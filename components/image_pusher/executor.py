@@ -7,9 +7,9 @@ folders; see staging.py), the warmup file is added, and the folder is renamed
 to its integer version. If a step after that rename fails (the version labels),
 the version is withdrawn again, so the serving folder holds a new version only
 when ML Metadata records the push. The staging folder also gets the model as
-float32 model.tflite (tflite_model.py), for the server's --prefer_tflite_model,
-unless it cannot be converted or does not answer as the SavedModel (a console line
-says why; the push goes on). On object stores, where rename is a copy,
+float32 model.tflite (tflite_model.py, in a child process), for the server's
+--prefer_tflite_model, unless it cannot be converted or does not answer as the
+SavedModel (a console line says why; the push goes on). On object stores, where rename is a copy,
 saved_model.pb is copied last instead, the marker TF Serving waits for. Older
 versions are never touched.
 
@@ -231,7 +231,7 @@ class Executor(pusher_executor.Executor):
         profile_uri = artifact_utils.get_single_uri(profile_artifacts) if profile_artifacts else None
 
         def prepare(staging_dir: str) -> None:
-            written = tflite_model.write(staging_dir, warmup_images)
+            written = tflite_model.write_in_child(staging_dir, warmup_images)
             if written.reason:
                 progress.logger().warning(
                     '%s not written (--prefer_tflite_model will serve this version from '

@@ -17,11 +17,17 @@ The Pusher copies the profile into the pushed version's assets.extra/, where
 `python -m monitoring.monitor` finds it.
 
 The sample is picked by Beam (`Top.Smallest` per split: each worker keeps at
-most `max_images` records), so the splits are never read in one process; only
-the sample goes through the model here.
+most `max_images` records), so the splits are never read in one process, on a
+distributed runner (Dataflow). When Beam would run here anyway (its DirectRunner),
+each split is instead read once in this process, keeping the `max_images` records
+with the smallest sha256 seen so far (heapq.nsmallest): the same sample, with at most
+that many records held, where the DirectRunner held 0.15-0.2 GiB more at its peak for
+3,000 photos and took 1.3 s more (docs/benchmarks.md, issue 40). Only the sample goes
+through the model here.
 """
 
 import datetime
+import heapq
 import os
 import tempfile
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
@@ -29,6 +35,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 import apache_beam as beam
 from absl import logging
 import numpy as np
+from apache_beam.options import pipeline_options
 from tfx.dsl.component.experimental.annotations import BeamComponentParameter
 from tfx.dsl.component.experimental.annotations import InputArtifact
 from tfx.dsl.component.experimental.annotations import OutputArtifact
@@ -43,31 +50,57 @@ from models import features
 from models import profile
 
 SPLITS = (features.TRAIN_SPLIT, features.EVAL_SPLIT)
-# The sample, written by Beam under the output artifact while the component runs.
+# The sample, written under the output artifact while the component runs.
 _SAMPLE_DIR = '.sample'
+_SAMPLE_FILE = 'sample-00000-of-00001.gz'
 
 
-def _by_sha(record: bytes) -> Tuple[str, bytes]:
-    example = examples_io.parse(record)
-    return examples_io.value(example, features.SHA256_KEY).decode(), record
+def _sha(record: bytes) -> bytes:
+    return examples_io.value(examples_io.parse(record), features.SHA256_KEY)
 
 
 @beam.ptransform_fn
 def SampleToFiles(pipeline: beam.Pipeline, examples_uri: str, sample_uri: str,  # pylint: disable=invalid-name
                   max_images: int):
     """Writes the max_images records with the smallest sha256 of each split under sample_uri,
-    laid out as an Examples artifact (examples_io reads them back)."""
+    laid out as an Examples artifact (examples_io reads them back), on the pipeline's
+    runner: what write_sample does in this process."""
     for split in SPLITS:
         _ = (pipeline
              | f'Read[{split}]' >> beam.io.ReadFromTFRecord(
                  examples_io.split_pattern(examples_uri, split))
-             | f'BySha[{split}]' >> beam.Map(_by_sha)
+             | f'BySha[{split}]' >> beam.Map(lambda record: (_sha(record), record))
              | f'Smallest[{split}]' >> beam.combiners.Top.Smallest(
                  max_images, key=lambda pair: pair[0])
              | f'Records[{split}]' >> beam.FlatMap(lambda pairs: [record for _, record in pairs])
              | f'Write[{split}]' >> beam.io.WriteToTFRecord(
                  os.path.join(examples_io.split_dir(sample_uri, split), 'sample'),
                  file_name_suffix='.gz', num_shards=1))
+
+
+def runs_here(options: pipeline_options.PipelineOptions) -> bool:
+    """Whether a pipeline with these options runs on Beam's DirectRunner (this machine,
+    the default runner)."""
+    runner = options.view_as(pipeline_options.StandardOptions).runner
+    return runner is None or 'direct' in str(runner).lower()
+
+
+def write_sample(examples_uri: str, sample_uri: str, max_images: int) -> None:
+    """Writes the max_images records with the smallest sha256 of each split under
+    sample_uri, laid out as an Examples artifact (examples_io reads them back).
+
+    Raises:
+      FileNotFoundError: a split has no files.
+    """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    for split in SPLITS:
+        smallest = heapq.nsmallest(max_images, examples_io.iter_records(examples_uri, split),
+                                   key=_sha)
+        folder = examples_io.split_dir(sample_uri, split)
+        tf.io.gfile.makedirs(folder)
+        with tf.io.TFRecordWriter(os.path.join(folder, _SAMPLE_FILE), options='GZIP') as writer:
+            for record in smallest:
+                writer.write(record)
 
 
 class Photo(NamedTuple):
@@ -170,9 +203,12 @@ def ReferenceProfile(  # pylint: disable=invalid-name
     from tfx.utils import path_utils  # pylint: disable=import-outside-toplevel
     class_names = examples_io.read_class_names(examples.uri)
     sample_uri = os.path.join(reference_profile.uri, _SAMPLE_DIR)
-    with beam_pipeline as pipeline:
-        _ = pipeline | 'Sample' >> SampleToFiles(  # pylint: disable=no-value-for-parameter
-            examples.uri, sample_uri, max_images)
+    if runs_here(beam_pipeline.options):
+        write_sample(examples.uri, sample_uri, max_images)
+    else:
+        with beam_pipeline as pipeline:
+            _ = pipeline | 'Sample' >> SampleToFiles(  # pylint: disable=no-value-for-parameter
+                examples.uri, sample_uri, max_images)
     result = build_profile(sample_uri, path_utils.serving_model_path(model.uri), class_names,
                            embed_train_images=embed_train_images,
                            frozen_features_uri=frozen_features.uri if frozen_features else None,

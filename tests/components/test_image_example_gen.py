@@ -14,6 +14,7 @@ from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
+from components import examples_io
 from components.image_example_gen import component
 from components.image_example_gen import executor
 from components.image_example_gen import layout
@@ -158,7 +159,7 @@ def test_executor_presplit_with_bad_and_odd_files(tmp_path):
     [dup] = report['duplicates']
     assert sorted(f['path'] for f in dup['files']) == [
         f'train/cats/{source.name}', 'validation/cats/copy_of_cat.jpg']
-    with open(os.path.join(examples.uri, spec.CLASS_NAMES_FILE)) as f:
+    with open(os.path.join(examples.uri, examples_io.CLASS_NAMES_FILE)) as f:
         assert f.read().split() == CLASS_NAMES
 
 

@@ -19,7 +19,7 @@ import tensorflow as tf
 from tfx.types import standard_artifacts
 from tfx.utils import io_utils
 
-from components.image_example_gen import spec as example_gen_spec
+from components import examples_io
 from components.image_pusher import component as pusher_component
 from components.infra_validator import checks
 from components.infra_validator import component
@@ -48,7 +48,7 @@ def write_inputs(folder: str, model_dir: str, answered_by: str = None) -> None:
     io_utils.copy_dir(model_dir, os.path.join(folder, 'model', 'Format-Serving'))
     examples = os.path.join(folder, 'examples')
     os.makedirs(os.path.join(examples, 'Split-eval'))
-    with open(os.path.join(examples, example_gen_spec.CLASS_NAMES_FILE), 'w') as f:
+    with open(os.path.join(examples, examples_io.CLASS_NAMES_FILE), 'w') as f:
         f.write('\n'.join(CLASS_NAMES) + '\n')
     with tf.io.TFRecordWriter(os.path.join(examples, 'Split-eval', 'data.gz'),
                               options='GZIP') as writer:

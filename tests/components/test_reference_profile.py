@@ -1,10 +1,11 @@
-"""ReferenceProfile: its sample (the smallest content hashes of each split, picked by Beam) and
+"""ReferenceProfile: its sample (the smallest content hashes of each split) and
 what it profiles (answers on eval images, embeddings on train images only when asked)."""
 
 import hashlib
 import os
 
 import apache_beam as beam
+from apache_beam.options import pipeline_options
 import numpy as np
 from PIL import Image
 import pytest
@@ -42,14 +43,24 @@ def test_sample_is_the_smallest_hashes_of_each_split(tmp_path):
     }
     for split, images in splits.items():
         write_split(examples_uri, split, images)
+    # In this process (Beam's runner is this machine's) and as a Beam job (Dataflow's way).
+    component.write_sample(examples_uri, sample_uri, 5)
     with beam.Pipeline() as pipeline:
         _ = pipeline | component.SampleToFiles(  # pylint: disable=no-value-for-parameter
-            examples_uri, sample_uri, 5)
+            examples_uri, str(tmp_path / 'beam_sample'), 5)
     for split, images in splits.items():
         expected = sorted(images, key=lambda image: hashlib.sha256(image[0]).hexdigest())[:5]
         sample = component.read_sample(sample_uri, split)
         assert [(photo.data, photo.label) for photo in sample] == expected, split
         assert {photo.path for photo in sample} == {None}     # these examples carry none
+        assert component.read_sample(str(tmp_path / 'beam_sample'), split) == sample, split
+
+
+@pytest.mark.parametrize('args, here', [
+    ([], True), (['--direct_running_mode=multi_threading'], True),
+    (['--runner=DirectRunner'], True), (['--runner=DataflowRunner', '--project=p'], False)])
+def test_the_sample_is_read_here_only_when_beam_runs_here(args, here):
+    assert component.runs_here(pipeline_options.PipelineOptions(args)) is here
 
 
 class _MeanColourModel(tf.Module):
@@ -77,9 +88,7 @@ def test_profile_answers_on_eval_embeddings_on_train_only_when_asked(tmp_path,
         write_split(examples_uri, split, [
             (data.encode(Image.new('RGB', (40 + i, 30), colour), 'PNG'), i % 2)
             for i, colour in enumerate(split_colours)])
-    with beam.Pipeline() as pipeline:
-        _ = pipeline | component.SampleToFiles(  # pylint: disable=no-value-for-parameter
-            examples_uri, sample_uri, 100)
+    component.write_sample(examples_uri, sample_uri, 100)
     model = _MeanColourModel()
     model_dir = str(tmp_path / 'model')
     tf.saved_model.save(model, model_dir, signatures={features.EMBEDDING_SIGNATURE: model.embed})

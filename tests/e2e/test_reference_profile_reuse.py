@@ -8,7 +8,6 @@ import logging
 import os
 import shutil
 
-import apache_beam as beam
 import numpy as np
 import pytest
 from tfx.utils import path_utils
@@ -43,9 +42,7 @@ class Inputs:
         self.frozen_features = run.output(nodes.DATA_QUALITY, 'features').uri
         self.class_names = examples_io.read_class_names(self.examples)
         self.sample = sample_uri
-        with beam.Pipeline() as pipeline:
-            _ = pipeline | component.SampleToFiles(  # pylint: disable=no-value-for-parameter
-                self.examples, sample_uri, profile.REFERENCE_IMAGES)
+        component.write_sample(self.examples, sample_uri, profile.REFERENCE_IMAGES)
 
     def build(self, frozen_features_uri, model_run_uri):
         return component.build_profile(self.sample, self.model_dir, self.class_names,
