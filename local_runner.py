@@ -111,6 +111,8 @@ def _main(args: argparse.Namespace, con: console.Console, work_dir: str, start: 
         con.error(f'error: {e}')
         return 2
     metadata_path = os.path.abspath(args.metadata_path or configs.metadata_path(work_dir))
+    from components import child_process  # pylint: disable=import-outside-toplevel
+    child_process.start()  # its TensorFlow import beside ours (the TFLite stages' worker)
     for line in console_summary.header(config):
         con.say(line)
     from pipeline import pipeline  # pylint: disable=import-outside-toplevel,unused-import

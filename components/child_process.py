@@ -10,8 +10,10 @@ so what it allocates ends with it.
 The child is forked by a worker process (`python -m components.child_process`) that
 has imported TensorFlow and the modules named to it once, then waits: a call costs a
 fork, not TensorFlow's import (2.4-3.2 s here), and the next call forks afresh from the same
-worker. The worker is started by the first call and serves this process until it ends (it
-reads its requests from a pipe, and exits at its end) or `stop`.
+worker. The worker is started by `start` (local_runner.py calls it as a run begins, so
+that its imports run on the core the run's first stages leave idle) or else by the first
+call, and serves this process until it ends (it reads its requests from a pipe, and exits
+at its end) or `stop`.
 Nothing but the modules' import runs in the worker itself: each call runs in its own
 fork.
 
@@ -49,7 +51,8 @@ _PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _HEADER = struct.Struct('!Q')
 _PR_SET_PDEATHSIG = 1   # <linux/prctl.h>
 # Messages from the child: ('log', record dict), ('result', value), ('error', exception,
-# its type's name, message, traceback text); from the worker: ('ready',), ('died', how).
+# its type's name, message, traceback text); from the worker: ('ready', its imports'
+# seconds), ('died', how).
 _LOG, _RESULT, _ERROR, _READY, _DIED = 'log', 'result', 'error', 'ready', 'died'
 
 
@@ -108,6 +111,7 @@ class _Worker:
 
     def call(self, function: Callable, args: tuple, kwargs: dict) -> Any:
         self.answering = True
+        called = time.perf_counter()
         _send(self._requests, (function.__module__, function.__qualname__, args, kwargs,
                                _levels()))
         while True:
@@ -121,8 +125,9 @@ class _Worker:
             self.answering = kind not in (_RESULT, _ERROR, _DIED)
             if kind == _READY:
                 logging.getLogger(__name__).info(
-                    'the worker of components/child_process.py was ready %.1f s after its '
-                    'start (its imports)', time.perf_counter() - self._started)
+                    'the worker of components/child_process.py: its imports took %.1f s; it '
+                    'was started %.1f s before its first call', message[1],
+                    called - self._started)
             elif kind == _LOG:
                 record = logging.makeLogRecord(message[1])
                 logger = logging.getLogger(record.name)
@@ -201,8 +206,7 @@ def call(function: Callable, *args, **kwargs) -> Any:
     """
     global _worker  # pylint: disable=global-statement
     with _lock:
-        if _worker is None or _worker.process.poll() is not None:
-            _worker = _Worker(PRELOAD)
+        _start()
         try:
             return _worker.call(function, args, kwargs)
         finally:
@@ -211,6 +215,19 @@ def call(function: Callable, *args, **kwargs) -> Any:
             if _worker.answering or _worker.process.poll() is not None:
                 _worker.stop(kill=True)
                 _worker = None
+
+
+def start() -> None:
+    """Starts the worker now, unless one is running: its imports go on beside what this
+    process does next."""
+    with _lock:
+        _start()
+
+
+def _start() -> None:
+    global _worker  # pylint: disable=global-statement
+    if _worker is None or _worker.process.poll() is not None:
+        _worker = _Worker(PRELOAD)
 
 
 def stop() -> None:
@@ -273,9 +290,10 @@ def _run_request(answers: int, request: tuple) -> None:
 
 def _serve(requests: int, answers: int, alive: int, preload: Sequence[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the caller stops us (its pipe's end)
+    started = time.perf_counter()
     for name in preload:
         importlib.import_module(name)
-    _send(answers, (_READY,))
+    _send(answers, (_READY, time.perf_counter() - started))
     while True:
         request = _receive(requests)
         if request is None:

@@ -90,3 +90,18 @@ def test_the_pushers_model_tflite_reports_a_child_that_dies(tmp_path, monkeypatc
 def _killed_write(version_dir, images):   # what an out-of-memory kill looks like
     del version_dir, images
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_started_worker_serves_the_first_call_and_reports_its_imports(caplog):
+    child_process.stop()
+    child_process.start()
+    worker = child_process._worker  # pylint: disable=protected-access
+    assert worker is not None and worker.process.poll() is None   # running before any call
+    child_process.start()                                          # a second start: no new one
+    assert child_process._worker is worker  # pylint: disable=protected-access
+    with caplog.at_level(logging.INFO, logger=child_process.__name__):
+        answer = child_process.call(work, [4.0], scale=2.0)
+    assert child_process._worker is worker  # pylint: disable=protected-access
+    np.testing.assert_array_equal(answer['scaled'], [8.0])
+    ready = [r.getMessage() for r in caplog.records if 'its imports took' in r.getMessage()]
+    assert len(ready) == 1 and 'was started' in ready[0], ready
