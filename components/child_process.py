@@ -148,21 +148,16 @@ class _Worker:
                     f'the child process running {function.__module__}.'
                     f'{function.__qualname__} ended without an answer ({message[1]})')
 
-    def stop(self, kill: bool = False) -> None:
-        """Closes its pipes: the worker exits (and kills a child still running); with
-        kill, it is killed at once."""
+    def stop(self) -> None:
+        """Closes its pipes and kills it (a child still running dies with it: its
+        parent-death signal)."""
         for fd in (self._requests, self._answers, self._alive):
             try:
                 os.close(fd)
             except OSError:
                 pass
-        if kill:
-            self.process.kill()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        self.process.kill()
+        self.process.wait()
         self._copier.join(timeout=5)
 
 
@@ -213,7 +208,7 @@ def call(function: Callable, *args, **kwargs) -> Any:
             # Interrupted before the whole answer (KeyboardInterrupt), or the worker has
             # gone: the next call gets a new worker.
             if _worker.answering or _worker.process.poll() is not None:
-                _worker.stop(kill=True)
+                _worker.stop()
                 _worker = None
 
 
@@ -231,7 +226,9 @@ def _start() -> None:
 
 
 def stop() -> None:
-    """Ends the worker (the next call starts another)."""
+    """Ends the worker (the next call starts another). No call is running (they hold the
+    lock), so it holds nothing: it is killed, not waited for (a worker still importing, as
+    when a run fails in its first stage, would keep this process up to its imports' end)."""
     global _worker  # pylint: disable=global-statement
     with _lock:
         if _worker is not None:
@@ -293,7 +290,10 @@ def _serve(requests: int, answers: int, alive: int, preload: Sequence[str]) -> N
     started = time.perf_counter()
     for name in preload:
         importlib.import_module(name)
-    _send(answers, (_READY, time.perf_counter() - started))
+    try:
+        _send(answers, (_READY, time.perf_counter() - started))
+    except BrokenPipeError:   # the caller has gone (or stopped us) meanwhile
+        return
     while True:
         request = _receive(requests)
         if request is None:

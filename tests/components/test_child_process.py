@@ -105,3 +105,22 @@ def test_a_started_worker_serves_the_first_call_and_reports_its_imports(caplog):
     np.testing.assert_array_equal(answer['scaled'], [8.0])
     ready = [r.getMessage() for r in caplog.records if 'its imports took' in r.getMessage()]
     assert len(ready) == 1 and 'was started' in ready[0], ready
+
+
+def test_a_process_that_ends_while_its_worker_imports_ends_cleanly(tmp_path):
+    # A run that fails in its first stage exits while the worker it started is still
+    # importing TensorFlow: nothing of the worker's may reach its stderr.
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+    project = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    script = ('from components import child_process\n'
+              'child_process.start()\n'
+              'worker = child_process._worker.process\n'
+              'print(worker.pid)\n')
+    result = subprocess.run([sys.executable, '-c', script], cwd=project, capture_output=True,
+                            text=True, timeout=120, env=dict(os.environ, PYTHONPATH=project))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ''
+    worker = int(result.stdout.split()[-1])
+    with pytest.raises(ProcessLookupError):   # gone with its caller
+        os.kill(worker, 0)
