@@ -32,7 +32,6 @@ from components import examples_io
 from components.tflite_export import report
 from models import eval_answers
 from models import features
-from models import tf_data
 from models import tflite_check
 from models import tflite_export
 from runlog import progress
@@ -64,14 +63,12 @@ PREPROCESSING = ('encoded image -> tf.io.decode_image (3 channels) -> bilinear r
 
 def labelled_records(examples_uri: str, split: str
                      ) -> Iterator[Tuple[bytes, int, Optional[bytes]]]:
-    """(serialized Example, label, path or None) of a split, in file order."""
-    files = examples_io.split_files(examples_uri, split)
-    if not files:
-        raise FileNotFoundError(f'no files for split {split!r} under {examples_uri}')
-    records = tf.data.TFRecordDataset(files, compression_type='GZIP').with_options(
-        tf_data.no_autotune_thread())
-    for record in records:
-        raw = record.numpy()
+    """(serialized Example, label, path or None) of a split, in file order.
+
+    Raises:
+      FileNotFoundError: the split has no files.
+    """
+    for raw in examples_io.iter_records(examples_uri, split):
         example = examples_io.parse(raw)
         yield (raw, int(examples_io.value(example, features.LABEL_KEY)),
                examples_io.value_or_none(example, features.PATH_KEY))
