@@ -314,15 +314,17 @@ class ServedInterpreter(tflite_export.Runner):
 
     def direct(self, key: str) -> bool:
         """Whether `run_images` on this signature takes the direct path."""
+        return self._direct_plan(key) is not None
+
+    def _direct_plan(self, key: str) -> Optional[tuple]:
         if key not in self._direct:
             self._direct[key] = self._direct_io(key)
-        return self._direct[key] is not None
+        return self._direct[key]
 
     def run_images(self, key: str, input_name: str, pixels: np.ndarray
                    ) -> Dict[str, np.ndarray]:
         """As tflite_export.run_one_by_one(self, key, input_name, pixels)."""
-        self.direct(key)
-        direct = self._direct[key]
+        direct = self._direct_plan(key)
         if (direct is None or pixels.dtype != np.float32 or not len(pixels)
                 or pixels.shape[1:] != direct[1]):
             return tflite_export.run_one_by_one(self, key, input_name, pixels)
