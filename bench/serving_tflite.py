@@ -17,7 +17,8 @@ Each round measures, one after the other:
    label, out of the graph, which lets XNNPACK take it) and called as the server calls
    it (`ServedInterpreter.run_images`); the file as it is (no XNNPACK: TFLite's builtin
    kernels) is timed beside it, one single-thread interpreter per core;
-2. TensorFlow's forward rate for reference (the SavedModel's classify_pixels, batch 32);
+2. TensorFlow's forward rate for reference (the SavedModel's classify_pixels, batch 32),
+   and the CPU per image of the server's decode (transform_features on encoded photos);
 3. `python -m serving.server` without the flag, then with it (once per --tflite_pools
    value): --clients keep-alive
    REST clients (one photo per request, the next request once the answer is in) for
@@ -25,7 +26,11 @@ Each round measures, one after the other:
    error or non-200, warmup included), p50/p99, and the CPU seconds per image of the
    server and of the clients (which share the cores with the server); with
    --other_root, then the --prefer_tflite_model server of another checkout (e.g. main's
-   code beside a branch's) on the same model, clients and limit.
+   code beside a branch's) on the same model, clients and limit. For each server with
+   the flag, its ceiling: the images/s the cores give when each image costs only the
+   interpreter's, the decode's and the clients' CPU (nothing for HTTP, JSON, base64
+   and the threads), as a multiple of the limit, and the CPU per image the rest may
+   take at the goal (0.8x the limit) beside what the server spent on it.
 
 The model: the newest version under --model_base_path, copied (with the Pusher's
 model.tflite; one is written with the Pusher's own code if the version has none), or
@@ -52,6 +57,11 @@ DEFAULT_IMAGES = (PROJECT_ROOT.parent / 'shared' / 'datasets' /
                   'cats_and_dogs_filtered' / 'validation')
 MODEL = 'bench'
 TF_BATCH = 32
+# Images per decode call in decode_cost: about what the server's shared decode takes at
+# once under 32 clients (docs/benchmarks.md, issue 40: 2-6).
+DECODE_GROUP = 4
+# Issue 40's goal for the --prefer_tflite_model server: this fraction of the limit.
+GOAL = 0.8
 
 
 def _photos(folder: pathlib.Path, limit: int) -> List[bytes]:
@@ -121,6 +131,7 @@ class _Pixels:
         runner = tflite_export.Runner(self.content, threads=1)
         inputs, _ = runner.signature_details(features.SERVING_SIGNATURE)
         (self.input_name,) = inputs
+        self._transform_key = features.TRANSFORM_SIGNATURE
         self.pixels = tflite_export.transformed_images(
             self.loaded.signatures[features.TRANSFORM_SIGNATURE], images)[self.input_name]
         self.classify_pixels = getattr(self.loaded, export.PIXELS_FUNCTION)
@@ -157,6 +168,21 @@ class _Pixels:
         count = sum(counts)
         return (count / (time.perf_counter() - started),
                 1e3 * (time.process_time() - cpu) / count)
+
+    def decode_cost(self, images: List[bytes], seconds: float) -> float:
+        """CPU ms per image of the server's decode (the SavedModel's transform_features on
+        encoded images, as serving/tflite_model.SharedDecoder calls it), DECODE_GROUP images
+        per call, for about `seconds`."""
+        from models import tflite_export  # pylint: disable=import-outside-toplevel
+        transform = self.loaded.signatures[self._transform_key]
+        tflite_export.transformed_images(transform, images[:DECODE_GROUP])   # traced, warm
+        count, i, started, cpu = 0, 0, time.perf_counter(), time.process_time()
+        while time.perf_counter() - started < seconds:
+            group = images[i % len(images):][:DECODE_GROUP]
+            tflite_export.transformed_images(transform, group)
+            count += len(group)
+            i += DECODE_GROUP
+        return 1e3 * (time.process_time() - cpu) / count
 
     def tf_rate(self, seconds: float) -> Tuple[float, float]:
         """(images/s, CPU ms per image) of the SavedModel's pixels function at batch
@@ -299,6 +325,35 @@ def _load(args, base: pathlib.Path, bodies: List[bytes], work: pathlib.Path,
             'tflite_in_log': 'serves predict on' in log}
 
 
+def ceiling(found: Dict, result: Dict, cores: int, goal: float = GOAL) -> Dict[str, float]:
+    """What the cores allow a TFLite server at most: every core busy, each image costing
+    the interpreter's CPU (the limit's), the decode's and the clients' (which share the
+    cores) and nothing for HTTP, JSON, base64 and the hand-offs between threads; and the
+    CPU per image those may take at `goal` x the limit, beside what the server spent on
+    them (its CPU per image less the interpreter's and the decode's)."""
+    interpreter = found['limit_cpu_ms_per_image']
+    decode = found['decode_cpu_ms_per_image']
+    clients = result['clients_cpu_ms_per_image']
+    images_per_second = cores * 1e3 / (interpreter + decode + clients)
+    return {
+        'images_per_second': images_per_second,
+        'of_limit': images_per_second / found['limit'],
+        'rest_ms_at_goal': cores * 1e3 / (goal * found['limit']) - interpreter - decode - clients,
+        'rest_ms_spent': result['server_cpu_ms_per_image'] - interpreter - decode,
+        'interpreter_ms': interpreter, 'decode_ms': decode, 'clients_ms': clients,
+        'cores': cores, 'goal': goal}
+
+
+def describe_ceiling(found: Dict[str, float]) -> str:
+    """ceiling()'s figures as one line."""
+    return (f'    ceiling: {found["cores"]} cores / (interpreter {found["interpreter_ms"]:.1f} + '
+            f'decode {found["decode_ms"]:.1f} + clients {found["clients_ms"]:.1f} CPU ms per '
+            f'image) = {found["images_per_second"]:.0f} images/s = {found["of_limit"]:.2f}x '
+            'the limit with nothing for HTTP, JSON, base64 and the threads; at '
+            f'{found["goal"]:g}x they may take {found["rest_ms_at_goal"]:.1f} ms per image, '
+            f'this server spent {found["rest_ms_spent"]:.1f}')
+
+
 def main(argv=None) -> int:
     """Runs the rounds; see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -360,6 +415,7 @@ def main(argv=None) -> int:
                 (found['limit_one_interpreter'], cpu_one),
                 (found['limit_interpreter_per_core'], cpu_each))
             limit = found['limit']
+            found['decode_cpu_ms_per_image'] = pixels.decode_cost(images, args.limit_seconds)
             print(f'round {number}: limit (XNNPACK float32, model.tflite on pixels) '
                   f'{limit:.1f} images/s, {found["limit_cpu_ms_per_image"]:.1f} CPU ms per '
                   f'image (1 interpreter x {cores} threads {found["limit_one_interpreter"]:.1f}, '
@@ -367,7 +423,9 @@ def main(argv=None) -> int:
                   f'it is, string output kept: {found["file_as_is"]:.1f}); TensorFlow '
                   f'batch {TF_BATCH} {found["tensorflow"]:.1f} images/s '
                   f'({found["tensorflow"] / limit:.2f}x the limit), '
-                  f'{found["tensorflow_cpu_ms_per_image"]:.1f} CPU ms per image')
+                  f'{found["tensorflow_cpu_ms_per_image"]:.1f} CPU ms per image; the '
+                  f'decode (transform_features, {DECODE_GROUP} images per call) '
+                  f'{found["decode_cpu_ms_per_image"]:.1f} CPU ms per image')
             for key, label, flags, root in variants:
                 result = found[key] = _load(args, base, bodies, work, flags, f'r{number}-{key}',
                                             root)
@@ -386,6 +444,8 @@ def main(argv=None) -> int:
                               'its log)')
                     if found['saved_model']['images_per_second']:
                         print(f'    / SavedModel server: {result["images_per_second"] / found["saved_model"]["images_per_second"]:.2f}x')
+                    result['ceiling'] = ceiling(found, result, cores)
+                    print(describe_ceiling(result['ceiling']))
             rounds.append(found)
     for key, label, _, _ in variants:
         ratio = statistics.median(r[key]['images_per_second'] / r['limit'] for r in rounds)
