@@ -8,13 +8,17 @@ Runs `local_runner.py` with the given flags in a child process and samples, ever
 process under it (Beam's workers, the InfraValidator's server, TFLite conversions in
 a child). The console's component lines (`[3/19] Trainer ...` and its ` done 35.2 s`)
 are time-stamped as they arrive and cut the run into windows: per component, its
-console seconds, the main process's RSS at its end and its peak inside it, and the
+console seconds, the CPU seconds of all the processes inside its window and the cores
+they kept busy on average (CPU / the window's wall seconds: below the machine's cores,
+some sat idle), the main process's RSS at its end and its peak inside it, and the
 largest other process inside it (its command), and the sum of all processes' RSS (pages
-shared between processes, e.g. TensorFlow's libraries, count once per process, as in
-tree_sampler) and, with --pss, of their PSS (shared pages divided among their processes:
-what they take together). Last: the largest process of the run
-(what bench/pipeline_vs_notebook.py's "largest process" is: tree_sampler's per-process
-peak). Prints numbers; asserts nothing.
+shared between processes, e.g. TensorFlow's libraries, count once per process) and, with
+--pss, of their PSS (shared pages divided among their processes: what they take
+together). A window shorter than a sample reads the samples on either side of it. Last:
+the whole run's wall, CPU and busy cores (and what of them fell outside the components),
+and its largest process (what bench/pipeline_vs_notebook.py's "largest process" is). One
+sampler, bench/tree_sampler.py's TreeSampler, takes all of it. Prints numbers; asserts
+nothing.
 """
 
 import argparse
@@ -25,48 +29,17 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import psutil
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, PROJECT)
+
+from bench import tree_sampler  # pylint: disable=wrong-import-position
+
 _START = re.compile(rb'\[\d+/\d+\] (\S+) \.\.\.')
 _DONE = re.compile(rb'(?:\[\d+/\d+\] (\S+) )?(done|cached|FAILED after) ([0-9.]+)?')
-
-
-class Sampler(threading.Thread):
-    """(time, main RSS, {pid: (RSS, command)} of the others, PSS of all) every `interval` s
-    (PSS: with pss=True, else 0)."""
-
-    def __init__(self, root: psutil.Process, interval: float, pss: bool = False):
-        super().__init__(daemon=True)
-        self.root, self.interval, self.pss = root, interval, pss
-        self.samples: List[Tuple[float, int, Dict[int, Tuple[int, str]], int]] = []
-        self.stop = threading.Event()
-
-    def sample(self) -> None:
-        try:
-            main = self.root.memory_info().rss
-            children = self.root.children(recursive=True)
-        except psutil.Error:
-            return
-        others, pss = {}, 0
-        for child in children:
-            try:
-                others[child.pid] = (child.memory_info().rss, ' '.join(child.cmdline()[1:4]))
-            except psutil.Error:
-                pass
-        if self.pss:
-            for process in [self.root, *children]:
-                try:
-                    pss += process.memory_full_info().pss
-                except psutil.Error:
-                    pass
-        self.samples.append((time.time(), main, others, pss))
-
-    def run(self) -> None:
-        while not self.stop.wait(self.interval):
-            self.sample()
 
 
 def read_console(pipe, events: List[Tuple[float, str, str, Optional[float]]],
@@ -117,7 +90,8 @@ def main() -> int:
     started = time.time()
     proc = subprocess.Popen([sys.executable, 'local_runner.py', *runner_args], cwd=args.project,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    sampler = Sampler(psutil.Process(proc.pid), args.interval, args.pss)
+    sampler = tree_sampler.TreeSampler(args.interval, psutil.Process(proc.pid), details=True,
+                                       pss=args.pss)
     sampler.start()
     events: List[Tuple[float, str, str, Optional[float]]] = []
     reader = threading.Thread(target=read_console, args=(proc.stdout, events, not args.quiet),
@@ -125,63 +99,64 @@ def main() -> int:
     reader.start()
     proc.wait()
     reader.join()
-    sampler.stop.set()
-    sampler.join()
+    sampler.stop()
     wall = time.time() - started
-    samples = sampler.samples
 
-    def tree(sample) -> int:
-        return sample[1] + sum(rss for rss, _ in sample[2].values())
-
-    def window(t0: float, t1: float):
-        inside = [s for s in samples if t0 <= s[0] <= t1]
-        before = [s for s in samples if s[0] <= t1]
-        main_peak = max((s[1] for s in inside), default=0)
-        end_rss = before[-1][1] if before else 0
-        other = max(((rss, cmd) for s in inside for rss, cmd in s[2].values()), default=(0, ''))
-        return (main_peak, end_rss, other, max((tree(s) for s in inside), default=0),
-                max((s[3] for s in inside), default=0))
+    def command(pid: int) -> str:
+        if pid == proc.pid:
+            return 'local_runner.py (main)'
+        return next((' '.join(each[pid][1][1:4]) for _, each, _ in reversed(sampler.details)
+                     if pid in each), '')
 
     starts = {node: t for t, kind, node, _ in events if kind == 'start'}
     rows = []
-    print(f'\n{"component":<22} {"s":>6} {"main end":>9} {"main peak":>10} {"other peak":>11} '
-          f'{"tree peak":>10} {"PSS peak":>9}  other process')
+    print(f'\n{"component":<22} {"s":>6} {"CPU s":>6} {"cores":>5} {"main end":>9} '
+          f'{"main peak":>10} {"other peak":>11} {"tree peak":>10} {"PSS peak":>9}  other process')
     previous_end = started
     for t, kind, node, seconds in events:
         if kind != 'end':
             continue
         t0 = starts.get(node, previous_end)
-        main_peak, end_rss, (other, cmd), tree_peak, pss_peak = window(t0, t)
-        rows.append(dict(component=node, seconds=seconds, main_end=end_rss,
-                         main_peak=main_peak, other_peak=other, other=cmd, tree_peak=tree_peak,
-                         pss_peak=pss_peak))
-        print(f'{node:<22} {seconds or 0:6.1f} {end_rss / 2**30:9.2f} {main_peak / 2**30:10.2f} '
-              f'{other / 2**30:11.2f} {tree_peak / 2**30:10.2f} {pss_peak / 2**30:9.2f}  '
+        measured = sampler.window(t0, t)  # the tree's CPU, its RSS and the main process's
+        records = sampler.details_inside(t0, t)
+        end_rss = ([rss for when, _, _, rss in sampler.samples if when <= t][-1:] or [0])[0]
+        other, cmd = max(((rss, ' '.join(line[1:4])) for _, each, _ in records
+                          for pid, (rss, line) in each.items() if pid != proc.pid),
+                         default=(0, ''))
+        pss_peak = max((pss for _, _, pss in records), default=0)
+        cores = measured['cpu'] / measured['wall'] if measured['wall'] > 0 else 0.0
+        rows.append(dict(component=node, seconds=seconds, wall=measured['wall'],
+                         cpu=measured['cpu'], cores=cores,
+                         main_end=end_rss, main_peak=measured['peak_main'], other_peak=other,
+                         other=cmd, tree_peak=measured['peak'], pss_peak=pss_peak))
+        print(f'{node:<22} {seconds or 0:6.1f} {measured["cpu"]:6.1f} {cores:5.2f} '
+              f'{end_rss / 2**30:9.2f} {measured["peak_main"] / 2**30:10.2f} '
+              f'{other / 2**30:11.2f} {measured["peak"] / 2**30:10.2f} {pss_peak / 2**30:9.2f}  '
               f'{cmd if other else ""}')
         previous_end = t
-    peaks: Dict[int, Tuple[int, str]] = {}
-    for _, main, others, _ in samples:
-        if main > peaks.get(proc.pid, (0, ''))[0]:
-            peaks[proc.pid] = (main, 'local_runner.py (main)')
-        for pid, (rss, cmd) in others.items():
-            if rss > peaks.get(pid, (0, ''))[0]:
-                peaks[pid] = (rss, cmd)
+    peaks = sampler.process_peaks
     largest_pid = max(peaks, key=lambda pid: peaks[pid][0])
     main_peak = peaks.get(proc.pid, (0, ''))[0]
-    tree_peak = max((tree(s) for s in samples), default=0)
-    pss_peak = max((s[3] for s in samples), default=0)
+    tree_peak = sampler.peak_rss()
+    pss_peak = max((pss for _, _, pss in sampler.details), default=0)
+    # The tree's CPU is cumulative; the sample taken after the runner is reaped reads 0.
+    cpu = max((sample[2] for sample in sampler.samples), default=0.0)
+    outside_cpu = cpu - sum(row['cpu'] for row in rows)
+    outside_wall = wall - sum(row['wall'] for row in rows)
     if args.pss:
         print(f'all processes (sum of PSS): peak {pss_peak / 2**30:.2f} GiB')
-    print(f'\nwall {wall:.1f} s; main process peak {main_peak / 2**30:.2f} GiB; largest process '
-          f'{peaks[largest_pid][0] / 2**30:.2f} GiB ({peaks[largest_pid][1]}); all processes '
-          f'(sum of RSS) {tree_peak / 2**30:.2f} GiB; exit {proc.returncode}; {len(samples)} '
-          f'samples; load {os.getloadavg()}')
+    print(f'\nwall {wall:.1f} s; CPU {cpu:.1f} s = {cpu / wall:.2f} cores busy on average '
+          f'(outside the components: {outside_cpu:.1f} s over {outside_wall:.1f} s); main '
+          f'process peak {main_peak / 2**30:.2f} GiB; largest process '
+          f'{peaks[largest_pid][0] / 2**30:.2f} GiB ({command(largest_pid)}); all processes '
+          f'(sum of RSS) {tree_peak / 2**30:.2f} GiB; exit {proc.returncode}; '
+          f'{len(sampler.samples)} samples; load {os.getloadavg()}')
     if args.json:
         with open(args.json, 'w', encoding='utf-8') as f:
-            json.dump(dict(wall=wall, main_peak=main_peak, largest=peaks[largest_pid][0],
-                           tree_peak=tree_peak, pss_peak=pss_peak,
-                           largest_command=peaks[largest_pid][1], components=rows,
-                           returncode=proc.returncode), f, indent=1)
+            json.dump(dict(wall=wall, cpu=cpu, cores=cpu / wall, main_peak=main_peak,
+                           largest=peaks[largest_pid][0], tree_peak=tree_peak,
+                           pss_peak=pss_peak, largest_command=command(largest_pid),
+                           components=rows, returncode=proc.returncode), f, indent=1)
     return proc.returncode
 
 

@@ -3,7 +3,7 @@
 import subprocess
 import threading
 import time
-from typing import Dict, List, NamedTuple, Optional, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import psutil
 
@@ -17,13 +17,24 @@ class TreeSampler:
     time into its parent's count, so the sum keeps it. Lost only: processes reparented
     away from the tree (orphans) and what a process used between the last sample and
     exiting unreaped.
+
+    With details=True, each sample also keeps every process's RSS with its command line
+    (in `details`, beside `samples`); with pss=True (implies details) the sum of the tree's
+    PSS too: shared pages divided among the processes that map them, what they take
+    together (reading it costs a pass over each process's smaps).
     """
 
-    def __init__(self, interval: float, root: Optional[psutil.Process] = None):
+    def __init__(self, interval: float, root: Optional[psutil.Process] = None,
+                 details: bool = False, pss: bool = False):
         self.interval = interval
         self.root = root or psutil.Process()
+        self.pss = pss
+        self.keep_details = details or pss
         # (time.time(), tree RSS bytes, tree CPU seconds, the root process's RSS bytes)
         self.samples: List[tuple] = []
+        # With details: (the sample's time, {pid: (RSS bytes, command line tuple)}, the tree's
+        # PSS bytes (0 without pss)), one a sample.
+        self.details: List[Tuple[float, Dict[int, Tuple[int, Tuple[str, ...]]], int]] = []
         # The largest RSS each process of the tree was sampled at, by pid (with its name).
         self.process_peaks: Dict[int, tuple] = {}
         self._lock = threading.Lock()
@@ -31,7 +42,8 @@ class TreeSampler:
         self._thread: Optional[threading.Thread] = None
 
     def sample(self) -> tuple:
-        rss, cpu, own_rss = 0, 0.0, 0
+        rss, cpu, own_rss, pss = 0, 0.0, 0, 0
+        each: Dict[int, Tuple[int, Tuple[str, ...]]] = {}
         try:
             procs = [self.root] + self.root.children(recursive=True)
         except psutil.Error:
@@ -43,6 +55,8 @@ class TreeSampler:
                 own_rss = memory if proc is self.root else own_rss
                 if memory > self.process_peaks.get(proc.pid, (0,))[0]:
                     self.process_peaks[proc.pid] = (memory, ' '.join(proc.cmdline()[:2]))
+                if self.keep_details:
+                    each[proc.pid] = (memory, tuple(proc.cmdline()))
             except psutil.Error:
                 pass
             try:
@@ -50,9 +64,17 @@ class TreeSampler:
                 cpu += t.user + t.system + t.children_user + t.children_system
             except psutil.Error:
                 pass
+        if self.pss:  # after the RSS and CPU, which stay read close together
+            for proc in procs:
+                try:
+                    pss += proc.memory_full_info().pss
+                except psutil.Error:
+                    pass
         point = (time.time(), rss, cpu, own_rss)
         with self._lock:
             self.samples.append(point)
+            if self.keep_details:
+                self.details.append((point[0], each, pss))
         return point
 
     def _loop(self) -> None:
@@ -73,15 +95,28 @@ class TreeSampler:
         """Wall, CPU, peak RSS (tree, this process) and the RSS at the start of a window."""
         with self._lock:
             points = sorted(self.samples)
-        inside = [p for p in points if start <= p[0] <= end]
-        if not inside:  # shorter than a sample: the nearest samples around it
-            inside = [p for p in points if p[0] <= start][-1:] + [
-                p for p in points if p[0] >= end][:1]
+        inside = self._inside(points, start, end)
         at_start = ([p for p in points if p[0] <= start][-1:] or inside[:1] or [(0,) * 4])[0]
         return dict(wall=end - start, cpu=self._cpu_at(points, end) - self._cpu_at(points, start),
                     peak=max((p[1] for p in inside), default=0),
                     peak_main=max((p[3] for p in inside), default=0),
                     start_rss=at_start[1], samples=len(inside))
+
+    def details_inside(self, start: float, end: float) -> List[tuple]:
+        """The details records of the samples window(start, end) reads (details=True)."""
+        with self._lock:
+            records = sorted(self.details, key=lambda record: record[0])
+        return self._inside(records, start, end)
+
+    @staticmethod
+    def _inside(points: List[tuple], start: float, end: float) -> List[tuple]:
+        """The points (time first) from start to end; for a window shorter than a sample, the
+        nearest ones around it."""
+        inside = [p for p in points if start <= p[0] <= end]
+        if not inside:
+            inside = [p for p in points if p[0] <= start][-1:] + [
+                p for p in points if p[0] >= end][:1]
+        return inside
 
     @staticmethod
     def _cpu_at(points: List[tuple], when: float) -> float:
