@@ -13,6 +13,7 @@ AsProtoField does, so that clients reading `.float_val` work.
 import concurrent.futures
 import logging
 import os
+import threading
 import time
 from typing import Callable, Optional, Sequence
 
@@ -75,6 +76,8 @@ def tensor_proto(array: np.ndarray):
     return proto
 
 
+# What the /readyz probe calls (GrpcServer.problem): a method no service has.
+PROBE_METHOD = '/tensorflow.serving.ReadinessProbe/NoSuchMethod'
 # dtype -> the TensorProto field TF Serving's AsProtoField fills.
 _TYPED_FIELDS = {
     tf.float32: 'float_val', tf.float64: 'double_val', tf.int32: 'int_val',
@@ -267,6 +270,8 @@ class GrpcServer:
         self._max_message_bytes = core.limits.grpc_max_message_bytes
         self._allowed_roots = tuple(allowed_roots)
         self._probe = None
+        self._probe_lock = threading.Lock()
+        self._stopped = False
         self._server = None
 
     def start(self) -> int:
@@ -299,27 +304,43 @@ class GrpcServer:
         return port
 
     def problem(self, timeout: float = 1.0) -> Optional[str]:
-        """None when the port completes a gRPC handshake, else why not.
+        """None when the port answers a gRPC call, else why not.
 
-        The probe is a channel of the server's own to its address (the
-        loopback one when it binds all interfaces), for /readyz.
+        The probe, for /readyz, is a call of PROBE_METHOD, which no service
+        has, on a channel of the server's own to its address (the loopback one
+        when it binds all interfaces): gRPC itself answers it UNIMPLEMENTED
+        once the port takes calls, without running any of the services. A call
+        rather than grpc.channel_ready_future: that one leaves gRPC's
+        connectivity-polling thread running after it, which raised "Channel
+        closed!" there when the server stopped right after two probes, and
+        answered READY from a closed channel's last state.
         """
         if self._server is None:
             return 'not started'
         host = {'0.0.0.0': '127.0.0.1', '': '127.0.0.1', '::': '::1'}.get(
             self.host, self.host)
         target = f'[{host}]:{self.port}' if ':' in host else f'{host}:{self.port}'
-        if self._probe is None:
-            self._probe = grpc.insecure_channel(target)
+        with self._probe_lock:
+            if self._stopped:
+                return f'no gRPC answer from {target}: the server stopped'
+            if self._probe is None:
+                self._probe = grpc.insecure_channel(target)
+            probe = self._probe
         try:
-            grpc.channel_ready_future(self._probe).result(timeout=timeout)
-        except grpc.FutureTimeoutError:
-            return f'no gRPC handshake with {target} within {timeout:g} s'
+            probe.unary_unary(PROBE_METHOD)(b'', timeout=timeout, wait_for_ready=True)
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.UNIMPLEMENTED:
+                return None
+            return (f'no gRPC answer from {target} within {timeout:g} s '
+                    f'({error.code().name})')
         return None
 
     def stop(self, grace_seconds: float = 10.0) -> None:
         """Refuses new RPCs, waits up to `grace_seconds` for running ones."""
-        if self._probe is not None:
-            self._probe.close()
+        with self._probe_lock:
+            self._stopped = True
+            probe, self._probe = self._probe, None
+        if probe is not None:
+            probe.close()
         if self._server is not None:
             self._server.stop(grace_seconds).wait()

@@ -208,7 +208,46 @@ def test_readiness_needs_the_grpc_port_to_answer(tmp_path):
                                         {'grpc': 'answering'})
     server.stop(0)
     problem = server.problem()
-    assert problem.startswith('no gRPC handshake with 127.0.0.1:'), problem
+    assert problem.startswith('no gRPC answer from 127.0.0.1:'), problem
     assert serving_core.readiness() == (False, {'half': 'AVAILABLE: 1'},
                                         {'grpc': problem})
     store.stop()
+
+
+def test_stopping_right_after_readiness_probes_leaves_no_thread_failing(tmp_path, monkeypatch):
+    # Two /readyz probes close together, then SIGTERM: the probe's channel was closed while
+    # gRPC's connectivity-polling thread still had a connection attempt to make, which then
+    # raised "Cannot invoke RPC: Channel closed!" in that thread, a traceback in the log.
+    from serving import core  # pylint: disable=import-outside-toplevel
+    from serving import grpc_server  # pylint: disable=import-outside-toplevel
+    from tests.serving import server_process  # pylint: disable=import-outside-toplevel
+    raised = []
+    monkeypatch.setattr(threading, 'excepthook',
+                        lambda args: raised.append(f'{args.thread.name}: {args.exc_value!r}'))
+    serving_core = core.ServingCore(model_store.ModelStore())
+    server = grpc_server.GrpcServer(serving_core, port=server_process.free_port())
+    server.start()
+    for _ in range(3):
+        assert server.problem() is None
+        assert server.problem() is None
+        assert server.problem() is None
+    server.stop(0)
+    assert server.problem().startswith('no gRPC answer from 127.0.0.1:')
+    time.sleep(0.5)   # gRPC's connectivity polling wakes every 0.2 s
+    assert raised == []
+
+
+def test_readiness_probe_fails_once_the_port_stops_answering():
+    # The gRPC server gone without GrpcServer.stop (as if its threads died): the probe's
+    # call finds nobody answering within its timeout.
+    from serving import core  # pylint: disable=import-outside-toplevel
+    from serving import grpc_server  # pylint: disable=import-outside-toplevel
+    from tests.serving import server_process  # pylint: disable=import-outside-toplevel
+    server = grpc_server.GrpcServer(core.ServingCore(model_store.ModelStore()),
+                                    port=server_process.free_port())
+    server.start()
+    assert server.problem() is None
+    server._server.stop(0).wait()  # pylint: disable=protected-access
+    problem = server.problem(timeout=0.5)
+    assert problem.startswith(f'no gRPC answer from 127.0.0.1:{server.port} within 0.5 s ('), problem
+    server.stop(0)
