@@ -42,7 +42,7 @@ class TreeSampler:
         self._thread: Optional[threading.Thread] = None
 
     def sample(self) -> tuple:
-        rss, cpu, own_rss, pss = 0, 0.0, 0, 0
+        rss, cpu, own_rss, pss, read = 0, 0.0, 0, 0, 0
         each: Dict[int, Tuple[int, Tuple[str, ...]]] = {}
         try:
             procs = [self.root] + self.root.children(recursive=True)
@@ -62,6 +62,7 @@ class TreeSampler:
             try:
                 t = proc.cpu_times()
                 cpu += t.user + t.system + t.children_user + t.children_system
+                read += 1
             except psutil.Error:
                 pass
         if self.pss:  # after the RSS and CPU, which stay read close together
@@ -71,6 +72,10 @@ class TreeSampler:
                 except psutil.Error:
                     pass
         point = (time.time(), rss, cpu, own_rss)
+        if not read:
+            # The tree has gone (e.g. stop()'s last sample after the command exited): a
+            # sample of zeros would read as its CPU and memory falling to nothing.
+            return point
         with self._lock:
             self.samples.append(point)
             if self.keep_details:
@@ -167,5 +172,5 @@ def run_measured(cmd: Sequence[str], log_path: str, cwd: str) -> Measured:
     wall = time.perf_counter() - start
     if proc.returncode:
         raise RuntimeError(f'{" ".join(cmd[:3])} failed ({proc.returncode}); see {log_path}')
-    return Measured(wall, sampler.peak_rss(), max(sample[2] for sample in sampler.samples),
-                    sampler.largest_process())
+    cpu = max((sample[2] for sample in sampler.samples), default=0.0)
+    return Measured(wall, sampler.peak_rss(), cpu, sampler.largest_process())
