@@ -139,7 +139,7 @@ def main() -> int:
     main_peak = peaks.get(proc.pid, (0, ''))[0]
     tree_peak = sampler.peak_rss()
     pss_peak = max((pss for _, _, pss in sampler.details), default=0)
-    cpu = max((sample[2] for sample in sampler.samples), default=0.0)   # cumulative
+    cpu = sampler.cpu_seconds()
     outside_cpu = cpu - sum(row['cpu'] for row in rows)
     outside_wall = wall - sum(row['wall'] for row in rows)
     if args.pss:

@@ -53,10 +53,12 @@ class TreeSampler:
                 memory = proc.memory_info().rss
                 rss += memory
                 own_rss = memory if proc is self.root else own_rss
-                if memory > self.process_peaks.get(proc.pid, (0,))[0]:
-                    self.process_peaks[proc.pid] = (memory, ' '.join(proc.cmdline()[:2]))
+                peak = memory > self.process_peaks.get(proc.pid, (0,))[0]
+                line = tuple(proc.cmdline()) if peak or self.keep_details else ()
+                if peak:
+                    self.process_peaks[proc.pid] = (memory, ' '.join(line[:2]))
                 if self.keep_details:
-                    each[proc.pid] = (memory, tuple(proc.cmdline()))
+                    each[proc.pid] = (memory, line)
             except psutil.Error:
                 pass
             try:
@@ -134,6 +136,11 @@ class TreeSampler:
         (t0, _, c0, _), (t1, _, c1, _) = before[-1], after[0]
         return c0 + (c1 - c0) * (when - t0) / (t1 - t0)
 
+    def cpu_seconds(self) -> float:
+        """The tree's CPU seconds so far (the cumulative count's largest sample)."""
+        with self._lock:
+            return max((p[2] for p in self.samples), default=0.0)
+
     def peak_rss(self) -> int:
         """The largest RSS of the whole tree sampled so far, in bytes."""
         with self._lock:
@@ -172,5 +179,4 @@ def run_measured(cmd: Sequence[str], log_path: str, cwd: str) -> Measured:
     wall = time.perf_counter() - start
     if proc.returncode:
         raise RuntimeError(f'{" ".join(cmd[:3])} failed ({proc.returncode}); see {log_path}')
-    cpu = max((sample[2] for sample in sampler.samples), default=0.0)
-    return Measured(wall, sampler.peak_rss(), cpu, sampler.largest_process())
+    return Measured(wall, sampler.peak_rss(), sampler.cpu_seconds(), sampler.largest_process())
