@@ -40,6 +40,7 @@ untrained head (its speed does not depend on the head's training).
 
 import argparse
 import base64
+import itertools
 import json
 import os
 import pathlib
@@ -50,7 +51,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Dict, List, Tuple
+from typing import Callable, Dict, List, Tuple
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_IMAGES = (PROJECT_ROOT.parent / 'shared' / 'datasets' /
@@ -131,9 +132,9 @@ class _Pixels:
         runner = tflite_export.Runner(self.content, threads=1)
         inputs, _ = runner.signature_details(features.SERVING_SIGNATURE)
         (self.input_name,) = inputs
-        self._transform_key = features.TRANSFORM_SIGNATURE
-        self.pixels = tflite_export.transformed_images(
-            self.loaded.signatures[features.TRANSFORM_SIGNATURE], images)[self.input_name]
+        self.images = images
+        self.transform = self.loaded.signatures[features.TRANSFORM_SIGNATURE]
+        self.pixels = tflite_export.transformed_images(self.transform, images)[self.input_name]
         self.classify_pixels = getattr(self.loaded, export.PIXELS_FUNCTION)
 
     def tflite_rate(self, threads: int, interpreters: int, seconds: float,
@@ -169,32 +170,42 @@ class _Pixels:
         return (count / (time.perf_counter() - started),
                 1e3 * (time.process_time() - cpu) / count)
 
-    def decode_cost(self, images: List[bytes], seconds: float) -> float:
+    def decode_cost(self, seconds: float) -> float:
         """CPU ms per image of the server's decode (the SavedModel's transform_features on
-        encoded images, as serving/tflite_model.SharedDecoder calls it), DECODE_GROUP images
-        per call, for about `seconds`."""
+        the encoded photos, as serving/tflite_model.SharedDecoder calls it), DECODE_GROUP
+        photos per call, for about `seconds`."""
         from models import tflite_export  # pylint: disable=import-outside-toplevel
-        transform = self.loaded.signatures[self._transform_key]
-        tflite_export.transformed_images(transform, images[:DECODE_GROUP])   # traced, warm
-        count, i, started, cpu = 0, 0, time.perf_counter(), time.process_time()
-        while time.perf_counter() - started < seconds:
-            group = images[i % len(images):][:DECODE_GROUP]
-            tflite_export.transformed_images(transform, group)
-            count += len(group)
-            i += DECODE_GROUP
-        return 1e3 * (time.process_time() - cpu) / count
+        groups = itertools.cycle([self.images[i:i + DECODE_GROUP]
+                                  for i in range(0, len(self.images), DECODE_GROUP)])
+
+        def decode() -> int:
+            group = next(groups)
+            tflite_export.transformed_images(self.transform, group)
+            return len(group)
+
+        return _timed(decode, seconds)[1]
 
     def tf_rate(self, seconds: float) -> Tuple[float, float]:
         """(images/s, CPU ms per image) of the SavedModel's pixels function at batch
         TF_BATCH."""
         batch = self._tf.constant(self.pixels[:TF_BATCH])
-        self.classify_pixels(batch)
-        count, started, cpu = 0, time.perf_counter(), time.process_time()
-        while time.perf_counter() - started < seconds:
+
+        def forward() -> int:
             self.classify_pixels(batch)
-            count += len(self.pixels[:TF_BATCH])
-        return (count / (time.perf_counter() - started),
-                1e3 * (time.process_time() - cpu) / count)
+            return len(batch)
+
+        return _timed(forward, seconds)
+
+
+def _timed(step: Callable[[], int], seconds: float) -> Tuple[float, float]:
+    """(images/s, CPU ms per image) of step() (which returns the images it did) called
+    again and again for about `seconds`, after a first, untimed call (tracing, warming)."""
+    step()
+    count, started, cpu = 0, time.perf_counter(), time.process_time()
+    while time.perf_counter() - started < seconds:
+        count += step()
+    return (count / (time.perf_counter() - started),
+            1e3 * (time.process_time() - cpu) / count)
 
 
 def requests_bytes(bodies: List[bytes]) -> List[bytes]:
@@ -415,7 +426,7 @@ def main(argv=None) -> int:
                 (found['limit_one_interpreter'], cpu_one),
                 (found['limit_interpreter_per_core'], cpu_each))
             limit = found['limit']
-            found['decode_cpu_ms_per_image'] = pixels.decode_cost(images, args.limit_seconds)
+            found['decode_cpu_ms_per_image'] = pixels.decode_cost(args.limit_seconds)
             print(f'round {number}: limit (XNNPACK float32, model.tflite on pixels) '
                   f'{limit:.1f} images/s, {found["limit_cpu_ms_per_image"]:.1f} CPU ms per '
                   f'image (1 interpreter x {cores} threads {found["limit_one_interpreter"]:.1f}, '
